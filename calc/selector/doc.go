@@ -1,0 +1,21 @@
+// Package selector implements Calico's label selector language: parsing,
+// evaluation against label maps, the canonical string form, the unique ID
+// that IP-set names derive from, and the label keys a selector requires
+// (used by calc/labelindex to avoid evaluating every selector on every
+// change).
+//
+// The grammar is that of libcalico-go's selector parser (datamodel reference
+// §7): all(), global(), has(k), ==, !=, in, not in, contains, starts with,
+// ends with, !, &&, || and parentheses. The canonical form wraps every &&/||
+// group in parentheses, prints literals in double quotes unless they contain
+// one, and prints sets sorted and deduplicated, so that equivalent spellings
+// share one ID:
+//
+//	UniqueID = "s:" + base64url_nopad(SHA-224("s:" + canonical))
+//
+// scope.go composes the selectors of policy rules with their namespace
+// (datamodel reference §8), which is how a namespaceSelector: all() rule in
+// one region's policy reaches endpoints of every region.
+//
+// The package is pure: no I/O, no global state beyond constant tables.
+package selector

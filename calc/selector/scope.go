@@ -1,0 +1,149 @@
+package selector
+
+import "fmt"
+
+// Labels with special meaning for namespace scoping (datamodel reference §8).
+const (
+	// NamespaceLabel is present on every namespaced endpoint and NetworkSet;
+	// its value is the namespace (for OpenStack, openstack-region-<region>).
+	NamespaceLabel = "projectcalico.org/namespace"
+	// NamespaceLabelPrefix is prepended to every label a namespaceSelector
+	// tests: namespace labels reach endpoints under this prefix.
+	NamespaceLabelPrefix = "pcns."
+)
+
+// namespaceIs returns the node "projectcalico.org/namespace == '<ns>'".
+func namespaceIs(ns string) node { return eqNode{key: NamespaceLabel, value: ns} }
+
+// scopeNamespaceSelector converts a namespaceSelector into a selector over
+// endpoint labels: every label gets the pcns. prefix, all() becomes
+// has(projectcalico.org/namespace) (every namespaced thing) and global()
+// becomes !has(projectcalico.org/namespace) (only cluster-scoped things).
+func scopeNamespaceSelector(n node) node {
+	n = n.mapKeys(func(k string) string { return NamespaceLabelPrefix + k })
+	return replaceScopes(n)
+}
+
+func replaceScopes(n node) node {
+	switch x := n.(type) {
+	case allNode:
+		return hasNode{key: NamespaceLabel}
+	case globalNode:
+		return &notNode{op: hasNode{key: NamespaceLabel}}
+	case *notNode:
+		return negate(replaceScopes(x.op))
+	case *andNode:
+		ops := make([]node, len(x.ops))
+		for i, op := range x.ops {
+			ops[i] = replaceScopes(op)
+		}
+		return &andNode{ops: ops}
+	case *orNode:
+		ops := make([]node, len(x.ops))
+		for i, op := range x.ops {
+			ops[i] = replaceScopes(op)
+		}
+		return &orNode{ops: ops}
+	}
+	return n
+}
+
+func parseField(field, s string) (node, error) {
+	if s == "" {
+		return nil, nil
+	}
+	n, err := parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	return n, nil
+}
+
+// EntityRuleSelectors composes a rule's source or destination selectors
+// with the policy's namespace, as libcalico-go does (datamodel §8):
+//
+//   - N, the namespace part: the namespaceSelector scoped as above if set;
+//     otherwise, in a namespaced policy, projectcalico.org/namespace == '<ns>';
+//     otherwise (global policy or profile) nothing.
+//   - If N is set and any of selector, notSelector or namespaceSelector is
+//     set, the positive selector is (N) && (selector), or N alone when the
+//     rule has no selector. Otherwise it is the selector, if any.
+//   - notSelector is returned unscoped: it excludes matching endpoints of
+//     every namespace.
+//
+// positive is nil when the rule places no selector constraint on the peer;
+// negative is nil without a notSelector. A namespaceSelector of all() with
+// a selector reaches matching endpoints of every namespace, which for
+// OpenStack means every region.
+func EntityRuleSelectors(sel, namespaceSel, notSel, policyNamespace string) (positive, negative *Selector, err error) {
+	s, err := parseField("selector", sel)
+	if err != nil {
+		return nil, nil, err
+	}
+	nsSel, err := parseField("namespaceSelector", namespaceSel)
+	if err != nil {
+		return nil, nil, err
+	}
+	notS, err := parseField("notSelector", notSel)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	var ns node
+	switch {
+	case nsSel != nil:
+		ns = scopeNamespaceSelector(nsSel)
+	case policyNamespace != "":
+		ns = namespaceIs(policyNamespace)
+	}
+
+	var pos node
+	switch {
+	case ns != nil && (s != nil || notS != nil || nsSel != nil):
+		if s != nil {
+			pos = &andNode{ops: []node{ns, s}}
+		} else {
+			pos = ns
+		}
+	case s != nil:
+		pos = s
+	}
+	if pos != nil {
+		positive = newSelector(pos)
+	}
+	if notS != nil {
+		negative = newSelector(notS)
+	}
+	return positive, negative, nil
+}
+
+// PolicySelector composes a policy's endpoint selector with its scope: a
+// namespaced NetworkPolicy selects only endpoints of its own namespace,
+// "(selector) && projectcalico.org/namespace == '<ns>'"; a
+// GlobalNetworkPolicy with a namespaceSelector ANDs the scoped
+// namespaceSelector on. An empty selector selects everything in scope.
+func PolicySelector(sel, namespaceSel, policyNamespace string) (*Selector, error) {
+	s, err := parseField("selector", sel)
+	if err != nil {
+		return nil, err
+	}
+	var scope node
+	if policyNamespace != "" {
+		scope = namespaceIs(policyNamespace)
+	} else if namespaceSel != "" {
+		nsSel, err := parseField("namespaceSelector", namespaceSel)
+		if err != nil {
+			return nil, err
+		}
+		scope = scopeNamespaceSelector(nsSel)
+	}
+	switch {
+	case scope == nil && s == nil:
+		return All, nil
+	case scope == nil:
+		return newSelector(s), nil
+	case s == nil:
+		return newSelector(scope), nil
+	}
+	return newSelector(&andNode{ops: []node{s, scope}}), nil
+}
