@@ -1,0 +1,634 @@
+package resource
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"strings"
+	"unique"
+
+	"ocelot/calc/selector"
+)
+
+// Error is a validation failure: the field (a JSON path such as
+// spec.ingress[0].destination.ports[1]) and the rule it broke.
+type Error struct {
+	Field string
+	Rule  string
+}
+
+func (e *Error) Error() string {
+	if e.Field == "" {
+		return e.Rule
+	}
+	return e.Field + ": " + e.Rule
+}
+
+func errf(field, format string, args ...any) *Error {
+	return &Error{Field: field, Rule: fmt.Sprintf(format, args...)}
+}
+
+// Options tell Decode what it cannot learn from the bytes.
+type Options struct {
+	// Hostname is this host's FelixHostname: endpoints of other hosts are
+	// reduced to a *RemoteEndpoint.
+	Hostname string
+}
+
+type wireMeta struct {
+	Name        string            `json:"name"`
+	Namespace   string            `json:"namespace"`
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
+}
+
+type wireObject struct {
+	Kind     string          `json:"kind"`
+	Metadata wireMeta        `json:"metadata"`
+	Spec     json.RawMessage `json:"spec"`
+}
+
+// Decode turns a stored value into a validated resource of the given kind.
+// namespace and name come from the key, which is authoritative. It returns
+// (nil, nil) for a value Felix treats as absent (an endpoint without
+// addresses). On failure it returns an *Error; for policies it also
+// returns an *Invalid carrying whatever of the policy could be recovered.
+func Decode(kind Kind, namespace, name string, data []byte, opts Options) (any, error) {
+	var obj wireObject
+	if err := json.Unmarshal(data, &obj); err != nil {
+		return invalidPolicy(kind, namespace, name, nil), jsonError("", err)
+	}
+	if obj.Kind != "" && obj.Kind != string(kind) {
+		return invalidPolicy(kind, namespace, name, nil), errf("kind", "is %q but the key holds %s resources", obj.Kind, kind)
+	}
+	spec := obj.Spec
+	if len(spec) == 0 || string(spec) == "null" {
+		spec = json.RawMessage("{}")
+	}
+	switch kind {
+	case KindWorkloadEndpoint:
+		return decodeEndpoint(namespace, name, obj.Metadata, spec, opts)
+	case KindNetworkPolicy, KindGlobalNetworkPolicy:
+		p, err := decodePolicy(kind, namespace, name, obj.Metadata, spec)
+		if err != nil {
+			return invalidPolicy(kind, namespace, name, spec), err
+		}
+		return p, nil
+	case KindProfile:
+		return decodeProfile(name, spec)
+	case KindTier:
+		return decodeTier(name, spec)
+	case KindNetworkSet, KindGlobalNetworkSet:
+		return decodeNetworkSet(namespace, name, obj.Metadata, spec)
+	case KindHostEndpoint:
+		return decodeHostEndpoint(name, obj.Metadata, spec)
+	case KindFelixConfiguration:
+		var m map[string]any
+		if err := json.Unmarshal(spec, &m); err != nil {
+			return nil, jsonError("spec", err)
+		}
+		return &FelixConfiguration{Name: name, Spec: m, Annotations: obj.Metadata.Annotations}, nil
+	case KindClusterInformation:
+		var w struct {
+			ClusterGUID    string `json:"clusterGUID"`
+			ClusterType    string `json:"clusterType"`
+			CalicoVersion  string `json:"calicoVersion"`
+			Variant        string `json:"variant"`
+			DatastoreReady *bool  `json:"datastoreReady"`
+		}
+		if err := json.Unmarshal(spec, &w); err != nil {
+			return nil, jsonError("spec", err)
+		}
+		return &ClusterInformation{Name: name, ClusterGUID: w.ClusterGUID, ClusterType: w.ClusterType,
+			CalicoVersion: w.CalicoVersion, Variant: w.Variant, DatastoreReady: w.DatastoreReady}, nil
+	}
+	return nil, errf("kind", "%s is not a kind Ocelot reads", kind)
+}
+
+func jsonError(prefix string, err error) *Error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		field := te.Field
+		if prefix != "" && field != "" {
+			field = prefix + "." + field
+		} else if field == "" {
+			field = prefix
+		}
+		return errf(field, "must be a JSON %s, not %s", jsonTypeName(te.Type.Kind().String()), te.Value)
+	}
+	var ee *Error
+	if errors.As(err, &ee) {
+		return ee
+	}
+	return errf(prefix, "not valid JSON: %v", err)
+}
+
+func jsonTypeName(goKind string) string {
+	switch goKind {
+	case "string":
+		return "string"
+	case "int", "int64", "float64", "uint16", "uint8":
+		return "number"
+	case "bool":
+		return "boolean"
+	case "slice":
+		return "list"
+	case "map", "struct", "ptr":
+		return "object"
+	}
+	return goKind
+}
+
+// intern returns the canonical copy of a label string, so that the
+// thousands of endpoints carrying the same key or value share one.
+func intern(s string) string { return unique.Make(s).Value() }
+
+func internLabels(in map[string]string, drop func(string) bool) map[string]string {
+	out := make(map[string]string, len(in))
+	for k, v := range in {
+		if drop != nil && drop(k) {
+			continue
+		}
+		out[intern(k)] = intern(v)
+	}
+	return out
+}
+
+var (
+	ifaceNameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,15}$`)
+	namedPortRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
+	tierNameRE  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+)
+
+// ParseEndpointName splits a WorkloadEndpoint name into its four parts
+// (host, orchestrator, workload, endpoint): a single '-' separates parts,
+// "--" is an escaped '-'.
+func ParseEndpointName(name string) ([]string, bool) {
+	var parts []string
+	var cur strings.Builder
+	for i := 0; i < len(name); i++ {
+		if name[i] != '-' {
+			cur.WriteByte(name[i])
+			continue
+		}
+		if i+1 < len(name) && name[i+1] == '-' {
+			cur.WriteByte('-')
+			i++
+			continue
+		}
+		parts = append(parts, cur.String())
+		cur.Reset()
+	}
+	parts = append(parts, cur.String())
+	if len(parts) != 4 {
+		return nil, false
+	}
+	for _, p := range parts {
+		if p == "" {
+			return nil, false
+		}
+	}
+	return parts, true
+}
+
+// EscapeEndpointNamePart doubles each '-' (the inverse of ParseEndpointName).
+func EscapeEndpointNamePart(s string) string { return strings.ReplaceAll(s, "-", "--") }
+
+type wireNAT struct {
+	InternalIP string `json:"internalIP"`
+	ExternalIP string `json:"externalIP"`
+}
+
+type wirePort struct {
+	Name     string       `json:"name"`
+	Protocol *numOrString `json:"protocol"`
+	Port     int          `json:"port"`
+}
+
+type wireEndpointSpec struct {
+	Orchestrator               string     `json:"orchestrator"`
+	Workload                   string     `json:"workload"`
+	Node                       string     `json:"node"`
+	Endpoint                   string     `json:"endpoint"`
+	ServiceAccountName         string     `json:"serviceAccountName"`
+	IPNetworks                 []string   `json:"ipNetworks"`
+	IPNATs                     []wireNAT  `json:"ipNATs"`
+	IPv4Gateway                string     `json:"ipv4Gateway"`
+	IPv6Gateway                string     `json:"ipv6Gateway"`
+	Profiles                   []string   `json:"profiles"`
+	InterfaceName              string     `json:"interfaceName"`
+	MAC                        string     `json:"mac"`
+	Ports                      []wirePort `json:"ports"`
+	AllowSpoofedSourcePrefixes []string   `json:"allowSpoofedSourcePrefixes"`
+}
+
+// Reserved label prefixes an endpoint may not set itself (namespace and
+// service-account labels).
+func reservedLabel(k string) bool {
+	return strings.HasPrefix(k, "pcns.") || strings.HasPrefix(k, "pcsa.")
+}
+
+const serviceAccountLabel = "projectcalico.org/serviceaccount"
+
+func decodeEndpoint(namespace, name string, meta wireMeta, raw json.RawMessage, opts Options) (any, error) {
+	var w wireEndpointSpec
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return nil, jsonError("spec", err)
+	}
+	if namespace == "" {
+		return nil, errf("metadata.namespace", "a WorkloadEndpoint must be in a namespace")
+	}
+	parts, ok := ParseEndpointName(name)
+	if !ok {
+		return nil, errf("metadata.name", "%q must be <node>-<orchestrator>-<workload>-<endpoint> with '-' inside a part doubled", name)
+	}
+	labels := internLabels(meta.Labels, reservedLabel)
+	if w.ServiceAccountName != "" {
+		labels[serviceAccountLabel] = intern(w.ServiceAccountName)
+	}
+	var v4, v6 []netip.Prefix
+	for i, s := range w.IPNetworks {
+		p, err := parseHostPrefix(s)
+		if err != nil {
+			return nil, errf(fmt.Sprintf("spec.ipNetworks[%d]", i), "%v", err)
+		}
+		if p.Addr().Is4() {
+			v4 = append(v4, p)
+		} else {
+			v6 = append(v6, p)
+		}
+	}
+	if len(v4)+len(v6) == 0 {
+		return nil, nil // Felix drops an endpoint without addresses
+	}
+	ports, err := decodeNamedPorts("spec.ports", w.Ports)
+	if err != nil {
+		return nil, err
+	}
+	profiles := make([]string, len(w.Profiles))
+	for i, p := range w.Profiles {
+		profiles[i] = intern(p)
+	}
+	if parts[0] != opts.Hostname {
+		return &RemoteEndpoint{Namespace: intern(namespace), Labels: labels, Profiles: profiles,
+			Nets: append(v4, v6...), Ports: ports}, nil
+	}
+
+	e := &Endpoint{
+		Namespace: namespace, Name: name,
+		Host: parts[0], Orchestrator: parts[1], Workload: parts[2], EndpointID: parts[3],
+		Node: w.Node, Labels: labels, Profiles: profiles, InterfaceName: w.InterfaceName,
+		IPv4Nets: v4, IPv6Nets: v6, Ports: ports,
+	}
+	if !ifaceNameRE.MatchString(w.InterfaceName) {
+		return nil, errf("spec.interfaceName", "%q must be 1-15 characters from [a-zA-Z0-9_.-]", w.InterfaceName)
+	}
+	if w.MAC != "" {
+		mac, err := net.ParseMAC(w.MAC)
+		if err != nil {
+			return nil, errf("spec.mac", "%q is not a MAC address", w.MAC)
+		}
+		e.MAC = mac.String()
+	}
+	for i, n := range w.IPNATs {
+		field := fmt.Sprintf("spec.ipNATs[%d]", i)
+		in, err1 := netip.ParseAddr(n.InternalIP)
+		ext, err2 := netip.ParseAddr(n.ExternalIP)
+		if err1 != nil || err2 != nil || in.Is4() != ext.Is4() {
+			return nil, errf(field, "internalIP and externalIP must be addresses of one family")
+		}
+		if !containsAddr(e.Nets(), in) {
+			return nil, errf(field+".internalIP", "%s is not one of the endpoint's ipNetworks", in)
+		}
+		if in.Is4() {
+			e.IPv4NAT = append(e.IPv4NAT, NAT{Internal: in, External: ext})
+		} else {
+			e.IPv6NAT = append(e.IPv6NAT, NAT{Internal: in, External: ext})
+		}
+	}
+	for field, s := range map[string]string{"spec.ipv4Gateway": w.IPv4Gateway, "spec.ipv6Gateway": w.IPv6Gateway} {
+		if s == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, errf(field, "%q is not an IP address", s)
+		}
+		if field == "spec.ipv4Gateway" {
+			e.IPv4Gateway = a
+		} else {
+			e.IPv6Gateway = a
+		}
+	}
+	for i, s := range w.AllowSpoofedSourcePrefixes {
+		p, err := parseCIDR(s)
+		if err != nil {
+			return nil, errf(fmt.Sprintf("spec.allowSpoofedSourcePrefixes[%d]", i), "%v", err)
+		}
+		e.AllowSpoofedSourcePrefixes = append(e.AllowSpoofedSourcePrefixes, p)
+	}
+	return e, nil
+}
+
+func containsAddr(nets []netip.Prefix, a netip.Addr) bool {
+	for _, n := range nets {
+		if n.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseCIDR reads a CIDR or a bare address (a full-length prefix).
+func parseCIDR(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	return netip.Prefix{}, fmt.Errorf("%q is not a CIDR", s)
+}
+
+func parseHostPrefix(s string) (netip.Prefix, error) {
+	p, err := parseCIDR(s)
+	if err != nil {
+		return p, err
+	}
+	if p.Bits() != p.Addr().BitLen() {
+		return p, fmt.Errorf("%q must be a /32 or /128: only host routes are supported", s)
+	}
+	return p, nil
+}
+
+func decodeNamedPorts(field string, in []wirePort) ([]NamedPort, error) {
+	var out []NamedPort
+	for i, p := range in {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if !namedPortRE.MatchString(p.Name) || isDigits(p.Name) {
+			return nil, errf(f+".name", "%q must be 1-128 characters from [a-zA-Z0-9_.-], not all digits", p.Name)
+		}
+		if p.Port < 1 || p.Port > 65535 {
+			return nil, errf(f+".port", "must be from 1 to 65535")
+		}
+		if p.Protocol == nil {
+			return nil, errf(f+".protocol", "is required")
+		}
+		proto, err := ParseProtocol(string(*p.Protocol))
+		if err != nil {
+			return nil, errf(f+".protocol", "%v", err)
+		}
+		out = append(out, NamedPort{Name: p.Name, Protocol: proto, Port: uint16(p.Port)})
+	}
+	return out, nil
+}
+
+type wirePolicySpec struct {
+	Tier                   string     `json:"tier"`
+	Order                  *float64   `json:"order"`
+	Selector               string     `json:"selector"`
+	NamespaceSelector      string     `json:"namespaceSelector"`
+	ServiceAccountSelector string     `json:"serviceAccountSelector"`
+	Types                  []string   `json:"types"`
+	Ingress                []wireRule `json:"ingress"`
+	Egress                 []wireRule `json:"egress"`
+	DoNotTrack             bool       `json:"doNotTrack"`
+	PreDNAT                bool       `json:"preDNAT"`
+	ApplyOnForward         bool       `json:"applyOnForward"`
+}
+
+// policyName applies libcalico-go's read-side naming: the name in the
+// projectcalico.org/metadata annotation when present; otherwise a leading
+// "default." is dropped for policies of the default tier.
+func policyName(name, tier string, meta wireMeta) string {
+	if a, ok := meta.Annotations["projectcalico.org/metadata"]; ok {
+		var m struct {
+			Name string `json:"name"`
+		}
+		if json.Unmarshal([]byte(a), &m) == nil && m.Name != "" {
+			return m.Name
+		}
+	}
+	if tier == "" || tier == "default" {
+		return strings.TrimPrefix(name, "default.")
+	}
+	return name
+}
+
+const maxRules = 1024
+
+func decodePolicy(kind Kind, namespace, name string, meta wireMeta, raw json.RawMessage) (*Policy, error) {
+	var w wirePolicySpec
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return nil, jsonError("spec", err)
+	}
+	p := &Policy{Kind: kind, Namespace: namespace, Tier: w.Tier, Order: w.Order,
+		Selector: w.Selector, NamespaceSelector: w.NamespaceSelector, ServiceAccountSelector: w.ServiceAccountSelector,
+		DoNotTrack: w.DoNotTrack, PreDNAT: w.PreDNAT, ApplyOnForward: w.ApplyOnForward}
+	if p.Tier == "" {
+		p.Tier = "default"
+	}
+	p.Name = policyName(name, w.Tier, meta)
+	if !tierNameRE.MatchString(p.Tier) {
+		return nil, errf("spec.tier", "%q must be a lower-case DNS label", p.Tier)
+	}
+	if kind == KindNetworkPolicy && namespace == "" {
+		return nil, errf("metadata.namespace", "a NetworkPolicy must be in a namespace")
+	}
+	if kind == KindNetworkPolicy && w.NamespaceSelector != "" {
+		return nil, errf("spec.namespaceSelector", "is only allowed in a GlobalNetworkPolicy")
+	}
+	if err := validSelector("spec.selector", w.Selector, false); err != nil {
+		return nil, err
+	}
+	if err := validSelector("spec.namespaceSelector", w.NamespaceSelector, false); err != nil {
+		return nil, err
+	}
+	if err := validSelector("spec.serviceAccountSelector", w.ServiceAccountSelector, false); err != nil {
+		return nil, err
+	}
+	if w.ServiceAccountSelector != "" {
+		return nil, errf("spec.serviceAccountSelector", "service accounts exist only in Kubernetes; Ocelot cannot apply this policy")
+	}
+	for i, t := range w.Types {
+		switch PolicyType(t) {
+		case Ingress, Egress:
+			p.Types = append(p.Types, PolicyType(t))
+		default:
+			return nil, errf(fmt.Sprintf("spec.types[%d]", i), "%q must be Ingress or Egress", t)
+		}
+	}
+	if len(p.Types) == 0 {
+		// A stored policy without types governs both directions (Felix's
+		// reading; the Neutron driver writes none).
+		p.Types = []PolicyType{Ingress, Egress}
+	}
+	if w.DoNotTrack && w.PreDNAT {
+		return nil, errf("spec.preDNAT", "cannot be combined with doNotTrack")
+	}
+	if (w.DoNotTrack || w.PreDNAT) && !w.ApplyOnForward {
+		return nil, errf("spec.applyOnForward", "must be true with doNotTrack or preDNAT")
+	}
+	if w.PreDNAT && len(w.Egress) > 0 {
+		return nil, errf("spec.egress", "a preDNAT policy may not have egress rules")
+	}
+	var err error
+	if p.Ingress, err = decodeRules("spec.ingress", w.Ingress); err != nil {
+		return nil, err
+	}
+	if p.Egress, err = decodeRules("spec.egress", w.Egress); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// invalidPolicy recovers what it can of a policy that failed validation, so
+// that calc can enforce deny-all where its selector reaches. Other kinds get
+// a plain *Invalid from the caller.
+func invalidPolicy(kind Kind, namespace, name string, spec json.RawMessage) any {
+	if kind != KindNetworkPolicy && kind != KindGlobalNetworkPolicy {
+		return nil
+	}
+	inv := &Invalid{Kind: kind}
+	if spec == nil {
+		return inv
+	}
+	var w struct {
+		Tier              string   `json:"tier"`
+		Order             *float64 `json:"order"`
+		Selector          string   `json:"selector"`
+		NamespaceSelector string   `json:"namespaceSelector"`
+		Types             []string `json:"types"`
+	}
+	if json.Unmarshal(spec, &w) != nil {
+		return inv
+	}
+	if validSelector("", w.Selector, false) != nil || validSelector("", w.NamespaceSelector, false) != nil {
+		return inv
+	}
+	p := &Policy{Kind: kind, Namespace: namespace, Name: name, Tier: w.Tier, Order: w.Order,
+		Selector: w.Selector, NamespaceSelector: w.NamespaceSelector}
+	if p.Tier == "" || !tierNameRE.MatchString(p.Tier) {
+		p.Tier = "default"
+	}
+	for _, t := range w.Types {
+		if PolicyType(t) == Ingress || PolicyType(t) == Egress {
+			p.Types = append(p.Types, PolicyType(t))
+		}
+	}
+	if len(p.Types) == 0 {
+		p.Types = []PolicyType{Ingress, Egress}
+	}
+	inv.Policy = p
+	return inv
+}
+
+func validSelector(field, s string, allowGlobal bool) error {
+	if s == "" {
+		return nil
+	}
+	sel, err := selector.Parse(s)
+	if err != nil {
+		return errf(field, "%v", err)
+	}
+	if !allowGlobal && strings.Contains(sel.String(), "global()") {
+		return errf(field, "global() is only allowed as the whole of a rule's namespaceSelector")
+	}
+	return nil
+}
+
+func decodeProfile(name string, raw json.RawMessage) (*Profile, error) {
+	var w struct {
+		Ingress       []wireRule        `json:"ingress"`
+		Egress        []wireRule        `json:"egress"`
+		LabelsToApply map[string]string `json:"labelsToApply"`
+	}
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return nil, jsonError("spec", err)
+	}
+	p := &Profile{Name: name, LabelsToApply: internLabels(w.LabelsToApply, nil)}
+	var err error
+	if p.Ingress, err = decodeRules("spec.ingress", w.Ingress); err != nil {
+		return nil, err
+	}
+	if p.Egress, err = decodeRules("spec.egress", w.Egress); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func decodeTier(name string, raw json.RawMessage) (*Tier, error) {
+	var w struct {
+		Order         *float64 `json:"order"`
+		DefaultAction string   `json:"defaultAction"`
+	}
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return nil, jsonError("spec", err)
+	}
+	t := &Tier{Name: name, Order: w.Order, DefaultAction: Deny}
+	switch w.DefaultAction {
+	case "", "Deny":
+	case "Pass":
+		t.DefaultAction = Pass
+	default:
+		return nil, errf("spec.defaultAction", "%q must be Deny or Pass", w.DefaultAction)
+	}
+	return t, nil
+}
+
+func decodeNetworkSet(namespace, name string, meta wireMeta, raw json.RawMessage) (*NetworkSet, error) {
+	var w struct {
+		Nets []string `json:"nets"`
+	}
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return nil, jsonError("spec", err)
+	}
+	ns := &NetworkSet{Namespace: namespace, Name: name, Labels: internLabels(meta.Labels, reservedLabel)}
+	if namespace != "" {
+		ns.Labels[selector.NamespaceLabel] = intern(namespace)
+	}
+	for i, s := range w.Nets {
+		p, err := parseCIDR(s)
+		if err != nil {
+			return nil, errf(fmt.Sprintf("spec.nets[%d]", i), "%v", err)
+		}
+		ns.Nets = append(ns.Nets, p)
+	}
+	return ns, nil
+}
+
+func decodeHostEndpoint(name string, meta wireMeta, raw json.RawMessage) (*HostEndpoint, error) {
+	var w struct {
+		Node          string     `json:"node"`
+		InterfaceName string     `json:"interfaceName"`
+		ExpectedIPs   []string   `json:"expectedIPs"`
+		Profiles      []string   `json:"profiles"`
+		Ports         []wirePort `json:"ports"`
+	}
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return nil, jsonError("spec", err)
+	}
+	h := &HostEndpoint{Name: name, Node: w.Node, InterfaceName: w.InterfaceName, Profiles: w.Profiles,
+		Labels: internLabels(meta.Labels, reservedLabel)}
+	if w.Node == "" {
+		return nil, errf("spec.node", "is required")
+	}
+	if w.InterfaceName == "" && len(w.ExpectedIPs) == 0 {
+		return nil, errf("spec.expectedIPs", "is required when interfaceName is empty")
+	}
+	for i, s := range w.ExpectedIPs {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, errf(fmt.Sprintf("spec.expectedIPs[%d]", i), "%q is not an IP address", s)
+		}
+		h.ExpectedIPs = append(h.ExpectedIPs, a)
+	}
+	var err error
+	if h.Ports, err = decodeNamedPorts("spec.ports", w.Ports); err != nil {
+		return nil, err
+	}
+	return h, nil
+}

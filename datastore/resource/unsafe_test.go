@@ -1,0 +1,5 @@
+package resource
+
+import "unsafe"
+
+func stringData(s string) *byte { return unsafe.StringData(s) }
