@@ -39,16 +39,26 @@ type Options struct {
 }
 
 type wireMeta struct {
-	Name        string            `json:"name"`
-	Namespace   string            `json:"namespace"`
 	Labels      map[string]string `json:"labels"`
 	Annotations map[string]string `json:"annotations"`
 }
 
-type wireObject struct {
-	Kind     string          `json:"kind"`
-	Metadata wireMeta        `json:"metadata"`
-	Spec     json.RawMessage `json:"spec"`
+// envelope is a stored resource with its spec decoded in the same pass.
+type envelope[T any] struct {
+	Kind     string   `json:"kind"`
+	Metadata wireMeta `json:"metadata"`
+	Spec     T        `json:"spec"`
+}
+
+func unmarshal[T any](kind Kind, data []byte) (wireMeta, *T, error) {
+	var env envelope[T]
+	if err := json.Unmarshal(data, &env); err != nil {
+		return env.Metadata, nil, jsonError(err)
+	}
+	if env.Kind != "" && env.Kind != string(kind) {
+		return env.Metadata, nil, errf("kind", "is %q but the key holds %s resources", env.Kind, kind)
+	}
+	return env.Metadata, &env.Spec, nil
 }
 
 // Decode turns a stored value into a validated resource of the given kind.
@@ -57,50 +67,64 @@ type wireObject struct {
 // addresses). On failure it returns an *Error; for policies it also
 // returns an *Invalid carrying whatever of the policy could be recovered.
 func Decode(kind Kind, namespace, name string, data []byte, opts Options) (any, error) {
-	var obj wireObject
-	if err := json.Unmarshal(data, &obj); err != nil {
-		return invalidPolicy(kind, namespace, name, nil), jsonError("", err)
-	}
-	if obj.Kind != "" && obj.Kind != string(kind) {
-		return invalidPolicy(kind, namespace, name, nil), errf("kind", "is %q but the key holds %s resources", obj.Kind, kind)
-	}
-	spec := obj.Spec
-	if len(spec) == 0 || string(spec) == "null" {
-		spec = json.RawMessage("{}")
-	}
 	switch kind {
 	case KindWorkloadEndpoint:
-		return decodeEndpoint(namespace, name, obj.Metadata, spec, opts)
-	case KindNetworkPolicy, KindGlobalNetworkPolicy:
-		p, err := decodePolicy(kind, namespace, name, obj.Metadata, spec)
+		if parts, ok := ParseEndpointName(name); ok && parts[0] != opts.Hostname {
+			// Another host's endpoint: decode only what IP sets need.
+			meta, w, err := unmarshal[wireRemoteEndpointSpec](kind, data)
+			if err != nil {
+				return nil, err
+			}
+			return decodeRemoteEndpoint(namespace, meta, w)
+		}
+		meta, w, err := unmarshal[wireEndpointSpec](kind, data)
 		if err != nil {
-			return invalidPolicy(kind, namespace, name, spec), err
+			return nil, err
 		}
-		return p, nil
+		return decodeEndpoint(namespace, name, meta, w, opts)
+	case KindNetworkPolicy, KindGlobalNetworkPolicy:
+		meta, w, err := unmarshal[wirePolicySpec](kind, data)
+		if err == nil {
+			var p *Policy
+			if p, err = decodePolicy(kind, namespace, name, meta, w); err == nil {
+				return p, nil
+			}
+		}
+		return invalidPolicy(kind, namespace, name, data), err
 	case KindProfile:
-		return decodeProfile(name, spec)
+		_, w, err := unmarshal[wireProfileSpec](kind, data)
+		if err != nil {
+			return nil, err
+		}
+		return decodeProfile(name, w)
 	case KindTier:
-		return decodeTier(name, spec)
+		_, w, err := unmarshal[wireTierSpec](kind, data)
+		if err != nil {
+			return nil, err
+		}
+		return decodeTier(name, w)
 	case KindNetworkSet, KindGlobalNetworkSet:
-		return decodeNetworkSet(namespace, name, obj.Metadata, spec)
+		meta, w, err := unmarshal[wireNetworkSetSpec](kind, data)
+		if err != nil {
+			return nil, err
+		}
+		return decodeNetworkSet(namespace, name, meta, w)
 	case KindHostEndpoint:
-		return decodeHostEndpoint(name, obj.Metadata, spec)
+		meta, w, err := unmarshal[wireHostEndpointSpec](kind, data)
+		if err != nil {
+			return nil, err
+		}
+		return decodeHostEndpoint(name, meta, w)
 	case KindFelixConfiguration:
-		var m map[string]any
-		if err := json.Unmarshal(spec, &m); err != nil {
-			return nil, jsonError("spec", err)
+		meta, w, err := unmarshal[map[string]any](kind, data)
+		if err != nil {
+			return nil, err
 		}
-		return &FelixConfiguration{Name: name, Spec: m, Annotations: obj.Metadata.Annotations}, nil
+		return &FelixConfiguration{Name: name, Spec: *w, Annotations: meta.Annotations}, nil
 	case KindClusterInformation:
-		var w struct {
-			ClusterGUID    string `json:"clusterGUID"`
-			ClusterType    string `json:"clusterType"`
-			CalicoVersion  string `json:"calicoVersion"`
-			Variant        string `json:"variant"`
-			DatastoreReady *bool  `json:"datastoreReady"`
-		}
-		if err := json.Unmarshal(spec, &w); err != nil {
-			return nil, jsonError("spec", err)
+		_, w, err := unmarshal[wireClusterInfoSpec](kind, data)
+		if err != nil {
+			return nil, err
 		}
 		return &ClusterInformation{Name: name, ClusterGUID: w.ClusterGUID, ClusterType: w.ClusterType,
 			CalicoVersion: w.CalicoVersion, Variant: w.Variant, DatastoreReady: w.DatastoreReady}, nil
@@ -108,22 +132,24 @@ func Decode(kind Kind, namespace, name string, data []byte, opts Options) (any, 
 	return nil, errf("kind", "%s is not a kind Ocelot reads", kind)
 }
 
-func jsonError(prefix string, err error) *Error {
+type wireClusterInfoSpec struct {
+	ClusterGUID    string `json:"clusterGUID"`
+	ClusterType    string `json:"clusterType"`
+	CalicoVersion  string `json:"calicoVersion"`
+	Variant        string `json:"variant"`
+	DatastoreReady *bool  `json:"datastoreReady"`
+}
+
+func jsonError(err error) *Error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
-		field := te.Field
-		if prefix != "" && field != "" {
-			field = prefix + "." + field
-		} else if field == "" {
-			field = prefix
-		}
-		return errf(field, "must be a JSON %s, not %s", jsonTypeName(te.Type.Kind().String()), te.Value)
+		return errf(te.Field, "must be a JSON %s, not %s", jsonTypeName(te.Type.Kind().String()), te.Value)
 	}
 	var ee *Error
 	if errors.As(err, &ee) {
 		return ee
 	}
-	return errf(prefix, "not valid JSON: %v", err)
+	return errf("", "not valid JSON: %v", err)
 }
 
 func jsonTypeName(goKind string) string {
@@ -233,11 +259,59 @@ func reservedLabel(k string) bool {
 
 const serviceAccountLabel = "projectcalico.org/serviceaccount"
 
-func decodeEndpoint(namespace, name string, meta wireMeta, raw json.RawMessage, opts Options) (any, error) {
-	var w wireEndpointSpec
-	if err := json.Unmarshal(raw, &w); err != nil {
-		return nil, jsonError("spec", err)
+// wireRemoteEndpointSpec is the part of a WorkloadEndpoint that matters for
+// an endpoint on another host.
+type wireRemoteEndpointSpec struct {
+	ServiceAccountName string     `json:"serviceAccountName"`
+	IPNetworks         []string   `json:"ipNetworks"`
+	Profiles           []string   `json:"profiles"`
+	Ports              []wirePort `json:"ports"`
+}
+
+func decodeRemoteEndpoint(namespace string, meta wireMeta, w *wireRemoteEndpointSpec) (any, error) {
+	if namespace == "" {
+		return nil, errf("metadata.namespace", "a WorkloadEndpoint must be in a namespace")
 	}
+	labels, nets, ports, profiles, err := endpointCommon(meta, w.ServiceAccountName, w.IPNetworks, w.Ports, w.Profiles)
+	if err != nil || len(nets) == 0 {
+		return nil, err
+	}
+	return &RemoteEndpoint{Namespace: intern(namespace), Labels: labels, Profiles: profiles, Nets: nets, Ports: ports}, nil
+}
+
+// endpointCommon validates what local and remote endpoints share.
+func endpointCommon(meta wireMeta, serviceAccount string, ipNetworks []string, wports []wirePort, wprofiles []string) (
+	labels map[string]string, nets []netip.Prefix, ports []NamedPort, profiles []string, err error) {
+	labels = internLabels(meta.Labels, reservedLabel)
+	if serviceAccount != "" {
+		labels[serviceAccountLabel] = intern(serviceAccount)
+	}
+	var v6 []netip.Prefix
+	for i, s := range ipNetworks {
+		p, err := parseHostPrefix(s)
+		if err != nil {
+			return nil, nil, nil, nil, errf(fmt.Sprintf("spec.ipNetworks[%d]", i), "%v", err)
+		}
+		if p.Addr().Is4() {
+			nets = append(nets, p)
+		} else {
+			v6 = append(v6, p)
+		}
+	}
+	nets = append(nets, v6...)
+	if ports, err = decodeNamedPorts("spec.ports", wports); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if len(wprofiles) > 0 {
+		profiles = make([]string, len(wprofiles))
+		for i, p := range wprofiles {
+			profiles[i] = intern(p)
+		}
+	}
+	return labels, nets, ports, profiles, nil
+}
+
+func decodeEndpoint(namespace, name string, meta wireMeta, w *wireEndpointSpec, opts Options) (any, error) {
 	if namespace == "" {
 		return nil, errf("metadata.namespace", "a WorkloadEndpoint must be in a namespace")
 	}
@@ -245,36 +319,23 @@ func decodeEndpoint(namespace, name string, meta wireMeta, raw json.RawMessage, 
 	if !ok {
 		return nil, errf("metadata.name", "%q must be <node>-<orchestrator>-<workload>-<endpoint> with '-' inside a part doubled", name)
 	}
-	labels := internLabels(meta.Labels, reservedLabel)
-	if w.ServiceAccountName != "" {
-		labels[serviceAccountLabel] = intern(w.ServiceAccountName)
-	}
-	var v4, v6 []netip.Prefix
-	for i, s := range w.IPNetworks {
-		p, err := parseHostPrefix(s)
-		if err != nil {
-			return nil, errf(fmt.Sprintf("spec.ipNetworks[%d]", i), "%v", err)
-		}
-		if p.Addr().Is4() {
-			v4 = append(v4, p)
-		} else {
-			v6 = append(v6, p)
-		}
-	}
-	if len(v4)+len(v6) == 0 {
-		return nil, nil // Felix drops an endpoint without addresses
-	}
-	ports, err := decodeNamedPorts("spec.ports", w.Ports)
+	labels, nets, ports, profiles, err := endpointCommon(meta, w.ServiceAccountName, w.IPNetworks, w.Ports, w.Profiles)
 	if err != nil {
 		return nil, err
 	}
-	profiles := make([]string, len(w.Profiles))
-	for i, p := range w.Profiles {
-		profiles[i] = intern(p)
+	if len(nets) == 0 {
+		return nil, nil // Felix drops an endpoint without addresses
+	}
+	var v4, v6 []netip.Prefix
+	for _, n := range nets {
+		if n.Addr().Is4() {
+			v4 = append(v4, n)
+		} else {
+			v6 = append(v6, n)
+		}
 	}
 	if parts[0] != opts.Hostname {
-		return &RemoteEndpoint{Namespace: intern(namespace), Labels: labels, Profiles: profiles,
-			Nets: append(v4, v6...), Ports: ports}, nil
+		return &RemoteEndpoint{Namespace: intern(namespace), Labels: labels, Profiles: profiles, Nets: nets, Ports: ports}, nil
 	}
 
 	e := &Endpoint{
@@ -420,11 +481,7 @@ func policyName(name, tier string, meta wireMeta) string {
 
 const maxRules = 1024
 
-func decodePolicy(kind Kind, namespace, name string, meta wireMeta, raw json.RawMessage) (*Policy, error) {
-	var w wirePolicySpec
-	if err := json.Unmarshal(raw, &w); err != nil {
-		return nil, jsonError("spec", err)
-	}
+func decodePolicy(kind Kind, namespace, name string, meta wireMeta, w *wirePolicySpec) (*Policy, error) {
 	p := &Policy{Kind: kind, Namespace: namespace, Tier: w.Tier, Order: w.Order,
 		Selector: w.Selector, NamespaceSelector: w.NamespaceSelector, ServiceAccountSelector: w.ServiceAccountSelector,
 		DoNotTrack: w.DoNotTrack, PreDNAT: w.PreDNAT, ApplyOnForward: w.ApplyOnForward}
@@ -488,24 +545,21 @@ func decodePolicy(kind Kind, namespace, name string, meta wireMeta, raw json.Raw
 // invalidPolicy recovers what it can of a policy that failed validation, so
 // that calc can enforce deny-all where its selector reaches. Other kinds get
 // a plain *Invalid from the caller.
-func invalidPolicy(kind Kind, namespace, name string, spec json.RawMessage) any {
-	if kind != KindNetworkPolicy && kind != KindGlobalNetworkPolicy {
-		return nil
-	}
+func invalidPolicy(kind Kind, namespace, name string, data []byte) *Invalid {
 	inv := &Invalid{Kind: kind}
-	if spec == nil {
+	var env struct {
+		Spec struct {
+			Tier              string   `json:"tier"`
+			Order             *float64 `json:"order"`
+			Selector          string   `json:"selector"`
+			NamespaceSelector string   `json:"namespaceSelector"`
+			Types             []string `json:"types"`
+		} `json:"spec"`
+	}
+	if json.Unmarshal(data, &env) != nil {
 		return inv
 	}
-	var w struct {
-		Tier              string   `json:"tier"`
-		Order             *float64 `json:"order"`
-		Selector          string   `json:"selector"`
-		NamespaceSelector string   `json:"namespaceSelector"`
-		Types             []string `json:"types"`
-	}
-	if json.Unmarshal(spec, &w) != nil {
-		return inv
-	}
+	w := env.Spec
 	if validSelector("", w.Selector, false) != nil || validSelector("", w.NamespaceSelector, false) != nil {
 		return inv
 	}
@@ -540,15 +594,13 @@ func validSelector(field, s string, allowGlobal bool) error {
 	return nil
 }
 
-func decodeProfile(name string, raw json.RawMessage) (*Profile, error) {
-	var w struct {
-		Ingress       []wireRule        `json:"ingress"`
-		Egress        []wireRule        `json:"egress"`
-		LabelsToApply map[string]string `json:"labelsToApply"`
-	}
-	if err := json.Unmarshal(raw, &w); err != nil {
-		return nil, jsonError("spec", err)
-	}
+type wireProfileSpec struct {
+	Ingress       []wireRule        `json:"ingress"`
+	Egress        []wireRule        `json:"egress"`
+	LabelsToApply map[string]string `json:"labelsToApply"`
+}
+
+func decodeProfile(name string, w *wireProfileSpec) (*Profile, error) {
 	p := &Profile{Name: name, LabelsToApply: internLabels(w.LabelsToApply, nil)}
 	var err error
 	if p.Ingress, err = decodeRules("spec.ingress", w.Ingress); err != nil {
@@ -560,14 +612,12 @@ func decodeProfile(name string, raw json.RawMessage) (*Profile, error) {
 	return p, nil
 }
 
-func decodeTier(name string, raw json.RawMessage) (*Tier, error) {
-	var w struct {
-		Order         *float64 `json:"order"`
-		DefaultAction string   `json:"defaultAction"`
-	}
-	if err := json.Unmarshal(raw, &w); err != nil {
-		return nil, jsonError("spec", err)
-	}
+type wireTierSpec struct {
+	Order         *float64 `json:"order"`
+	DefaultAction string   `json:"defaultAction"`
+}
+
+func decodeTier(name string, w *wireTierSpec) (*Tier, error) {
 	t := &Tier{Name: name, Order: w.Order, DefaultAction: Deny}
 	switch w.DefaultAction {
 	case "", "Deny":
@@ -579,13 +629,11 @@ func decodeTier(name string, raw json.RawMessage) (*Tier, error) {
 	return t, nil
 }
 
-func decodeNetworkSet(namespace, name string, meta wireMeta, raw json.RawMessage) (*NetworkSet, error) {
-	var w struct {
-		Nets []string `json:"nets"`
-	}
-	if err := json.Unmarshal(raw, &w); err != nil {
-		return nil, jsonError("spec", err)
-	}
+type wireNetworkSetSpec struct {
+	Nets []string `json:"nets"`
+}
+
+func decodeNetworkSet(namespace, name string, meta wireMeta, w *wireNetworkSetSpec) (*NetworkSet, error) {
 	ns := &NetworkSet{Namespace: namespace, Name: name, Labels: internLabels(meta.Labels, reservedLabel)}
 	if namespace != "" {
 		ns.Labels[selector.NamespaceLabel] = intern(namespace)
@@ -600,17 +648,15 @@ func decodeNetworkSet(namespace, name string, meta wireMeta, raw json.RawMessage
 	return ns, nil
 }
 
-func decodeHostEndpoint(name string, meta wireMeta, raw json.RawMessage) (*HostEndpoint, error) {
-	var w struct {
-		Node          string     `json:"node"`
-		InterfaceName string     `json:"interfaceName"`
-		ExpectedIPs   []string   `json:"expectedIPs"`
-		Profiles      []string   `json:"profiles"`
-		Ports         []wirePort `json:"ports"`
-	}
-	if err := json.Unmarshal(raw, &w); err != nil {
-		return nil, jsonError("spec", err)
-	}
+type wireHostEndpointSpec struct {
+	Node          string     `json:"node"`
+	InterfaceName string     `json:"interfaceName"`
+	ExpectedIPs   []string   `json:"expectedIPs"`
+	Profiles      []string   `json:"profiles"`
+	Ports         []wirePort `json:"ports"`
+}
+
+func decodeHostEndpoint(name string, meta wireMeta, w *wireHostEndpointSpec) (*HostEndpoint, error) {
 	h := &HostEndpoint{Name: name, Node: w.Node, InterfaceName: w.InterfaceName, Profiles: w.Profiles,
 		Labels: internLabels(meta.Labels, reservedLabel)}
 	if w.Node == "" {

@@ -1,0 +1,19 @@
+// Package datastore is the only package that talks to etcd. It streams the
+// Calico v3 resources the agent needs as typed updates (Syncer), and writes
+// the status keys the Neutron driver waits for (StatusWriter): the agent
+// heartbeat and, per local VM port, "up" or "down".
+//
+// Region rules (DESIGN.md): endpoints, network sets and all cluster-scoped
+// kinds are watched in every namespace, so that remote regions' VMs feed
+// IP-set membership; namespaced NetworkPolicies only in the local region's
+// namespace. Endpoints of other hosts leave this package reduced to
+// namespace, labels and addresses.
+//
+// The stream survives compaction, leader loss, dropped connections and etcd
+// restarts by re-listing and emitting only the difference from what it
+// already emitted. Values that do not decode or validate are reported once
+// and emitted as *resource.Invalid so that calc can fail closed.
+//
+// The package never touches the kernel and knows nothing of calc's
+// indexes; it imports calc/selector only to validate selector syntax.
+package datastore

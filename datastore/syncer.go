@@ -1,0 +1,428 @@
+package datastore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"ocelot/datastore/resource"
+)
+
+// Update is one change: the resource at Key now has Value, or was deleted
+// (Value nil). Value is a *resource.Endpoint or *resource.RemoteEndpoint,
+// *resource.Policy, *resource.Profile, *resource.Tier, *resource.NetworkSet,
+// *resource.HostEndpoint, *resource.FelixConfiguration,
+// *resource.ClusterInformation, or *resource.Invalid for a stored value
+// that did not decode or validate.
+type Update struct {
+	Key      Key
+	Value    any
+	Revision int64 // etcd mod revision of the change
+}
+
+// Batch is a group of updates in order. InSync is set, once, on the batch
+// that completes the first full snapshot of the datastore (and only once
+// clusterinformations/default says datastoreReady: true).
+type Batch struct {
+	Updates []Update
+	InSync  bool
+}
+
+// SyncerConfig says what to watch.
+type SyncerConfig struct {
+	Hostname  string // FelixHostname: endpoints of other hosts are reduced
+	Namespace string // the local region's namespace: the only one whose NetworkPolicies are read
+	PageSize  int    // keys per list request; 0 means 2000
+	Log       *slog.Logger
+}
+
+type watchedPrefix struct {
+	kind   resource.Kind
+	prefix string
+}
+
+// Syncer streams the resources of the datastore. Create with NewSyncer and
+// call Run once.
+type Syncer struct {
+	cli      *clientv3.Client
+	cfg      SyncerConfig
+	log      *slog.Logger
+	prefixes []watchedPrefix
+
+	state      map[string]int64 // path -> mod revision of the value last emitted (present keys only)
+	listed     bool             // the first snapshot is complete
+	ready      bool             // clusterinformations/default datastoreReady
+	inSyncSent bool
+}
+
+// NewSyncer prepares a syncer for the given client.
+func NewSyncer(cli *clientv3.Client, cfg SyncerConfig) *Syncer {
+	if cfg.PageSize <= 0 {
+		cfg.PageSize = 2000
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Syncer{cli: cli, cfg: cfg, log: cfg.Log, state: map[string]int64{}}
+	// Cluster-scoped kinds first, so that tiers, profiles and config are
+	// known before the (many) endpoints that refer to them.
+	for _, k := range []resource.Kind{
+		resource.KindClusterInformation, resource.KindFelixConfiguration, resource.KindTier,
+		resource.KindProfile, resource.KindGlobalNetworkPolicy, resource.KindGlobalNetworkSet,
+		resource.KindHostEndpoint, resource.KindNetworkSet, resource.KindWorkloadEndpoint,
+	} {
+		s.prefixes = append(s.prefixes, watchedPrefix{k, KindPrefix(k, "")})
+	}
+	s.prefixes = append(s.prefixes, watchedPrefix{resource.KindNetworkPolicy, KindPrefix(resource.KindNetworkPolicy, cfg.Namespace)})
+	return s
+}
+
+// Run lists and watches until ctx ends, sending batches to out. It never
+// returns on datastore errors: it backs off, re-lists and carries on, and
+// while etcd is away it sends nothing.
+func (s *Syncer) Run(ctx context.Context, out chan<- Batch) error {
+	bo := backoff{min: 100 * time.Millisecond, max: 10 * time.Second}
+	resyncState.Set(resyncStateWaiting)
+	for ctx.Err() == nil {
+		rev, err := s.resync(ctx, out)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			s.log.Warn("listing the datastore failed; retrying", "err", err, "retry_in", bo.peek())
+			bo.wait(ctx)
+			continue
+		}
+		bo.reset()
+		err = s.watch(ctx, out, rev+1)
+		if ctx.Err() != nil {
+			break
+		}
+		if errors.Is(err, rpctypes.ErrCompacted) {
+			s.log.Info("watch fell behind a compaction; re-listing", "revision", rev)
+		} else {
+			s.log.Warn("watch failed; re-listing", "err", err)
+		}
+		bo.wait(ctx)
+	}
+	return ctx.Err()
+}
+
+func (s *Syncer) send(ctx context.Context, out chan<- Batch, b Batch) error {
+	if len(b.Updates) == 0 && !b.InSync {
+		return nil
+	}
+	if !s.inSyncSent && s.listed && s.ready {
+		b.InSync = true
+	}
+	select {
+	case out <- b:
+		if b.InSync {
+			s.inSyncSent = true
+			resyncState.Set(resyncStateInSync)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// resync lists every prefix at one revision and emits the difference from
+// what was emitted before: updates for new and changed keys, deletes for
+// keys that vanished, nothing for unchanged ones. It returns the revision.
+func (s *Syncer) resync(ctx context.Context, out chan<- Batch) (int64, error) {
+	resyncsStarted.Inc()
+	if s.inSyncSent {
+		resyncState.Set(resyncStateResyncing)
+	}
+	var rev int64
+	seen := make(map[string]struct{}, len(s.state))
+	for _, p := range s.prefixes {
+		err := s.list(ctx, p.prefix, &rev, func(kvs []*mvccpb.KeyValue) error {
+			var changed []*mvccpb.KeyValue
+			for _, kv := range kvs {
+				path := string(kv.Key)
+				seen[path] = struct{}{}
+				if r, ok := s.state[path]; !ok || r != kv.ModRevision {
+					changed = append(changed, kv)
+				}
+			}
+			var b Batch
+			for _, d := range s.decodeAll(changed) {
+				if u, ok := s.record(d); ok {
+					b.Updates = append(b.Updates, u)
+				}
+			}
+			return s.send(ctx, out, b)
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	var b Batch
+	for path := range s.state {
+		if _, ok := seen[path]; !ok {
+			if u, ok := s.deleted(path, rev); ok {
+				b.Updates = append(b.Updates, u)
+			}
+		}
+	}
+	s.listed = true
+	if !s.ready {
+		s.log.Warn("datastore not ready: waiting for clusterinformations/default with datastoreReady: true before reporting in sync")
+	}
+	b.InSync = !s.inSyncSent && s.ready
+	return rev, s.send(ctx, out, b)
+}
+
+// list reads a prefix page by page at revision *rev (set from the first
+// response when 0), fetching the next page while the current one is handled.
+func (s *Syncer) list(ctx context.Context, prefix string, rev *int64, handle func([]*mvccpb.KeyValue) error) error {
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	type page struct {
+		resp *clientv3.GetResponse
+		err  error
+	}
+	fetch := func(from string) <-chan page {
+		ch := make(chan page, 1)
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(int64(s.cfg.PageSize))}
+		if *rev != 0 {
+			opts = append(opts, clientv3.WithRev(*rev))
+		}
+		go func() {
+			resp, err := s.cli.Get(ctx, from, opts...)
+			ch <- page{resp, err}
+		}()
+		return ch
+	}
+	next := fetch(prefix)
+	for {
+		pg := <-next
+		if pg.err != nil {
+			return fmt.Errorf("listing %s: %w", prefix, pg.err)
+		}
+		if *rev == 0 {
+			*rev = pg.resp.Header.Revision
+		}
+		kvs := pg.resp.Kvs
+		more := pg.resp.More && len(kvs) > 0
+		if more {
+			next = fetch(string(kvs[len(kvs)-1].Key) + "\x00")
+		}
+		if err := handle(kvs); err != nil {
+			if more {
+				<-next
+			}
+			return err
+		}
+		if !more {
+			return nil
+		}
+	}
+}
+
+// decoded is one stored value after decoding, before it is recorded.
+type decoded struct {
+	path  string
+	key   Key
+	value any
+	err   error
+	rev   int64
+	skip  bool // not a key Ocelot uses
+}
+
+// decodeAll decodes values in parallel (decoding is most of the cost of a
+// listing), keeping their order.
+func (s *Syncer) decodeAll(kvs []*mvccpb.KeyValue) []decoded {
+	out := make([]decoded, len(kvs))
+	workers := min(runtime.GOMAXPROCS(0), len(kvs)/64+1)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < len(kvs); i += workers {
+				out[i] = s.decode(string(kvs[i].Key), kvs[i].Value, kvs[i].ModRevision)
+			}
+		}(w)
+	}
+	wg.Wait()
+	return out
+}
+
+// decode is the pure part of converting a stored value.
+func (s *Syncer) decode(path string, value []byte, rev int64) decoded {
+	d := decoded{path: path, rev: rev}
+	key, ok := ParseKey(path)
+	if !ok || !s.wanted(key) {
+		d.skip = true
+		return d
+	}
+	d.key = key
+	d.value, d.err = resource.Decode(key.Kind, key.Namespace, key.Name, value, resource.Options{Hostname: s.cfg.Hostname})
+	return d
+}
+
+// watch follows the datastore from rev until an error. One watch on the
+// common root keeps a single revision order across kinds; events outside
+// the watched prefixes (other regions' policies, kinds Ocelot does not use)
+// are dropped before decoding.
+func (s *Syncer) watch(ctx context.Context, out chan<- Batch, rev int64) error {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	wch := s.cli.Watch(wctx, ResourcePrefix, clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithPrevKV())
+	for {
+		var wr clientv3.WatchResponse
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case wr, ok = <-wch:
+		}
+		if !ok {
+			return errors.New("watch closed")
+		}
+		if err := wr.Err(); err != nil {
+			return err
+		}
+		if wr.Canceled {
+			return fmt.Errorf("watch canceled: %s", wr.CancelReason)
+		}
+		var b Batch
+		for _, ev := range wr.Events {
+			path := string(ev.Kv.Key)
+			if !s.watched(path) {
+				continue
+			}
+			if r, ok := s.state[path]; ok && ev.Kv.ModRevision <= r {
+				continue // already emitted by a re-list
+			}
+			var u Update
+			if ev.Type == mvccpb.DELETE {
+				u, ok = s.deleted(path, ev.Kv.ModRevision)
+			} else {
+				u, ok = s.convert(path, ev.Kv.Value, ev.Kv.ModRevision)
+			}
+			if ok {
+				b.Updates = append(b.Updates, u)
+			}
+		}
+		if err := s.send(ctx, out, b); err != nil {
+			return err
+		}
+	}
+}
+
+// watched reports whether a path is under one of the listed prefixes.
+func (s *Syncer) watched(path string) bool {
+	for _, p := range s.prefixes {
+		if strings.HasPrefix(path, p.prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// wanted filters keys within watched prefixes that Ocelot does not use.
+func (s *Syncer) wanted(k Key) bool {
+	switch k.Kind {
+	case resource.KindFelixConfiguration:
+		return k.Name == "default" || k.Name == "node."+s.cfg.Hostname
+	case resource.KindClusterInformation:
+		return k.Name == "default"
+	}
+	return true
+}
+
+// convert decodes one stored value into an update, recording it in state.
+func (s *Syncer) convert(path string, value []byte, rev int64) (Update, bool) {
+	return s.record(s.decode(path, value, rev))
+}
+
+// record turns a decoded value into an update and records it in state;
+// invalid values are reported here, once per write.
+func (s *Syncer) record(d decoded) (Update, bool) {
+	if d.skip {
+		return Update{}, false
+	}
+	if d.err != nil {
+		inv, _ := d.value.(*resource.Invalid)
+		if inv == nil {
+			inv = &resource.Invalid{Kind: d.key.Kind}
+		}
+		inv.Reason = d.err
+		s.log.Warn("invalid resource in the datastore; failing closed", "key", d.path, "reason", d.err.Error(), "revision", d.rev)
+		invalidResources.WithLabelValues(string(d.key.Kind)).Inc()
+		s.state[d.path] = d.rev
+		return Update{Key: d.key, Value: inv, Revision: d.rev}, true
+	}
+	if d.value == nil {
+		return s.deleted(d.path, d.rev)
+	}
+	if ci, ok := d.value.(*resource.ClusterInformation); ok {
+		s.setReady(ci.DatastoreReady != nil && *ci.DatastoreReady)
+	}
+	s.state[d.path] = d.rev
+	return Update{Key: d.key, Value: d.value, Revision: d.rev}, true
+}
+
+// deleted emits a delete for a key that was emitted as present.
+func (s *Syncer) deleted(path string, rev int64) (Update, bool) {
+	if _, ok := s.state[path]; !ok {
+		return Update{}, false
+	}
+	delete(s.state, path)
+	key, _ := ParseKey(path)
+	if key.Kind == resource.KindClusterInformation {
+		s.setReady(false)
+	}
+	return Update{Key: key, Revision: rev}, true
+}
+
+func (s *Syncer) setReady(ready bool) {
+	if ready == s.ready {
+		return
+	}
+	s.ready = ready
+	if !ready && s.inSyncSent {
+		s.log.Warn("clusterinformations/default no longer says datastoreReady: true; enforcing what is programmed")
+	} else if ready {
+		s.log.Info("datastore ready")
+	}
+}
+
+// backoff is an exponential back-off with ±20% jitter.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (b *backoff) peek() time.Duration {
+	if b.cur == 0 {
+		return b.min
+	}
+	return b.cur
+}
+
+func (b *backoff) wait(ctx context.Context) {
+	d := b.peek()
+	b.cur = min(2*d, b.max)
+	d = time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func (b *backoff) reset() { b.cur = 0 }
