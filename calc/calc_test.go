@@ -1,0 +1,421 @@
+package calc
+
+import (
+	"errors"
+	"net/netip"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"ocelot/calc/selector"
+	"ocelot/datastore"
+	"ocelot/datastore/resource"
+)
+
+// The guide's scenario (datamodel reference §13): VM A in RegionOne on this
+// host in SG web; VMs B1, B2 in RegionTwo in SG clients; the allow-tcp-80
+// policy in RegionOne's namespace with namespaceSelector: all().
+func seed(nsSel string) []datastore.Update {
+	allow := resource.Rule{Action: resource.Allow, Protocol: tcp(),
+		Source:      resource.EntityRule{Selector: has(sgCli), NamespaceSelector: nsSel},
+		Destination: resource.EntityRule{Ports: []resource.Port{{First: 80, Last: 80}}}}
+	egressAll := []resource.Rule{{Action: resource.Allow, IPVersion: 4}, {Action: resource.Allow, IPVersion: 6}}
+	return []datastore.Update{
+		{Key: datastore.Key{Kind: resource.KindTier, Name: "default"}, Value: &resource.Tier{Name: "default", Order: f(1e6), DefaultAction: resource.Deny}},
+		localEP(nsOne, "vm-a", "port-a", "198.18.1.12", labels(nsOne, sgWeb)),
+		remoteEP(nsTwo, "r2-compute1", "vm-b1", "port-b1", "198.18.2.21", labels(nsTwo, sgCli)),
+		remoteEP(nsTwo, "r2-compute2", "vm-b2", "port-b2", "198.18.2.22", labels(nsTwo, sgCli)),
+		remoteEP(nsTwo, "r2-compute2", "vm-other", "port-o", "198.18.2.99", labels(nsTwo)),
+		policy(npKey(nsOne, "allow-tcp-80"), has(sgWeb), []resource.PolicyType{resource.Ingress}, nil, []resource.Rule{allow}, nil),
+		policy(npKey(nsOne, "ossg.default.a7734e61"), has(sgWeb), nil, nil, nil, egressAll),
+		policy(npKey(nsTwo, "ossg.default.85cc3048"), has(sgCli), nil, nil, nil, egressAll), // another region's: never selects a local VM
+	}
+}
+
+func TestSeedScenario(t *testing.T) {
+	g, d, problems := run(t, seed("all()")...)
+	if len(problems) != 0 {
+		t.Errorf("problems: %v", problems)
+	}
+	cross, _, _ := selector.EntityRuleSelectors(has(sgCli), "all()", "", nsOne)
+	setID := cross.UniqueID()
+	if got := d.members(setID); !reflect.DeepEqual(got, []string{"198.18.2.21", "198.18.2.22"}) {
+		t.Errorf("cross-region set members %v, want exactly the RegionTwo SG members", got)
+	}
+	if len(d.sets) != 1 {
+		t.Errorf("%d sets, want 1", len(d.sets))
+	}
+	allowID := PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: nsOne, Name: "allow-tcp-80"}
+	sgID := PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: nsOne, Name: "ossg.default.a7734e61"}
+	p := d.policies[allowID]
+	wantRule := Rule{Action: ActionAllow, Protocol: &Protocol{Name: "tcp", Num: 6}, DstPorts: []PortRange{{80, 80}}, SrcIPSetIDs: []string{setID}}
+	if len(p.Inbound) != 1 || !reflect.DeepEqual(p.Inbound[0], wantRule) || len(p.Outbound) != 0 {
+		t.Errorf("allow-tcp-80 rules:\n got %v / %v\nwant %v", p.Inbound, p.Outbound, wantRule)
+	}
+	if allowID.String() != "np/openstack-region-RegionOne/allow-tcp-80" {
+		t.Errorf("policy ID string %q", allowID.String())
+	}
+	if len(d.policies) != 2 {
+		t.Errorf("active policies %v, want the two selecting VM A", d.policies)
+	}
+	ep := d.endpoints[EndpointID{"openstack", nsOne + "/vm-a", "port-a"}]
+	want := []TierPolicies{{Name: "default", DefaultAction: "Deny", Ingress: []PolicyID{allowID, sgID}, Egress: []PolicyID{sgID}}}
+	if !reflect.DeepEqual(ep.Tiers, want) {
+		t.Errorf("VM A tiers\n got %+v\nwant %+v", ep.Tiers, want)
+	}
+	if ep.Name != "tapport-a" || ep.IPv4Nets[0].String() != "198.18.1.12/32" {
+		t.Errorf("endpoint %+v", ep)
+	}
+	st := g.Stats()
+	if st.LocalEndpoints != 1 || st.ActivePolicies != 2 || st.ActiveSelectors != 1 || st.Hosts != 3 || st.WorkloadEndpoints != 4 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestSeedScenarioWithoutNamespaceSelector(t *testing.T) {
+	ups := append(seed(""), remoteEP(nsOne, "r1-compute2", "vm-c", "port-c", "198.18.1.30", labels(nsOne, sgCli)))
+	_, d, _ := run(t, ups...)
+	scoped, _, _ := selector.EntityRuleSelectors(has(sgCli), "", "", nsOne)
+	if got := d.members(scoped.UniqueID()); !reflect.DeepEqual(got, []string{"198.18.1.30"}) {
+		t.Errorf("same-region set members %v, want only the RegionOne SG member", got)
+	}
+	_, d, _ = run(t, append(seed("all()"), remoteEP(nsOne, "r1-compute2", "vm-c", "port-c", "198.18.1.30", labels(nsOne, sgCli)))...)
+	cross, _, _ := selector.EntityRuleSelectors(has(sgCli), "all()", "", nsOne)
+	if got := d.members(cross.UniqueID()); !reflect.DeepEqual(got, []string{"198.18.1.30", "198.18.2.21", "198.18.2.22"}) {
+		t.Errorf("cross-region set members %v", got)
+	}
+}
+
+func TestNothingBeforeInSyncAndOrder(t *testing.T) {
+	g := New(Config{Hostname: host, Namespace: nsOne}, nil)
+	g.OnUpdates(seed("all()"))
+	if msgs := g.Flush(); msgs != nil {
+		t.Fatalf("flush before InSync returned %d messages", len(msgs))
+	}
+	g.OnInSync()
+	msgs := g.Flush()
+	kinds := []string{}
+	for _, m := range msgs {
+		k := strings.TrimPrefix(reflect.TypeOf(m).String(), "calc.")
+		if len(kinds) == 0 || kinds[len(kinds)-1] != k {
+			kinds = append(kinds, k)
+		}
+	}
+	if want := []string{"IPSetUpdate", "PolicyUpdate", "EndpointUpdate", "InSync"}; !reflect.DeepEqual(kinds, want) {
+		t.Errorf("message order %v, want %v", kinds, want)
+	}
+	if again := g.Flush(); len(again) != 0 {
+		t.Errorf("second flush without changes returned %v", again)
+	}
+	// Deterministic: the same input gives the same output.
+	g2 := New(Config{Hostname: host, Namespace: nsOne}, nil)
+	g2.OnUpdates(seed("all()"))
+	g2.OnInSync()
+	if !reflect.DeepEqual(g2.Flush(), msgs) {
+		t.Error("same input, different output")
+	}
+}
+
+func TestMembershipChanges(t *testing.T) {
+	g, d, _ := run(t, seed("all()")...)
+	cross, _, _ := selector.EntityRuleSelectors(has(sgCli), "all()", "", nsOne)
+	id := cross.UniqueID()
+	step := func(ups ...datastore.Update) []Message {
+		g.OnUpdates(ups)
+		msgs := g.Flush()
+		d.apply(msgs)
+		return msgs
+	}
+	// A remote VM joins the SG: one delta, nothing else.
+	msgs := step(remoteEP(nsTwo, "r2-compute2", "vm-other", "port-o", "198.18.2.99", labels(nsTwo, sgCli)))
+	if len(msgs) != 1 || !reflect.DeepEqual(msgs[0], IPSetDelta{ID: id, Added: []Member{{Net: netip.MustParsePrefix("198.18.2.99/32")}}}) {
+		t.Errorf("join: %v", msgs)
+	}
+	// A second endpoint with the same address (a brief overlap during a move): no change.
+	if msgs = step(remoteEP(nsTwo, "r2-compute3", "vm-dup", "port-dup", "198.18.2.99", labels(nsTwo, sgCli))); len(msgs) != 0 {
+		t.Errorf("duplicate address: %v", msgs)
+	}
+	if msgs = step(deleted(epKey(nsTwo, "r2-compute2", "vm-other", "port-o"))); len(msgs) != 0 {
+		t.Errorf("address still contributed by the other endpoint: %v", msgs)
+	}
+	msgs = step(deleted(epKey(nsTwo, "r2-compute3", "vm-dup", "port-dup")))
+	if len(msgs) != 1 || !reflect.DeepEqual(msgs[0], IPSetDelta{ID: id, Removed: []Member{{Net: netip.MustParsePrefix("198.18.2.99/32")}}}) {
+		t.Errorf("last contributor gone: %v", msgs)
+	}
+	// A member changes address: one delta with both.
+	msgs = step(remoteEP(nsTwo, "r2-compute1", "vm-b1", "port-b1", "198.18.2.31", labels(nsTwo, sgCli)))
+	if len(msgs) != 1 || len(msgs[0].(IPSetDelta).Added) != 1 || len(msgs[0].(IPSetDelta).Removed) != 1 {
+		t.Errorf("address change: %v", msgs)
+	}
+	// Coalescing: join and leave between flushes cancel out.
+	g.OnUpdates([]datastore.Update{remoteEP(nsTwo, "h9", "vm9", "p9", "198.18.2.9", labels(nsTwo, sgCli))})
+	g.OnUpdates([]datastore.Update{deleted(epKey(nsTwo, "h9", "vm9", "p9"))})
+	if msgs = g.Flush(); len(msgs) != 0 {
+		t.Errorf("join+leave before a flush produced %v", msgs)
+	}
+	if got := d.members(id); !reflect.DeepEqual(got, []string{"198.18.2.22", "198.18.2.31"}) {
+		t.Errorf("members %v", got)
+	}
+}
+
+func TestPolicyRemovalOrder(t *testing.T) {
+	g, d, _ := run(t, seed("all()")...)
+	g.OnUpdates([]datastore.Update{deleted(npKey(nsOne, "allow-tcp-80"))})
+	msgs := g.Flush()
+	d.apply(msgs) // the fake dataplane fails on a removal before the endpoint moved off it
+	var kinds []string
+	for _, m := range msgs {
+		kinds = append(kinds, strings.TrimPrefix(reflect.TypeOf(m).String(), "calc."))
+	}
+	if want := []string{"EndpointUpdate", "PolicyRemove", "IPSetRemove"}; !reflect.DeepEqual(kinds, want) {
+		t.Errorf("order %v, want %v", kinds, want)
+	}
+	// Recreated: set, policy, endpoint again.
+	g.OnUpdates(seed("all()")[5:6])
+	msgs = g.Flush()
+	d.apply(msgs)
+	if len(msgs) != 3 {
+		t.Errorf("recreate: %v", msgs)
+	}
+}
+
+func TestInvalidPolicyFailsClosed(t *testing.T) {
+	g, d, _ := run(t, seed("all()")...)
+	var problems []Problem
+	g.report = func(p Problem) { problems = append(problems, p) }
+	k := npKey(nsOne, "allow-tcp-80")
+	// The stored value no longer validates, but its selector is known.
+	rec := &resource.Policy{Kind: resource.KindNetworkPolicy, Namespace: nsOne, Name: "allow-tcp-80", Tier: "default",
+		Selector: has(sgWeb), Types: []resource.PolicyType{resource.Ingress}}
+	g.OnUpdates([]datastore.Update{{Key: k, Value: &resource.Invalid{Kind: k.Kind, Reason: errors.New("spec.ingress[0].protocol: bad"), Policy: rec}}})
+	d.apply(g.Flush())
+	p := d.policies[PolicyID{"default", "NetworkPolicy", nsOne, "allow-tcp-80"}]
+	if !p.FailClosed || !reflect.DeepEqual(p.Inbound, []Rule{DenyAll}) {
+		t.Errorf("invalid policy: %+v", p)
+	}
+	if len(problems) != 1 || !strings.Contains(problems[0].Reason, "deny-all") {
+		t.Errorf("problems %v", problems)
+	}
+	// Garbage with no selector at all: the last known selector is kept, still deny-all.
+	g.OnUpdates([]datastore.Update{{Key: k, Value: &resource.Invalid{Kind: k.Kind, Reason: errors.New("not valid JSON")}}})
+	d.apply(g.Flush())
+	if p := d.policies[PolicyID{"default", "NetworkPolicy", nsOne, "allow-tcp-80"}]; !p.FailClosed {
+		t.Errorf("garbage after a valid version: %+v", p)
+	}
+	ep := d.endpoints[EndpointID{"openstack", nsOne + "/vm-a", "port-a"}]
+	if len(ep.Tiers) != 1 || len(ep.Tiers[0].Ingress) != 2 {
+		t.Errorf("endpoint still governed by the deny-all policy: %+v", ep.Tiers)
+	}
+	// A valid rewrite recovers.
+	g.OnUpdates(seed("all()")[5:6])
+	d.apply(g.Flush())
+	if p := d.policies[PolicyID{"default", "NetworkPolicy", nsOne, "allow-tcp-80"}]; p.FailClosed || p.Inbound[0].Action != ActionAllow {
+		t.Errorf("recovery: %+v", p)
+	}
+}
+
+func TestInvalidAndMisplacedEndpoints(t *testing.T) {
+	g, d, _ := run(t, seed("all()")...)
+	var problems []Problem
+	g.report = func(p Problem) { problems = append(problems, p) }
+	a := epKey(nsOne, host, "vm-a", "port-a")
+	g.OnUpdates([]datastore.Update{{Key: a, Value: &resource.Invalid{Kind: resource.KindWorkloadEndpoint, Reason: errors.New("bad mac")}}})
+	d.apply(g.Flush())
+	if len(d.endpoints) != 0 {
+		t.Errorf("invalid local endpoint still programmed")
+	}
+	if len(d.policies) != 0 || len(d.sets) != 0 {
+		t.Errorf("policies/sets of no endpoint remain: %v %v", d.policies, d.sets)
+	}
+	// A VM of this host in RegionTwo's namespace: reported, not programmed,
+	// but its address is still a member where RegionTwo's SG is selected.
+	g.OnUpdates(seed("all()")[1:2])
+	mis := localEP(nsTwo, "vm-m", "port-m", "198.18.2.50", labels(nsTwo, sgCli))
+	g.OnUpdates([]datastore.Update{mis})
+	d.apply(g.Flush())
+	if len(d.endpoints) != 1 {
+		t.Errorf("endpoints %v", d.endpoints)
+	}
+	cross, _, _ := selector.EntityRuleSelectors(has(sgCli), "all()", "", nsOne)
+	if !slices.Contains(d.members(cross.UniqueID()), "198.18.2.50") {
+		t.Errorf("misplaced endpoint's address missing from the set: %v", d.members(cross.UniqueID()))
+	}
+	if len(problems) != 1 || !strings.Contains(problems[0].Reason, "not this region's") {
+		t.Errorf("problems %v", problems)
+	}
+}
+
+func TestTiersAndOrder(t *testing.T) {
+	rule := []resource.Rule{{Action: resource.Allow}}
+	pass := &resource.Tier{Name: "admin", Order: f(100), DefaultAction: resource.Pass}
+	ups := []datastore.Update{
+		localEP(nsOne, "vm", "p", "198.18.1.1", labels(nsOne, sgWeb)),
+		{Key: datastore.Key{Kind: resource.KindTier, Name: "admin"}, Value: pass},
+		{Key: datastore.Key{Kind: resource.KindTier, Name: "default"}, Value: &resource.Tier{Name: "default", Order: f(1e6), DefaultAction: resource.Deny}},
+		policy(npKey(nsOne, "b-no-order"), has(sgWeb), nil, nil, rule, rule),
+		policy(npKey(nsOne, "a-no-order"), has(sgWeb), nil, nil, rule, rule),
+		policy(npKey(nsOne, "z-order-5"), has(sgWeb), []resource.PolicyType{resource.Egress}, f(5), nil, rule),
+		policy(gnpKey("global-deny"), has(sgWeb), []resource.PolicyType{resource.Ingress}, f(10), rule, nil),
+	}
+	adminPol := policy(gnpKey("admin-pass"), "all()", nil, f(1), rule, rule)
+	adminPol.Value.(*resource.Policy).Tier = "admin"
+	ghost := policy(gnpKey("in-ghost-tier"), "all()", nil, nil, rule, rule)
+	ghost.Value.(*resource.Policy).Tier = "zz-missing"
+	ghost2 := policy(gnpKey("in-ghost-tier-2"), "all()", nil, nil, rule, rule)
+	ghost2.Value.(*resource.Policy).Tier = "aa-missing"
+	_, d, _ := run(t, append(ups, adminPol, ghost, ghost2)...)
+	ep := d.endpoints[EndpointID{"openstack", nsOne + "/vm", "p"}]
+	id := func(kind, name, tier string) PolicyID {
+		ns := nsOne
+		if kind == "GlobalNetworkPolicy" {
+			ns = ""
+		}
+		return PolicyID{tier, kind, ns, name}
+	}
+	want := []TierPolicies{
+		{Name: "admin", DefaultAction: "Pass", Ingress: []PolicyID{id("GlobalNetworkPolicy", "admin-pass", "admin")}, Egress: []PolicyID{id("GlobalNetworkPolicy", "admin-pass", "admin")}},
+		{Name: "default", DefaultAction: "Deny",
+			Ingress: []PolicyID{id("GlobalNetworkPolicy", "global-deny", "default"), id("NetworkPolicy", "a-no-order", "default"), id("NetworkPolicy", "b-no-order", "default")},
+			Egress:  []PolicyID{id("NetworkPolicy", "z-order-5", "default"), id("NetworkPolicy", "a-no-order", "default"), id("NetworkPolicy", "b-no-order", "default")}},
+		{Name: "aa-missing", DefaultAction: "Deny", Ingress: []PolicyID{id("GlobalNetworkPolicy", "in-ghost-tier-2", "aa-missing")}, Egress: []PolicyID{id("GlobalNetworkPolicy", "in-ghost-tier-2", "aa-missing")}},
+		{Name: "zz-missing", DefaultAction: "Deny", Ingress: []PolicyID{id("GlobalNetworkPolicy", "in-ghost-tier", "zz-missing")}, Egress: []PolicyID{id("GlobalNetworkPolicy", "in-ghost-tier", "zz-missing")}},
+	}
+	if !reflect.DeepEqual(ep.Tiers, want) {
+		t.Errorf("tiers\n got %+v\nwant %+v", ep.Tiers, want)
+	}
+}
+
+func TestProfiles(t *testing.T) {
+	ep := localEP(nsOne, "vm", "p", "198.18.1.1", labels(nsOne))
+	ep.Value.(*resource.Endpoint).Profiles = []string{"gold", "missing", DefaultAllowProfile}
+	gold := datastore.Update{Key: datastore.Key{Kind: resource.KindProfile, Name: "gold"}, Value: &resource.Profile{
+		Name: "gold", LabelsToApply: map[string]string{"tier": "gold"}, Ingress: []resource.Rule{{Action: resource.Deny}}}}
+	pol := policy(gnpKey("gold-only"), "tier == 'gold'", nil, nil, []resource.Rule{{Action: resource.Allow}}, nil)
+	g, d, problems := run(t, ep, gold, pol)
+	e := d.endpoints[EndpointID{"openstack", nsOne + "/vm", "p"}]
+	if len(e.Tiers) != 1 {
+		t.Errorf("policy selecting an inherited label did not apply: %+v", e.Tiers)
+	}
+	if !reflect.DeepEqual(e.ProfileIDs, []string{"gold", "missing", DefaultAllowProfile}) {
+		t.Errorf("profiles %v", e.ProfileIDs)
+	}
+	if m := d.profiles["missing"]; !m.FailClosed || !reflect.DeepEqual(m.Inbound, []Rule{DenyAll}) {
+		t.Errorf("missing profile %+v", m)
+	}
+	if a := d.profiles[DefaultAllowProfile]; a.FailClosed || a.Inbound[0].Action != ActionAllow || a.Outbound[0].Action != ActionAllow {
+		t.Errorf("default-allow profile %+v", a)
+	}
+	if len(problems) != 1 || !strings.Contains(problems[0].Reason, "does not exist") {
+		t.Errorf("problems %v", problems)
+	}
+	// The profile's labels change: the policy stops applying.
+	g.OnUpdates([]datastore.Update{{Key: gold.Key, Value: &resource.Profile{Name: "gold", LabelsToApply: map[string]string{"tier": "silver"}}}})
+	d.apply(g.Flush())
+	if e := d.endpoints[EndpointID{"openstack", nsOne + "/vm", "p"}]; len(e.Tiers) != 0 {
+		t.Errorf("policy still applies after the profile's labels changed: %+v", e.Tiers)
+	}
+	// The endpoint goes: its profiles go too.
+	g.OnUpdates([]datastore.Update{deleted(ep.Key)})
+	d.apply(g.Flush())
+	if len(d.profiles) != 0 || len(d.endpoints) != 0 {
+		t.Errorf("left behind: %v %v", d.profiles, d.endpoints)
+	}
+}
+
+func TestRuleResolution(t *testing.T) {
+	icmpCode := 0
+	udp, _ := resource.ParseProtocol("UDP")
+	icmp, _ := resource.ParseProtocol("ICMP")
+	rules := []resource.Rule{
+		{Action: resource.Allow, Source: resource.EntityRule{Selector: "role == 'db'", NotSelector: "quarantine == 'yes'"}},
+		{Action: resource.Deny, Source: resource.EntityRule{NotSelector: "trusted == 'yes'"}},
+		{Action: resource.Allow, Protocol: tcp(), Destination: resource.EntityRule{Ports: []resource.Port{{Name: "http"}}}, Source: resource.EntityRule{Selector: "role == 'web'"}},
+		{Action: resource.Allow, Protocol: tcp(), Destination: resource.EntityRule{Selector: "role == 'web'", Ports: []resource.Port{{First: 80, Last: 80}, {Name: "http"}}}},
+		{Action: resource.Allow, Protocol: &udp, Source: resource.EntityRule{Nets: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}, NotPorts: []resource.Port{{First: 1, Last: 1023}}}},
+		{Action: resource.Allow, Protocol: &icmp, IPVersion: 4, ICMP: &resource.ICMP{Type: 8, Code: &icmpCode}},
+		{Action: resource.Allow, Protocol: tcp(), Unenforceable: "http"},
+		{Action: resource.Deny, Protocol: tcp(), Unenforceable: "serviceAccounts"},
+		{Action: resource.Log},
+		{Action: resource.Pass, NotProtocol: tcp()},
+	}
+	res, err := resolveRules(rules, nil, nsOne)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scope := func(sel, notSel string) string {
+		p, n, _ := selector.EntityRuleSelectors(sel, "", notSel, nsOne)
+		if p != nil && n != nil {
+			return selector.And(p, selector.Not(n)).UniqueID()
+		}
+		if p != nil {
+			return p.UniqueID()
+		}
+		return n.UniqueID()
+	}
+	web, _, _ := selector.EntityRuleSelectors("role == 'web'", "", "", nsOne)
+	named := selector.MakeUniqueID("n", web.UniqueID()+",tcp,http")
+	in := res.inbound
+	if len(in) != 9 {
+		t.Fatalf("%d rules, want 9 (the unenforceable Allow is dropped): %v", len(in), in)
+	}
+	checks := []struct {
+		got, want any
+	}{
+		{in[0].SrcIPSetIDs, []string{scope("role == 'db'", "quarantine == 'yes'")}}, // notSelector folded
+		{in[0].NotSrcIPSetIDs, []string(nil)},
+		{in[1].SrcIPSetIDs, []string{scope("", "trusted == 'yes'")}}, // namespace scope with the notSelector folded in
+		{in[1].NotSrcIPSetIDs, []string(nil)},
+		{in[2].DstNamedPortIPSetIDs, []string{selector.MakeUniqueID("n", selector.All.UniqueID()+",tcp,http")}},
+		{in[2].DstIPSetIDs, []string(nil)},
+		{in[3].DstIPSetIDs, []string{web.UniqueID()}}, // numeric and named ports: plain set too
+		{in[3].DstNamedPortIPSetIDs, []string{named}},
+		{in[3].DstPorts, []PortRange{{80, 80}}},
+		{in[4].SrcNets, []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}},
+		{in[4].NotSrcPorts, []PortRange{{1, 1023}}},
+		{in[5].ICMP.String(), "8/0"},
+		{in[6].Action, ActionDeny}, // unenforceable Deny denies more
+		{in[6].Protocol.Name, "tcp"},
+		{in[7].Action, ActionLog},
+		{in[8].Action, ActionPass},
+		{in[8].NotProtocol.Num, uint8(6)},
+		{len(res.problems), 2},
+	}
+	for i, c := range checks {
+		if !reflect.DeepEqual(c.got, c.want) {
+			t.Errorf("check %d: got %v, want %v", i, c.got, c.want)
+		}
+	}
+	// In a global policy a lone notSelector has nothing to fold into: it
+	// gets its own set in a negated match.
+	res, _ = resolveRules(rules[1:2], nil, "")
+	if want := []string{selector.MustParse("trusted == 'yes'").UniqueID()}; !reflect.DeepEqual(res.inbound[0].NotSrcIPSetIDs, want) || res.inbound[0].SrcIPSetIDs != nil {
+		t.Errorf("global notSelector: %v", res.inbound[0])
+	}
+}
+
+func TestNamedPortAndNetworkSetMembers(t *testing.T) {
+	web := localEP(nsOne, "vm", "p", "198.18.1.1", map[string]string{nsLabel: nsOne, "role": "web"})
+	web.Value.(*resource.Endpoint).Ports = []resource.NamedPort{{Name: "http", Protocol: *tcp(), Port: 8080}}
+	world := datastore.Update{Key: datastore.Key{Kind: resource.KindGlobalNetworkSet, Name: "world"},
+		Value: &resource.NetworkSet{Name: "world", Labels: map[string]string{"role": "world"}, Nets: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}}
+	partners := datastore.Update{Key: datastore.Key{Kind: resource.KindNetworkSet, Namespace: nsOne, Name: "partners"},
+		Value: &resource.NetworkSet{Namespace: nsOne, Name: "partners", Labels: map[string]string{nsLabel: nsOne, "role": "world"}, Nets: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}}}
+	pol := policy(npKey(nsOne, "p"), "role == 'web'", nil, nil, []resource.Rule{
+		{Action: resource.Allow, Protocol: tcp(), Destination: resource.EntityRule{Selector: "role == 'web'", Ports: []resource.Port{{Name: "http"}}}},
+		{Action: resource.Allow, Source: resource.EntityRule{Selector: "role == 'world'"}},
+		{Action: resource.Allow, Source: resource.EntityRule{Selector: "role == 'world'", NamespaceSelector: "global()"}},
+	}, nil)
+	_, d, _ := run(t, web, world, partners, pol)
+	p := d.policies[PolicyID{"default", "NetworkPolicy", nsOne, "p"}]
+	named := p.Inbound[0].DstNamedPortIPSetIDs[0]
+	if got := d.members(named); !reflect.DeepEqual(got, []string{"198.18.1.1,tcp:8080"}) || d.setTypes[named] != IPSetIPAndPort {
+		t.Errorf("named port set %v %v", got, d.setTypes[named])
+	}
+	if got := d.members(p.Inbound[1].SrcIPSetIDs[0]); !reflect.DeepEqual(got, []string{"198.51.100.0/24"}) {
+		t.Errorf("namespaced rule reaches the namespaced network set only: %v", got)
+	}
+	if got := d.members(p.Inbound[2].SrcIPSetIDs[0]); !reflect.DeepEqual(got, []string{"0.0.0.0/1", "128.0.0.0/1"}) {
+		t.Errorf("global() reaches the global network set, /0 split: %v", got)
+	}
+}

@@ -1,0 +1,32 @@
+// Package calc is the calculation graph: it turns the datastore's stream of
+// typed updates into the desired state of this host's dataplane, as the
+// messages of the calc -> dataplane contract (messages.go).
+//
+// It is pure: no I/O, no goroutines, no clocks. The same updates give the
+// same messages in the same order, which is what makes it table-testable.
+//
+// What it computes (graph.go, flush.go):
+//   - Local endpoints: endpoints of this host in the local region's
+//     namespace. One of this host in another region's namespace is
+//     reported and not programmed (its interface stays fail-closed).
+//   - For each local endpoint, the policies whose selector matches it
+//     (labels plus labels inherited from its profiles), by tier in tier
+//     order, by policy order within a tier, split into ingress and egress
+//     by the policies' types; then its profiles. Label index #1 (local
+//     endpoints x policy selectors) does the matching incrementally.
+//   - Active policies (selecting at least one local endpoint) with their
+//     rules resolved (rules.go): rule selectors are scoped by namespace and
+//     become IP-set IDs, shared by every rule that uses the same selector.
+//   - IP-set members (ipsets.go): label index #2 matches the active sets'
+//     selectors against every endpoint of every region, network sets and
+//     host endpoints; members are reference counted per contributor.
+//
+// Fail closed: an invalid policy is enforced as deny-all where its selector
+// reaches; an invalid or misplaced local endpoint is not programmed; a
+// missing or invalid profile denies; a rule with a match iptables cannot
+// enforce allows nothing (Allow) or denies more (Deny, Pass). Problems go to
+// the report hook.
+//
+// Work is proportional to the change: each update marks what it touches
+// dirty, and Flush emits only that, coalesced.
+package calc

@@ -1,0 +1,509 @@
+package calc
+
+import (
+	"fmt"
+	"net/netip"
+
+	"ocelot/calc/labelindex"
+	"ocelot/calc/selector"
+	"ocelot/datastore"
+	"ocelot/datastore/resource"
+)
+
+// Config is what the graph needs to know about this host.
+type Config struct {
+	Hostname  string // FelixHostname
+	Namespace string // the local region's namespace
+}
+
+// Problem is something the graph wants an operator to know: a resource it
+// enforces fail-closed, or one it will not program. Key is the datastore
+// path of the resource concerned.
+type Problem struct {
+	Key    string
+	Reason string
+}
+
+// DefaultAllowProfile is the profile the etcd backend adds to every
+// listing without storing it: allow everything both ways.
+const DefaultAllowProfile = "projectcalico-default-allow"
+
+// Graph is the calculation graph. It is not safe for concurrent use.
+type Graph struct {
+	cfg    Config
+	report func(Problem)
+
+	// Local endpoints and the policies that apply to them.
+	locals   map[datastore.Key]*localEndpoint
+	polIndex *labelindex.Index[datastore.Key, datastore.Key] // policy -> local endpoint
+	policies map[datastore.Key]*policyState                  // active or not
+	tiers    map[string]*resource.Tier
+	profiles map[string]*profileState // by name
+
+	// IP sets and their members.
+	setIndex *labelindex.Index[string, datastore.Key] // set ID -> member item
+	items    map[datastore.Key]*memberItem            // every endpoint, network set, host endpoint
+	sets     map[string]*ipSet                        // referenced (or pending removal) sets
+
+	// Work for the next flush.
+	dirtyEndpoints map[datastore.Key]struct{}
+	dirtyPolicies  map[datastore.Key]struct{}
+	dirtyProfiles  map[string]struct{}
+	dirtySets      map[string]struct{}        // sets whose references or members changed
+	recheck        map[datastore.Key]struct{} // policies whose activation may have changed
+	sentEndpoints  map[datastore.Key]*EndpointUpdate
+	sentPolicies   map[datastore.Key]*PolicyUpdate
+	sentProfiles   map[string]*ProfileUpdate // by name
+	inSync         bool
+	inSyncSent     bool
+
+	hosts         map[string]int // host -> endpoints on it (cluster statistics)
+	numWEPs       int
+	numActivePols int
+	numActiveSets int
+	misplace      map[datastore.Key]bool
+}
+
+type localEndpoint struct {
+	ep       *resource.Endpoint
+	policies map[datastore.Key]struct{} // matching policies
+}
+
+type policyState struct {
+	key        datastore.Key
+	id         PolicyID
+	pol        *resource.Policy
+	sel        *selector.Selector
+	failClosed bool
+	reason     string
+	matches    map[datastore.Key]struct{} // local endpoints
+	res        *resolved                  // when active
+}
+
+func (p *policyState) active() bool { return len(p.matches) > 0 }
+
+type profileState struct {
+	name   string
+	prof   *resource.Profile // nil: referenced but absent
+	inv    bool              // stored value invalid
+	refs   int               // local endpoints listing it
+	res    *resolved
+	labels map[string]string
+}
+
+// New returns an empty graph. report, if not nil, receives problems.
+func New(cfg Config, report func(Problem)) *Graph {
+	if report == nil {
+		report = func(Problem) {}
+	}
+	g := &Graph{
+		cfg: cfg, report: report,
+		locals: map[datastore.Key]*localEndpoint{}, policies: map[datastore.Key]*policyState{},
+		tiers: map[string]*resource.Tier{}, profiles: map[string]*profileState{},
+		items: map[datastore.Key]*memberItem{}, sets: map[string]*ipSet{},
+		dirtyEndpoints: map[datastore.Key]struct{}{}, dirtyPolicies: map[datastore.Key]struct{}{},
+		dirtyProfiles: map[string]struct{}{}, dirtySets: map[string]struct{}{}, recheck: map[datastore.Key]struct{}{},
+		sentEndpoints: map[datastore.Key]*EndpointUpdate{}, sentPolicies: map[datastore.Key]*PolicyUpdate{},
+		sentProfiles: map[string]*ProfileUpdate{}, hosts: map[string]int{}, misplace: map[datastore.Key]bool{},
+	}
+	g.polIndex = labelindex.New(g.onPolicyMatch, g.onPolicyMatchStopped)
+	g.setIndex = labelindex.New(g.onSetMatch, g.onSetMatchStopped)
+	g.profiles[DefaultAllowProfile] = &profileState{name: DefaultAllowProfile, prof: &resource.Profile{
+		Name: DefaultAllowProfile, Ingress: []resource.Rule{{Action: resource.Allow}}, Egress: []resource.Rule{{Action: resource.Allow}},
+	}}
+	return g
+}
+
+// OnUpdates applies datastore updates in order.
+func (g *Graph) OnUpdates(ups []datastore.Update) {
+	for _, u := range ups {
+		g.onUpdate(u)
+	}
+	g.settle()
+}
+
+// OnInSync records that the datastore snapshot is complete; the next
+// Flush emits the whole state followed by InSync.
+func (g *Graph) OnInSync() { g.inSync = true }
+
+func (g *Graph) onUpdate(u datastore.Update) {
+	key := u.Key
+	switch key.Kind {
+	case resource.KindWorkloadEndpoint:
+		g.onEndpoint(key, u.Value)
+	case resource.KindNetworkPolicy, resource.KindGlobalNetworkPolicy:
+		g.onPolicy(key, u.Value)
+	case resource.KindProfile:
+		g.onProfile(u.Key.Name, u.Value)
+	case resource.KindTier:
+		t, _ := u.Value.(*resource.Tier)
+		if inv, ok := u.Value.(*resource.Invalid); ok {
+			g.report(Problem{key.Path(), "invalid tier treated as absent: its policies sort last and end in Deny: " + inv.Reason.Error()})
+		}
+		if t == nil {
+			delete(g.tiers, u.Key.Name)
+		} else {
+			g.tiers[u.Key.Name] = t
+		}
+		for k := range g.locals { // tier order affects every endpoint with a policy in it
+			g.dirtyEndpoints[k] = struct{}{}
+		}
+	case resource.KindNetworkSet, resource.KindGlobalNetworkSet:
+		if ns, ok := u.Value.(*resource.NetworkSet); ok {
+			g.updateItem(key, ns.Labels, nil, splitZero(ns.Nets), nil)
+		} else {
+			g.deleteItem(key)
+		}
+	case resource.KindHostEndpoint:
+		if he, ok := u.Value.(*resource.HostEndpoint); ok {
+			nets := make([]netip.Prefix, 0, len(he.ExpectedIPs))
+			for _, a := range he.ExpectedIPs {
+				nets = append(nets, netip.PrefixFrom(a, a.BitLen()))
+			}
+			g.updateItem(key, he.Labels, he.Profiles, nets, he.Ports)
+		} else {
+			g.deleteItem(key)
+		}
+	}
+}
+
+// splitZero replaces a /0, which a kernel set cannot hold, by two /1s.
+func splitZero(nets []netip.Prefix) []netip.Prefix {
+	out := nets
+	for i, n := range nets {
+		if n.Bits() == 0 {
+			if &out[0] == &nets[0] {
+				out = append([]netip.Prefix(nil), nets[:i]...)
+			}
+			if n.Addr().Is4() {
+				out = append(out, netip.MustParsePrefix("0.0.0.0/1"), netip.MustParsePrefix("128.0.0.0/1"))
+			} else {
+				out = append(out, netip.MustParsePrefix("::/1"), netip.MustParsePrefix("8000::/1"))
+			}
+		} else if &out[0] != &nets[0] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// onEndpoint handles a WorkloadEndpoint of any host.
+func (g *Graph) onEndpoint(key datastore.Key, v any) {
+	g.countHost(key, v != nil && !isInvalid(v))
+	switch ep := v.(type) {
+	case *resource.Endpoint:
+		if ep.Namespace != g.cfg.Namespace {
+			if !g.misplace[key] {
+				g.misplace[key] = true
+				g.report(Problem{key.Path(), fmt.Sprintf("endpoint claims this host but is in namespace %s, not this region's %s: not programmed (its interface stays fail-closed)", ep.Namespace, g.cfg.Namespace)})
+			}
+			g.deleteLocal(key)
+		} else {
+			delete(g.misplace, key)
+			g.updateLocal(key, ep)
+		}
+		g.updateItem(key, ep.Labels, ep.Profiles, ep.Nets(), ep.Ports)
+	case *resource.RemoteEndpoint:
+		g.deleteLocal(key)
+		g.updateItem(key, ep.Labels, ep.Profiles, ep.Nets, ep.Ports)
+	default: // deleted or invalid: not programmed, not a member of any set
+		delete(g.misplace, key)
+		g.deleteLocal(key)
+		g.deleteItem(key)
+	}
+}
+
+func isInvalid(v any) bool { _, ok := v.(*resource.Invalid); return ok }
+
+// hostSegment is the (still escaped) host part of an endpoint name: enough
+// to tell hosts apart without allocating.
+func hostSegment(name string) string {
+	for i := 0; i < len(name); i++ {
+		if name[i] == '-' {
+			if i+1 < len(name) && name[i+1] == '-' {
+				i++
+				continue
+			}
+			return name[:i]
+		}
+	}
+	return name
+}
+
+// countHost keeps the per-host endpoint counts behind the cluster metrics.
+func (g *Graph) countHost(key datastore.Key, present bool) {
+	h := hostSegment(key.Name)
+	_, existed := g.items[key]
+	switch {
+	case present && !existed:
+		g.hosts[h]++
+		g.numWEPs++
+	case !present && existed:
+		if g.hosts[h]--; g.hosts[h] <= 0 {
+			delete(g.hosts, h)
+		}
+		g.numWEPs--
+	}
+}
+
+func (g *Graph) updateLocal(key datastore.Key, ep *resource.Endpoint) {
+	le := g.locals[key]
+	if le == nil {
+		le = &localEndpoint{policies: map[datastore.Key]struct{}{}}
+		g.locals[key] = le
+	} else {
+		g.releaseProfiles(le.ep.Profiles)
+	}
+	le.ep = ep
+	g.acquireProfiles(ep.Profiles)
+	g.polIndex.UpdateItem(key, ep.Labels, ep.Profiles)
+	g.dirtyEndpoints[key] = struct{}{}
+}
+
+func (g *Graph) deleteLocal(key datastore.Key) {
+	le := g.locals[key]
+	if le == nil {
+		return
+	}
+	g.polIndex.DeleteItem(key)
+	g.releaseProfiles(le.ep.Profiles)
+	delete(g.locals, key)
+	g.dirtyEndpoints[key] = struct{}{}
+}
+
+// onPolicyMatch and onPolicyMatchStopped record which policies select
+// which local endpoints; activation is settled after each batch.
+func (g *Graph) onPolicyMatch(polKey, epKey datastore.Key) {
+	g.policies[polKey].matches[epKey] = struct{}{}
+	g.locals[epKey].policies[polKey] = struct{}{}
+	g.dirtyEndpoints[epKey] = struct{}{}
+	g.recheck[polKey] = struct{}{}
+}
+
+func (g *Graph) onPolicyMatchStopped(polKey, epKey datastore.Key) {
+	delete(g.policies[polKey].matches, epKey)
+	if le := g.locals[epKey]; le != nil {
+		delete(le.policies, polKey)
+	}
+	g.dirtyEndpoints[epKey] = struct{}{}
+	g.recheck[polKey] = struct{}{}
+}
+
+// onPolicy handles a NetworkPolicy or GlobalNetworkPolicy. An invalid
+// policy is enforced as deny-all where its selector reaches: the selector
+// recovered from the stored value, or else the last valid one.
+func (g *Graph) onPolicy(key datastore.Key, v any) {
+	path := key.Path()
+	ps := g.policies[key]
+	var pol *resource.Policy
+	failClosed, reason := false, ""
+	switch x := v.(type) {
+	case *resource.Policy:
+		pol = x
+	case *resource.Invalid:
+		failClosed, reason = true, x.Reason.Error()
+		switch {
+		case x.Policy != nil:
+			pol = x.Policy
+		case ps != nil:
+			pol = ps.pol
+		default:
+			g.report(Problem{path, "invalid policy with no usable selector cannot be enforced at all: " + reason})
+		}
+		if pol != nil {
+			g.report(Problem{path, "invalid policy enforced as deny-all on the endpoints it selects: " + reason})
+		}
+	}
+	if pol == nil {
+		if ps != nil {
+			g.polIndex.DeleteSelector(key)
+			g.release(ps)
+			delete(g.policies, key)
+			g.dirtyPolicies[key] = struct{}{}
+		}
+		return
+	}
+	sel, err := selector.PolicySelector(pol.Selector, pol.NamespaceSelector, pol.Namespace)
+	if err != nil { // validated upstream; fail closed anyway
+		failClosed, reason = true, err.Error()
+		sel, _ = selector.PolicySelector("", "", pol.Namespace)
+	}
+	if ps == nil {
+		ps = &policyState{key: key, matches: map[datastore.Key]struct{}{}}
+		g.policies[key] = ps
+	} else {
+		g.release(ps)
+		if orderChanged(ps.pol, pol) {
+			for ep := range ps.matches {
+				g.dirtyEndpoints[ep] = struct{}{}
+			}
+		}
+	}
+	ps.pol, ps.sel, ps.failClosed, ps.reason = pol, sel, failClosed, reason
+	ps.id = PolicyID{Tier: pol.Tier, Kind: string(key.Kind), Namespace: key.Namespace, Name: pol.Name}
+	g.polIndex.UpdateSelector(key, sel)
+	g.recheck[key] = struct{}{}
+	g.dirtyPolicies[key] = struct{}{}
+}
+
+// orderChanged reports a change that moves the policy among an endpoint's
+// policies.
+func orderChanged(a, b *resource.Policy) bool {
+	if a.Tier != b.Tier || a.Name != b.Name || len(a.Types) != len(b.Types) {
+		return true
+	}
+	for i := range a.Types {
+		if a.Types[i] != b.Types[i] {
+			return true
+		}
+	}
+	if (a.Order == nil) != (b.Order == nil) {
+		return true
+	}
+	return a.Order != nil && *a.Order != *b.Order
+}
+
+// activate resolves an active policy's rules and takes its set references.
+func (g *Graph) activate(ps *policyState) {
+	g.numActivePols++
+	if ps.failClosed {
+		ps.res = &resolved{inbound: []Rule{DenyAll}, outbound: []Rule{DenyAll}}
+		return
+	}
+	res, err := resolveRules(ps.pol.Ingress, ps.pol.Egress, ps.pol.Namespace)
+	if err != nil {
+		ps.failClosed, ps.reason = true, err.Error()
+		g.report(Problem{ps.key.Path(), "policy rules could not be resolved; enforced as deny-all: " + err.Error()})
+		ps.res = &resolved{inbound: []Rule{DenyAll}, outbound: []Rule{DenyAll}}
+		return
+	}
+	for _, p := range res.problems {
+		g.report(Problem{ps.key.Path(), p})
+	}
+	ps.res = &res
+	g.acquireSets(res.sets)
+}
+
+// release drops an active policy's resolved rules and set references.
+func (g *Graph) release(ps *policyState) {
+	if ps.res != nil {
+		g.numActivePols--
+		g.releaseSets(ps.res.sets)
+		ps.res = nil
+	}
+}
+
+// settle brings activation in line with matches: policies that gained
+// their first local endpoint are resolved, those that lost their last are
+// released; then sets whose references changed are (un)indexed.
+func (g *Graph) settle() {
+	for key := range g.recheck {
+		delete(g.recheck, key)
+		ps := g.policies[key]
+		if ps == nil {
+			continue
+		}
+		switch {
+		case ps.active() && ps.res == nil:
+			g.activate(ps)
+			g.dirtyPolicies[key] = struct{}{}
+		case !ps.active() && ps.res != nil:
+			g.release(ps)
+			g.dirtyPolicies[key] = struct{}{}
+		}
+	}
+	for name := range g.dirtyProfiles {
+		g.settleProfile(g.profiles[name])
+	}
+	g.settleSets()
+}
+
+// onProfile handles a Profile. Its labelsToApply are inherited by the
+// endpoints that list it; its rules apply after the tiers.
+func (g *Graph) onProfile(name string, v any) {
+	ps := g.profiles[name]
+	if name == DefaultAllowProfile {
+		return // built in; never stored
+	}
+	if ps == nil {
+		ps = &profileState{name: name}
+		g.profiles[name] = ps
+	}
+	switch x := v.(type) {
+	case *resource.Profile:
+		ps.prof, ps.inv, ps.labels = x, false, x.LabelsToApply
+	case *resource.Invalid:
+		ps.prof, ps.inv, ps.labels = nil, true, nil
+		g.report(Problem{"profiles/" + name, "invalid profile enforced as deny-all: " + x.Reason.Error()})
+	default:
+		ps.prof, ps.inv, ps.labels = nil, false, nil
+	}
+	if ps.labels == nil {
+		g.polIndex.DeleteParent(name)
+		g.setIndex.DeleteParent(name)
+	} else {
+		g.polIndex.UpdateParent(name, ps.labels)
+		g.setIndex.UpdateParent(name, ps.labels)
+	}
+	if ps.res != nil {
+		g.releaseSets(ps.res.sets)
+		ps.res = nil
+	}
+	g.dirtyProfiles[name] = struct{}{}
+	if ps.refs == 0 && ps.prof == nil && !ps.inv {
+		delete(g.profiles, name)
+	}
+}
+
+func (g *Graph) acquireProfiles(names []string) {
+	for _, n := range names {
+		ps := g.profiles[n]
+		if ps == nil {
+			ps = &profileState{name: n}
+			g.profiles[n] = ps
+		}
+		ps.refs++
+		g.dirtyProfiles[n] = struct{}{}
+	}
+}
+
+func (g *Graph) releaseProfiles(names []string) {
+	for _, n := range names {
+		if ps := g.profiles[n]; ps != nil {
+			ps.refs--
+			g.dirtyProfiles[n] = struct{}{}
+		}
+	}
+}
+
+// settleProfile resolves a referenced profile (deny-all when absent or
+// invalid, as Felix does) or releases an unreferenced one.
+func (g *Graph) settleProfile(ps *profileState) {
+	if ps == nil {
+		return
+	}
+	switch {
+	case ps.refs > 0 && ps.res == nil:
+		switch {
+		case ps.prof == nil:
+			if !ps.inv {
+				g.report(Problem{"profiles/" + ps.name, "profile referenced by a local endpoint does not exist; enforced as deny-all"})
+			}
+			ps.res = &resolved{inbound: []Rule{DenyAll}, outbound: []Rule{DenyAll}}
+		default:
+			res, err := resolveRules(ps.prof.Ingress, ps.prof.Egress, "")
+			if err != nil {
+				g.report(Problem{"profiles/" + ps.name, "profile rules could not be resolved; enforced as deny-all: " + err.Error()})
+				res = resolved{inbound: []Rule{DenyAll}, outbound: []Rule{DenyAll}}
+			}
+			for _, p := range res.problems {
+				g.report(Problem{"profiles/" + ps.name, p})
+			}
+			ps.res = &res
+			g.acquireSets(res.sets)
+		}
+	case ps.refs <= 0 && ps.res != nil:
+		g.releaseSets(ps.res.sets)
+		ps.res = nil
+	}
+}
