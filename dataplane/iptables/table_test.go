@@ -1,0 +1,247 @@
+package iptables
+
+import (
+	"context"
+	"os/exec"
+	"reflect"
+	"strings"
+	"testing"
+
+	"ocelot/internal/netlab"
+)
+
+func TestMain(m *testing.M) { netlab.Main(m) }
+
+// Hashes Felix wrote on a host (reference/observed-felix/iptables-save.txt):
+// rendering the same rules must give the same hashes, so that taking over
+// from Felix rewrites nothing it need not.
+func TestHashesMatchFelix(t *testing.T) {
+	cases := []struct {
+		chain string
+		rules []Rule
+		want  []string
+	}{
+		{"cali-PREROUTING", []Rule{
+			{Action: ClearMark(0x1b0000)},
+			{Match: Match{}.InInterface("tap+"), Action: SetMark(0x80000)},
+			{Match: Match{}.MarkSet(0x80000), Action: Jump("cali-rpf-skip")},
+			{Match: Match{}.Protocol("udp").SourceNet("0.0.0.0").SourcePorts("68").DestPorts("67"), Action: Accept},
+			{Match: Match{}.MarkSet(0x80000).RPFCheckFailed(), Action: Drop},
+			{Match: Match{}.MarkClear(0x80000), Action: Jump("cali-from-host-endpoint")},
+			{Match: Match{}.MarkSet(0x10000), Action: Accept},
+		}, []string{"DQ6LK2guiBRMyrLK", "XMZhobkmxFRr47JH", "mxMr93gWLjKrStgI", "7tBUxRfuZCN_C8lD", "fM33gXkpYy0g8aKU", "MVHq8VR8KHVV0YSv", "PFxT5Fv_nlJB2B1p"}},
+		{"PREROUTING", []Rule{{Action: Jump("cali-PREROUTING")}}, []string{"6gwbT8clXdHdC1b1"}},
+		{"FORWARD*appends*", []Rule{
+			{Comment: []string{"Policy explicitly accepted packet."}, Match: Match{}.MarkSet(0x10000), Action: Accept},
+			{Action: SetMark(0x10000)},
+		}, []string{"S93hcgKJrXEqnTfs", "mp77cMpurHhyjLrM"}},
+		{"cali-wl-to-host", []Rule{
+			{Match: Match{}.Protocol("tcp").DestNet("127.0.0.1").DestPorts("8775"), Action: Accept},
+			{Match: Match{}.Protocol("udp").SourcePorts("68").DestPorts("67"), Action: Accept},
+			{Match: Match{}.Protocol("udp").DestPorts("53"), Action: Accept},
+			{Action: Jump("cali-from-wl-dispatch")},
+			{Comment: []string{"Configured DefaultEndpointToHostAction"}, Action: Drop},
+		}, []string{"-vXUofTLryr7HVgj", "cm1zXAo3z3kjevkA", "-thuN7QGrDDKYG-4", "4hIIl4HpA_1_MiUF", "i0x2DORLEwRzK31h"}},
+	}
+	for _, c := range cases {
+		if got := Hashes(c.chain, c.rules); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s:\n got %v\nwant %v", c.chain, got, c.want)
+		}
+	}
+}
+
+func TestLimitedName(t *testing.T) {
+	cases := map[[2]string]string{
+		{"cali-tw-", "tap1a2b3c4d-5e"}:                             "cali-tw-tap1a2b3c4d-5e",
+		{"cali-pi-", "np/openstack-region-regionone/allow-tcp-80"}: "cali-pi-_RGEREAU0BOwMmLa7Pa1",
+		{"cali-pi-", "12345678901234567890"}:                       "cali-pi-12345678901234567890",
+	}
+	for in, want := range cases {
+		if got := LimitedName(in[0], in[1]); got != want || len(got) > MaxChainNameLength {
+			t.Errorf("LimitedName(%q, %q) = %q, want %q", in[0], in[1], got, want)
+		}
+	}
+	if got := LimitedName("cali-pi-", "_234567890123456789x"); !strings.HasPrefix(got, "cali-pi-_") || got == "cali-pi-_234567890123456789x" {
+		t.Errorf("a 28-character name whose suffix starts with _ must be hashed: %q", got)
+	}
+}
+
+func newTestTable(insert bool) *Table {
+	tb := NewTable("filter", 4, Commands{}, insert, nil)
+	tb.UpdateChain(&Chain{Name: "cali-FORWARD", Rules: []Rule{{Action: Jump("cali-from-wl-dispatch")}}})
+	tb.UpdateChain(&Chain{Name: "cali-from-wl-dispatch", Rules: []Rule{{Comment: []string{"Unknown interface"}, Action: Drop}}})
+	tb.SetInserts("FORWARD", []Rule{{Action: Jump("cali-FORWARD")}})
+	tb.SetAppends("FORWARD", []Rule{{Action: SetMark(0x10000)}})
+	return tb
+}
+
+func mustParse(t *testing.T, save string) *kernelState {
+	t.Helper()
+	st, err := parseSave([]byte(save))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func TestPlan(t *testing.T) {
+	tb := newTestTable(true)
+	fwd := Hashes("cali-FORWARD", tb.chains["cali-FORWARD"].Rules)[0]
+	disp := Hashes("cali-from-wl-dispatch", tb.chains["cali-from-wl-dispatch"].Rules)[0]
+	hook := Hashes("FORWARD", tb.inserts["FORWARD"])[0]
+	tail := Hashes("FORWARD*appends*", tb.appends["FORWARD"])[0]
+
+	empty := "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD -j FOREIGN\nCOMMIT\n"
+	want := "*filter\n" +
+		":cali-FORWARD - [0:0]\n" +
+		":cali-from-wl-dispatch - [0:0]\n" +
+		`-A cali-FORWARD -m comment --comment "cali:` + fwd + `" --jump cali-from-wl-dispatch` + "\n" +
+		`-A cali-from-wl-dispatch -m comment --comment "cali:` + disp + `" -m comment --comment "Unknown interface" --jump DROP` + "\n" +
+		`-I FORWARD 1 -m comment --comment "cali:` + hook + `" --jump cali-FORWARD` + "\n" +
+		`-A FORWARD -m comment --comment "cali:` + tail + `" --jump MARK --set-mark 0x10000/0x10000` + "\n" +
+		"COMMIT\n"
+	if got := tb.plan(mustParse(t, empty)); got != want {
+		t.Errorf("from empty:\n%s\nwant:\n%s", got, want)
+	}
+
+	// Already in place (as iptables-save prints it): nothing to write.
+	inPlace := "*filter\n:FORWARD ACCEPT [0:0]\n:cali-FORWARD - [0:0]\n:cali-from-wl-dispatch - [0:0]\n" +
+		`-A FORWARD -m comment --comment "cali:` + hook + `" -j cali-FORWARD` + "\n" +
+		"-A FORWARD -j FOREIGN\n" +
+		`-A FORWARD -m comment --comment "cali:` + tail + `" -j MARK --set-xmark 0x10000/0x10000` + "\n" +
+		`-A cali-FORWARD -m comment --comment "cali:` + fwd + `" -j cali-from-wl-dispatch` + "\n" +
+		`-A cali-from-wl-dispatch -m comment --comment "cali:` + disp + `" -m comment --comment "Unknown interface" -j DROP` + "\n" +
+		"COMMIT\n"
+	if got := tb.plan(mustParse(t, inPlace)); got != "" {
+		t.Errorf("in place, but planned:\n%s", got)
+	}
+
+	// Tampered: a foreign rule inserted above our hook, a rule deleted from a
+	// chain of ours, a stray chain of ours, an old agent's unhashed hook.
+	tampered := "*filter\n:FORWARD ACCEPT [0:0]\n:cali-FORWARD - [0:0]\n:cali-from-wl-dispatch - [0:0]\n:cali-stray - [0:0]\n" +
+		"-A FORWARD -j INTRUDER\n" +
+		`-A FORWARD -m comment --comment "cali:` + hook + `" -j cali-FORWARD` + "\n" +
+		"-A FORWARD -j cali-stray\n" +
+		`-A FORWARD -m comment --comment "cali:` + tail + `" -j MARK --set-xmark 0x10000/0x10000` + "\n" +
+		`-A cali-FORWARD -m comment --comment "cali:` + fwd + `" -j cali-from-wl-dispatch` + "\n" +
+		"-A cali-stray -j ACCEPT\n" +
+		"COMMIT\n"
+	want = "*filter\n" +
+		":cali-from-wl-dispatch - [0:0]\n" +
+		":cali-stray - [0:0]\n" +
+		`-A cali-from-wl-dispatch -m comment --comment "cali:` + disp + `" -m comment --comment "Unknown interface" --jump DROP` + "\n" +
+		`-D FORWARD -m comment --comment "cali:` + hook + `" -j cali-FORWARD` + "\n" +
+		"-D FORWARD -j cali-stray\n" +
+		`-D FORWARD -m comment --comment "cali:` + tail + `" -j MARK --set-xmark 0x10000/0x10000` + "\n" +
+		`-I FORWARD 1 -m comment --comment "cali:` + hook + `" --jump cali-FORWARD` + "\n" +
+		`-A FORWARD -m comment --comment "cali:` + tail + `" --jump MARK --set-mark 0x10000/0x10000` + "\n" +
+		"-X cali-stray\n" +
+		"COMMIT\n"
+	if got := tb.plan(mustParse(t, tampered)); got != want {
+		t.Errorf("tampered:\n%s\nwant:\n%s", got, want)
+	}
+
+	// Append mode: our hook belongs after foreign rules, before the appends.
+	ap := newTestTable(false)
+	appendMode := strings.Replace(inPlace, "-A FORWARD -j FOREIGN\n", "", 1)
+	appendMode = strings.Replace(appendMode, ":cali-FORWARD", "-A FORWARD -j FOREIGN\n:cali-FORWARD", 1)
+	appendMode = strings.Replace(appendMode, "-A FORWARD -j FOREIGN\n:cali-FORWARD - [0:0]\n:cali-from-wl-dispatch - [0:0]\n"+
+		`-A FORWARD -m comment --comment "cali:`+hook+`" -j cali-FORWARD`,
+		":cali-FORWARD - [0:0]\n:cali-from-wl-dispatch - [0:0]\n-A FORWARD -j FOREIGN\n"+
+			`-A FORWARD -m comment --comment "cali:`+hook+`" -j cali-FORWARD`, 1)
+	if got := ap.plan(mustParse(t, appendMode)); got != "" {
+		t.Errorf("append mode in place, but planned:\n%s", got)
+	}
+	if got := ap.plan(mustParse(t, inPlace)); !strings.Contains(got, `-A FORWARD -m comment --comment "cali:`+hook+`" --jump cali-FORWARD`) {
+		t.Errorf("append mode should move the hook below the foreign rule:\n%s", got)
+	}
+
+	// Removing a chain from the desired state deletes it.
+	tb.RemoveChain("cali-from-wl-dispatch")
+	tb.UpdateChain(&Chain{Name: "cali-FORWARD"})
+	got := tb.plan(mustParse(t, inPlace))
+	if !strings.Contains(got, "-X cali-from-wl-dispatch\n") || !strings.Contains(got, ":cali-FORWARD - [0:0]\n") {
+		t.Errorf("removal:\n%s", got)
+	}
+}
+
+func TestParseSaveRejectsIncompatible(t *testing.T) {
+	if _, err := parseSave([]byte("# Table `filter' is incompatible, use 'nft' tool.\n")); err == nil {
+		t.Error("incompatible table accepted")
+	}
+}
+
+// TestKernel programs real tables in the test's namespace with both
+// backends: first apply, idempotence, repair of tampering, stray chains.
+func TestKernel(t *testing.T) {
+	netlab.Require(t)
+	for _, backend := range []string{Legacy, NFT} {
+		t.Run(backend, func(t *testing.T) {
+			cmds, err := CommandsFor(backend, 4, 0)
+			if err != nil {
+				t.Skip(err)
+			}
+			ctx := context.Background()
+			tb := NewTable("filter", 4, cmds, true, nil)
+			tb.UpdateChain(&Chain{Name: "cali-FORWARD", Rules: []Rule{
+				{Match: Match{}.InInterface("tap+"), Action: Jump("cali-from-wl-dispatch")},
+				{Match: Match{}.Protocol("tcp").DestPorts("22,80:90"), Action: Accept},
+			}})
+			tb.UpdateChain(&Chain{Name: "cali-from-wl-dispatch", Rules: []Rule{{Comment: []string{"Unknown interface"}, Action: Drop}}})
+			tb.SetInserts("FORWARD", []Rule{{Action: Jump("cali-FORWARD")}})
+			tb.SetAppends("FORWARD", []Rule{{Match: Match{}.MarkSet(0x10000), Action: Accept}})
+			if err := tb.Apply(ctx); err != nil {
+				t.Fatal(err)
+			}
+			save := func() string {
+				out, err := exec.Command(cmds.Save, "-t", "filter").CombinedOutput()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return string(out)
+			}
+			s := save()
+			for _, want := range []string{"-A FORWARD -m comment --comment \"cali:", "-j cali-FORWARD", ":cali-from-wl-dispatch", "Unknown interface", "--dports 22,80:90"} {
+				if !strings.Contains(s, want) {
+					t.Errorf("kernel lacks %q:\n%s", want, s)
+				}
+			}
+			// Idempotent: a fresh read finds nothing to write.
+			lines := tb.LinesWritten
+			tb.Invalidate()
+			if err := tb.Apply(ctx); err != nil || tb.LinesWritten != lines {
+				t.Errorf("re-apply wrote %d lines (err %v)", tb.LinesWritten-lines, err)
+			}
+			// Tamper: delete a rule of ours, insert a foreign rule on top, add a stray chain.
+			netlab.Run(t, strings.TrimSuffix(cmds.Save, "-save"), "-D", "cali-FORWARD", "2")
+			netlab.Run(t, strings.TrimSuffix(cmds.Save, "-save"), "-I", "FORWARD", "1", "-j", "ACCEPT")
+			netlab.Run(t, strings.TrimSuffix(cmds.Save, "-save"), "-N", "cali-stray")
+			tb.Invalidate()
+			if err := tb.Apply(ctx); err != nil {
+				t.Fatal(err)
+			}
+			s = save()
+			if strings.Contains(s, "cali-stray") || !strings.Contains(s, "--dports 22,80:90") {
+				t.Errorf("not repaired:\n%s", s)
+			}
+			fwd := []string{}
+			for _, l := range strings.Split(s, "\n") {
+				if strings.HasPrefix(l, "-A FORWARD") {
+					fwd = append(fwd, l)
+				}
+			}
+			if len(fwd) != 3 || !strings.Contains(fwd[0], "cali-FORWARD") || !strings.Contains(fwd[1], "-j ACCEPT") || !strings.Contains(fwd[2], "0x10000") {
+				t.Errorf("FORWARD order wrong after repair: %q", fwd)
+			}
+			// Clean up for the other backend's run.
+			empty := NewTable("filter", 4, cmds, true, nil)
+			if err := empty.Apply(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if s = save(); strings.Contains(s, "cali") {
+				t.Errorf("cleanup left:\n%s", s)
+			}
+			netlab.Run(t, strings.TrimSuffix(cmds.Save, "-save"), "-D", "FORWARD", "-j", "ACCEPT")
+		})
+	}
+}

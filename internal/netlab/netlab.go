@@ -1,0 +1,127 @@
+// Package netlab builds test networks out of network namespaces, veth
+// pairs and routes, and probes them with real TCP and ICMP. Everything it
+// creates carries a unique prefix and is removed when the test ends, pass
+// or fail. It never changes the root namespace: Main re-runs a test binary
+// inside a fresh namespace, and Require refuses to run a kernel test
+// anywhere else.
+package netlab
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const (
+	envNetns       = "OCELOT_TEST_NETNS"        // the namespace a re-run test binary is in
+	envParentNetns = "OCELOT_TEST_PARENT_NETNS" // the namespace it was started from
+)
+
+// Main runs the package's tests inside a new network namespace when the
+// process is root and not in -short mode, removing the namespace (and with
+// it every rule, set, link and route the tests made) afterwards. Call it
+// from TestMain.
+func Main(m *testing.M) {
+	flag.Parse()
+	if os.Getenv(envNetns) != "" || os.Geteuid() != 0 || testing.Short() {
+		os.Exit(m.Run())
+	}
+	name := fmt.Sprintf("ocelot-t%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "netlab: cannot create namespace %s (%v: %s); running without kernel tests\n", name, err, out)
+		os.Exit(m.Run())
+	}
+	self, _ := os.Executable()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", name, self}, os.Args[1:]...)...)
+	parent, _ := os.Readlink("/proc/self/ns/net")
+	cmd.Env = append(os.Environ(), envNetns+"="+name, envParentNetns+"="+parent)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	err := cmd.Run()
+	exec.Command("ip", "netns", "del", name).Run()
+	cleanupPrefix(name + "-")
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			os.Exit(ee.ExitCode())
+		}
+		fmt.Fprintln(os.Stderr, "netlab:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// cleanupPrefix deletes namespaces a crashed test left behind.
+func cleanupPrefix(prefix string) {
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if strings.HasPrefix(name, prefix) {
+			exec.Command("ip", "netns", "del", name).Run()
+		}
+	}
+}
+
+// Prefix is the name prefix for namespaces made by this test process.
+func Prefix() string {
+	if ns := os.Getenv(envNetns); ns != "" {
+		return ns + "-"
+	}
+	return fmt.Sprintf("ocelot-t%d-", os.Getpid())
+}
+
+// inOwnNetns reports whether the process runs in the namespace Main made
+// for it, not the one it was started from.
+func inOwnNetns() bool {
+	self, err := os.Readlink("/proc/self/ns/net")
+	parent := os.Getenv(envParentNetns)
+	return err == nil && parent != "" && self != parent
+}
+
+// Require skips a test that changes the kernel unless the process runs in
+// a namespace of its own (see Main).
+func Require(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("kernel test skipped in -short mode")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("kernel test needs root")
+	}
+	if os.Getenv(envNetns) == "" || !inOwnNetns() {
+		t.Skip("kernel test needs its own network namespace (run through netlab.Main)")
+	}
+}
+
+// RequireRoot skips a test that creates its own namespaces (and never
+// touches the one it runs in) unless running as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("lab test skipped in -short mode")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("lab test needs root")
+	}
+}
+
+// Run runs a command and returns its combined output, failing the test on error.
+func Run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// Try runs a command and returns its output and error.
+func Try(name string, args ...string) (string, error) {
+	var b bytes.Buffer
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = &b, &b
+	err := cmd.Run()
+	return b.String(), err
+}
