@@ -1,0 +1,123 @@
+package ipsets
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"ocelot/internal/netlab"
+)
+
+func TestMain(m *testing.M) { netlab.Main(m) }
+
+func TestNames(t *testing.T) {
+	s := New(4, 1048576, nil)
+	if got := s.Name("s:bnhJRqUSRy3lLnoKpL4N8es39Kv7B1tayge5xQ"); got != "cali40s:bnhJRqUSRy3lLnoKpL4N8es" {
+		t.Errorf("name %q (Felix: cali40s:bnhJRqUSRy3lLnoKpL4N8es)", got)
+	}
+	if got := New(6, 1, nil).Name("n:x"); got != "cali60n:x" {
+		t.Errorf("v6 name %q", got)
+	}
+}
+
+func TestPlanUpdates(t *testing.T) {
+	s := New(4, 1000, nil)
+	s.kernel = parseSave([]byte(`create cali40s:a hash:net family inet hashsize 1024 maxelem 1000 bucketsize 12 initval 0x1
+add cali40s:a 10.0.0.1
+add cali40s:a 10.0.0.9
+create cali40s:b hash:net family inet hashsize 1024 maxelem 1000
+create other hash:net family inet maxelem 10
+add other 1.2.3.4
+create cali60s:a hash:net family inet6 maxelem 1000
+`), "cali4")
+	if _, ok := s.kernel["other"]; ok || len(s.kernel) != 2 {
+		t.Fatalf("foreign or other-family sets read as ours: %v", s.kernel)
+	}
+	s.Replace("s:a", TypeNet, []string{"10.0.0.1", "10.0.0.2"})      // existing: diff against what was read
+	s.Replace("s:b", TypeIPAndPort, []string{"10.0.0.3,tcp:80"})     // type changed: rebuild and swap
+	s.Replace("s:new", TypeNet, []string{"10.0.0.5", "10.1.0.0/16"}) // missing: create
+	want := `add cali40s:a 10.0.0.2
+del cali40s:a 10.0.0.9
+create cali4t1 hash:ip,port family inet maxelem 1000
+add cali4t1 10.0.0.3,tcp:80
+swap cali40s:b cali4t1
+destroy cali4t1
+create cali40s:new hash:net family inet maxelem 1000
+add cali40s:new 10.0.0.5
+add cali40s:new 10.1.0.0/16
+`
+	if got := s.planUpdates(); got != want {
+		t.Errorf("plan:\n%s\nwant:\n%s", got, want)
+	}
+
+	// After a write, only changed members are written, and add+remove cancels.
+	for name := range s.dirty {
+		s.kernel[name] = &kernelSet{meta: s.desired[name].meta}
+		s.desired[name].touched, s.desired[name].full = nil, false
+	}
+	clear(s.dirty)
+	s.AddMembers("s:a", []string{"10.0.0.7", "10.0.0.8"})
+	s.RemoveMembers("s:a", []string{"10.0.0.1", "10.0.0.8"})
+	if got := s.planUpdates(); got != "del cali40s:a 10.0.0.1\nadd cali40s:a 10.0.0.7\n" {
+		t.Errorf("delta plan:\n%s", got)
+	}
+}
+
+// TestKernel drives real sets in the test's namespace.
+func TestKernel(t *testing.T) {
+	netlab.Require(t)
+	ctx := context.Background()
+	s := New(4, 65536, nil)
+	s.Replace("s:one", TypeNet, []string{"198.18.0.1", "198.18.0.2"})
+	s.Replace("n:port", TypeIPAndPort, []string{"198.18.0.1,tcp:80"})
+	if err := s.ApplyUpdates(ctx); err != nil {
+		t.Fatal(err)
+	}
+	save := func() string { return netlab.Run(t, "ipset", "save") }
+	out := save()
+	for _, want := range []string{"add cali40s:one 198.18.0.1", "add cali40s:one 198.18.0.2", "add cali40n:port 198.18.0.1,tcp:80"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("kernel lacks %q:\n%s", want, out)
+		}
+	}
+	// A one-member change writes one line.
+	lines := s.LinesWritten
+	s.AddMembers("s:one", []string{"198.18.0.3"})
+	if err := s.ApplyUpdates(ctx); err != nil || s.LinesWritten-lines != 1 {
+		t.Errorf("one-member change wrote %d lines (err %v)", s.LinesWritten-lines, err)
+	}
+	// Drift: someone flushes a set and adds a stray one; a resync repairs it.
+	netlab.Run(t, "ipset", "flush", "cali40s:one")
+	netlab.Run(t, "ipset", "create", "cali40s:stray", "hash:net")
+	s.Resync()
+	if err := s.ApplyUpdates(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ApplyDeletions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out = save()
+	if !strings.Contains(out, "add cali40s:one 198.18.0.3") || strings.Contains(out, "cali40s:stray") {
+		t.Errorf("not repaired:\n%s", out)
+	}
+	// Removal: destroyed by ApplyDeletions, not before.
+	s.Remove("n:port")
+	if err := s.ApplyUpdates(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(save(), "cali40n:port") {
+		t.Error("set destroyed before ApplyDeletions")
+	}
+	if err := s.ApplyDeletions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(save(), "cali40n:port") {
+		t.Error("set not destroyed")
+	}
+	s.Remove("s:one")
+	s.ApplyUpdates(ctx)
+	s.ApplyDeletions(ctx)
+	if strings.Contains(save(), "cali4") {
+		t.Errorf("sets left:\n%s", save())
+	}
+}
