@@ -181,3 +181,8 @@ func SNAT(addr string) string { return "--jump SNAT --to-source " + addr }
 func Log(prefix string) string {
 	return fmt.Sprintf(`--jump LOG --log-prefix "%s: " --log-level 5`, prefix)
 }
+
+// SetMaskedMark sets the bits of mask to value.
+func SetMaskedMark(value, mask uint32) string {
+	return fmt.Sprintf("--jump MARK --set-mark %#x/%#x", value, mask)
+}
