@@ -205,16 +205,35 @@ func (t *Table) Apply(ctx context.Context) error {
 			}
 			t.kernel = st
 		}
-		script := t.plan(t.kernel)
-		if script == "" {
+		p := t.plan(t.kernel)
+		if p.script == "" {
 			t.dirty = false
 			return nil
 		}
-		t.kernel = nil // whatever happens, the next apply must re-read
-		if err := t.restore(ctx, script); err != nil {
+		st := t.kernel
+		t.kernel = nil // until the write is known to have worked
+		if err := t.restore(ctx, p.script); err != nil {
 			lastErr = err
 			t.log.Warn("iptables-restore failed; re-reading and retrying", "attempt", attempt+1, "err", err)
 			continue
+		}
+		// Our own write succeeded: the kernel now holds what we wrote, so
+		// the next apply need not read it back (the cost of a change stays
+		// the size of the change). Drift by others is caught by the
+		// post-write and periodic re-reads. Hooks in kernel chains are
+		// deleted by their saved text, so after touching them, re-read.
+		if !p.hooks {
+			for name, hashes := range p.rewritten {
+				rs := make([]savedRule, len(hashes))
+				for i, h := range hashes {
+					rs[i] = savedRule{hash: h}
+				}
+				st.chains[name] = rs
+			}
+			for _, name := range p.deleted {
+				delete(st.chains, name)
+			}
+			t.kernel = st
 		}
 		t.dirty = false
 		return nil
@@ -260,11 +279,21 @@ func (t *Table) restore(ctx context.Context, script string) error {
 	return nil
 }
 
+// plan is the restore input that turns a kernel state into the desired
+// one, and what it changes.
+type plan struct {
+	script    string              // "" when nothing needs writing
+	rewritten map[string][]string // chain -> its new hashes
+	deleted   []string
+	hooks     bool // rules in kernel chains change
+}
+
 // plan computes the iptables-restore input that turns st into the desired
-// state, or "" when nothing needs writing. Order: declare (create or
-// flush) every chain to rewrite or delete; write the rewritten chains;
-// fix the hooks in kernel chains; delete stale chains.
-func (t *Table) plan(st *kernelState) string {
+// state. Order: declare (create or flush) every chain to rewrite or
+// delete; write the rewritten chains; fix the hooks in kernel chains;
+// delete stale chains.
+func (t *Table) plan(st *kernelState) plan {
+	p := plan{rewritten: map[string][]string{}}
 	var decl, rules, hooks, dels strings.Builder
 	names := make([]string, 0, len(t.chains))
 	for n := range t.chains {
@@ -282,6 +311,7 @@ func (t *Table) plan(st *kernelState) string {
 			rules.WriteString(r.render("-A", name, want[i]))
 			rules.WriteByte('\n')
 		}
+		p.rewritten[name] = want
 	}
 	var stale []string
 	for name := range st.chains {
@@ -294,13 +324,16 @@ func (t *Table) plan(st *kernelState) string {
 		fmt.Fprintf(&decl, ":%s - [0:0]\n", name)
 		fmt.Fprintf(&dels, "-X %s\n", name)
 	}
+	p.deleted = stale
 	for _, kc := range KernelChains[t.Name] {
 		t.planHooks(&hooks, kc, st.chains[kc])
 	}
+	p.hooks = hooks.Len() > 0
 	if decl.Len()+rules.Len()+hooks.Len()+dels.Len() == 0 {
-		return ""
+		return p
 	}
-	return "*" + t.Name + "\n" + decl.String() + rules.String() + hooks.String() + dels.String() + "COMMIT\n"
+	p.script = "*" + t.Name + "\n" + decl.String() + rules.String() + hooks.String() + dels.String() + "COMMIT\n"
+	return p
 }
 
 func sameHashes(have []savedRule, want []string) bool {

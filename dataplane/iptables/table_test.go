@@ -100,7 +100,7 @@ func TestPlan(t *testing.T) {
 		`-I FORWARD 1 -m comment --comment "cali:` + hook + `" --jump cali-FORWARD` + "\n" +
 		`-A FORWARD -m comment --comment "cali:` + tail + `" --jump MARK --set-mark 0x10000/0x10000` + "\n" +
 		"COMMIT\n"
-	if got := tb.plan(mustParse(t, empty)); got != want {
+	if got := tb.plan(mustParse(t, empty)).script; got != want {
 		t.Errorf("from empty:\n%s\nwant:\n%s", got, want)
 	}
 
@@ -112,7 +112,7 @@ func TestPlan(t *testing.T) {
 		`-A cali-FORWARD -m comment --comment "cali:` + fwd + `" -j cali-from-wl-dispatch` + "\n" +
 		`-A cali-from-wl-dispatch -m comment --comment "cali:` + disp + `" -m comment --comment "Unknown interface" -j DROP` + "\n" +
 		"COMMIT\n"
-	if got := tb.plan(mustParse(t, inPlace)); got != "" {
+	if got := tb.plan(mustParse(t, inPlace)).script; got != "" {
 		t.Errorf("in place, but planned:\n%s", got)
 	}
 
@@ -137,7 +137,7 @@ func TestPlan(t *testing.T) {
 		`-A FORWARD -m comment --comment "cali:` + tail + `" --jump MARK --set-mark 0x10000/0x10000` + "\n" +
 		"-X cali-stray\n" +
 		"COMMIT\n"
-	if got := tb.plan(mustParse(t, tampered)); got != want {
+	if got := tb.plan(mustParse(t, tampered)).script; got != want {
 		t.Errorf("tampered:\n%s\nwant:\n%s", got, want)
 	}
 
@@ -149,17 +149,17 @@ func TestPlan(t *testing.T) {
 		`-A FORWARD -m comment --comment "cali:`+hook+`" -j cali-FORWARD`,
 		":cali-FORWARD - [0:0]\n:cali-from-wl-dispatch - [0:0]\n-A FORWARD -j FOREIGN\n"+
 			`-A FORWARD -m comment --comment "cali:`+hook+`" -j cali-FORWARD`, 1)
-	if got := ap.plan(mustParse(t, appendMode)); got != "" {
+	if got := ap.plan(mustParse(t, appendMode)).script; got != "" {
 		t.Errorf("append mode in place, but planned:\n%s", got)
 	}
-	if got := ap.plan(mustParse(t, inPlace)); !strings.Contains(got, `-A FORWARD -m comment --comment "cali:`+hook+`" --jump cali-FORWARD`) {
+	if got := ap.plan(mustParse(t, inPlace)).script; !strings.Contains(got, `-A FORWARD -m comment --comment "cali:`+hook+`" --jump cali-FORWARD`) {
 		t.Errorf("append mode should move the hook below the foreign rule:\n%s", got)
 	}
 
 	// Removing a chain from the desired state deletes it.
 	tb.RemoveChain("cali-from-wl-dispatch")
 	tb.UpdateChain(&Chain{Name: "cali-FORWARD"})
-	got := tb.plan(mustParse(t, inPlace))
+	got := tb.plan(mustParse(t, inPlace)).script
 	if !strings.Contains(got, "-X cali-from-wl-dispatch\n") || !strings.Contains(got, ":cali-FORWARD - [0:0]\n") {
 		t.Errorf("removal:\n%s", got)
 	}

@@ -96,6 +96,7 @@ type VM struct {
 	IP, IP6  string // addresses on eth0
 	MAC      string
 	HostSide string // the tap-named interface in the host namespace
+	host     *NS    // nil: this process's namespace
 }
 
 // AddVM creates a VM namespace whose eth0 (with the given MAC and /32
@@ -105,7 +106,7 @@ type VM struct {
 // Calico. The host side is left down: the test or agent brings it up.
 func AddVM(t testing.TB, hostNS *NS, name, hostIface, mac, ip, ip6 string) *VM {
 	t.Helper()
-	vm := &VM{NS: NewNS(t, name), IP: ip, IP6: ip6, MAC: mac, HostSide: hostIface}
+	vm := &VM{NS: NewNS(t, name), IP: ip, IP6: ip6, MAC: mac, HostSide: hostIface, host: hostNS}
 	ipCmd := []string{}
 	if hostNS != nil {
 		ipCmd = []string{"-n", hostNS.Name}
@@ -119,9 +120,69 @@ func AddVM(t testing.TB, hostNS *NS, name, hostIface, mac, ip, ip6 string) *VM {
 	if ip6 != "" {
 		vm.MustExec(t, "sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0")
 		vm.MustExec(t, "ip", "-6", "addr", "add", ip6+"/128", "dev", "eth0")
-		vm.MustExec(t, "ip", "-6", "route", "add", "default", "dev", "eth0")
 	}
 	return vm
+}
+
+// hostIP runs ip in the VM's host namespace.
+func (vm *VM) hostIP(t testing.TB, args ...string) string {
+	t.Helper()
+	if vm.host != nil {
+		return Run(t, "ip", append([]string{"-n", vm.host.Name}, args...)...)
+	}
+	return Run(t, "ip", args...)
+}
+
+// PlugIn brings the host side up, as Nova does when a VM starts, and
+// points the VM's IPv6 default route at the host side's link-local
+// address (IPv4 uses 169.254.1.1, answered by proxy ARP).
+func (vm *VM) PlugIn(t testing.TB) {
+	t.Helper()
+	sysctl := "net.ipv6.conf." + vm.HostSide + ".accept_dad=0"
+	if vm.host != nil {
+		vm.host.MustExec(t, "sysctl", "-qw", sysctl)
+	} else {
+		Run(t, "sysctl", "-qw", sysctl)
+	}
+	vm.hostIP(t, "link", "set", vm.HostSide, "up")
+	if vm.IP6 == "" {
+		return
+	}
+	var ll string
+	Eventually(t, "link-local address on "+vm.HostSide, 10*time.Second, func() bool {
+		for _, line := range strings.Split(vm.hostIP(t, "-6", "-o", "addr", "show", "dev", vm.HostSide, "scope", "link"), "\n") {
+			if f := strings.Fields(line); len(f) >= 4 && strings.HasPrefix(f[3], "fe80::") {
+				ll, _, _ = strings.Cut(f[3], "/")
+				return true
+			}
+		}
+		return false
+	})
+	vm.Exec("ip", "-6", "route", "del", "default")
+	vm.MustExec(t, "ip", "-6", "route", "add", "default", "via", ll, "dev", "eth0")
+}
+
+// AddUplink gives a host namespace (nil: this process's) a default route
+// out of an interface towards a "world" namespace, as a real compute host
+// has. Proxy ARP answers a VM only for destinations routed elsewhere, so
+// VMs need this to reach their gateway.
+func AddUplink(t testing.TB, hostNS *NS, name string) *NS {
+	t.Helper()
+	world := NewNS(t, name)
+	ipCmd := []string{}
+	if hostNS != nil {
+		ipCmd = []string{"-n", hostNS.Name}
+	}
+	iface := "up-" + name
+	if len(iface) > 15 {
+		iface = iface[:15]
+	}
+	Run(t, "ip", append(ipCmd, "link", "add", iface, "type", "veth", "peer", "name", "eth0", "netns", world.Name)...)
+	Run(t, "ip", append(ipCmd, "link", "set", iface, "up")...)
+	world.MustExec(t, "ip", "link", "set", "eth0", "up")
+	Run(t, "ip", append(ipCmd, "route", "add", "default", "dev", iface)...)
+	Run(t, "ip", append(ipCmd, "-6", "route", "add", "default", "dev", iface)...)
+	return world
 }
 
 // Server is a TCP server in a namespace that echoes what it reads.

@@ -1,0 +1,232 @@
+package dataplane
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"ocelot/calc"
+	"ocelot/internal/netlab"
+)
+
+// Scale of issue 6: 200 local endpoints with 20 policies each, over 2,000
+// IP sets of 50 members.
+const (
+	benchEndpoints = 200
+	benchPolicies  = 1000 // each endpoint uses 20 of them
+	benchSets      = 2000
+	benchMembers   = 50
+)
+
+func benchMessages() []calc.Message {
+	var msgs []calc.Message
+	for s := 0; s < benchSets; s++ {
+		var members []calc.Member
+		for m := 0; m < benchMembers; m++ {
+			a := netip.AddrFrom4([4]byte{10, byte(s >> 8), byte(s), byte(m)})
+			members = append(members, calc.Member{Net: netip.PrefixFrom(a, 32)})
+		}
+		msgs = append(msgs, calc.IPSetUpdate{ID: fmt.Sprintf("s:bench%05d", s), Type: calc.IPSetNet, Members: members})
+	}
+	for p := 0; p < benchPolicies; p++ {
+		msgs = append(msgs, benchPolicy(p, 80))
+	}
+	for e := 0; e < benchEndpoints; e++ {
+		var ids []calc.PolicyID
+		for k := 0; k < 20; k++ {
+			ids = append(ids, benchPolicyID((e*20+k)%benchPolicies))
+		}
+		msgs = append(msgs, calc.EndpointUpdate{
+			ID:       calc.EndpointID{Orchestrator: "openstack", WorkloadID: "ns/vm", EndpointID: fmt.Sprint("port", e)},
+			Name:     fmt.Sprintf("tap%08x-00", e),
+			IPv4Nets: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, byte(e >> 8), byte(e)}), 32)},
+			Tiers:    []calc.TierPolicies{{Name: "default", DefaultAction: "Deny", Ingress: ids, Egress: ids}},
+		})
+	}
+	return append(msgs, calc.InSync{})
+}
+
+func benchPolicyID(p int) calc.PolicyID {
+	return calc.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: "openstack-region-RegionOne", Name: fmt.Sprintf("ossg.default.%08d", p)}
+}
+
+func benchPolicy(p int, port uint16) calc.PolicyUpdate {
+	tcp := &calc.Protocol{Name: "tcp", Num: 6}
+	return calc.PolicyUpdate{ID: benchPolicyID(p),
+		Inbound: []calc.Rule{
+			{Action: calc.ActionAllow, Protocol: tcp, DstPorts: []calc.PortRange{{First: port, Last: port}}, SrcIPSetIDs: []string{fmt.Sprintf("s:bench%05d", (2*p)%benchSets)}},
+			{Action: calc.ActionAllow, SrcIPSetIDs: []string{fmt.Sprintf("s:bench%05d", (2*p+1)%benchSets)}},
+		},
+		Outbound: []calc.Rule{{Action: calc.ActionAllow}},
+	}
+}
+
+// written sums what the drivers have written so far.
+func (d *Dataplane) written() (iptLines, iptBytes, setLines, setBytes int) {
+	for _, f := range d.families {
+		for _, t := range f.tables {
+			iptLines += t.LinesWritten
+			iptBytes += t.BytesWritten
+		}
+		setLines += f.sets.LinesWritten
+		setBytes += f.sets.BytesWritten
+	}
+	return
+}
+
+func newBenchDataplane(b *testing.B) *Dataplane {
+	cfg := testConfig(b)
+	cfg.IPv6 = false
+	if be := os.Getenv("OCELOT_BENCH_BACKEND"); be != "" {
+		cfg.Backend = be
+	}
+	d, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	d.st.ifacesSynced = true
+	return d
+}
+
+// cleanKernel removes everything the previous iteration programmed.
+func cleanKernel(b *testing.B) {
+	for _, cmd := range [][]string{
+		{"sh", "-c", "for t in filter nat mangle raw; do iptables-legacy -t $t -F; iptables-legacy -t $t -X; done"},
+		{"sh", "-c", "for t in filter nat mangle raw; do iptables-nft -t $t -F 2>/dev/null; iptables-nft -t $t -X 2>/dev/null; done; true"},
+		{"ipset", "destroy"},
+	} {
+		if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
+			b.Fatalf("%v: %v %s", cmd, err, out)
+		}
+	}
+}
+
+func report(b *testing.B, d *Dataplane, start time.Time, before [4]int) {
+	l, by, sl, sb := d.written()
+	b.ReportMetric(float64(time.Since(start).Microseconds())/1000, "ms/apply")
+	b.ReportMetric(float64(l-before[0]), "ipt-lines")
+	b.ReportMetric(float64(by-before[1]), "ipt-bytes")
+	b.ReportMetric(float64(sl-before[2]), "ipset-lines")
+	b.ReportMetric(float64(sb-before[3]), "ipset-bytes")
+}
+
+func snapshot(d *Dataplane) [4]int {
+	a, b, c, e := d.written()
+	return [4]int{a, b, c, e}
+}
+
+func BenchmarkFirstApply(b *testing.B) {
+	netlab.Require(b)
+	msgs := benchMessages()
+	for b.Loop() {
+		b.StopTimer()
+		cleanKernel(b)
+		d := newBenchDataplane(b)
+		b.StartTimer()
+		start := time.Now()
+		d.onMessages(msgs)
+		if _, err := d.apply(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		report(b, d, start, [4]int{})
+	}
+}
+
+func benchSmallChange(b *testing.B, change func(i int) []calc.Message) {
+	netlab.Require(b)
+	cleanKernel(b)
+	d := newBenchDataplane(b)
+	d.onMessages(benchMessages())
+	if _, err := d.apply(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	i := 0
+	var total time.Duration
+	before := snapshot(d)
+	for b.Loop() {
+		start := time.Now()
+		d.onMessages(change(i))
+		if _, err := d.apply(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		total += time.Since(start)
+		i++
+	}
+	l, by, sl, sb := d.written()
+	b.ReportMetric(float64(total.Microseconds())/1000/float64(i), "ms/apply")
+	b.ReportMetric(float64(l-before[0])/float64(i), "ipt-lines")
+	b.ReportMetric(float64(by-before[1])/float64(i), "ipt-bytes")
+	b.ReportMetric(float64(sl-before[2])/float64(i), "ipset-lines")
+	b.ReportMetric(float64(sb-before[3])/float64(i), "ipset-bytes")
+}
+
+// One member joins or leaves one set.
+func BenchmarkOneMemberChange(b *testing.B) {
+	m := []calc.Member{{Net: netip.MustParsePrefix("10.99.0.1/32")}}
+	benchSmallChange(b, func(i int) []calc.Message {
+		if i%2 == 0 {
+			return []calc.Message{calc.IPSetDelta{ID: "s:bench00007", Added: m}}
+		}
+		return []calc.Message{calc.IPSetDelta{ID: "s:bench00007", Removed: m}}
+	})
+}
+
+// One policy's rule changes port.
+func BenchmarkOnePolicyChange(b *testing.B) {
+	benchSmallChange(b, func(i int) []calc.Message {
+		return []calc.Message{benchPolicy(3, uint16(80+i%2))}
+	})
+}
+
+// BenchmarkBareRestore is the floor: one iptables-restore and one ipset
+// restore of the same ruleset, with no reading, diffing or rendering.
+func BenchmarkBareRestore(b *testing.B) {
+	netlab.Require(b)
+	cleanKernel(b)
+	d := newBenchDataplane(b)
+	d.onMessages(benchMessages())
+	if _, err := d.apply(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	var dumps []string
+	for _, t := range []string{"filter", "raw", "mangle", "nat"} {
+		out, err := exec.Command("iptables-legacy-save", "-t", t).Output()
+		if err != nil {
+			b.Fatal(err)
+		}
+		dumps = append(dumps, string(out))
+	}
+	ipsets, err := exec.Command("ipset", "save").Output()
+	if err != nil {
+		b.Fatal(err)
+	}
+	bytes := 0
+	for _, s := range dumps {
+		bytes += len(s)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		cleanKernel(b)
+		b.StartTimer()
+		cmd := exec.Command("ipset", "restore")
+		cmd.Stdin = strings.NewReader(string(ipsets))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("ipset restore: %v %s", err, out)
+		}
+		cmd = exec.Command("iptables-legacy-restore")
+		cmd.Stdin = strings.NewReader(strings.Join(dumps, ""))
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(bytes), "ipt-bytes")
+	b.ReportMetric(float64(len(ipsets)), "ipset-bytes")
+}

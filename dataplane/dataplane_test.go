@@ -1,0 +1,268 @@
+package dataplane
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"ocelot/calc"
+	"ocelot/calc/selector"
+	ipt "ocelot/dataplane/iptables"
+	"ocelot/dataplane/rules"
+	"ocelot/datastore"
+	"ocelot/datastore/resource"
+	"ocelot/internal/netlab"
+)
+
+func TestMain(m *testing.M) { netlab.Main(m) }
+
+const (
+	ns      = "openstack-region-RegionOne"
+	host    = "lab-host"
+	sgWeb   = "sg.projectcalico.org/openstack-web"
+	sgCli   = "sg.projectcalico.org/openstack-clients"
+	timeout = 10 * time.Second
+)
+
+func testConfig(t testing.TB) Config {
+	marks, _ := rules.MarksFromMask(0xffff0000)
+	return Config{
+		Rules: rules.Config{Prefixes: []string{"tap"}, Marks: marks, FilterAllow: "ACCEPT", MangleAllow: "ACCEPT",
+			Deny: "DROP", EndpointToHost: "DROP", OpenStack: true, MetadataAddr: "127.0.0.1", MetadataPort: 8775,
+			VXLANPort: 4789, LogPrefix: "calico-packet"},
+		IPv6: true, Backend: "auto", InsertMode: true, LockProbe: 50 * time.Millisecond,
+		IptablesRefresh: 300 * time.Millisecond, PostWriteCheck: 5 * time.Second, IpsetsRefresh: 300 * time.Millisecond,
+		RouteRefresh: 300 * time.Millisecond, InterfaceRefresh: 10 * time.Second,
+		RouteProtocol: 3, RemoveExternalRoutes: true, IPForwarding: true, MinApplyInterval: 10 * time.Millisecond,
+	}
+}
+
+// lab is a host (this test's namespace) running the dataplane, fed by a
+// real calc graph.
+type lab struct {
+	t     *testing.T
+	graph *calc.Graph
+	dp    *Dataplane
+	mu    sync.Mutex
+	stat  map[calc.EndpointID]string
+	ready chan struct{}
+}
+
+func newLab(t *testing.T) *lab {
+	l := &lab{t: t, stat: map[calc.EndpointID]string{}, ready: make(chan struct{})}
+	cfg := testConfig(t)
+	cfg.OnStatus = func(id calc.EndpointID, s string) {
+		l.mu.Lock()
+		l.stat[id] = s
+		l.mu.Unlock()
+	}
+	var once sync.Once
+	cfg.OnInSync = func() { once.Do(func() { close(l.ready) }) }
+	dp, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.dp = dp
+	l.graph = calc.New(calc.Config{Hostname: host, Namespace: ns}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { dp.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return l
+}
+
+func (l *lab) update(ups ...datastore.Update) {
+	l.graph.OnUpdates(ups)
+	l.dp.Send(l.graph.Flush())
+}
+
+func (l *lab) status(id calc.EndpointID) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stat[id]
+}
+
+func epUpdate(vm *netlab.VM, port string, labels map[string]string) datastore.Update {
+	name := resource.EscapeEndpointNamePart(host) + "-openstack-" + vm.Name[len(vm.Name)-3:] + "-" + port
+	labels[selector.NamespaceLabel] = ns
+	return datastore.Update{Key: datastore.Key{Kind: resource.KindWorkloadEndpoint, Namespace: ns, Name: name},
+		Value: &resource.Endpoint{Namespace: ns, Name: name, Host: host, Orchestrator: "openstack", Workload: vm.Name[len(vm.Name)-3:],
+			EndpointID: port, Labels: labels, InterfaceName: vm.HostSide, MAC: vm.MAC,
+			IPv4Nets: []netip.Prefix{netip.MustParsePrefix(vm.IP + "/32")}, IPv6Nets: []netip.Prefix{netip.MustParsePrefix(vm.IP6 + "/128")}}}
+}
+
+func sgPolicy(name, sel string, in []resource.Rule) datastore.Update {
+	return datastore.Update{Key: datastore.Key{Kind: resource.KindNetworkPolicy, Namespace: ns, Name: name},
+		Value: &resource.Policy{Kind: resource.KindNetworkPolicy, Namespace: ns, Name: name, Tier: "default", Selector: sel,
+			Types: []resource.PolicyType{resource.Ingress, resource.Egress}, Ingress: in, Egress: []resource.Rule{{Action: resource.Allow}}}}
+}
+
+func allowFrom(sg string, proto string, port uint16) resource.Rule {
+	p, _ := resource.ParseProtocol(proto)
+	r := resource.Rule{Action: resource.Allow, Protocol: &p, Source: resource.EntityRule{Selector: "has(" + sg + ")"}}
+	if port != 0 {
+		r.Destination.Ports = []resource.Port{{First: port, Last: port}}
+	}
+	return r
+}
+
+func addr(ip string, port int) string { return net.JoinHostPort(ip, fmt.Sprint(port)) }
+
+func TestEnforcement(t *testing.T) {
+	netlab.Require(t)
+	netlab.AddUplink(t, nil, "wld")
+	web := netlab.AddVM(t, nil, "web", "tap00000web1", "fa:16:3e:00:00:01", "198.18.1.1", "2001:db8:1::1")
+	cli := netlab.AddVM(t, nil, "cli", "tap00000cli1", "fa:16:3e:00:00:02", "198.18.1.2", "2001:db8:1::2")
+	for _, vm := range []*netlab.VM{web, cli} {
+		vm.PlugIn(t)
+	}
+	for _, p := range []int{80, 81} {
+		netlab.Serve(t, web.NS, addr("0.0.0.0", p))
+		netlab.Serve(t, cli.NS, addr("0.0.0.0", p))
+	}
+	netlab.Serve(t, web.NS, addr("::", 8080))
+
+	l := newLab(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, cmd := range [][]string{{"iptables-legacy-save"}, {"iptables-nft-save"}, {"ipset", "save"}, {"ip", "route"}, {"ip", "neigh"}, {"ip", "link"}} {
+				out, _ := netlab.Try(cmd[0], cmd[1:]...)
+				t.Logf("%v:\n%s", cmd, out)
+			}
+		}
+	})
+	webEP, cliEP := epUpdate(web, "port-web", map[string]string{sgWeb: ""}), epUpdate(cli, "port-cli", map[string]string{sgCli: ""})
+	webPol := sgPolicy("ossg.default.web", "has("+sgWeb+")", []resource.Rule{allowFrom(sgCli, "TCP", 80)})
+	cliPol := sgPolicy("ossg.default.clients", "has("+sgCli+")", nil)
+	l.update(webEP, cliEP, webPol, cliPol)
+	l.graph.OnInSync()
+	l.dp.Send(l.graph.Flush())
+	select {
+	case <-l.ready:
+	case <-time.After(timeout):
+		t.Fatal("dataplane never applied the first state")
+	}
+
+	// Allowed and blocked, each with its control.
+	netlab.Eventually(t, "clients -> web:80 connects", timeout, func() bool { return netlab.Connects(cli.NS, addr(web.IP, 80), time.Second) })
+	if netlab.Connects(cli.NS, addr(web.IP, 81), 500*time.Millisecond) {
+		t.Error("clients -> web:81 connected; only 80 is allowed")
+	}
+	if netlab.Connects(web.NS, addr(cli.IP, 80), 500*time.Millisecond) {
+		t.Error("web -> clients:80 connected; the clients group allows no ingress")
+	}
+	if netlab.Pings(cli.NS, web.IP, 500*time.Millisecond) {
+		t.Error("ping clients -> web answered; no ICMP rule")
+	}
+	if netlab.Connects(cli.NS, addr(web.IP6, 8080), 500*time.Millisecond) {
+		t.Error("IPv6 clients -> web:8080 connected; not allowed")
+	}
+
+	// Routes, neighbours, sysctls and status, as Felix sets them.
+	routes := netlab.Run(t, "ip", "route", "show", "dev", web.HostSide)
+	if !strings.Contains(routes, "198.18.1.1 scope link metric 1024") {
+		t.Errorf("route: %q", routes)
+	}
+	if n := netlab.Run(t, "ip", "neigh", "show", "dev", web.HostSide); !strings.Contains(n, "198.18.1.1 lladdr fa:16:3e:00:00:01 PERMANENT") {
+		t.Errorf("neighbour: %q", n)
+	}
+	if v, _ := os.ReadFile("/proc/sys/net/ipv4/conf/" + web.HostSide + "/proxy_arp"); strings.TrimSpace(string(v)) != "1" {
+		t.Errorf("proxy_arp = %q", v)
+	}
+	webID := calc.EndpointID{Orchestrator: "openstack", WorkloadID: ns + "/web", EndpointID: "port-web"}
+	netlab.Eventually(t, "web status up", timeout, func() bool { return l.status(webID) == "up" })
+
+	// ICMP and IPv6 rules take effect when added.
+	l.update(sgPolicy("ossg.default.web", "has("+sgWeb+")", []resource.Rule{allowFrom(sgCli, "TCP", 80), allowFrom(sgCli, "ICMP", 0), allowFrom(sgCli, "TCP", 8080)}))
+	netlab.Eventually(t, "ping clients -> web", timeout, func() bool { return netlab.Pings(cli.NS, web.IP, 500*time.Millisecond) })
+	netlab.Eventually(t, "IPv6 clients -> web:8080", timeout, func() bool { return netlab.Connects(cli.NS, addr(web.IP6, 8080), time.Second) })
+
+	// Anti-spoofing: the same VM with a source address that is not its own is dropped.
+	cli.MustExec(t, "ip", "addr", "add", "198.18.1.99/32", "dev", "eth0")
+	spoofed := func() bool {
+		var ok bool
+		cli.Do(func() error {
+			d := net.Dialer{Timeout: 500 * time.Millisecond, LocalAddr: &net.TCPAddr{IP: net.ParseIP("198.18.1.99")}}
+			c, err := d.Dial("tcp", addr(web.IP, 80))
+			if err == nil {
+				ok = netlab.Echoes(c, 500*time.Millisecond)
+				c.Close()
+			}
+			return nil
+		})
+		return ok
+	}
+	if spoofed() {
+		t.Error("a spoofed source address got through")
+	}
+	if !netlab.Connects(cli.NS, addr(web.IP, 80), time.Second) {
+		t.Error("control: the real address no longer connects")
+	}
+
+	// An interface with the tap prefix that no endpoint claims fails closed.
+	rogue := netlab.AddVM(t, nil, "rog", "tap00000rog1", "fa:16:3e:00:00:09", "198.18.1.9", "")
+	rogue.PlugIn(t)
+	netlab.Run(t, "ip", "route", "add", "198.18.1.9/32", "dev", rogue.HostSide)
+	netlab.Serve(t, rogue.NS, addr("0.0.0.0", 80))
+	if netlab.Connects(rogue.NS, addr(web.IP, 80), 500*time.Millisecond) || netlab.Connects(cli.NS, addr(rogue.IP, 80), 500*time.Millisecond) {
+		t.Error("an unknown tap interface passed traffic")
+	}
+
+	// Tampering is repaired by the periodic re-read.
+	backend := ipt.DetectBackend("auto", nil)
+	iptables := map[string]string{ipt.Legacy: "iptables-legacy", ipt.NFT: "iptables-nft"}[backend]
+	polChain := rules.PolicyChain(calc.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: ns, Name: "ossg.default.web"}, true)
+	netlab.Run(t, iptables, "-F", polChain)
+	netlab.Eventually(t, "flushed policy chain repaired", timeout, func() bool { return netlab.Connects(cli.NS, addr(web.IP, 80), time.Second) })
+	cross, _, _ := selector.EntityRuleSelectors("has("+sgCli+")", "", "", ns)
+	setName := l.dp.families[0].sets.Name(cross.UniqueID())
+	netlab.Run(t, "ipset", "flush", setName)
+	netlab.Eventually(t, "flushed set repaired", timeout, func() bool {
+		return strings.Contains(netlab.Run(t, "ipset", "list", setName), "198.18.1.2")
+	})
+	netlab.Run(t, iptables, "-N", "cali-stray")
+	netlab.Eventually(t, "stray cali- chain removed", timeout, func() bool {
+		_, err := netlab.Try(iptables, "-L", "cali-stray", "-n")
+		return err != nil
+	})
+
+	// An established connection the policy allowed is cut when the policy goes.
+	conn, err := netlab.Dial(cli.NS, addr(web.IP, 80), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if !netlab.Echoes(conn, time.Second) {
+		t.Fatal("established connection does not work to begin with")
+	}
+	l.update(sgPolicy("ossg.default.web", "has("+sgWeb+")", nil))
+	netlab.Eventually(t, "established connection cut", timeout, func() bool { return !netlab.Echoes(conn, 300*time.Millisecond) })
+	if netlab.Connects(cli.NS, addr(web.IP, 80), 500*time.Millisecond) {
+		t.Error("a new connection passed after the policy went")
+	}
+
+	// Interface down: status down and no route; up again: both back.
+	netlab.Run(t, "ip", "link", "set", web.HostSide, "down")
+	netlab.Eventually(t, "status down", timeout, func() bool { return l.status(webID) == "down" })
+	netlab.Eventually(t, "route removed while down", timeout, func() bool {
+		return !strings.Contains(netlab.Run(t, "ip", "route", "show", "dev", web.HostSide), "198.18.1.1")
+	})
+	netlab.Run(t, "ip", "link", "set", web.HostSide, "up")
+	netlab.Eventually(t, "status up again", timeout, func() bool { return l.status(webID) == "up" })
+
+	// The endpoint goes: its status is withdrawn and its tap falls back to the drop.
+	l.update(datastore.Update{Key: webEP.Key})
+	netlab.Eventually(t, "status withdrawn", timeout, func() bool { return l.status(webID) == "" })
+	netlab.Eventually(t, "routes of a deleted endpoint removed", timeout, func() bool {
+		return !strings.Contains(netlab.Run(t, "ip", "route", "show", "dev", web.HostSide), "198.18.1.1")
+	})
+	if out := netlab.Run(t, iptables+"-save", "-t", "filter"); strings.Contains(out, "cali-tw-"+web.HostSide) {
+		t.Errorf("chains of a deleted endpoint remain")
+	}
+}

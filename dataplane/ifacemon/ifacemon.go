@@ -1,0 +1,167 @@
+// Package ifacemon watches workload interfaces (names with one of the
+// configured prefixes) appear, go up and down, and disappear, through a
+// netlink subscription plus a full re-list at start and periodically. It
+// reports state; it changes nothing.
+package ifacemon
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// State of one interface. Running is the kernel's operational state
+// (IFF_RUNNING), which is what "up" means for an endpoint.
+type State struct {
+	Name    string
+	Index   int
+	Up      bool // administratively
+	Running bool
+	Gone    bool
+}
+
+// Event is a batch of interface states; Synced marks a complete listing.
+type Event struct {
+	States []State
+	Synced bool
+}
+
+// Monitor watches interfaces with the given name prefixes.
+type Monitor struct {
+	Prefixes []string
+	Resync   time.Duration // full re-list period (InterfaceRefreshInterval); 0: only at start
+	Log      *slog.Logger
+}
+
+func (m *Monitor) wanted(name string) bool {
+	for _, p := range m.Prefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func stateOf(l netlink.Link) State {
+	a := l.Attrs()
+	return State{Name: a.Name, Index: a.Index, Up: a.Flags&1 != 0, Running: a.RawFlags&unix.IFF_RUNNING != 0}
+}
+
+// Run sends events until ctx ends: a complete listing (Synced) first, then
+// changes as they happen, and a complete listing again every Resync.
+func (m *Monitor) Run(ctx context.Context, out chan<- Event) {
+	log := m.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	known := map[string]State{}
+	var tick <-chan time.Time
+	if m.Resync > 0 {
+		t := time.NewTicker(m.Resync)
+		defer t.Stop()
+		tick = t.C
+	}
+	for ctx.Err() == nil {
+		updates := make(chan netlink.LinkUpdate, 256)
+		done := make(chan struct{})
+		failed := make(chan error, 1)
+		err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
+			ErrorCallback: func(err error) {
+				select {
+				case failed <- err:
+				default:
+				}
+			},
+		})
+		if err != nil {
+			log.Warn("subscribing to interface events failed; retrying", "err", err)
+			sleep(ctx, time.Second)
+			continue
+		}
+		m.list(ctx, out, known)
+	loop:
+		for {
+			select {
+			case <-ctx.Done():
+				break loop
+			case err := <-failed:
+				log.Warn("interface event subscription failed; re-listing", "err", err)
+				break loop
+			case <-tick:
+				m.list(ctx, out, known)
+			case u, ok := <-updates:
+				if !ok {
+					break loop
+				}
+				s := stateOf(u.Link)
+				if !m.wanted(s.Name) {
+					continue
+				}
+				if u.Header.Type == unix.RTM_DELLINK {
+					if k, ok := known[s.Name]; !ok || k.Index != s.Index {
+						continue // a stale delete of a name that has been reused
+					}
+					s.Gone = true
+					delete(known, s.Name)
+				} else {
+					if known[s.Name] == s {
+						continue
+					}
+					known[s.Name] = s
+				}
+				send(ctx, out, Event{States: []State{s}})
+			}
+		}
+		close(done)
+	}
+}
+
+// list sends the full state, with Gone for interfaces that vanished.
+func (m *Monitor) list(ctx context.Context, out chan<- Event, known map[string]State) {
+	if m.Log == nil {
+		m.Log = slog.New(slog.DiscardHandler)
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		m.Log.Warn("listing interfaces failed", "err", err)
+		return
+	}
+	seen := map[string]bool{}
+	var ev Event
+	for _, l := range links {
+		s := stateOf(l)
+		if !m.wanted(s.Name) {
+			continue
+		}
+		seen[s.Name] = true
+		known[s.Name] = s
+		ev.States = append(ev.States, s)
+	}
+	for name, s := range known {
+		if !seen[name] {
+			s.Gone = true
+			ev.States = append(ev.States, s)
+			delete(known, name)
+		}
+	}
+	ev.Synced = true
+	send(ctx, out, ev)
+}
+
+func send(ctx context.Context, out chan<- Event, ev Event) {
+	select {
+	case out <- ev:
+	case <-ctx.Done():
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+	}
+}

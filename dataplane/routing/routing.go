@@ -1,0 +1,236 @@
+// Package routing programs the per-endpoint routes and neighbour entries
+// that make a VM reachable on its tap: a host route (/32 or /128) per
+// address, scope link, with Felix's protocol and metric, and for IPv4 a
+// permanent neighbour entry from the endpoint's MAC. Routes exist only
+// while the interface is operationally up.
+//
+// Ownership: routes on workload interfaces with our protocol are ours;
+// with RemoveExternalRoutes, any other non-kernel route on a workload
+// interface is removed too (after a grace period for a new interface, as
+// Felix). It talks netlink and nothing else.
+package routing
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Metric is the priority of endpoint routes (Felix's normal route priority).
+const Metric = 1024
+
+// gracePeriod is how long foreign routes on a newly seen interface are left
+// alone (they may be a VM's routes being moved in by another agent).
+const gracePeriod = 10 * time.Second
+
+type ifaceRoutes struct {
+	nets []netip.Prefix
+	mac  net.HardwareAddr
+	up   bool
+}
+
+// Table is the desired routes per workload interface.
+type Table struct {
+	Protocol       int
+	RemoveExternal bool
+	log            *slog.Logger
+
+	desired    map[string]*ifaceRoutes
+	dirty      map[string]struct{}
+	firstSeen  map[string]time.Time
+	programmed map[string][]netip.Prefix // what the last apply left on each interface
+}
+
+// New returns an empty table.
+func New(protocol int, removeExternal bool, log *slog.Logger) *Table {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Table{Protocol: protocol, RemoveExternal: removeExternal, log: log,
+		desired: map[string]*ifaceRoutes{}, dirty: map[string]struct{}{}, firstSeen: map[string]time.Time{},
+		programmed: map[string][]netip.Prefix{}}
+}
+
+// Set declares the routes and MAC of an interface's endpoint.
+func (t *Table) Set(iface string, nets []netip.Prefix, mac string) {
+	r := t.desired[iface]
+	if r == nil {
+		r = &ifaceRoutes{}
+		t.desired[iface] = r
+	}
+	r.nets = nets
+	r.mac, _ = net.ParseMAC(mac)
+	t.dirty[iface] = struct{}{}
+}
+
+// Remove forgets an interface's endpoint; its routes go at the next apply.
+func (t *Table) Remove(iface string) {
+	delete(t.desired, iface)
+	t.dirty[iface] = struct{}{}
+}
+
+// SetUp records whether the interface is operationally up.
+func (t *Table) SetUp(iface string, up bool) {
+	if r := t.desired[iface]; r != nil && r.up != up {
+		r.up = up
+		t.dirty[iface] = struct{}{}
+	}
+	if _, ok := t.firstSeen[iface]; !ok && up {
+		t.firstSeen[iface] = time.Now()
+	}
+}
+
+// Resync re-checks every interface at the next apply.
+func (t *Table) Resync() {
+	for iface := range t.desired {
+		t.dirty[iface] = struct{}{}
+	}
+	for iface := range t.programmed {
+		t.dirty[iface] = struct{}{}
+	}
+}
+
+// Dirty reports whether Apply has work.
+func (t *Table) Dirty() bool { return len(t.dirty) > 0 }
+
+// NumRoutes counts the routes the last applies left in place.
+func (t *Table) NumRoutes() int {
+	n := 0
+	for _, p := range t.programmed {
+		n += len(p)
+	}
+	return n
+}
+
+// Apply programs the dirty interfaces. It returns the interfaces that
+// failed, with why; they stay dirty.
+func (t *Table) Apply() map[string]error {
+	failed := map[string]error{}
+	for iface := range t.dirty {
+		if err := t.applyIface(iface); err != nil {
+			failed[iface] = err
+			continue
+		}
+		delete(t.dirty, iface)
+	}
+	return failed
+}
+
+// OK reports whether an interface's routes are in place.
+func (t *Table) OK(iface string) bool {
+	_, pending := t.dirty[iface]
+	return !pending
+}
+
+func (t *Table) applyIface(iface string) error {
+	link, err := netlink.LinkByName(iface)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			delete(t.programmed, iface)
+			delete(t.firstSeen, iface)
+			return nil // no interface, no routes
+		}
+		return fmt.Errorf("looking up %s: %w", iface, err)
+	}
+	idx := link.Attrs().Index
+	want := map[netip.Prefix]bool{}
+	r := t.desired[iface]
+	if r != nil && r.up {
+		for _, n := range r.nets {
+			want[n] = true
+		}
+	}
+	have, err := listRoutes(idx)
+	if err != nil {
+		return err
+	}
+	graceOver := time.Since(t.firstSeen[iface]) > gracePeriod
+	present := map[netip.Prefix]bool{}
+	for _, rt := range have {
+		dst := toPrefix(rt.Dst)
+		if !dst.IsValid() {
+			continue
+		}
+		ours := rt.Protocol == netlink.RouteProtocol(t.Protocol)
+		if want[dst] && ours {
+			present[dst] = true
+			continue
+		}
+		foreign := !ours && rt.Protocol != unix.RTPROT_KERNEL && !dst.Addr().IsLinkLocalUnicast()
+		if ours || (foreign && t.RemoveExternal && graceOver) {
+			if err := netlink.RouteDel(&rt); err != nil && !errors.Is(err, unix.ESRCH) {
+				return fmt.Errorf("deleting route %s on %s: %w", dst, iface, err)
+			}
+		}
+	}
+	var programmed []netip.Prefix
+	for dst := range want {
+		if !present[dst] {
+			rt := &netlink.Route{LinkIndex: idx, Dst: toIPNet(dst), Scope: netlink.SCOPE_LINK,
+				Protocol: netlink.RouteProtocol(t.Protocol), Priority: Metric, Table: unix.RT_TABLE_MAIN}
+			if err := netlink.RouteReplace(rt); err != nil {
+				return fmt.Errorf("adding route %s on %s: %w", dst, iface, err)
+			}
+		}
+		programmed = append(programmed, dst)
+		if dst.Addr().Is4() && r.mac != nil {
+			n := &netlink.Neigh{LinkIndex: idx, Family: unix.AF_INET, State: netlink.NUD_PERMANENT,
+				IP: dst.Addr().AsSlice(), HardwareAddr: r.mac}
+			if err := netlink.NeighSet(n); err != nil {
+				return fmt.Errorf("setting neighbour %s on %s: %w", dst.Addr(), iface, err)
+			}
+		}
+	}
+	// Permanent neighbours of addresses no longer routed here.
+	if neighs, err := netlink.NeighList(idx, unix.AF_INET); err == nil {
+		for _, n := range neighs {
+			a, ok := netip.AddrFromSlice(n.IP)
+			if ok && n.State&netlink.NUD_PERMANENT != 0 && !want[netip.PrefixFrom(a.Unmap(), 32)] {
+				netlink.NeighDel(&n)
+			}
+		}
+	}
+	t.programmed[iface] = programmed
+	return nil
+}
+
+// listRoutes lists the main-table routes via an interface, retrying a dump
+// the kernel interrupted.
+func listRoutes(idx int) ([]netlink.Route, error) {
+	filter := &netlink.Route{LinkIndex: idx, Table: unix.RT_TABLE_MAIN}
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		var rs []netlink.Route
+		rs, err = netlink.RouteListFiltered(netlink.FAMILY_ALL, filter, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+		if err == nil {
+			return rs, nil
+		}
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	return nil, fmt.Errorf("listing routes of interface %d: %w", idx, err)
+}
+
+func toPrefix(n *net.IPNet) netip.Prefix {
+	if n == nil {
+		return netip.Prefix{}
+	}
+	a, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}
+	}
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(a.Unmap(), ones)
+}
+
+func toIPNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
