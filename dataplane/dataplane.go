@@ -82,10 +82,21 @@ type Dataplane struct {
 
 	st state
 
-	mu      sync.Mutex // guards health
-	healthy bool
-	lastErr error
-	applied time.Time
+	mu        sync.Mutex // guards the fields below
+	healthy   bool
+	lastErr   error
+	applied   time.Time
+	loopAlive time.Time
+	inSync    bool
+}
+
+// HealthState is the dataplane's health for the agent's reporters.
+type HealthState struct {
+	InSync    bool      // the first complete apply is done
+	Healthy   bool      // the last apply succeeded
+	LastApply time.Time // when an apply last succeeded
+	LoopAlive time.Time // when the main loop last ran
+	Err       error     // the last apply's error
 }
 
 // New prepares the dataplane: it chooses the iptables backend and builds
@@ -160,12 +171,11 @@ func (d *Dataplane) Send(msgs []calc.Message) {
 	}
 }
 
-// Health reports whether the last apply succeeded, when it completed, and
-// the last error.
-func (d *Dataplane) Health() (ok bool, lastApply time.Time, err error) {
+// Health reports the dataplane's state.
+func (d *Dataplane) Health() HealthState {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.healthy, d.applied, d.lastErr
+	return HealthState{InSync: d.inSync, Healthy: d.healthy, LastApply: d.applied, LoopAlive: d.loopAlive, Err: d.lastErr}
 }
 
 // Run applies messages until ctx ends. It leaves the kernel as it is when
@@ -182,10 +192,16 @@ func (d *Dataplane) Run(ctx context.Context) error {
 	lastApply := time.Time{}
 	wake := time.NewTimer(time.Hour)
 	defer wake.Stop()
+	alive := time.NewTicker(2 * time.Second)
+	defer alive.Stop()
 	for {
+		d.mu.Lock()
+		d.loopAlive = time.Now()
+		d.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-alive.C:
 		case batch := <-d.msgs:
 			d.onMessages(batch)
 			d.drain(ifaceEvents)
@@ -333,6 +349,9 @@ func (d *Dataplane) apply(ctx context.Context) (wrote bool, err error) {
 	}
 	if first {
 		d.st.appliedOnce = true
+		d.mu.Lock()
+		d.inSync = true
+		d.mu.Unlock()
 		initialResync.Set(elapsed.Seconds())
 		d.log.Info("dataplane in sync", "took", elapsed)
 		if d.cfg.OnInSync != nil {

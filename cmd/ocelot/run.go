@@ -1,14 +1,35 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"ocelot/calc"
 	"ocelot/config"
+	"ocelot/dataplane"
+	"ocelot/dataplane/rules"
+	"ocelot/datastore"
+	"ocelot/datastore/resource"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitConfig  = 1   // invalid configuration or a fatal start-up error
+	exitRestart = 129 // a configuration change that cannot be applied live (as Felix)
 )
 
 // cmdRun loads and validates the configuration, then runs the agent until
@@ -24,14 +45,384 @@ func cmdRun(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, p)
 	}
 	if problems.Fatal() {
-		return 1
+		return exitConfig
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	log.Info("ocelot starting", "version", version, "config", path, "hostname", cfg.FelixHostname,
-		"region", cfg.OpenstackRegion, "namespace", cfg.Namespace())
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	s := <-sigs
-	log.Info("ocelot stopping; dataplane left in place", "signal", s.String())
-	return 0
+	logs := newLogging(cfg, stderr)
+	defer logs.close()
+	a := &agent{path: path, local: local, cfg: cfg, logs: logs, log: logs.logger(), health: newHealth()}
+	return a.run()
+}
+
+// agent wires config, datastore, calc and dataplane together.
+type agent struct {
+	path   string
+	local  *config.Local
+	cfg    *config.Config
+	logs   *logging
+	log    *slog.Logger
+	health *health
+
+	// Datastore configuration sources, kept to re-resolve on change.
+	global, host, cluster []config.RawValue
+
+	cli    *clientv3.Client
+	status *datastore.StatusWriter
+	dp     *dataplane.Dataplane
+	graph  *calc.Graph
+}
+
+func (a *agent) run() int {
+	a.log.Info("ocelot starting", "version", version, "commit", commit, "config", a.path, "hostname", a.cfg.FelixHostname,
+		"region", a.cfg.OpenstackRegion, "namespace", a.cfg.Namespace())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// During start-up a signal stops the agent (SIGHUP is ignored); from
+	// the main loop on, the loop handles them.
+	startSigs := make(chan os.Signal, 4)
+	signal.Notify(startSigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	started := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-startSigs:
+				if s != syscall.SIGHUP {
+					a.log.Info("stopping during start-up", "signal", s.String())
+					cancel()
+					return
+				}
+			case <-started:
+				return
+			}
+		}
+	}()
+
+	a.health.register("FelixStartup", 0)
+	a.health.report("FelixStartup", true, false, "connecting to the datastore")
+	if a.cfg.HealthEnabled {
+		a.serve("health", net.JoinHostPort(a.cfg.HealthHost, strconv.Itoa(a.cfg.HealthPort)), a.health.handler())
+	}
+
+	cli, err := datastore.Connect(datastore.ClientConfig{Endpoints: a.cfg.EtcdURLs(), CAFile: a.cfg.EtcdCaFile,
+		CertFile: a.cfg.EtcdCertFile, KeyFile: a.cfg.EtcdKeyFile, Username: a.cfg.EtcdUsername, Password: a.cfg.EtcdPassword}, a.log)
+	if err != nil {
+		a.log.Error("cannot create the etcd client", "err", err)
+		return exitConfig
+	}
+	defer cli.Close()
+	a.cli = cli
+
+	st, err := a.waitForDatastore(ctx)
+	if err != nil {
+		return exitOK // stopped by a signal while waiting
+	}
+	a.setDatastoreConfig(st.Global, st.Host, st.ClusterInfo)
+	cfg, problems := a.local.Resolve(a.global, a.host, a.cluster)
+	for _, p := range problems {
+		a.log.Warn("configuration", "problem", p.String())
+	}
+	if problems.Fatal() {
+		a.log.Error("configuration from the datastore is invalid; stopping")
+		return exitConfig
+	}
+	a.cfg = cfg
+	a.logs.setLevels(cfg)
+
+	registry := newRegistry(cfg)
+	if cfg.PrometheusMetricsEnabled {
+		a.serve("metrics", net.JoinHostPort(cfg.PrometheusMetricsHost, strconv.Itoa(cfg.PrometheusMetricsPort)),
+			promhttp.HandlerFor(registry, promhttp.HandlerOpts{Registry: registry}))
+	}
+
+	dpCfg, err := dataplaneConfig(cfg, a.log)
+	if err != nil {
+		a.log.Error("invalid dataplane configuration", "err", err)
+		return exitConfig
+	}
+	a.status = datastore.NewStatusWriter(cli, statusConfig(cfg), a.log)
+	inSync := make(chan struct{})
+	dpCfg.OnStatus = func(id calc.EndpointID, s string) {
+		a.status.SetEndpointStatus(datastore.EndpointStatusID{Orchestrator: id.Orchestrator, WorkloadID: id.WorkloadID, EndpointID: id.EndpointID}, s)
+	}
+	dpCfg.OnInSync = func() { close(inSync) }
+	if a.dp, err = dataplane.New(dpCfg); err != nil {
+		a.log.Error("cannot start the dataplane", "err", err)
+		return exitConfig
+	}
+	a.graph = calc.New(calc.Config{Hostname: cfg.FelixHostname, Namespace: cfg.Namespace()}, func(p calc.Problem) {
+		calcProblems.Inc()
+		a.log.Warn("fail-closed", "key", p.Key, "reason", p.Reason)
+	})
+
+	a.health.register("CalculationGraph", 30*time.Second)
+	a.health.register("InternalDataplaneMainLoop", max(cfg.DataplaneWatchdogTimeout, 20*time.Second))
+	a.health.report("FelixStartup", true, true, "")
+	a.health.report("InternalDataplaneMainLoop", true, false, "waiting for the first apply")
+
+	batches := make(chan datastore.Batch, 16)
+	syncer := datastore.NewSyncer(cli, datastore.SyncerConfig{Hostname: cfg.FelixHostname, Namespace: cfg.Namespace(), Log: a.log})
+	go syncer.Run(ctx, batches)
+	go a.dp.Run(ctx)
+	go a.status.Run(ctx)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	signal.Stop(startSigs)
+	close(started)
+	if ctx.Err() != nil {
+		return exitOK
+	}
+	return a.loop(ctx, batches, sigs, inSync, st)
+}
+
+// waitForDatastore reads the start-up keys until the datastore says it is
+// ready (clusterinformations/default datastoreReady: true), as Felix does.
+func (a *agent) waitForDatastore(ctx context.Context) (datastore.StartupState, error) {
+	for i := 0; ; i++ {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		st, err := datastore.ReadStartupState(rctx, a.cli, a.cfg.FelixHostname, a.log)
+		cancel()
+		switch {
+		case err == nil && st.Ready():
+			return st, nil
+		case err != nil && i%10 == 0:
+			a.log.Warn("cannot read the datastore yet; retrying", "err", err, "endpoints", a.cfg.EtcdURLs())
+		case err == nil && i%10 == 0:
+			a.log.Warn("datastore not ready: waiting for clusterinformations/default with datastoreReady: true")
+		}
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// setDatastoreConfig turns the datastore's configuration resources into
+// config sources.
+func (a *agent) setDatastoreConfig(global, host *resource.FelixConfiguration, ci *resource.ClusterInformation) {
+	report := func(ps []config.Problem) {
+		for _, p := range ps {
+			a.log.Warn("configuration", "problem", p.String())
+		}
+	}
+	a.global, a.host, a.cluster = nil, nil, nil
+	if global != nil {
+		vals, ps := config.FromDatastore(config.SourceDatastoreGlobal, "felixconfigurations/default", global.Spec, global.Annotations)
+		report(ps)
+		a.global = vals
+	}
+	if host != nil {
+		vals, ps := config.FromDatastore(config.SourceDatastoreHost, "felixconfigurations/"+host.Name, host.Spec, host.Annotations)
+		report(ps)
+		a.host = vals
+	}
+	if ci != nil {
+		a.cluster = config.FromClusterInformation(ci.ClusterGUID, ci.ClusterType, ci.CalicoVersion, ci.Variant)
+	}
+}
+
+// loop runs the calculation graph on datastore batches and handles
+// signals, config edits and health, until the agent stops.
+func (a *agent) loop(ctx context.Context, batches <-chan datastore.Batch, sigs <-chan os.Signal, inSync <-chan struct{}, st datastore.StartupState) int {
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	var watchdog <-chan time.Time
+	if iv := watchdogInterval(); iv > 0 {
+		t := time.NewTicker(iv)
+		defer t.Stop()
+		watchdog = t.C
+	}
+	fileStamp := stampOf(a.path)
+	global, host, cluster := st.Global, st.Host, st.ClusterInfo
+	for {
+		select {
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				if code, stop := a.reload("SIGHUP"); stop {
+					return code
+				}
+				continue
+			}
+			a.log.Info("ocelot stopping; the dataplane stays in place", "signal", s.String())
+			sdNotify("STOPPING=1")
+			return exitOK
+		case b := <-batches:
+			start := time.Now()
+			configChanged := false
+			for _, u := range b.Updates {
+				calcUpdates.WithLabelValues(string(u.Key.Kind)).Inc()
+				switch v := u.Value.(type) {
+				case *resource.FelixConfiguration:
+					if u.Key.Name == "default" {
+						global = v
+					} else {
+						host = v
+					}
+					configChanged = true
+				case *resource.ClusterInformation:
+					cluster, configChanged = v, true
+				case nil:
+					switch {
+					case u.Key.Kind == resource.KindFelixConfiguration && u.Key.Name == "default":
+						global, configChanged = nil, true
+					case u.Key.Kind == resource.KindFelixConfiguration:
+						host, configChanged = nil, true
+					}
+				}
+			}
+			a.graph.OnUpdates(b.Updates)
+			if b.InSync {
+				a.graph.OnInSync()
+			}
+			msgs := a.graph.Flush()
+			calcOutput.Add(float64(len(msgs)))
+			a.dp.Send(msgs)
+			calcUpdateTime.Observe(time.Since(start).Seconds())
+			publishStats(a.graph.Stats())
+			if configChanged {
+				a.setDatastoreConfig(global, host, cluster)
+				if code, stop := a.reconfigure("datastore"); stop {
+					return code
+				}
+			}
+		case <-inSync:
+			inSync = nil
+			a.status.SetInSync()
+			sdNotify("READY=1")
+			a.log.Info("dataplane in sync with the datastore")
+		case <-tick.C:
+			a.reportHealth()
+			if st := stampOf(a.path); st != fileStamp {
+				fileStamp = st
+				if code, stop := a.reload("edit of " + a.path); stop {
+					return code
+				}
+			}
+		case <-watchdog:
+			if live, _, _ := a.health.status(); live {
+				sdNotify("WATCHDOG=1")
+			}
+		}
+	}
+}
+
+func (a *agent) reportHealth() {
+	a.health.report("CalculationGraph", true, true, "")
+	h := a.dp.Health()
+	live := time.Since(h.LoopAlive) < max(a.cfg.DataplaneWatchdogTimeout, 20*time.Second)
+	detail := ""
+	if h.Err != nil {
+		detail = h.Err.Error()
+	}
+	// Ready once in sync, and while applies succeed (or failed only lately).
+	ready := h.InSync && (h.Healthy || time.Since(h.LastApply) < 30*time.Second)
+	a.health.report("InternalDataplaneMainLoop", live, ready, detail)
+}
+
+// reload re-reads the local config after SIGHUP or an edit. An invalid
+// edit is rejected and the running configuration kept.
+func (a *agent) reload(why string) (code int, stop bool) {
+	local := config.ReadLocal(a.path, os.Environ())
+	cfg, problems := local.Resolve(a.global, a.host, a.cluster)
+	invalid := problems.Fatal()
+	for _, p := range problems {
+		a.log.Warn("configuration reload", "problem", p.String())
+		if _, known := config.Lookup(p.Param); known || p.Param == "" {
+			invalid = true
+		}
+	}
+	if invalid {
+		configRejected.Inc()
+		a.log.Error("configuration edit rejected; keeping the running configuration", "trigger", why)
+		return 0, false
+	}
+	a.local = local
+	return a.apply(cfg, why)
+}
+
+// reconfigure re-resolves after a datastore configuration change.
+func (a *agent) reconfigure(why string) (code int, stop bool) {
+	cfg, problems := a.local.Resolve(a.global, a.host, a.cluster)
+	if problems.Fatal() {
+		for _, p := range problems {
+			a.log.Error("configuration from the datastore rejected; keeping the running configuration", "problem", p.String())
+		}
+		configRejected.Inc()
+		return 0, false
+	}
+	return a.apply(cfg, why)
+}
+
+// apply takes a new configuration: live parameters at once; anything else
+// exits with 129 so the supervisor restarts the agent (the dataplane stays
+// in place meanwhile). Never a half-applied configuration.
+func (a *agent) apply(cfg *config.Config, why string) (code int, stop bool) {
+	changed, live := a.cfg.Changed(cfg)
+	if len(changed) == 0 {
+		return 0, false
+	}
+	if !live {
+		a.log.Warn("configuration changed in a way that needs a restart; exiting with 129 to be restarted", "trigger", why, "changed", changed)
+		return exitRestart, true
+	}
+	a.cfg = cfg
+	a.logs.setLevels(cfg)
+	a.status.SetConfig(statusConfig(cfg))
+	a.log.Info("configuration applied live", "trigger", why, "changed", changed)
+	return 0, false
+}
+
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+func stampOf(path string) fileStamp {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}
+	}
+	return fileStamp{st.ModTime(), st.Size()}
+}
+
+func (a *agent) serve(what, addr string, h http.Handler) {
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("cannot serve "+what, "addr", addr, "err", err)
+		}
+	}()
+	a.log.Info("serving "+what, "addr", addr)
+}
+
+func statusConfig(cfg *config.Config) datastore.StatusConfig {
+	return datastore.StatusConfig{Hostname: cfg.FelixHostname, RegionString: cfg.RegionString(),
+		Interval: cfg.ReportingIntervalSecs, TTL: cfg.ReportingTTLSecs,
+		EndpointReporting: cfg.EndpointReportingEnabled, EndpointDelay: cfg.EndpointReportingDelaySecs}
+}
+
+// dataplaneConfig translates the configuration for the dataplane.
+func dataplaneConfig(cfg *config.Config, log *slog.Logger) (dataplane.Config, error) {
+	marks, err := rules.MarksFromMask(cfg.IptablesMarkMask)
+	if err != nil {
+		return dataplane.Config{}, err
+	}
+	if cfg.OpenstackActive() && cfg.MetadataAddr != "" {
+		if _, err := net.ResolveIPAddr("ip", cfg.MetadataAddr); err == nil && net.ParseIP(cfg.MetadataAddr) == nil {
+			log.Warn("MetadataAddr is a host name; like Felix, Ocelot programs metadata rules only for an IP address", "MetadataAddr", cfg.MetadataAddr)
+		}
+	}
+	return dataplane.Config{
+		Rules: rules.Config{Prefixes: cfg.InterfacePrefix, Marks: marks, FilterAllow: cfg.IptablesFilterAllowAction,
+			MangleAllow: cfg.IptablesMangleAllowAction, Deny: cfg.IptablesFilterDenyAction, EndpointToHost: cfg.DefaultEndpointToHostAction,
+			OpenStack: cfg.OpenstackActive(), MetadataAddr: cfg.MetadataAddr, MetadataPort: cfg.MetadataPort,
+			NoInvalidCheck: cfg.DisableConntrackInvalidCheck, AllowVXLAN: cfg.AllowVXLANPacketsFromWorkloads,
+			AllowIPIP: cfg.AllowIPIPPacketsFromWorkloads, VXLANPort: cfg.VXLANPort, LogPrefix: cfg.LogPrefix},
+		IPv6: cfg.Ipv6Support, Backend: cfg.IptablesBackend, InsertMode: cfg.ChainInsertMode == "insert",
+		LockProbe: cfg.IptablesLockProbeIntervalMillis, MaxIpsetSize: cfg.MaxIpsetSize,
+		IptablesRefresh: cfg.IptablesRefreshInterval, PostWriteCheck: cfg.IptablesPostWriteCheckIntervalSecs,
+		IpsetsRefresh: cfg.IpsetsRefreshInterval, RouteRefresh: cfg.RouteRefreshInterval, InterfaceRefresh: cfg.InterfaceRefreshInterval,
+		RouteProtocol: cfg.DeviceRouteProtocol, RemoveExternalRoutes: cfg.RemoveExternalRoutes, IPForwarding: cfg.IPForwarding == "Enabled",
+		FloatingIPs: cfg.FloatingIPs == "Enabled", MinApplyInterval: 5 * time.Millisecond, Log: log,
+	}, nil
 }

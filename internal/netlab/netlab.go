@@ -8,11 +8,14 @@ package netlab
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -30,36 +33,77 @@ func Main(m *testing.M) {
 	if os.Getenv(envNetns) != "" || os.Geteuid() != 0 || testing.Short() {
 		os.Exit(m.Run())
 	}
-	name := fmt.Sprintf("ocelot-t%d", os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "netlab: cannot create namespace %s (%v: %s); running without kernel tests\n", name, err, out)
+	code, err := reexecInNetns()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "netlab: %v; running without kernel tests\n", err)
 		os.Exit(m.Run())
 	}
+	os.Exit(code)
+}
+
+// InOwnNetns runs main inside a new network namespace of its own: the
+// process re-executes itself there and the namespace, with everything in
+// it, is deleted when it exits. For programs such as the demo.
+func InOwnNetns(main func() int) int {
+	if os.Getenv(envNetns) != "" {
+		return main()
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "this needs root (network namespaces, iptables)")
+		return 1
+	}
+	code, err := reexecInNetns()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return code
+}
+
+// reexecInNetns re-runs this executable with the same arguments inside a
+// fresh namespace and returns its exit code.
+func reexecInNetns() (int, error) {
+	name := fmt.Sprintf("ocelot-t%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("cannot create namespace %s: %v: %s", name, err, out)
+	}
+	defer cleanupPrefix(name + "-")
+	defer exec.Command("ip", "netns", "del", name).Run()
 	self, _ := os.Executable()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", name, self}, os.Args[1:]...)...)
 	parent, _ := os.Readlink("/proc/self/ns/net")
 	cmd.Env = append(os.Environ(), envNetns+"="+name, envParentNetns+"="+parent)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	err := cmd.Run()
-	exec.Command("ip", "netns", "del", name).Run()
-	cleanupPrefix(name + "-")
-	if err != nil {
-		if ee, ok := err.(*exec.ExitError); ok {
-			os.Exit(ee.ExitCode())
-		}
-		fmt.Fprintln(os.Stderr, "netlab:", err)
-		os.Exit(1)
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), nil
 	}
-	os.Exit(0)
+	if err != nil {
+		return 0, err
+	}
+	return 0, nil
 }
 
-// cleanupPrefix deletes namespaces a crashed test left behind.
+// cleanupPrefix kills the processes of, and deletes, namespaces a crashed
+// test left behind.
 func cleanupPrefix(prefix string) {
 	out, _ := exec.Command("ip", "netns", "list").Output()
 	for _, line := range strings.Split(string(out), "\n") {
 		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
 		if strings.HasPrefix(name, prefix) {
+			killAll(name)
 			exec.Command("ip", "netns", "del", name).Run()
+		}
+	}
+}
+
+// killAll kills every process running in a namespace.
+func killAll(ns string) {
+	out, _ := exec.Command("ip", "netns", "pids", ns).Output()
+	for _, f := range strings.Fields(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
+			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
 }
@@ -107,8 +151,18 @@ func RequireRoot(t testing.TB) {
 	}
 }
 
+// T is what the lab helpers need of a test; testing.TB has it, and so can
+// a program such as the demo.
+type T interface {
+	Helper()
+	Failed() bool
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	Cleanup(func())
+}
+
 // Run runs a command and returns its combined output, failing the test on error.
-func Run(t testing.TB, name string, args ...string) string {
+func Run(t T, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {

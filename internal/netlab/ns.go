@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -26,11 +25,11 @@ type NS struct {
 
 // NewNS creates a namespace named Prefix()+suffix with loopback up, and
 // deletes it when the test ends.
-func NewNS(t testing.TB, suffix string) *NS {
+func NewNS(t T, suffix string) *NS {
 	t.Helper()
 	ns, err := CreateNS(Prefix() + suffix)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	t.Cleanup(ns.Delete)
 	return ns
@@ -49,8 +48,11 @@ func CreateNS(name string) (*NS, error) {
 	return ns, nil
 }
 
-// Delete removes the namespace and everything in it.
-func (ns *NS) Delete() { Try("ip", "netns", "del", ns.Name) }
+// Delete kills the namespace's processes and removes it and everything in it.
+func (ns *NS) Delete() {
+	killAll(ns.Name)
+	Try("ip", "netns", "del", ns.Name)
+}
 
 // Exec runs a command inside the namespace.
 func (ns *NS) Exec(name string, args ...string) (string, error) {
@@ -58,7 +60,7 @@ func (ns *NS) Exec(name string, args ...string) (string, error) {
 }
 
 // MustExec runs a command inside the namespace, failing the test on error.
-func (ns *NS) MustExec(t testing.TB, name string, args ...string) string {
+func (ns *NS) MustExec(t T, name string, args ...string) string {
 	t.Helper()
 	out, err := ns.Exec(name, args...)
 	if err != nil {
@@ -104,7 +106,7 @@ type VM struct {
 // namespace this process runs in). The VM's default route points at
 // 169.254.1.1 via eth0, which the host answers by proxy ARP, as with
 // Calico. The host side is left down: the test or agent brings it up.
-func AddVM(t testing.TB, hostNS *NS, name, hostIface, mac, ip, ip6 string) *VM {
+func AddVM(t T, hostNS *NS, name, hostIface, mac, ip, ip6 string) *VM {
 	t.Helper()
 	vm := &VM{NS: NewNS(t, name), IP: ip, IP6: ip6, MAC: mac, HostSide: hostIface, host: hostNS}
 	ipCmd := []string{}
@@ -125,7 +127,7 @@ func AddVM(t testing.TB, hostNS *NS, name, hostIface, mac, ip, ip6 string) *VM {
 }
 
 // hostIP runs ip in the VM's host namespace.
-func (vm *VM) hostIP(t testing.TB, args ...string) string {
+func (vm *VM) hostIP(t T, args ...string) string {
 	t.Helper()
 	if vm.host != nil {
 		return Run(t, "ip", append([]string{"-n", vm.host.Name}, args...)...)
@@ -136,7 +138,7 @@ func (vm *VM) hostIP(t testing.TB, args ...string) string {
 // PlugIn brings the host side up, as Nova does when a VM starts, and
 // points the VM's IPv6 default route at the host side's link-local
 // address (IPv4 uses 169.254.1.1, answered by proxy ARP).
-func (vm *VM) PlugIn(t testing.TB) {
+func (vm *VM) PlugIn(t T) {
 	t.Helper()
 	sysctl := "net.ipv6.conf." + vm.HostSide + ".accept_dad=0"
 	if vm.host != nil {
@@ -166,7 +168,7 @@ func (vm *VM) PlugIn(t testing.TB) {
 // out of an interface towards a "world" namespace, as a real compute host
 // has. Proxy ARP answers a VM only for destinations routed elsewhere, so
 // VMs need this to reach their gateway.
-func AddUplink(t testing.TB, hostNS *NS, name string) *NS {
+func AddUplink(t T, hostNS *NS, name string) *NS {
 	t.Helper()
 	world := NewNS(t, name)
 	ipCmd := []string{}
@@ -193,7 +195,7 @@ type Server struct {
 }
 
 // Serve listens on addr ("198.18.1.2:80") inside ns until the test ends.
-func Serve(t testing.TB, ns *NS, addr string) *Server {
+func Serve(t T, ns *NS, addr string) *Server {
 	t.Helper()
 	s := &Server{}
 	err := ns.Do(func() error {
@@ -315,7 +317,7 @@ func ping(dst string, timeout time.Duration) error {
 }
 
 // Eventually polls cond every 50ms until it holds or the deadline passes.
-func Eventually(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+func Eventually(t T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
