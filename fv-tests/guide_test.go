@@ -17,8 +17,9 @@ const (
 // own region names: RegionTwo VMs in the clients group reach the RegionOne
 // VM in the web group on TCP 80 and nothing else; other VMs do not; and
 // removing namespaceSelector: all() stops the cross-region access.
-func TestGuideScenario(t *testing.T) {
-	l := newLab(t)
+func TestGuideScenario(t *testing.T) { guideScenario(t, newLab(t)) }
+
+func guideScenario(t *testing.T, l *lab.Lab) {
 	r1 := l.AddHost("r1-compute1", "RegionOne")
 	r2 := l.AddHost("r2-compute1", "RegionTwo")
 	web := r1.AddVM("web", 5)

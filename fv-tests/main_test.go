@@ -36,11 +36,14 @@ func TestMain(m *testing.M) {
 
 const wait = 20 * time.Second
 
-// newLab starts a lab with the bootstrap resources, dumping the hosts'
-// state and logs if the test fails.
-func newLab(t *testing.T) *lab.Lab {
+// newLab starts a lab with an embedded etcd and the bootstrap resources.
+func newLab(t *testing.T) *lab.Lab { return newLabWithEtcd(t, "") }
+
+// newLabWithEtcd starts a lab on an etcd already running at etcdURL
+// ("": an embedded one).
+func newLabWithEtcd(t *testing.T, etcdURL string) *lab.Lab {
 	netlab.Require(t)
-	l := lab.New(t, t.TempDir(), os.Getenv("OCELOT_BIN"), "")
+	l := lab.New(t, t.TempDir(), os.Getenv("OCELOT_BIN"), etcdURL)
 	l.Bootstrap()
 	return l
 }
