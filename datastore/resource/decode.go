@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
-	"unique"
 
 	"ocelot/calc/selector"
 )
@@ -71,11 +70,14 @@ func Decode(kind Kind, namespace, name string, data []byte, opts Options) (any, 
 	case KindWorkloadEndpoint:
 		if parts, ok := ParseEndpointName(name); ok && parts[0] != opts.Hostname {
 			// Another host's endpoint: decode only what IP sets need.
+			if k, labels, w, ok := fastRemoteEndpoint(data); ok && (k == "" || k == string(kind)) {
+				return decodeRemoteEndpoint(namespace, labels, &w)
+			}
 			meta, w, err := unmarshal[wireRemoteEndpointSpec](kind, data)
 			if err != nil {
 				return nil, err
 			}
-			return decodeRemoteEndpoint(namespace, meta, w)
+			return decodeRemoteEndpoint(namespace, internLabels(meta.Labels, reservedLabel), w)
 		}
 		meta, w, err := unmarshal[wireEndpointSpec](kind, data)
 		if err != nil {
@@ -170,8 +172,6 @@ func jsonTypeName(goKind string) string {
 
 // intern returns the canonical copy of a label string, so that the
 // thousands of endpoints carrying the same key or value share one.
-func intern(s string) string { return unique.Make(s).Value() }
-
 func internLabels(in map[string]string, drop func(string) bool) map[string]string {
 	out := make(map[string]string, len(in))
 	for k, v := range in {
@@ -193,22 +193,20 @@ var (
 // (host, orchestrator, workload, endpoint): a single '-' separates parts,
 // "--" is an escaped '-'.
 func ParseEndpointName(name string) ([]string, bool) {
-	var parts []string
-	var cur strings.Builder
+	parts := make([]string, 0, 4)
+	start, escaped := 0, false
 	for i := 0; i < len(name); i++ {
-		if name[i] != '-' {
-			cur.WriteByte(name[i])
-			continue
-		}
-		if i+1 < len(name) && name[i+1] == '-' {
-			cur.WriteByte('-')
+		switch {
+		case name[i] != '-':
+		case i+1 < len(name) && name[i+1] == '-':
+			escaped = true
 			i++
-			continue
+		default:
+			parts = append(parts, unescapePart(name[start:i], escaped))
+			start, escaped = i+1, false
 		}
-		parts = append(parts, cur.String())
-		cur.Reset()
 	}
-	parts = append(parts, cur.String())
+	parts = append(parts, unescapePart(name[start:], escaped))
 	if len(parts) != 4 {
 		return nil, false
 	}
@@ -218,6 +216,13 @@ func ParseEndpointName(name string) ([]string, bool) {
 		}
 	}
 	return parts, true
+}
+
+func unescapePart(p string, escaped bool) string {
+	if escaped {
+		return strings.ReplaceAll(p, "--", "-")
+	}
+	return p
 }
 
 // EscapeEndpointNamePart doubles each '-' (the inverse of ParseEndpointName).
@@ -268,21 +273,21 @@ type wireRemoteEndpointSpec struct {
 	Ports              []wirePort `json:"ports"`
 }
 
-func decodeRemoteEndpoint(namespace string, meta wireMeta, w *wireRemoteEndpointSpec) (any, error) {
+func decodeRemoteEndpoint(namespace string, labels map[string]string, w *wireRemoteEndpointSpec) (any, error) {
 	if namespace == "" {
 		return nil, errf("metadata.namespace", "a WorkloadEndpoint must be in a namespace")
 	}
-	labels, nets, ports, profiles, err := endpointCommon(meta, w.ServiceAccountName, w.IPNetworks, w.Ports, w.Profiles)
+	nets, ports, profiles, err := endpointCommon(labels, w.ServiceAccountName, w.IPNetworks, w.Ports, w.Profiles)
 	if err != nil || len(nets) == 0 {
 		return nil, err
 	}
 	return &RemoteEndpoint{Namespace: intern(namespace), Labels: labels, Profiles: profiles, Nets: nets, Ports: ports}, nil
 }
 
-// endpointCommon validates what local and remote endpoints share.
-func endpointCommon(meta wireMeta, serviceAccount string, ipNetworks []string, wports []wirePort, wprofiles []string) (
-	labels map[string]string, nets []netip.Prefix, ports []NamedPort, profiles []string, err error) {
-	labels = internLabels(meta.Labels, reservedLabel)
+// endpointCommon validates what local and remote endpoints share; labels
+// (interned, reserved ones dropped) gain the service account's.
+func endpointCommon(labels map[string]string, serviceAccount string, ipNetworks []string, wports []wirePort, wprofiles []string) (
+	nets []netip.Prefix, ports []NamedPort, profiles []string, err error) {
 	if serviceAccount != "" {
 		labels[serviceAccountLabel] = intern(serviceAccount)
 	}
@@ -290,7 +295,7 @@ func endpointCommon(meta wireMeta, serviceAccount string, ipNetworks []string, w
 	for i, s := range ipNetworks {
 		p, err := parseHostPrefix(s)
 		if err != nil {
-			return nil, nil, nil, nil, errf(fmt.Sprintf("spec.ipNetworks[%d]", i), "%v", err)
+			return nil, nil, nil, errf(fmt.Sprintf("spec.ipNetworks[%d]", i), "%v", err)
 		}
 		if p.Addr().Is4() {
 			nets = append(nets, p)
@@ -300,7 +305,7 @@ func endpointCommon(meta wireMeta, serviceAccount string, ipNetworks []string, w
 	}
 	nets = append(nets, v6...)
 	if ports, err = decodeNamedPorts("spec.ports", wports); err != nil {
-		return nil, nil, nil, nil, err
+		return nil, nil, nil, err
 	}
 	if len(wprofiles) > 0 {
 		profiles = make([]string, len(wprofiles))
@@ -308,7 +313,7 @@ func endpointCommon(meta wireMeta, serviceAccount string, ipNetworks []string, w
 			profiles[i] = intern(p)
 		}
 	}
-	return labels, nets, ports, profiles, nil
+	return nets, ports, profiles, nil
 }
 
 func decodeEndpoint(namespace, name string, meta wireMeta, w *wireEndpointSpec, opts Options) (any, error) {
@@ -319,7 +324,8 @@ func decodeEndpoint(namespace, name string, meta wireMeta, w *wireEndpointSpec, 
 	if !ok {
 		return nil, errf("metadata.name", "%q must be <node>-<orchestrator>-<workload>-<endpoint> with '-' inside a part doubled", name)
 	}
-	labels, nets, ports, profiles, err := endpointCommon(meta, w.ServiceAccountName, w.IPNetworks, w.Ports, w.Profiles)
+	labels := internLabels(meta.Labels, reservedLabel)
+	nets, ports, profiles, err := endpointCommon(labels, w.ServiceAccountName, w.IPNetworks, w.Ports, w.Profiles)
 	if err != nil {
 		return nil, err
 	}

@@ -256,3 +256,23 @@ func TestLabelsAreInterned(t *testing.T) {
 		t.Error("equal label values from two decodes do not share storage")
 	}
 }
+
+func BenchmarkDecodeRemoteEndpoint(b *testing.B) {
+	data := []byte(neutronWEP)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(KindWorkloadEndpoint, "openstack-region-RegionOne", wepName, data, Options{Hostname: "r2-compute1"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeLocalEndpoint(b *testing.B) {
+	data := []byte(neutronWEP)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(KindWorkloadEndpoint, "openstack-region-RegionOne", wepName, data, Options{Hostname: "r1-compute1"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
