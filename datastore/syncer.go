@@ -146,6 +146,7 @@ func (s *Syncer) resync(ctx context.Context, out chan<- Batch) (int64, error) {
 		resyncState.Set(resyncStateResyncing)
 	}
 	var rev int64
+	began := time.Now()
 	seen := make(map[string]struct{}, len(s.state))
 	for _, p := range s.prefixes {
 		err := s.list(ctx, p.prefix, &rev, func(kvs []*mvccpb.KeyValue) error {
@@ -178,6 +179,7 @@ func (s *Syncer) resync(ctx context.Context, out chan<- Batch) (int64, error) {
 		}
 	}
 	s.listed = true
+	s.log.Debug("datastore listed", "keys", len(seen), "revision", rev, "took", time.Since(began))
 	if !s.ready {
 		s.log.Warn("datastore not ready: waiting for clusterinformations/default with datastoreReady: true before reporting in sync")
 	}
