@@ -53,7 +53,27 @@ type kernelState struct {
 	chains map[string][]savedRule
 }
 
-// parseSave reads the output of iptables-save -t <table>.
+// parseSaveAll splits iptables-save output at its "*table" lines and
+// parses each table. Text before the first table (comments, warnings) is
+// checked too: iptables-nft-save reports incompatible tables there.
+func parseSaveAll(out []byte) (map[string]*kernelState, error) {
+	all := map[string]*kernelState{}
+	sections := bytes.Split(append([]byte("\n"), out...), []byte("\n*"))
+	if _, err := parseSave(sections[0]); err != nil {
+		return nil, err
+	}
+	for _, sec := range sections[1:] {
+		name, _, _ := bytes.Cut(sec, []byte("\n"))
+		st, err := parseSave(sec)
+		if err != nil {
+			return nil, err
+		}
+		all[string(bytes.TrimSpace(name))] = st
+	}
+	return all, nil
+}
+
+// parseSave reads one table of iptables-save output.
 func parseSave(out []byte) (*kernelState, error) {
 	st := &kernelState{chains: map[string][]savedRule{}}
 	sc := bufio.NewScanner(bytes.NewReader(out))
@@ -182,13 +202,21 @@ func (t *Table) NumRules() int {
 // Apply brings the kernel in line: read (if the cached view is stale),
 // compute the minimal restore script, write it. On a write failure the
 // state is re-read and the write retried a few times with back-off.
-func (t *Table) Apply(ctx context.Context) error {
-	if !t.dirty {
-		return nil
-	}
+func (t *Table) Apply(ctx context.Context) error { return ApplyTables(ctx, t) }
+
+// ApplyTables applies several tables of one family (sharing Commands)
+// together: one iptables-save for all whose cached view is stale and one
+// iptables-restore for all that need writing. At start-up that is two
+// processes per family instead of eight. On a write failure every table
+// written is re-read and the write retried a few times with back-off.
+func ApplyTables(ctx context.Context, tables ...*Table) error {
 	var lastErr error
 	delay := 10 * time.Millisecond
 	for attempt := 0; attempt < 4; attempt++ {
+		dirty := dirtyTables(tables)
+		if len(dirty) == 0 {
+			return nil
+		}
 		if attempt > 0 {
 			select {
 			case <-ctx.Done():
@@ -197,84 +225,153 @@ func (t *Table) Apply(ctx context.Context) error {
 			}
 			delay *= 3
 		}
-		if t.kernel == nil {
-			st, err := t.read(ctx)
-			if err != nil {
-				lastErr = err
-				continue
-			}
-			t.kernel = st
-		}
-		p := t.plan(t.kernel)
-		if p.script == "" {
-			t.dirty = false
-			return nil
-		}
-		st := t.kernel
-		t.kernel = nil // until the write is known to have worked
-		if err := t.restore(ctx, p.script); err != nil {
+		if err := ReadTables(ctx, dirty...); err != nil {
 			lastErr = err
-			t.log.Warn("iptables-restore failed; re-reading and retrying", "attempt", attempt+1, "err", err)
 			continue
 		}
-		// Our own write succeeded: the kernel now holds what we wrote, so
-		// the next apply need not read it back (the cost of a change stays
-		// the size of the change). Drift by others is caught by the
-		// post-write and periodic re-reads. Hooks in kernel chains are
-		// deleted by their saved text, so after touching them, re-read.
-		if !p.hooks {
-			for name, hashes := range p.rewritten {
-				rs := make([]savedRule, len(hashes))
-				for i, h := range hashes {
-					rs[i] = savedRule{hash: h}
-				}
-				st.chains[name] = rs
+		var script strings.Builder
+		var written []*Table
+		plans := map[*Table]plan{}
+		states := map[*Table]*kernelState{}
+		for _, t := range dirty {
+			p := t.plan(t.kernel)
+			if p.script == "" {
+				t.dirty = false
+				continue
 			}
-			for _, name := range p.deleted {
-				delete(st.chains, name)
-			}
-			t.kernel = st
+			script.WriteString(p.script)
+			written = append(written, t)
+			plans[t], states[t] = p, t.kernel
+			t.kernel = nil // until the write is known to have worked
 		}
-		t.dirty = false
+		if len(written) == 0 {
+			return nil
+		}
+		if err := restore(ctx, written, script.String(), plans); err != nil {
+			lastErr = err
+			written[0].log.Warn("iptables-restore failed; re-reading and retrying", "attempt", attempt+1, "err", err)
+			continue
+		}
+		for _, t := range written {
+			t.wrote(plans[t], states[t])
+		}
 		return nil
 	}
-	return fmt.Errorf("%s table (IPv%d): %w", t.Name, t.Family, lastErr)
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = t.Name
+	}
+	return fmt.Errorf("%s (IPv%d): %w", strings.Join(names, ", "), tables[0].Family, lastErr)
 }
 
-func (t *Table) read(ctx context.Context) (*kernelState, error) {
+func dirtyTables(tables []*Table) []*Table {
+	var out []*Table
+	for _, t := range tables {
+		if t.dirty {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// wrote records a successful write. The kernel now holds what we wrote,
+// so the next apply need not read it back (the cost of a change stays the
+// size of the change). Drift by others is caught by the post-write and
+// periodic re-reads. Hooks in kernel chains are deleted by their saved
+// text, so after touching them the table is re-read.
+func (t *Table) wrote(p plan, st *kernelState) {
+	t.dirty = false
+	if p.hooks {
+		return
+	}
+	for name, hashes := range p.rewritten {
+		rs := make([]savedRule, len(hashes))
+		for i, h := range hashes {
+			rs[i] = savedRule{hash: h}
+		}
+		st.chains[name] = rs
+	}
+	for _, name := range p.deleted {
+		delete(st.chains, name)
+	}
+	t.kernel = st
+}
+
+// ReadTables reads the tables whose cached view is stale: one with -t,
+// several with one iptables-save of every table (a table the kernel has
+// not instantiated yet is absent there and read on its own). Apply calls
+// it; the dataplane also calls it ahead of the first apply.
+func ReadTables(ctx context.Context, tables ...*Table) error {
+	var stale []*Table
+	for _, t := range tables {
+		if t.kernel == nil {
+			stale = append(stale, t)
+		}
+	}
+	if len(stale) > 1 {
+		all, err := save(ctx, stale[0].cmds.Save)
+		if err != nil {
+			return err
+		}
+		for _, t := range stale {
+			t.kernel = all[t.Name]
+		}
+	}
+	for _, t := range stale {
+		if t.kernel != nil {
+			continue
+		}
+		all, err := save(ctx, t.cmds.Save, "-t", t.Name)
+		if err != nil {
+			return err
+		}
+		if t.kernel = all[t.Name]; t.kernel == nil {
+			t.kernel = &kernelState{chains: map[string][]savedRule{}}
+		}
+	}
+	return nil
+}
+
+// save runs iptables-save and parses each table it prints.
+func save(ctx context.Context, bin string, args ...string) (map[string]*kernelState, error) {
 	saveCalls.Inc()
 	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, t.cmds.Save, "-t", t.Name)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
 		saveErrors.Inc()
-		return nil, fmt.Errorf("%s -t %s: %w: %s", t.cmds.Save, t.Name, err, strings.TrimSpace(stderr.String()))
+		return nil, fmt.Errorf("%s %s: %w: %s", bin, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
-	st, err := parseSave(out)
+	all, err := parseSaveAll(out)
 	if err != nil {
 		saveErrors.Inc()
 	}
-	return st, err
+	return all, err
 }
 
-func (t *Table) restore(ctx context.Context, script string) error {
+// restore writes one script covering the given tables.
+func restore(ctx context.Context, tables []*Table, script string, plans map[*Table]plan) error {
+	cmds := tables[0].cmds
 	restoreCalls.Inc()
 	args := []string{"--noflush", "--wait", "10"}
-	if t.cmds.LockProbe > 0 {
-		args = append(args, "--wait-interval", fmt.Sprint(t.cmds.LockProbe.Microseconds()))
+	if cmds.LockProbe > 0 {
+		args = append(args, "--wait-interval", fmt.Sprint(cmds.LockProbe.Microseconds()))
 	}
-	cmd := exec.CommandContext(ctx, t.cmds.Restore, args...)
+	cmd := exec.CommandContext(ctx, cmds.Restore, args...)
 	cmd.Stdin = strings.NewReader(script)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	lines := strings.Count(script, "\n")
-	t.LinesWritten += lines
-	t.BytesWritten += len(script)
-	linesExecuted.WithLabelValues(fmt.Sprint(t.Family), t.Name).Add(float64(lines))
+	for _, t := range tables {
+		s := plans[t].script
+		lines := strings.Count(s, "\n")
+		t.LinesWritten += lines
+		t.BytesWritten += len(s)
+		linesExecuted.WithLabelValues(fmt.Sprint(t.Family), t.Name).Add(float64(lines))
+	}
 	if err := cmd.Run(); err != nil {
 		restoreErrors.Inc()
-		return fmt.Errorf("%s: %w: %s", t.cmds.Restore, err, strings.TrimSpace(out.String()))
+		return fmt.Errorf("%s: %w: %s", cmds.Restore, err, strings.TrimSpace(out.String()))
 	}
 	return nil
 }
