@@ -2,6 +2,7 @@ package ipsets
 
 import (
 	"context"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"strings"
 	"testing"
 
@@ -80,11 +81,39 @@ func TestKernel(t *testing.T) {
 			t.Errorf("kernel lacks %q:\n%s", want, out)
 		}
 	}
-	// A one-member change writes one line.
-	lines := s.LinesWritten
-	s.AddMembers("s:one", []string{"198.18.0.3"})
+	// A one-member change writes one line, over netlink: no ipset run.
+	lines, calls, nl := s.LinesWritten, testutil.ToFloat64(ipsetCalls), testutil.ToFloat64(netlinkChanges)
+	s.AddMembers("s:one", []string{"198.18.0.3", "198.18.0.9"})
+	s.RemoveMembers("s:one", []string{"198.18.0.9"})
 	if err := s.ApplyUpdates(ctx); err != nil || s.LinesWritten-lines != 1 {
 		t.Errorf("one-member change wrote %d lines (err %v)", s.LinesWritten-lines, err)
+	}
+	if c, n := testutil.ToFloat64(ipsetCalls)-calls, testutil.ToFloat64(netlinkChanges)-nl; c != 0 || n != 1 {
+		t.Errorf("one-member change: %v ipset runs and %v netlink changes, want 0 and 1", c, n)
+	}
+	if out := save(); !strings.Contains(out, "add cali40s:one 198.18.0.3") || strings.Contains(out, "198.18.0.9") {
+		t.Errorf("netlink change not in the kernel:\n%s", out)
+	}
+	// Removing over netlink, and a member already gone (-exist semantics).
+	netlab.Run(t, "ipset", "del", "cali40s:one", "198.18.0.2")
+	s.RemoveMembers("s:one", []string{"198.18.0.2", "198.18.0.3"})
+	s.AddMembers("s:one", []string{"198.18.0.0/24"})
+	if err := s.ApplyUpdates(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if out := save(); strings.Contains(out, "198.18.0.3") || !strings.Contains(out, "add cali40s:one 198.18.0.0/24") {
+		t.Errorf("netlink removal/CIDR add not in the kernel:\n%s", out)
+	}
+	// A change to a set of another type goes to ipset restore.
+	calls = testutil.ToFloat64(ipsetCalls)
+	s.AddMembers("n:port", []string{"198.18.0.2,tcp:443"})
+	if err := s.ApplyUpdates(ctx); err != nil || testutil.ToFloat64(ipsetCalls)-calls != 1 {
+		t.Errorf("hash:ip,port change: %v ipset runs (err %v), want 1", testutil.ToFloat64(ipsetCalls)-calls, err)
+	}
+	s.RemoveMembers("s:one", []string{"198.18.0.0/24"})
+	s.AddMembers("s:one", []string{"198.18.0.3"})
+	if err := s.ApplyUpdates(ctx); err != nil {
+		t.Fatal(err)
 	}
 	// Drift: someone flushes a set and adds a stray one; a resync repairs it.
 	netlab.Run(t, "ipset", "flush", "cali40s:one")
