@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"context"
 	"net"
 	"net/netip"
 
@@ -96,6 +97,30 @@ func (d *Dataplane) flushConntrack() {
 			byFamily[fam(p[0])] = append(byFamily[fam(p[0])], f)
 		}
 	}
+	clear(d.st.flushIPs)
+	clear(d.st.flushPairs)
+	if d.conntrackJobs == nil { // no Run loop (tests driving apply directly)
+		d.deleteConntrack(byFamily)
+		return
+	}
+	d.conntrackJobs <- byFamily
+}
+
+// conntrackWorker deletes entries off the apply path: a dump of the
+// conntrack table takes milliseconds, and the next change should not wait
+// for it. The rules that made the flows stale are already in place.
+func (d *Dataplane) conntrackWorker(ctx context.Context, jobs <-chan map[netlink.InetFamily][]netlink.CustomConntrackFilter) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case job := <-jobs:
+			d.deleteConntrack(job)
+		}
+	}
+}
+
+func (d *Dataplane) deleteConntrack(byFamily map[netlink.InetFamily][]netlink.CustomConntrackFilter) {
 	for family, filters := range byFamily {
 		n, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, family, filters...)
 		if err != nil {
@@ -107,6 +132,4 @@ func (d *Dataplane) flushConntrack() {
 			conntrackFlushed.Add(float64(n))
 		}
 	}
-	clear(d.st.flushIPs)
-	clear(d.st.flushPairs)
 }

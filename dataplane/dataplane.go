@@ -21,6 +21,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"ocelot/calc"
 	"ocelot/dataplane/ifacemon"
 	"ocelot/dataplane/ipsets"
@@ -50,7 +52,8 @@ type Config struct {
 	FloatingIPs          bool // FloatingIPs=Enabled; OpenStack endpoints always get theirs
 
 	// MinApplyInterval spaces applies under sustained change; a burst that
-	// arrives within it costs one apply.
+	// arrives within it costs one apply. Zero applies at once: changes
+	// that arrive while an apply runs are still batched into the next.
 	MinApplyInterval time.Duration
 
 	Log *slog.Logger
@@ -79,6 +82,8 @@ type Dataplane struct {
 	families []*family
 	routes   *routing.Table
 	msgs     chan []calc.Message
+	// conntrackJobs feeds the conntrack worker while Run runs.
+	conntrackJobs chan<- map[netlink.InetFamily][]netlink.CustomConntrackFilter
 
 	st state
 
@@ -182,6 +187,10 @@ func (d *Dataplane) Health() HealthState {
 // it returns.
 func (d *Dataplane) Run(ctx context.Context) error {
 	d.configureKernel()
+	jobs := make(chan map[netlink.InetFamily][]netlink.CustomConntrackFilter, 16)
+	go d.conntrackWorker(ctx, jobs)
+	d.conntrackJobs = jobs
+	d.readAhead(ctx)
 	ifaceEvents := make(chan ifacemon.Event, 64)
 	mon := &ifacemon.Monitor{Prefixes: d.cfg.Rules.Prefixes, Resync: d.cfg.InterfaceRefresh, Log: d.log}
 	go mon.Run(ctx, ifaceEvents)
@@ -296,32 +305,23 @@ func (d *Dataplane) apply(ctx context.Context) (wrote bool, err error) {
 	start := time.Now()
 	first := !d.st.appliedOnce
 	d.st.render(d)
+	// Families are independent (v4 rules use v4 sets only), so they apply
+	// concurrently; each runs its own set, table and deletion steps.
+	famErrs := make([][]error, len(d.families))
+	famWrote := make([]bool, len(d.families))
+	var wg sync.WaitGroup
+	for i, f := range d.families {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			famWrote[i], famErrs[i] = d.applyFamily(ctx, f)
+		}()
+	}
+	wg.Wait()
 	var errs []error
-	for _, f := range d.families {
-		if err := f.sets.ApplyUpdates(ctx); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) == 0 { // rules may refer to sets that failed to appear
-		for _, f := range d.families {
-			for _, t := range f.tables {
-				before := t.LinesWritten
-				if err := t.Apply(ctx); err != nil {
-					errs = append(errs, err)
-				}
-				wrote = wrote || t.LinesWritten != before
-				ipt.Chains.WithLabelValues(fmt.Sprint(f.v), t.Name).Set(float64(t.NumChains()))
-				ipt.Rules.WithLabelValues(fmt.Sprint(f.v), t.Name).Set(float64(t.NumRules()))
-			}
-		}
-	}
-	if len(errs) == 0 {
-		for _, f := range d.families {
-			if err := f.sets.ApplyDeletions(ctx); err != nil {
-				d.log.Debug("IP set deletion deferred", "err", err)
-			}
-			ipsets.Calico.WithLabelValues(map[int]string{4: "inet", 6: "inet6"}[f.v]).Set(float64(f.sets.NumSets()))
-		}
+	for i := range d.families {
+		errs = append(errs, famErrs[i]...)
+		wrote = wrote || famWrote[i]
 	}
 	d.configureInterfaces()
 	for iface, err := range d.routes.Apply() {
@@ -361,6 +361,53 @@ func (d *Dataplane) apply(ctx context.Context) (wrote bool, err error) {
 		applyTime.Observe(elapsed.Seconds())
 	}
 	return wrote, nil
+}
+
+// readAhead reads the kernel's IP sets and tables of every family while
+// the datastore is still being listed, so that the first apply only
+// writes. Failures are left for the apply to meet again.
+func (d *Dataplane) readAhead(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, f := range d.families {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f.sets.Read(ctx); err != nil {
+				d.log.Debug("reading IP sets ahead failed", "ip_version", f.v, "err", err)
+			}
+			if err := ipt.ReadTables(ctx, f.tables...); err != nil {
+				d.log.Debug("reading iptables ahead failed", "ip_version", f.v, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// applyFamily brings one family's IP sets and tables in line: sets created
+// and filled; then all tables in one restore (rules may refer to sets that
+// failed to appear, so not after a set failure); then stale sets destroyed.
+func (d *Dataplane) applyFamily(ctx context.Context, f *family) (wrote bool, errs []error) {
+	if err := f.sets.ApplyUpdates(ctx); err != nil {
+		return false, []error{err}
+	}
+	before := 0
+	for _, t := range f.tables {
+		before += t.LinesWritten
+	}
+	err := ipt.ApplyTables(ctx, f.tables...)
+	for _, t := range f.tables {
+		before -= t.LinesWritten
+		ipt.Chains.WithLabelValues(fmt.Sprint(f.v), t.Name).Set(float64(t.NumChains()))
+		ipt.Rules.WithLabelValues(fmt.Sprint(f.v), t.Name).Set(float64(t.NumRules()))
+	}
+	if err != nil {
+		return before != 0, []error{err}
+	}
+	if err := f.sets.ApplyDeletions(ctx); err != nil {
+		d.log.Debug("IP set deletion deferred", "err", err)
+	}
+	ipsets.Calico.WithLabelValues(map[int]string{4: "inet", 6: "inet6"}[f.v]).Set(float64(f.sets.NumSets()))
+	return before != 0, nil
 }
 
 // timers drive the periodic re-reads.
