@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	_ "net/http/pprof" // served only when OCELOT_DEBUG_PPROF is set
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
@@ -24,6 +26,12 @@ import (
 	"ocelot/datastore"
 	"ocelot/datastore/resource"
 )
+
+// gcPercent is the agent's GOGC unless the environment sets one. The live
+// heap is small and, once in sync, changes are rare, so a tight heap goal
+// costs little CPU and keeps the RSS low; at 10,000 endpoints it trades
+// ~50 ms of start-up for ~10 MiB of peak RSS against Go's default of 100.
+const gcPercent = 25
 
 // Exit codes.
 const (
@@ -72,6 +80,9 @@ type agent struct {
 }
 
 func (a *agent) run() int {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	a.log.Info("ocelot starting", "version", version, "commit", commit, "config", a.path, "hostname", a.cfg.FelixHostname,
 		"region", a.cfg.OpenstackRegion, "namespace", a.cfg.Namespace())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -98,6 +109,9 @@ func (a *agent) run() int {
 
 	a.health.register("FelixStartup", 0)
 	a.health.report("FelixStartup", true, false, "connecting to the datastore")
+	if addr := os.Getenv("OCELOT_DEBUG_PPROF"); addr != "" {
+		a.serve("pprof (debug)", addr, http.DefaultServeMux) // net/http/pprof registers there
+	}
 	if a.cfg.HealthEnabled {
 		a.serve("health", net.JoinHostPort(a.cfg.HealthHost, strconv.Itoa(a.cfg.HealthPort)), a.health.handler())
 	}
@@ -133,6 +147,12 @@ func (a *agent) run() int {
 			promhttp.HandlerFor(registry, promhttp.HandlerOpts{Registry: registry}))
 	}
 
+	// Listing starts now; the dataplane's backend detection and kernel
+	// reads overlap with it (the batches wait in the channel).
+	batches := make(chan datastore.Batch, 16)
+	syncer := datastore.NewSyncer(cli, datastore.SyncerConfig{Hostname: cfg.FelixHostname, Namespace: cfg.Namespace(), Log: a.log})
+	go syncer.Run(ctx, batches)
+
 	dpCfg, err := dataplaneConfig(cfg, a.log)
 	if err != nil {
 		a.log.Error("invalid dataplane configuration", "err", err)
@@ -158,9 +178,6 @@ func (a *agent) run() int {
 	a.health.report("FelixStartup", true, true, "")
 	a.health.report("InternalDataplaneMainLoop", true, false, "waiting for the first apply")
 
-	batches := make(chan datastore.Batch, 16)
-	syncer := datastore.NewSyncer(cli, datastore.SyncerConfig{Hostname: cfg.FelixHostname, Namespace: cfg.Namespace(), Log: a.log})
-	go syncer.Run(ctx, batches)
 	go a.dp.Run(ctx)
 	go a.status.Run(ctx)
 	sigs := make(chan os.Signal, 4)
@@ -273,6 +290,7 @@ func (a *agent) loop(ctx context.Context, batches <-chan datastore.Batch, sigs <
 			a.graph.OnUpdates(b.Updates)
 			if b.InSync {
 				a.graph.OnInSync()
+				a.log.Debug("calculation graph in sync", "took_last_batch", time.Since(start))
 			}
 			msgs := a.graph.Flush()
 			calcOutput.Add(float64(len(msgs)))
@@ -287,6 +305,8 @@ func (a *agent) loop(ctx context.Context, batches <-chan datastore.Batch, sigs <
 			}
 		case <-inSync:
 			inSync = nil
+			debug.FreeOSMemory() // hand the snapshot's garbage back now, not gradually
+			a.reportHealth()
 			a.status.SetInSync()
 			sdNotify("READY=1")
 			a.log.Info("dataplane in sync with the datastore")
@@ -423,6 +443,6 @@ func dataplaneConfig(cfg *config.Config, log *slog.Logger) (dataplane.Config, er
 		IptablesRefresh: cfg.IptablesRefreshInterval, PostWriteCheck: cfg.IptablesPostWriteCheckIntervalSecs,
 		IpsetsRefresh: cfg.IpsetsRefreshInterval, RouteRefresh: cfg.RouteRefreshInterval, InterfaceRefresh: cfg.InterfaceRefreshInterval,
 		RouteProtocol: cfg.DeviceRouteProtocol, RemoveExternalRoutes: cfg.RemoveExternalRoutes, IPForwarding: cfg.IPForwarding == "Enabled",
-		FloatingIPs: cfg.FloatingIPs == "Enabled", MinApplyInterval: 5 * time.Millisecond, Log: log,
+		FloatingIPs: cfg.FloatingIPs == "Enabled", Log: log,
 	}, nil
 }
