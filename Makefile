@@ -45,7 +45,8 @@ bench-e2e: deps build
 
 ## demo: the Multiple Regions guide, live, in network namespaces.
 demo: deps build
-	$(GO) run ./fv-tests/demo
+	$(GO) build -o bin/ocelot-demo ./fv-tests/demo
+	bin/ocelot-demo
 
 clean:
 	rm -rf bin
