@@ -109,8 +109,12 @@ func run() (code int) {
 	fmt.Printf("\nstored at %s as:\n%s\n", lab.GuidePolicyKey("RegionOne"), indent(lab.GuidePolicyJSON("RegionOne", sgWeb, sgClients, true)))
 	start := time.Now()
 	l.Put(lab.GuidePolicyKey("RegionOne"), lab.GuidePolicyJSON("RegionOne", sgWeb, sgClients, true))
-	netlab.Eventually(t, "the policy to take effect", 30*time.Second, func() bool { return client.Connects(web.IP, 80, 300*time.Millisecond) })
-	fmt.Printf("\nfirst successful TCP probe %v after the etcd write (make bench-e2e measures the rule itself)\n", time.Since(start).Round(time.Millisecond))
+	for !client.Connects(web.IP, 80, 50*time.Millisecond) { // a dropped SYN costs the timeout: the next probe starts at once
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("the policy did not take effect in 30 s")
+		}
+	}
+	fmt.Printf("\nTCP 80 connected %v after the etcd write (an upper bound: each blocked probe waits 50 ms;\nmake bench-e2e measures the rule itself)\n", time.Since(start).Round(time.Millisecond))
 
 	title("After: RegionTwo's clients reach the web VM on TCP 80, and nothing else does")
 	matrix(web, client, other)
