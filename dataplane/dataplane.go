@@ -5,10 +5,13 @@
 //
 // Managers (state.go, iface.go) turn messages into desired kernel state
 // cheaply; drivers (iptables, ipsets, routing) bring the kernel in line.
-// One goroutine (Run) does it all: it collects messages, applies in the
-// safe order — sets first, then rules, then routes, set deletions last —
-// throttles so a burst costs one apply, re-reads the kernel periodically to
-// repair drift, and writes nothing before calc has sent InSync.
+// One goroutine (Run) owns that state: it collects messages and applies in
+// the safe order — per family (IPv4 and IPv6 concurrently) sets first,
+// then every table in one restore, set deletions last; then routes and
+// sysctls. Whatever arrives during an apply goes into the next one. It
+// re-reads the kernel periodically to repair drift and writes nothing
+// before calc has sent InSync (reading ahead meanwhile). A worker deletes
+// stale conntrack entries once the rules that made them stale are in.
 //
 // Never flush on start or exit: the first apply takes over what it
 // recognises (Felix's chains and sets included) and sweeps only that.
