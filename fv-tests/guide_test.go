@@ -8,9 +8,9 @@ import (
 
 // Security groups of the guide (datamodel reference §13).
 const (
-	sgWeb     = "a7734e61-b545-452d-a3cd-0189cbd9747a"
-	sgClients = "85cc3048-abc3-43cc-89b3-377341426ac5"
-	sgOther   = "0f9e8d7c-6b5a-4948-8372-615049382716"
+	sgWeb     = lab.SGWeb
+	sgClients = lab.SGClients
+	sgOther   = lab.SGOther
 )
 
 // TestGuideScenario is Calico's "Multiple Regions" guide with OpenStack's
@@ -28,12 +28,7 @@ func guideScenario(t *testing.T, l *lab.Lab) {
 	web.Serve(80, 81)
 	client.Serve(80)
 
-	l.PutSG("RegionOne", sgWeb)
-	l.PutSG("RegionTwo", sgClients)
-	l.PutSG("RegionTwo", sgOther)
-	web.Plug(map[string]string{sgWeb: "web"})
-	client.Plug(map[string]string{sgClients: "clients"})
-	other.Plug(map[string]string{sgOther: "other"})
+	l.PlugGuideVMs(web, client, other)
 	ready(t, r1, r2)
 
 	// Before the policy: nothing reaches the web VM (the control is the

@@ -43,8 +43,8 @@ func TestFastRemoteEndpoint(t *testing.T) {
 		{`{"metadata":null,"spec":{"ipNetworks":null,"serviceAccountName":null}}`, true},
 		{` {"spec":{"x":[1,-2.5e+3,true,false,null,{"y":"\u00e9\n"}]}} `, true},
 		{`{"metadata":{"labels":{"a":"b"}},"metadata":{"labels":{"c":"d"}}}`, false}, // duplicate: encoding/json merges
-		{`{"metadata":{"labels":{"a":"\u0062"}}}`, false},                         // escape in a kept string
-		{`{"metadata":{"labels":{"a":1}}}`, false},                                // type mismatch
+		{`{"metadata":{"labels":{"a":"\u0062"}}}`, false},                            // escape in a kept string
+		{`{"metadata":{"labels":{"a":1}}}`, false},                                   // type mismatch
 		{`{"metadata":{"labels":{"a":null}}}`, false},
 		{`{"spec":{"ports":[{"name":"http","port":80}]}}`, false},
 		{`{"spec":{"ipNetworks":["198.18.0.1/32",null]}}`, false},

@@ -21,9 +21,9 @@ import (
 )
 
 const (
-	sgWeb     = "a7734e61-b545-452d-a3cd-0189cbd9747a"
-	sgClients = "85cc3048-abc3-43cc-89b3-377341426ac5"
-	sgOther   = "0f9e8d7c-6b5a-4948-8372-615049382716"
+	sgWeb     = lab.SGWeb
+	sgClients = lab.SGClients
+	sgOther   = lab.SGOther
 )
 
 func main() { os.Exit(netlab.InOwnNetns(run)) }
@@ -87,12 +87,7 @@ func run() (code int) {
 	client := r2.AddVM("client (RegionTwo, group clients)", 5)
 	other := r2.AddVM("other (RegionTwo, group other)", 6)
 	web.Serve(80, 22)
-	l.PutSG("RegionOne", sgWeb)
-	l.PutSG("RegionTwo", sgClients)
-	l.PutSG("RegionTwo", sgOther)
-	web.Plug(map[string]string{sgWeb: "web"})
-	client.Plug(map[string]string{sgClients: "clients"})
-	other.Plug(map[string]string{sgOther: "other"})
+	l.PlugGuideVMs(web, client, other)
 	fmt.Printf("\nVMs, written to etcd as the Neutron driver writes them:\n")
 	for _, vm := range []*lab.VM{web, client, other} {
 		fmt.Printf("  %-36s %s on %s (%s)\n", vm.Name, vm.IP, vm.Host.Name, vm.HostSide)

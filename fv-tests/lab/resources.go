@@ -115,6 +115,25 @@ func (l *Lab) PutSG(region, sgID string, ingress ...SGRule) {
 	l.Put(SGPolicyKey(region, sgID), SGPolicyJSON(region, sgID, ingress...))
 }
 
+// The security groups of the guide's scenario.
+const (
+	SGWeb     = "a7734e61-b545-452d-a3cd-0189cbd9747a" // the web VMs, in RegionOne
+	SGClients = "85cc3048-abc3-43cc-89b3-377341426ac5" // the clients, in RegionTwo
+	SGOther   = "0f9e8d7c-6b5a-4948-8372-615049382716" // a control group, in RegionTwo
+)
+
+// PlugGuideVMs writes the guide's security groups (no ingress yet) and
+// plugs its three VMs into them: web (RegionOne), client and other
+// (RegionTwo).
+func (l *Lab) PlugGuideVMs(web, client, other *VM) {
+	l.PutSG("RegionOne", SGWeb)
+	l.PutSG("RegionTwo", SGClients)
+	l.PutSG("RegionTwo", SGOther)
+	web.Plug(map[string]string{SGWeb: "web"})
+	client.Plug(map[string]string{SGClients: "clients"})
+	other.Plug(map[string]string{SGOther: "other"})
+}
+
 // GuidePolicyYAML is the policy of Calico's "Multiple Regions" guide:
 // allow TCP 80 to the web group from the clients group of any region.
 func GuidePolicyYAML(region, webSG, clientsSG string) string {
