@@ -90,6 +90,9 @@ func newBenchDataplane(b *testing.B) *Dataplane {
 		b.Fatal(err)
 	}
 	d.st.ifacesSynced = true
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	d.startConntrackWorker(ctx) // as Run does
 	return d
 }
 

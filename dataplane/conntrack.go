@@ -106,6 +106,14 @@ func (d *Dataplane) flushConntrack() {
 	d.conntrackJobs <- byFamily
 }
 
+// startConntrackWorker moves conntrack deletion off the apply path until
+// ctx ends.
+func (d *Dataplane) startConntrackWorker(ctx context.Context) {
+	jobs := make(chan map[netlink.InetFamily][]netlink.CustomConntrackFilter, 16)
+	go d.conntrackWorker(ctx, jobs)
+	d.conntrackJobs = jobs
+}
+
 // conntrackWorker deletes entries off the apply path: a dump of the
 // conntrack table takes milliseconds, and the next change should not wait
 // for it. The rules that made the flows stale are already in place.

@@ -190,9 +190,7 @@ func (d *Dataplane) Health() HealthState {
 // it returns.
 func (d *Dataplane) Run(ctx context.Context) error {
 	d.configureKernel()
-	jobs := make(chan map[netlink.InetFamily][]netlink.CustomConntrackFilter, 16)
-	go d.conntrackWorker(ctx, jobs)
-	d.conntrackJobs = jobs
+	d.startConntrackWorker(ctx)
 	d.readAhead(ctx)
 	ifaceEvents := make(chan ifacemon.Event, 64)
 	mon := &ifacemon.Monitor{Prefixes: d.cfg.Rules.Prefixes, Resync: d.cfg.InterfaceRefresh, Log: d.log}
