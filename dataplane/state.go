@@ -164,25 +164,12 @@ func (d *Dataplane) onPolicy(u *calc.PolicyUpdate) {
 	d.st.policies[u.ID] = u
 	id := u.ID
 	for _, inbound := range []bool{true, false} {
-		name := rules.PolicyChain(id, inbound)
-		d.st.chainSource[name] = chainSource{policy: &id, inbound: inbound}
-		newRules, oldRules := u.Outbound, []calc.Rule(nil)
-		if inbound {
-			newRules = u.Inbound
-		}
+		var oldRules []calc.Rule
 		if old != nil {
-			oldRules = old.Outbound
-			if inbound {
-				oldRules = old.Inbound
-			}
+			oldRules = direction(inbound, old.Inbound, old.Outbound)
 		}
-		d.indexSets(name, oldRules, newRules)
-		if d.st.chainRefs[name] > 0 {
-			d.installChain(name)
-			if old != nil && !reflect.DeepEqual(oldRules, newRules) {
-				d.forgetFlowsOfChain(name)
-			}
-		}
+		d.updateRuleChain(rules.PolicyChain(id, inbound), chainSource{policy: &id, inbound: inbound},
+			old != nil, oldRules, direction(inbound, u.Inbound, u.Outbound))
 	}
 }
 
@@ -190,26 +177,34 @@ func (d *Dataplane) onProfile(u *calc.ProfileUpdate) {
 	old := d.st.profiles[u.ID]
 	d.st.profiles[u.ID] = u
 	for _, inbound := range []bool{true, false} {
-		name := rules.ProfileChain(u.ID, inbound)
-		d.st.chainSource[name] = chainSource{profile: u.ID, inbound: inbound}
-		newRules, oldRules := u.Outbound, []calc.Rule(nil)
-		if inbound {
-			newRules = u.Inbound
-		}
+		var oldRules []calc.Rule
 		if old != nil {
-			oldRules = old.Outbound
-			if inbound {
-				oldRules = old.Inbound
-			}
+			oldRules = direction(inbound, old.Inbound, old.Outbound)
 		}
-		d.indexSets(name, oldRules, newRules)
-		if d.st.chainRefs[name] > 0 {
-			d.installChain(name)
-			if old != nil && !reflect.DeepEqual(oldRules, newRules) {
-				d.forgetFlowsOfChain(name)
-			}
+		d.updateRuleChain(rules.ProfileChain(u.ID, inbound), chainSource{profile: u.ID, inbound: inbound},
+			old != nil, oldRules, direction(inbound, u.Inbound, u.Outbound))
+	}
+}
+
+// updateRuleChain records a policy or profile chain's rules, keeps the
+// set index in step and, when endpoints use the chain, reprograms it and
+// forgets the flows its old rules may have allowed.
+func (d *Dataplane) updateRuleChain(name string, src chainSource, existed bool, oldRules, newRules []calc.Rule) {
+	d.st.chainSource[name] = src
+	d.indexSets(name, oldRules, newRules)
+	if d.st.chainRefs[name] > 0 {
+		d.installChain(name)
+		if existed && !reflect.DeepEqual(oldRules, newRules) {
+			d.forgetFlowsOfChain(name)
 		}
 	}
+}
+
+func direction(inbound bool, in, out []calc.Rule) []calc.Rule {
+	if inbound {
+		return in
+	}
+	return out
 }
 
 func (d *Dataplane) dropChainSources(names ...string) {

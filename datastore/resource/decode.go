@@ -390,12 +390,8 @@ func decodeEndpoint(namespace, name string, meta wireMeta, w *wireEndpointSpec, 
 			e.IPv6Gateway = a
 		}
 	}
-	for i, s := range w.AllowSpoofedSourcePrefixes {
-		p, err := parseCIDR(s)
-		if err != nil {
-			return nil, errf(fmt.Sprintf("spec.allowSpoofedSourcePrefixes[%d]", i), "%v", err)
-		}
-		e.AllowSpoofedSourcePrefixes = append(e.AllowSpoofedSourcePrefixes, p)
+	if e.AllowSpoofedSourcePrefixes, err = parseCIDRs("spec.allowSpoofedSourcePrefixes", w.AllowSpoofedSourcePrefixes); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
@@ -418,6 +414,19 @@ func parseCIDR(s string) (netip.Prefix, error) {
 		return netip.PrefixFrom(a, a.BitLen()), nil
 	}
 	return netip.Prefix{}, fmt.Errorf("%q is not a CIDR", s)
+}
+
+// parseCIDRs reads a list of CIDRs; an error names the element.
+func parseCIDRs(field string, ss []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for i, s := range ss {
+		p, err := parseCIDR(s)
+		if err != nil {
+			return nil, errf(fmt.Sprintf("%s[%d]", field, i), "%v", err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 func parseHostPrefix(s string) (netip.Prefix, error) {
@@ -644,12 +653,9 @@ func decodeNetworkSet(namespace, name string, meta wireMeta, w *wireNetworkSetSp
 	if namespace != "" {
 		ns.Labels[selector.NamespaceLabel] = intern(namespace)
 	}
-	for i, s := range w.Nets {
-		p, err := parseCIDR(s)
-		if err != nil {
-			return nil, errf(fmt.Sprintf("spec.nets[%d]", i), "%v", err)
-		}
-		ns.Nets = append(ns.Nets, p)
+	var err error
+	if ns.Nets, err = parseCIDRs("spec.nets", w.Nets); err != nil {
+		return nil, err
 	}
 	return ns, nil
 }
