@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"ocelot/internal/cidr"
 )
 
 // ProtoPort is one entry of a failsafe port list: [proto:][net:]port.
@@ -207,16 +209,6 @@ func splitList(raw string) []string {
 	return out
 }
 
-func parseCIDR(s string) (netip.Prefix, error) {
-	if p, err := netip.ParsePrefix(s); err == nil {
-		return p.Masked(), nil
-	}
-	if a, err := netip.ParseAddr(s); err == nil {
-		return netip.PrefixFrom(a, a.BitLen()), nil
-	}
-	return netip.Prefix{}, fmt.Errorf("%q is not a CIDR", s)
-}
-
 func parsePortList(raw string) (any, error) {
 	var out []ProtoPort
 	for _, item := range splitList(raw) {
@@ -244,13 +236,13 @@ func parseProtoPort(item string) (ProtoPort, error) {
 		if end < 0 {
 			return pp, errors.New("an IPv6 net must be written [cidr]:port")
 		}
-		p, err := parseCIDR(rest[1:end])
+		p, err := cidr.Parse(rest[1:end])
 		if err != nil || !p.Addr().Is6() {
 			return pp, fmt.Errorf("%q is not an IPv6 CIDR", rest[1:end])
 		}
 		pp.Net, portText = p.String(), rest[end+2:]
 	} else if i := strings.LastIndexByte(rest, ':'); i >= 0 {
-		p, err := parseCIDR(rest[:i])
+		p, err := cidr.Parse(rest[:i])
 		if err != nil || !p.Addr().Is4() {
 			return pp, fmt.Errorf("%q is not a protocol (tcp, udp) or an IPv4 CIDR", rest[:i])
 		}

@@ -22,12 +22,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os/exec"
 	"slices"
 	"strings"
 
 	"github.com/vishvananda/netlink"
+
+	"ocelot/internal/cidr"
 )
 
 // NetlinkMaxChanges is the largest member change written over netlink;
@@ -367,13 +368,9 @@ func (s *IPSets) netlinkOps(script string) (ops []netlinkOp, ok bool) {
 		if d := s.desired[f[1]]; d == nil || d.typ != TypeNet {
 			return nil, false
 		}
-		p, err := netip.ParsePrefix(f[2])
+		p, err := cidr.Parse(f[2])
 		if err != nil {
-			a, aerr := netip.ParseAddr(f[2])
-			if aerr != nil {
-				return nil, false
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
+			return nil, false
 		}
 		if (s.Family == 4) != p.Addr().Is4() {
 			return nil, false

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"ocelot/calc/selector"
+	"ocelot/internal/cidr"
 )
 
 // Error is a validation failure: the field (a JSON path such as
@@ -405,22 +406,11 @@ func containsAddr(nets []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
-// parseCIDR reads a CIDR or a bare address (a full-length prefix).
-func parseCIDR(s string) (netip.Prefix, error) {
-	if p, err := netip.ParsePrefix(s); err == nil {
-		return p.Masked(), nil
-	}
-	if a, err := netip.ParseAddr(s); err == nil {
-		return netip.PrefixFrom(a, a.BitLen()), nil
-	}
-	return netip.Prefix{}, fmt.Errorf("%q is not a CIDR", s)
-}
-
 // parseCIDRs reads a list of CIDRs; an error names the element.
 func parseCIDRs(field string, ss []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for i, s := range ss {
-		p, err := parseCIDR(s)
+		p, err := cidr.Parse(s)
 		if err != nil {
 			return nil, errf(fmt.Sprintf("%s[%d]", field, i), "%v", err)
 		}
@@ -430,7 +420,7 @@ func parseCIDRs(field string, ss []string) ([]netip.Prefix, error) {
 }
 
 func parseHostPrefix(s string) (netip.Prefix, error) {
-	p, err := parseCIDR(s)
+	p, err := cidr.Parse(s)
 	if err != nil {
 		return p, err
 	}

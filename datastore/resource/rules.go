@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"ocelot/internal/cidr"
 )
 
 type wireICMP struct {
@@ -200,7 +202,7 @@ func decodeNets(field string, in []string, negated bool) ([]netip.Prefix, error)
 	}
 	var out []netip.Prefix
 	for i, s := range in {
-		p, err := parseCIDR(s)
+		p, err := cidr.Parse(s)
 		if err != nil {
 			return nil, errf(fmt.Sprintf("%s[%d]", field, i), "%v", err)
 		}
