@@ -6,6 +6,7 @@ package ifacemon
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"time"
@@ -125,9 +126,22 @@ func (m *Monitor) list(ctx context.Context, out chan<- Event, known map[string]S
 	if m.Log == nil {
 		m.Log = slog.New(slog.DiscardHandler)
 	}
-	links, err := netlink.LinkList()
-	if err != nil {
-		m.Log.Warn("listing interfaces failed", "err", err)
+	// The dataplane waits for a complete listing before its first apply, so
+	// a failed one is retried, not skipped. An interrupted dump (links
+	// changed meanwhile) is routine while VMs start; retry it at once.
+	var links []netlink.Link
+	for attempt, delay := 1, 10*time.Millisecond; ctx.Err() == nil; attempt++ {
+		var err error
+		if links, err = netlink.LinkList(); err == nil {
+			break
+		}
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || attempt%10 == 0 {
+			m.Log.Warn("listing interfaces failed; retrying", "err", err, "attempt", attempt)
+			sleep(ctx, delay)
+			delay = min(2*delay, time.Second)
+		}
+	}
+	if ctx.Err() != nil {
 		return
 	}
 	seen := map[string]bool{}
