@@ -6,7 +6,6 @@ import (
 	"runtime"
 	"testing"
 
-	"ocelot/datastore"
 	"ocelot/datastore/resource"
 )
 
@@ -16,7 +15,7 @@ import (
 // (namespaceSelector: all()) on TCP 22/80, and all egress.
 type cloud struct {
 	endpoints, groups, local int
-	ups                      []datastore.Update
+	ups                      []resource.Update
 }
 
 var regions = []string{nsOne, nsTwo, "openstack-region-RegionThree"}
@@ -25,7 +24,7 @@ func sg(i int) string {
 	return fmt.Sprintf("sg.projectcalico.org/openstack-%08d-0000-4000-8000-%012d", i, i)
 }
 
-func (c *cloud) endpoint(i int, groups ...int) datastore.Update {
+func (c *cloud) endpoint(i int, groups ...int) resource.Update {
 	ns := regions[i%3]
 	l := map[string]string{nsLabel: ns, "projectcalico.org/orchestrator": "openstack",
 		"projectcalico.org/openstack-project-id": fmt.Sprintf("%032x", i%300)}
@@ -39,7 +38,7 @@ func (c *cloud) endpoint(i int, groups ...int) datastore.Update {
 	return remoteEP(ns, fmt.Sprint("compute", i/40), fmt.Sprint("vm", i), fmt.Sprint("port", i), ip, l)
 }
 
-func (c *cloud) policy(g int, port uint16) datastore.Update {
+func (c *cloud) policy(g int, port uint16) resource.Update {
 	in := []resource.Rule{
 		{Action: resource.Allow, Source: resource.EntityRule{Selector: has(sg(g))}},
 		{Action: resource.Allow, Protocol: tcp(), Source: resource.EntityRule{Selector: has(sg((g + 1) % c.groups))},
@@ -94,7 +93,7 @@ func BenchmarkInitial(b *testing.B) {
 
 // small changes on a built cloud, measured one at a time.
 
-func benchChange(b *testing.B, c *cloud, change func(i int) []datastore.Update) {
+func benchChange(b *testing.B, c *cloud, change func(i int) []resource.Update) {
 	g, _ := c.build()
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -110,8 +109,8 @@ func benchChange(b *testing.B, c *cloud, change func(i int) []datastore.Update) 
 func BenchmarkRemoteLabelChange(b *testing.B) {
 	c := newCloud(100_000, 10_000, 200)
 	ep := c.endpoints - 7
-	benchChange(b, c, func(i int) []datastore.Update {
-		return []datastore.Update{c.endpoint(ep, 2+i%2)}
+	benchChange(b, c, func(i int) []resource.Update {
+		return []resource.Update{c.endpoint(ep, 2+i%2)}
 	})
 }
 
@@ -119,8 +118,8 @@ func BenchmarkRemoteLabelChange(b *testing.B) {
 func BenchmarkPolicyRuleChange(b *testing.B) {
 	c := newCloud(100_000, 10_000, 200)
 	g := groupOfLocal(c)
-	benchChange(b, c, func(i int) []datastore.Update {
-		return []datastore.Update{c.policy(g, uint16(80+i%2))}
+	benchChange(b, c, func(i int) []resource.Update {
+		return []resource.Update{c.policy(g, uint16(80+i%2))}
 	})
 }
 
@@ -128,12 +127,12 @@ func BenchmarkPolicyRuleChange(b *testing.B) {
 func BenchmarkNewLocalEndpoint(b *testing.B) {
 	c := newCloud(100_000, 10_000, 200)
 	extra := &cloud{local: 1 << 30, groups: c.groups}
-	benchChange(b, c, func(i int) []datastore.Update {
+	benchChange(b, c, func(i int) []resource.Update {
 		u := extra.endpoint(c.endpoints+1, 3, 4)
 		if i%2 == 1 {
-			return []datastore.Update{deleted(u.Key)}
+			return []resource.Update{deleted(u.Key)}
 		}
-		return []datastore.Update{u}
+		return []resource.Update{u}
 	})
 }
 
@@ -162,7 +161,7 @@ func TestSmallChangeCostIndependentOfScale(t *testing.T) {
 		// endpoint joins the group its cross-region rule allows, the policy's
 		// port changes, a new local endpoint joins its group.
 		g0 := groupOfLocal(c)
-		changes := [][]datastore.Update{
+		changes := [][]resource.Update{
 			{c.endpoint(endpoints-1, (g0+2)%groups)},
 			{c.policy(g0, 81)},
 			{(&cloud{local: 1 << 30, groups: groups}).endpoint(endpoints+5, g0)},

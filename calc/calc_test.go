@@ -8,21 +8,20 @@ import (
 	"strings"
 	"testing"
 
-	"ocelot/calc/selector"
-	"ocelot/datastore"
 	"ocelot/datastore/resource"
+	"ocelot/selector"
 )
 
 // The guide's scenario (datamodel reference §13): VM A in RegionOne on this
 // host in SG web; VMs B1, B2 in RegionTwo in SG clients; the allow-tcp-80
 // policy in RegionOne's namespace with namespaceSelector: all().
-func seed(nsSel string) []datastore.Update {
+func seed(nsSel string) []resource.Update {
 	allow := resource.Rule{Action: resource.Allow, Protocol: tcp(),
 		Source:      resource.EntityRule{Selector: has(sgCli), NamespaceSelector: nsSel},
 		Destination: resource.EntityRule{Ports: []resource.Port{{First: 80, Last: 80}}}}
 	egressAll := []resource.Rule{{Action: resource.Allow, IPVersion: 4}, {Action: resource.Allow, IPVersion: 6}}
-	return []datastore.Update{
-		{Key: datastore.Key{Kind: resource.KindTier, Name: "default"}, Value: &resource.Tier{Name: "default", Order: f(1e6), DefaultAction: resource.Deny}},
+	return []resource.Update{
+		{Key: resource.Key{Kind: resource.KindTier, Name: "default"}, Value: &resource.Tier{Name: "default", Order: f(1e6), DefaultAction: resource.Deny}},
 		localEP(nsOne, "vm-a", "port-a", "198.18.1.12", labels(nsOne, sgWeb)),
 		remoteEP(nsTwo, "r2-compute1", "vm-b1", "port-b1", "198.18.2.21", labels(nsTwo, sgCli)),
 		remoteEP(nsTwo, "r2-compute2", "vm-b2", "port-b2", "198.18.2.22", labels(nsTwo, sgCli)),
@@ -121,7 +120,7 @@ func TestMembershipChanges(t *testing.T) {
 	g, d, _ := run(t, seed("all()")...)
 	cross, _, _ := selector.EntityRuleSelectors(has(sgCli), "all()", "", nsOne)
 	id := cross.UniqueID()
-	step := func(ups ...datastore.Update) []Message {
+	step := func(ups ...resource.Update) []Message {
 		g.OnUpdates(ups)
 		msgs := g.Flush()
 		d.apply(msgs)
@@ -149,8 +148,8 @@ func TestMembershipChanges(t *testing.T) {
 		t.Errorf("address change: %v", msgs)
 	}
 	// Coalescing: join and leave between flushes cancel out.
-	g.OnUpdates([]datastore.Update{remoteEP(nsTwo, "h9", "vm9", "p9", "198.18.2.9", labels(nsTwo, sgCli))})
-	g.OnUpdates([]datastore.Update{deleted(epKey(nsTwo, "h9", "vm9", "p9"))})
+	g.OnUpdates([]resource.Update{remoteEP(nsTwo, "h9", "vm9", "p9", "198.18.2.9", labels(nsTwo, sgCli))})
+	g.OnUpdates([]resource.Update{deleted(epKey(nsTwo, "h9", "vm9", "p9"))})
 	if msgs = g.Flush(); len(msgs) != 0 {
 		t.Errorf("join+leave before a flush produced %v", msgs)
 	}
@@ -161,7 +160,7 @@ func TestMembershipChanges(t *testing.T) {
 
 func TestPolicyRemovalOrder(t *testing.T) {
 	g, d, _ := run(t, seed("all()")...)
-	g.OnUpdates([]datastore.Update{deleted(npKey(nsOne, "allow-tcp-80"))})
+	g.OnUpdates([]resource.Update{deleted(npKey(nsOne, "allow-tcp-80"))})
 	msgs := g.Flush()
 	d.apply(msgs) // the fake dataplane fails on a removal before the endpoint moved off it
 	var kinds []string
@@ -188,7 +187,7 @@ func TestInvalidPolicyFailsClosed(t *testing.T) {
 	// The stored value no longer validates, but its selector is known.
 	rec := &resource.Policy{Kind: resource.KindNetworkPolicy, Namespace: nsOne, Name: "allow-tcp-80", Tier: "default",
 		Selector: has(sgWeb), Types: []resource.PolicyType{resource.Ingress}}
-	g.OnUpdates([]datastore.Update{{Key: k, Value: &resource.Invalid{Kind: k.Kind, Reason: errors.New("spec.ingress[0].protocol: bad"), Policy: rec}}})
+	g.OnUpdates([]resource.Update{{Key: k, Value: &resource.Invalid{Kind: k.Kind, Reason: errors.New("spec.ingress[0].protocol: bad"), Policy: rec}}})
 	d.apply(g.Flush())
 	p := d.policies[PolicyID{"default", "NetworkPolicy", nsOne, "allow-tcp-80"}]
 	if !p.FailClosed || !reflect.DeepEqual(p.Inbound, []Rule{DenyAll}) {
@@ -198,7 +197,7 @@ func TestInvalidPolicyFailsClosed(t *testing.T) {
 		t.Errorf("problems %v", problems)
 	}
 	// Garbage with no selector at all: the last known selector is kept, still deny-all.
-	g.OnUpdates([]datastore.Update{{Key: k, Value: &resource.Invalid{Kind: k.Kind, Reason: errors.New("not valid JSON")}}})
+	g.OnUpdates([]resource.Update{{Key: k, Value: &resource.Invalid{Kind: k.Kind, Reason: errors.New("not valid JSON")}}})
 	d.apply(g.Flush())
 	if p := d.policies[PolicyID{"default", "NetworkPolicy", nsOne, "allow-tcp-80"}]; !p.FailClosed {
 		t.Errorf("garbage after a valid version: %+v", p)
@@ -220,7 +219,7 @@ func TestInvalidAndMisplacedEndpoints(t *testing.T) {
 	var problems []Problem
 	g.report = func(p Problem) { problems = append(problems, p) }
 	a := epKey(nsOne, host, "vm-a", "port-a")
-	g.OnUpdates([]datastore.Update{{Key: a, Value: &resource.Invalid{Kind: resource.KindWorkloadEndpoint, Reason: errors.New("bad mac")}}})
+	g.OnUpdates([]resource.Update{{Key: a, Value: &resource.Invalid{Kind: resource.KindWorkloadEndpoint, Reason: errors.New("bad mac")}}})
 	d.apply(g.Flush())
 	if len(d.endpoints) != 0 {
 		t.Errorf("invalid local endpoint still programmed")
@@ -232,7 +231,7 @@ func TestInvalidAndMisplacedEndpoints(t *testing.T) {
 	// but its address is still a member where RegionTwo's SG is selected.
 	g.OnUpdates(seed("all()")[1:2])
 	mis := localEP(nsTwo, "vm-m", "port-m", "198.18.2.50", labels(nsTwo, sgCli))
-	g.OnUpdates([]datastore.Update{mis})
+	g.OnUpdates([]resource.Update{mis})
 	d.apply(g.Flush())
 	if len(d.endpoints) != 1 {
 		t.Errorf("endpoints %v", d.endpoints)
@@ -249,10 +248,10 @@ func TestInvalidAndMisplacedEndpoints(t *testing.T) {
 func TestTiersAndOrder(t *testing.T) {
 	rule := []resource.Rule{{Action: resource.Allow}}
 	pass := &resource.Tier{Name: "admin", Order: f(100), DefaultAction: resource.Pass}
-	ups := []datastore.Update{
+	ups := []resource.Update{
 		localEP(nsOne, "vm", "p", "198.18.1.1", labels(nsOne, sgWeb)),
-		{Key: datastore.Key{Kind: resource.KindTier, Name: "admin"}, Value: pass},
-		{Key: datastore.Key{Kind: resource.KindTier, Name: "default"}, Value: &resource.Tier{Name: "default", Order: f(1e6), DefaultAction: resource.Deny}},
+		{Key: resource.Key{Kind: resource.KindTier, Name: "admin"}, Value: pass},
+		{Key: resource.Key{Kind: resource.KindTier, Name: "default"}, Value: &resource.Tier{Name: "default", Order: f(1e6), DefaultAction: resource.Deny}},
 		policy(npKey(nsOne, "b-no-order"), has(sgWeb), nil, nil, rule, rule),
 		policy(npKey(nsOne, "a-no-order"), has(sgWeb), nil, nil, rule, rule),
 		policy(npKey(nsOne, "z-order-5"), has(sgWeb), []resource.PolicyType{resource.Egress}, f(5), nil, rule),
@@ -289,7 +288,7 @@ func TestTiersAndOrder(t *testing.T) {
 func TestProfiles(t *testing.T) {
 	ep := localEP(nsOne, "vm", "p", "198.18.1.1", labels(nsOne))
 	ep.Value.(*resource.Endpoint).Profiles = []string{"gold", "missing", DefaultAllowProfile}
-	gold := datastore.Update{Key: datastore.Key{Kind: resource.KindProfile, Name: "gold"}, Value: &resource.Profile{
+	gold := resource.Update{Key: resource.Key{Kind: resource.KindProfile, Name: "gold"}, Value: &resource.Profile{
 		Name: "gold", LabelsToApply: map[string]string{"tier": "gold"}, Ingress: []resource.Rule{{Action: resource.Deny}}}}
 	pol := policy(gnpKey("gold-only"), "tier == 'gold'", nil, nil, []resource.Rule{{Action: resource.Allow}}, nil)
 	g, d, problems := run(t, ep, gold, pol)
@@ -310,13 +309,13 @@ func TestProfiles(t *testing.T) {
 		t.Errorf("problems %v", problems)
 	}
 	// The profile's labels change: the policy stops applying.
-	g.OnUpdates([]datastore.Update{{Key: gold.Key, Value: &resource.Profile{Name: "gold", LabelsToApply: map[string]string{"tier": "silver"}}}})
+	g.OnUpdates([]resource.Update{{Key: gold.Key, Value: &resource.Profile{Name: "gold", LabelsToApply: map[string]string{"tier": "silver"}}}})
 	d.apply(g.Flush())
 	if e := d.endpoints[EndpointID{"openstack", nsOne + "/vm", "p"}]; len(e.Tiers) != 0 {
 		t.Errorf("policy still applies after the profile's labels changed: %+v", e.Tiers)
 	}
 	// The endpoint goes: its profiles go too.
-	g.OnUpdates([]datastore.Update{deleted(ep.Key)})
+	g.OnUpdates([]resource.Update{deleted(ep.Key)})
 	d.apply(g.Flush())
 	if len(d.profiles) != 0 || len(d.endpoints) != 0 {
 		t.Errorf("left behind: %v %v", d.profiles, d.endpoints)
@@ -397,9 +396,9 @@ func TestRuleResolution(t *testing.T) {
 func TestNamedPortAndNetworkSetMembers(t *testing.T) {
 	web := localEP(nsOne, "vm", "p", "198.18.1.1", map[string]string{nsLabel: nsOne, "role": "web"})
 	web.Value.(*resource.Endpoint).Ports = []resource.NamedPort{{Name: "http", Protocol: *tcp(), Port: 8080}}
-	world := datastore.Update{Key: datastore.Key{Kind: resource.KindGlobalNetworkSet, Name: "world"},
+	world := resource.Update{Key: resource.Key{Kind: resource.KindGlobalNetworkSet, Name: "world"},
 		Value: &resource.NetworkSet{Name: "world", Labels: map[string]string{"role": "world"}, Nets: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}}
-	partners := datastore.Update{Key: datastore.Key{Kind: resource.KindNetworkSet, Namespace: nsOne, Name: "partners"},
+	partners := resource.Update{Key: resource.Key{Kind: resource.KindNetworkSet, Namespace: nsOne, Name: "partners"},
 		Value: &resource.NetworkSet{Namespace: nsOne, Name: "partners", Labels: map[string]string{nsLabel: nsOne, "role": "world"}, Nets: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}}}
 	pol := policy(npKey(nsOne, "p"), "role == 'web'", nil, nil, []resource.Rule{
 		{Action: resource.Allow, Protocol: tcp(), Destination: resource.EntityRule{Selector: "role == 'web'", Ports: []resource.Port{{Name: "http"}}}},

@@ -6,7 +6,6 @@ import (
 	"reflect"
 	"slices"
 
-	"ocelot/datastore"
 	"ocelot/datastore/resource"
 )
 
@@ -133,8 +132,8 @@ func (g *Graph) Flush() []Message {
 
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
-func sortedDKeys[V any](m map[datastore.Key]V) []datastore.Key {
-	return slices.SortedFunc(maps.Keys(m), func(a, b datastore.Key) int {
+func sortedDKeys[V any](m map[resource.Key]V) []resource.Key {
+	return slices.SortedFunc(maps.Keys(m), func(a, b resource.Key) int {
 		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
 }

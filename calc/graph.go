@@ -4,10 +4,9 @@ import (
 	"fmt"
 	"net/netip"
 
-	"ocelot/calc/labelindex"
-	"ocelot/calc/selector"
-	"ocelot/datastore"
 	"ocelot/datastore/resource"
+	"ocelot/selector"
+	"ocelot/selector/labelindex"
 )
 
 // Config is what the graph needs to know about this host.
@@ -34,25 +33,25 @@ type Graph struct {
 	report func(Problem)
 
 	// Local endpoints and the policies that apply to them.
-	locals   map[datastore.Key]*localEndpoint
-	polIndex *labelindex.Index[datastore.Key, datastore.Key] // policy -> local endpoint
-	policies map[datastore.Key]*policyState                  // active or not
+	locals   map[resource.Key]*localEndpoint
+	polIndex *labelindex.Index[resource.Key, resource.Key] // policy -> local endpoint
+	policies map[resource.Key]*policyState                 // active or not
 	tiers    map[string]*resource.Tier
 	profiles map[string]*profileState // by name
 
 	// IP sets and their members.
-	setIndex *labelindex.Index[string, datastore.Key] // set ID -> member item
-	items    map[datastore.Key]*memberItem            // every endpoint, network set, host endpoint
-	sets     map[string]*ipSet                        // referenced (or pending removal) sets
+	setIndex *labelindex.Index[string, resource.Key] // set ID -> member item
+	items    map[resource.Key]*memberItem            // every endpoint, network set, host endpoint
+	sets     map[string]*ipSet                       // referenced (or pending removal) sets
 
 	// Work for the next flush.
-	dirtyEndpoints map[datastore.Key]struct{}
-	dirtyPolicies  map[datastore.Key]struct{}
+	dirtyEndpoints map[resource.Key]struct{}
+	dirtyPolicies  map[resource.Key]struct{}
 	dirtyProfiles  map[string]struct{}
-	dirtySets      map[string]struct{}        // sets whose references or members changed
-	recheck        map[datastore.Key]struct{} // policies whose activation may have changed
-	sentEndpoints  map[datastore.Key]*EndpointUpdate
-	sentPolicies   map[datastore.Key]*PolicyUpdate
+	dirtySets      map[string]struct{}       // sets whose references or members changed
+	recheck        map[resource.Key]struct{} // policies whose activation may have changed
+	sentEndpoints  map[resource.Key]*EndpointUpdate
+	sentPolicies   map[resource.Key]*PolicyUpdate
 	sentProfiles   map[string]*ProfileUpdate // by name
 	inSync         bool
 	inSyncSent     bool
@@ -61,23 +60,23 @@ type Graph struct {
 	numWEPs       int
 	numActivePols int
 	numActiveSets int
-	misplace      map[datastore.Key]bool
+	misplace      map[resource.Key]bool
 }
 
 type localEndpoint struct {
 	ep       *resource.Endpoint
-	policies map[datastore.Key]struct{} // matching policies
+	policies map[resource.Key]struct{} // matching policies
 }
 
 type policyState struct {
-	key        datastore.Key
+	key        resource.Key
 	id         PolicyID
 	pol        *resource.Policy
 	sel        *selector.Selector
 	failClosed bool
 	reason     string
-	matches    map[datastore.Key]struct{} // local endpoints
-	res        *resolved                  // when active
+	matches    map[resource.Key]struct{} // local endpoints
+	res        *resolved                 // when active
 }
 
 func (p *policyState) active() bool { return len(p.matches) > 0 }
@@ -98,13 +97,13 @@ func New(cfg Config, report func(Problem)) *Graph {
 	}
 	g := &Graph{
 		cfg: cfg, report: report,
-		locals: map[datastore.Key]*localEndpoint{}, policies: map[datastore.Key]*policyState{},
+		locals: map[resource.Key]*localEndpoint{}, policies: map[resource.Key]*policyState{},
 		tiers: map[string]*resource.Tier{}, profiles: map[string]*profileState{},
-		items: map[datastore.Key]*memberItem{}, sets: map[string]*ipSet{},
-		dirtyEndpoints: map[datastore.Key]struct{}{}, dirtyPolicies: map[datastore.Key]struct{}{},
-		dirtyProfiles: map[string]struct{}{}, dirtySets: map[string]struct{}{}, recheck: map[datastore.Key]struct{}{},
-		sentEndpoints: map[datastore.Key]*EndpointUpdate{}, sentPolicies: map[datastore.Key]*PolicyUpdate{},
-		sentProfiles: map[string]*ProfileUpdate{}, hosts: map[string]int{}, misplace: map[datastore.Key]bool{},
+		items: map[resource.Key]*memberItem{}, sets: map[string]*ipSet{},
+		dirtyEndpoints: map[resource.Key]struct{}{}, dirtyPolicies: map[resource.Key]struct{}{},
+		dirtyProfiles: map[string]struct{}{}, dirtySets: map[string]struct{}{}, recheck: map[resource.Key]struct{}{},
+		sentEndpoints: map[resource.Key]*EndpointUpdate{}, sentPolicies: map[resource.Key]*PolicyUpdate{},
+		sentProfiles: map[string]*ProfileUpdate{}, hosts: map[string]int{}, misplace: map[resource.Key]bool{},
 	}
 	g.polIndex = labelindex.New(g.onPolicyMatch, g.onPolicyMatchStopped)
 	g.setIndex = labelindex.New(g.onSetMatch, g.onSetMatchStopped)
@@ -115,7 +114,7 @@ func New(cfg Config, report func(Problem)) *Graph {
 }
 
 // OnUpdates applies datastore updates in order.
-func (g *Graph) OnUpdates(ups []datastore.Update) {
+func (g *Graph) OnUpdates(ups []resource.Update) {
 	for _, u := range ups {
 		g.onUpdate(u)
 	}
@@ -126,7 +125,7 @@ func (g *Graph) OnUpdates(ups []datastore.Update) {
 // Flush emits the whole state followed by InSync.
 func (g *Graph) OnInSync() { g.inSync = true }
 
-func (g *Graph) onUpdate(u datastore.Update) {
+func (g *Graph) onUpdate(u resource.Update) {
 	key := u.Key
 	switch key.Kind {
 	case resource.KindWorkloadEndpoint:
@@ -188,7 +187,7 @@ func splitZero(nets []netip.Prefix) []netip.Prefix {
 }
 
 // onEndpoint handles a WorkloadEndpoint of any host.
-func (g *Graph) onEndpoint(key datastore.Key, v any) {
+func (g *Graph) onEndpoint(key resource.Key, v any) {
 	g.countHost(key, v != nil && !isInvalid(v))
 	switch ep := v.(type) {
 	case *resource.Endpoint:
@@ -231,7 +230,7 @@ func hostSegment(name string) string {
 }
 
 // countHost keeps the per-host endpoint counts behind the cluster metrics.
-func (g *Graph) countHost(key datastore.Key, present bool) {
+func (g *Graph) countHost(key resource.Key, present bool) {
 	h := hostSegment(key.Name)
 	_, existed := g.items[key]
 	switch {
@@ -246,10 +245,10 @@ func (g *Graph) countHost(key datastore.Key, present bool) {
 	}
 }
 
-func (g *Graph) updateLocal(key datastore.Key, ep *resource.Endpoint) {
+func (g *Graph) updateLocal(key resource.Key, ep *resource.Endpoint) {
 	le := g.locals[key]
 	if le == nil {
-		le = &localEndpoint{policies: map[datastore.Key]struct{}{}}
+		le = &localEndpoint{policies: map[resource.Key]struct{}{}}
 		g.locals[key] = le
 	} else {
 		g.releaseProfiles(le.ep.Profiles)
@@ -260,7 +259,7 @@ func (g *Graph) updateLocal(key datastore.Key, ep *resource.Endpoint) {
 	g.dirtyEndpoints[key] = struct{}{}
 }
 
-func (g *Graph) deleteLocal(key datastore.Key) {
+func (g *Graph) deleteLocal(key resource.Key) {
 	le := g.locals[key]
 	if le == nil {
 		return
@@ -273,14 +272,14 @@ func (g *Graph) deleteLocal(key datastore.Key) {
 
 // onPolicyMatch and onPolicyMatchStopped record which policies select
 // which local endpoints; activation is settled after each batch.
-func (g *Graph) onPolicyMatch(polKey, epKey datastore.Key) {
+func (g *Graph) onPolicyMatch(polKey, epKey resource.Key) {
 	g.policies[polKey].matches[epKey] = struct{}{}
 	g.locals[epKey].policies[polKey] = struct{}{}
 	g.dirtyEndpoints[epKey] = struct{}{}
 	g.recheck[polKey] = struct{}{}
 }
 
-func (g *Graph) onPolicyMatchStopped(polKey, epKey datastore.Key) {
+func (g *Graph) onPolicyMatchStopped(polKey, epKey resource.Key) {
 	delete(g.policies[polKey].matches, epKey)
 	if le := g.locals[epKey]; le != nil {
 		delete(le.policies, polKey)
@@ -292,7 +291,7 @@ func (g *Graph) onPolicyMatchStopped(polKey, epKey datastore.Key) {
 // onPolicy handles a NetworkPolicy or GlobalNetworkPolicy. An invalid
 // policy is enforced as deny-all where its selector reaches: the selector
 // recovered from the stored value, or else the last valid one.
-func (g *Graph) onPolicy(key datastore.Key, v any) {
+func (g *Graph) onPolicy(key resource.Key, v any) {
 	path := key.Path()
 	ps := g.policies[key]
 	var pol *resource.Policy
@@ -329,7 +328,7 @@ func (g *Graph) onPolicy(key datastore.Key, v any) {
 		sel, _ = selector.PolicySelector("", "", pol.Namespace)
 	}
 	if ps == nil {
-		ps = &policyState{key: key, matches: map[datastore.Key]struct{}{}}
+		ps = &policyState{key: key, matches: map[resource.Key]struct{}{}}
 		g.policies[key] = ps
 	} else {
 		g.release(ps)

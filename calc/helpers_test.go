@@ -7,7 +7,6 @@ import (
 	"sort"
 	"testing"
 
-	"ocelot/datastore"
 	"ocelot/datastore/resource"
 )
 
@@ -159,8 +158,8 @@ func epName(h, vm, port string) string {
 	return resource.EscapeEndpointNamePart(h) + "-openstack-" + resource.EscapeEndpointNamePart(vm) + "-" + resource.EscapeEndpointNamePart(port)
 }
 
-func epKey(ns, h, vm, port string) datastore.Key {
-	return datastore.Key{Kind: resource.KindWorkloadEndpoint, Namespace: ns, Name: epName(h, vm, port)}
+func epKey(ns, h, vm, port string) resource.Key {
+	return resource.Key{Kind: resource.KindWorkloadEndpoint, Namespace: ns, Name: epName(h, vm, port)}
 }
 
 func labels(ns string, sgs ...string) map[string]string {
@@ -171,35 +170,35 @@ func labels(ns string, sgs ...string) map[string]string {
 	return m
 }
 
-func localEP(ns, vm, port, ip string, l map[string]string) datastore.Update {
-	return datastore.Update{Key: epKey(ns, host, vm, port), Value: &resource.Endpoint{
+func localEP(ns, vm, port, ip string, l map[string]string) resource.Update {
+	return resource.Update{Key: epKey(ns, host, vm, port), Value: &resource.Endpoint{
 		Namespace: ns, Name: epName(host, vm, port), Host: host, Orchestrator: "openstack", Workload: vm, EndpointID: port,
 		Node: host, Labels: l, InterfaceName: "tap" + port, MAC: "fa:16:3e:00:00:01",
 		IPv4Nets: []netip.Prefix{netip.MustParsePrefix(ip + "/32")},
 	}}
 }
 
-func remoteEP(ns, h, vm, port, ip string, l map[string]string) datastore.Update {
-	return datastore.Update{Key: epKey(ns, h, vm, port), Value: &resource.RemoteEndpoint{
+func remoteEP(ns, h, vm, port, ip string, l map[string]string) resource.Update {
+	return resource.Update{Key: epKey(ns, h, vm, port), Value: &resource.RemoteEndpoint{
 		Namespace: ns, Labels: l, Nets: []netip.Prefix{netip.MustParsePrefix(ip + "/32")},
 	}}
 }
 
-func deleted(k datastore.Key) datastore.Update { return datastore.Update{Key: k} }
+func deleted(k resource.Key) resource.Update { return resource.Update{Key: k} }
 
-func npKey(ns, name string) datastore.Key {
-	return datastore.Key{Kind: resource.KindNetworkPolicy, Namespace: ns, Name: name}
+func npKey(ns, name string) resource.Key {
+	return resource.Key{Kind: resource.KindNetworkPolicy, Namespace: ns, Name: name}
 }
 
-func gnpKey(name string) datastore.Key {
-	return datastore.Key{Kind: resource.KindGlobalNetworkPolicy, Name: name}
+func gnpKey(name string) resource.Key {
+	return resource.Key{Kind: resource.KindGlobalNetworkPolicy, Name: name}
 }
 
-func policy(k datastore.Key, sel string, types []resource.PolicyType, order *float64, in, out []resource.Rule) datastore.Update {
+func policy(k resource.Key, sel string, types []resource.PolicyType, order *float64, in, out []resource.Rule) resource.Update {
 	if len(types) == 0 {
 		types = []resource.PolicyType{resource.Ingress, resource.Egress}
 	}
-	return datastore.Update{Key: k, Value: &resource.Policy{Kind: k.Kind, Namespace: k.Namespace, Name: k.Name,
+	return resource.Update{Key: k, Value: &resource.Policy{Kind: k.Kind, Namespace: k.Namespace, Name: k.Name,
 		Tier: "default", Order: order, Selector: sel, Types: types, Ingress: in, Egress: out}}
 }
 
@@ -211,7 +210,7 @@ func has(label string) string { return fmt.Sprintf("has(%s)", label) }
 
 // run builds a graph, feeds it the updates, marks it in sync and returns the
 // first flush applied to a fake dataplane.
-func run(t testing.TB, ups ...datastore.Update) (*Graph, *fakeDataplane, []Problem) {
+func run(t testing.TB, ups ...resource.Update) (*Graph, *fakeDataplane, []Problem) {
 	t.Helper()
 	var problems []Problem
 	g := New(Config{Hostname: host, Namespace: nsOne}, func(p Problem) { problems = append(problems, p) })

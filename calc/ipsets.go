@@ -4,7 +4,6 @@ import (
 	"net/netip"
 	"slices"
 
-	"ocelot/datastore"
 	"ocelot/datastore/resource"
 )
 
@@ -83,7 +82,7 @@ func (s *ipSet) remove(m Member) {
 // updateItem adds or changes a member item. Address changes are applied to
 // the sets already matching before the label index sees the new labels,
 // so that every start and stop uses the item's current addresses.
-func (g *Graph) updateItem(key datastore.Key, labels map[string]string, parents []string, nets []netip.Prefix, ports []resource.NamedPort) {
+func (g *Graph) updateItem(key resource.Key, labels map[string]string, parents []string, nets []netip.Prefix, ports []resource.NamedPort) {
 	it := g.items[key]
 	if it == nil {
 		it = &memberItem{}
@@ -108,7 +107,7 @@ func (g *Graph) updateItem(key datastore.Key, labels map[string]string, parents 
 	g.setIndex.UpdateItem(key, labels, parents)
 }
 
-func (g *Graph) deleteItem(key datastore.Key) {
+func (g *Graph) deleteItem(key resource.Key) {
 	if g.items[key] == nil {
 		return
 	}
@@ -116,7 +115,7 @@ func (g *Graph) deleteItem(key datastore.Key) {
 	delete(g.items, key)
 }
 
-func (g *Graph) onSetMatch(id string, key datastore.Key) {
+func (g *Graph) onSetMatch(id string, key resource.Key) {
 	s, it := g.sets[id], g.items[key]
 	for _, m := range s.contributions(it) {
 		s.add(m)
@@ -125,7 +124,7 @@ func (g *Graph) onSetMatch(id string, key datastore.Key) {
 	g.dirtySets[id] = struct{}{}
 }
 
-func (g *Graph) onSetMatchStopped(id string, key datastore.Key) {
+func (g *Graph) onSetMatchStopped(id string, key resource.Key) {
 	s, it := g.sets[id], g.items[key]
 	for _, m := range s.contributions(it) {
 		s.remove(m)

@@ -11,15 +11,14 @@ import (
 	"slices"
 	"testing"
 
-	"ocelot/calc/selector"
-	"ocelot/datastore"
 	"ocelot/datastore/resource"
+	"ocelot/selector"
 )
 
 // model recomputes the whole desired state from the datastore contents,
 // the simplest way possible, to check the incremental graph against.
 type model struct {
-	store map[string]datastore.Update // by path: the latest value of each key
+	store map[string]resource.Update // by path: the latest value of each key
 }
 
 type modelState struct {
@@ -241,12 +240,12 @@ func TestRandomAgainstModel(t *testing.T) {
 			}
 			return rs
 		}
-		m := &model{store: map[string]datastore.Update{}}
+		m := &model{store: map[string]resource.Update{}}
 		g := New(Config{Hostname: host, Namespace: nsOne}, nil)
 		d := newFakeDataplane(t)
 		synced := false
 		for step := 0; step < 300; step++ {
-			var u datastore.Update
+			var u resource.Update
 			switch rng.IntN(10) {
 			case 0, 1, 2: // endpoint
 				vm := fmt.Sprint("vm", rng.IntN(10))
@@ -297,19 +296,19 @@ func TestRandomAgainstModel(t *testing.T) {
 				}
 			case 6: // profile
 				name := pick([]string{"p1", "p2"})
-				u = datastore.Update{Key: datastore.Key{Kind: resource.KindProfile, Name: name}}
+				u = resource.Update{Key: resource.Key{Kind: resource.KindProfile, Name: name}}
 				if rng.IntN(4) > 0 {
 					u.Value = &resource.Profile{Name: name, LabelsToApply: map[string]string{"tier": pick([]string{"gold", "silver"})}, Ingress: randRules()}
 				}
 			case 7: // tier
 				name := pick([]string{"default", "t1"})
-				u = datastore.Update{Key: datastore.Key{Kind: resource.KindTier, Name: name}}
+				u = resource.Update{Key: resource.Key{Kind: resource.KindTier, Name: name}}
 				if rng.IntN(4) > 0 {
 					u.Value = &resource.Tier{Name: name, Order: f(float64(rng.IntN(3))), DefaultAction: []resource.Action{resource.Deny, resource.Pass}[rng.IntN(2)]}
 				}
 			case 8: // network set
 				name := pick([]string{"ns1", "ns2"})
-				u = datastore.Update{Key: datastore.Key{Kind: resource.KindNetworkSet, Namespace: pick([]string{nsOne, nsTwo}), Name: name}}
+				u = resource.Update{Key: resource.Key{Kind: resource.KindNetworkSet, Namespace: pick([]string{nsOne, nsTwo}), Name: name}}
 				if rng.IntN(4) > 0 {
 					u.Value = &resource.NetworkSet{Namespace: u.Key.Namespace, Name: name, Labels: randLabels(u.Key.Namespace),
 						Nets: []netip.Prefix{netip.MustParsePrefix(pick([]string{"198.51.100.0/24", "0.0.0.0/0", "198.18.0.1/32"}))}}
@@ -345,7 +344,7 @@ func TestRandomAgainstModel(t *testing.T) {
 			} else {
 				m.store[u.Key.Path()] = u
 			}
-			g.OnUpdates([]datastore.Update{u})
+			g.OnUpdates([]resource.Update{u})
 		}
 	}
 }

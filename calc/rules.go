@@ -3,8 +3,8 @@ package calc
 import (
 	"fmt"
 
-	"ocelot/calc/selector"
 	"ocelot/datastore/resource"
+	"ocelot/selector"
 )
 
 // setSpec describes an IP set a rule needs: a selector set (hash:net) or a

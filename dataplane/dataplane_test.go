@@ -12,12 +12,11 @@ import (
 	"time"
 
 	"ocelot/calc"
-	"ocelot/calc/selector"
 	ipt "ocelot/dataplane/iptables"
 	"ocelot/dataplane/rules"
-	"ocelot/datastore"
 	"ocelot/datastore/resource"
 	"ocelot/internal/netlab"
+	"ocelot/selector"
 )
 
 func TestMain(m *testing.M) { netlab.Main(m) }
@@ -77,7 +76,7 @@ func newLab(t *testing.T) *lab {
 	return l
 }
 
-func (l *lab) update(ups ...datastore.Update) {
+func (l *lab) update(ups ...resource.Update) {
 	l.graph.OnUpdates(ups)
 	l.dp.Send(l.graph.Flush())
 }
@@ -88,17 +87,17 @@ func (l *lab) status(id calc.EndpointID) string {
 	return l.stat[id]
 }
 
-func epUpdate(vm *netlab.VM, port string, labels map[string]string) datastore.Update {
+func epUpdate(vm *netlab.VM, port string, labels map[string]string) resource.Update {
 	name := resource.EscapeEndpointNamePart(host) + "-openstack-" + vm.Name[len(vm.Name)-3:] + "-" + port
 	labels[selector.NamespaceLabel] = ns
-	return datastore.Update{Key: datastore.Key{Kind: resource.KindWorkloadEndpoint, Namespace: ns, Name: name},
+	return resource.Update{Key: resource.Key{Kind: resource.KindWorkloadEndpoint, Namespace: ns, Name: name},
 		Value: &resource.Endpoint{Namespace: ns, Name: name, Host: host, Orchestrator: "openstack", Workload: vm.Name[len(vm.Name)-3:],
 			EndpointID: port, Labels: labels, InterfaceName: vm.HostSide, MAC: vm.MAC,
 			IPv4Nets: []netip.Prefix{netip.MustParsePrefix(vm.IP + "/32")}, IPv6Nets: []netip.Prefix{netip.MustParsePrefix(vm.IP6 + "/128")}}}
 }
 
-func sgPolicy(name, sel string, in []resource.Rule) datastore.Update {
-	return datastore.Update{Key: datastore.Key{Kind: resource.KindNetworkPolicy, Namespace: ns, Name: name},
+func sgPolicy(name, sel string, in []resource.Rule) resource.Update {
+	return resource.Update{Key: resource.Key{Kind: resource.KindNetworkPolicy, Namespace: ns, Name: name},
 		Value: &resource.Policy{Kind: resource.KindNetworkPolicy, Namespace: ns, Name: name, Tier: "default", Selector: sel,
 			Types: []resource.PolicyType{resource.Ingress, resource.Egress}, Ingress: in, Egress: []resource.Rule{{Action: resource.Allow}}}}
 }
@@ -257,7 +256,7 @@ func TestEnforcement(t *testing.T) {
 	netlab.Eventually(t, "status up again", timeout, func() bool { return l.status(webID) == "up" })
 
 	// The endpoint goes: its status is withdrawn and its tap falls back to the drop.
-	l.update(datastore.Update{Key: webEP.Key})
+	l.update(resource.Update{Key: webEP.Key})
 	netlab.Eventually(t, "status withdrawn", timeout, func() bool { return l.status(webID) == "" })
 	netlab.Eventually(t, "routes of a deleted endpoint removed", timeout, func() bool {
 		return !strings.Contains(netlab.Run(t, "ip", "route", "show", "dev", web.HostSide), "198.18.1.1")

@@ -15,6 +15,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"ocelot/datastore/resource"
 	"ocelot/internal/embedetcd"
 )
 
@@ -149,7 +150,7 @@ func BenchmarkInitialList(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background())
 		out := make(chan Batch, 16)
 		go NewSyncer(cli, SyncerConfig{Hostname: "bench-local", Namespace: nsOne}).Run(ctx, out)
-		var held []Update // what calc would keep
+		var held []resource.Update // what calc would keep
 		for bt := range out {
 			held = append(held, bt.Updates...)
 			if bt.InSync {

@@ -15,5 +15,5 @@
 // and emitted as *resource.Invalid so that calc can fail closed.
 //
 // The package never touches the kernel and knows nothing of calc's
-// indexes; it imports calc/selector only to validate selector syntax.
+// indexes; selectors are parsed once, in resource, where they enter.
 package datastore

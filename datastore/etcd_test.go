@@ -80,7 +80,7 @@ func poll(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 // collector runs a syncer and keeps everything it emits.
 type collector struct {
 	mu      sync.Mutex
-	updates []Update
+	updates []resource.Update
 	inSync  int
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -117,10 +117,10 @@ func runSyncer(t testing.TB, cli *clientv3.Client, cfg SyncerConfig) *collector 
 	return c
 }
 
-func (c *collector) snapshot() ([]Update, int) {
+func (c *collector) snapshot() ([]resource.Update, int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]Update(nil), c.updates...), c.inSync
+	return append([]resource.Update(nil), c.updates...), c.inSync
 }
 
 // state folds the updates into the latest value per path.
@@ -225,12 +225,12 @@ func (p *proxy) Resume() {
 const readyJSON = `{"kind":"ClusterInformation","apiVersion":"projectcalico.org/v3","metadata":{"name":"default"},"spec":{"clusterGUID":"5e0b8f2a9c7d4e1fa3b6c8d0e2f4a6b8","clusterType":"openstack","datastoreReady":true}}`
 
 func clusterInfoKey() string {
-	return Key{Kind: resource.KindClusterInformation, Name: "default"}.Path()
+	return resource.Key{Kind: resource.KindClusterInformation, Name: "default"}.Path()
 }
 
 func wepKey(ns, host, vm, port string) string {
 	name := resource.EscapeEndpointNamePart(host) + "-openstack-" + resource.EscapeEndpointNamePart(vm) + "-" + resource.EscapeEndpointNamePart(port)
-	return Key{Kind: resource.KindWorkloadEndpoint, Namespace: ns, Name: name}.Path()
+	return resource.Key{Kind: resource.KindWorkloadEndpoint, Namespace: ns, Name: name}.Path()
 }
 
 // wepJSON is a VM port as the Neutron driver writes it (spaced separators).
@@ -241,7 +241,7 @@ func wepJSON(ns, host, vm, port, ip, sg string) string {
 }
 
 func policyKey(ns, name string) string {
-	return Key{Kind: resource.KindNetworkPolicy, Namespace: ns, Name: name}.Path()
+	return resource.Key{Kind: resource.KindNetworkPolicy, Namespace: ns, Name: name}.Path()
 }
 
 func sgPolicyJSON(ns, sg string) string {

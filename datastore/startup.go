@@ -27,7 +27,7 @@ func (s StartupState) Ready() bool {
 // ReadStartupState reads the three start-up keys at one revision. A value
 // that does not decode is logged and treated as absent.
 func ReadStartupState(ctx context.Context, cli *clientv3.Client, hostname string, log *slog.Logger) (StartupState, error) {
-	keys := []Key{
+	keys := []resource.Key{
 		{Kind: resource.KindClusterInformation, Name: "default"},
 		{Kind: resource.KindFelixConfiguration, Name: "default"},
 		{Kind: resource.KindFelixConfiguration, Name: "node." + hostname},

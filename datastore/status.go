@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"ocelot/datastore/resource"
 	"sort"
 	"sync"
 	"time"
@@ -75,8 +76,8 @@ func (c StatusConfig) HostPrefix() string {
 
 // EndpointKey is the status key of one workload endpoint.
 func (c StatusConfig) EndpointKey(id EndpointStatusID) string {
-	return c.HostPrefix() + "workload/" + escapeSegment(id.Orchestrator) + "/" + escapeSegment(id.WorkloadID) +
-		"/endpoint/" + escapeSegment(id.EndpointID)
+	return c.HostPrefix() + "workload/" + resource.EscapeSegment(id.Orchestrator) + "/" + resource.EscapeSegment(id.WorkloadID) +
+		"/endpoint/" + resource.EscapeSegment(id.EndpointID)
 }
 
 // SetConfig applies a configuration change. Hostname and region cannot

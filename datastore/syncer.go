@@ -18,23 +18,11 @@ import (
 	"ocelot/datastore/resource"
 )
 
-// Update is one change: the resource at Key now has Value, or was deleted
-// (Value nil). Value is a *resource.Endpoint or *resource.RemoteEndpoint,
-// *resource.Policy, *resource.Profile, *resource.Tier, *resource.NetworkSet,
-// *resource.HostEndpoint, *resource.FelixConfiguration,
-// *resource.ClusterInformation, or *resource.Invalid for a stored value
-// that did not decode or validate.
-type Update struct {
-	Key      Key
-	Value    any
-	Revision int64 // etcd mod revision of the change
-}
-
 // Batch is a group of updates in order. InSync is set, once, on the batch
 // that completes the first full snapshot of the datastore (and only once
 // clusterinformations/default says datastoreReady: true).
 type Batch struct {
-	Updates []Update
+	Updates []resource.Update
 	InSync  bool
 }
 
@@ -81,9 +69,9 @@ func NewSyncer(cli *clientv3.Client, cfg SyncerConfig) *Syncer {
 		resource.KindProfile, resource.KindGlobalNetworkPolicy, resource.KindGlobalNetworkSet,
 		resource.KindHostEndpoint, resource.KindNetworkSet, resource.KindWorkloadEndpoint,
 	} {
-		s.prefixes = append(s.prefixes, watchedPrefix{k, KindPrefix(k, "")})
+		s.prefixes = append(s.prefixes, watchedPrefix{k, resource.KindPrefix(k, "")})
 	}
-	s.prefixes = append(s.prefixes, watchedPrefix{resource.KindNetworkPolicy, KindPrefix(resource.KindNetworkPolicy, cfg.Namespace)})
+	s.prefixes = append(s.prefixes, watchedPrefix{resource.KindNetworkPolicy, resource.KindPrefix(resource.KindNetworkPolicy, cfg.Namespace)})
 	return s
 }
 
@@ -236,7 +224,7 @@ func (s *Syncer) list(ctx context.Context, prefix string, rev *int64, handle fun
 // decoded is one stored value after decoding, before it is recorded.
 type decoded struct {
 	path  string
-	key   Key
+	key   resource.Key
 	value any
 	err   error
 	rev   int64
@@ -265,7 +253,7 @@ func (s *Syncer) decodeAll(kvs []*mvccpb.KeyValue) []decoded {
 // decode is the pure part of converting a stored value.
 func (s *Syncer) decode(path string, value []byte, rev int64) decoded {
 	d := decoded{path: path, rev: rev}
-	key, ok := ParseKey(path)
+	key, ok := resource.ParseKey(path)
 	if !ok || !s.wanted(key) {
 		d.skip = true
 		return d
@@ -282,7 +270,7 @@ func (s *Syncer) decode(path string, value []byte, rev int64) decoded {
 func (s *Syncer) watch(ctx context.Context, out chan<- Batch, rev int64) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	wch := s.cli.Watch(wctx, ResourcePrefix, clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithPrevKV())
+	wch := s.cli.Watch(wctx, resource.ResourcePrefix, clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithPrevKV())
 	for {
 		var wr clientv3.WatchResponse
 		var ok bool
@@ -309,7 +297,7 @@ func (s *Syncer) watch(ctx context.Context, out chan<- Batch, rev int64) error {
 			if r, ok := s.state[path]; ok && ev.Kv.ModRevision <= r {
 				continue // already emitted by a re-list
 			}
-			var u Update
+			var u resource.Update
 			if ev.Type == mvccpb.DELETE {
 				u, ok = s.deleted(path, ev.Kv.ModRevision)
 			} else {
@@ -336,7 +324,7 @@ func (s *Syncer) watched(path string) bool {
 }
 
 // wanted filters keys within watched prefixes that Ocelot does not use.
-func (s *Syncer) wanted(k Key) bool {
+func (s *Syncer) wanted(k resource.Key) bool {
 	switch k.Kind {
 	case resource.KindFelixConfiguration:
 		return k.Name == "default" || k.Name == "node."+s.cfg.Hostname
@@ -347,15 +335,15 @@ func (s *Syncer) wanted(k Key) bool {
 }
 
 // convert decodes one stored value into an update, recording it in state.
-func (s *Syncer) convert(path string, value []byte, rev int64) (Update, bool) {
+func (s *Syncer) convert(path string, value []byte, rev int64) (resource.Update, bool) {
 	return s.record(s.decode(path, value, rev))
 }
 
 // record turns a decoded value into an update and records it in state;
 // invalid values are reported here, once per write.
-func (s *Syncer) record(d decoded) (Update, bool) {
+func (s *Syncer) record(d decoded) (resource.Update, bool) {
 	if d.skip {
-		return Update{}, false
+		return resource.Update{}, false
 	}
 	if d.err != nil {
 		inv, _ := d.value.(*resource.Invalid)
@@ -366,7 +354,7 @@ func (s *Syncer) record(d decoded) (Update, bool) {
 		s.log.Warn("invalid resource in the datastore; failing closed", "key", d.path, "reason", d.err.Error(), "revision", d.rev)
 		invalidResources.WithLabelValues(string(d.key.Kind)).Inc()
 		s.state[d.path] = d.rev
-		return Update{Key: d.key, Value: inv, Revision: d.rev}, true
+		return resource.Update{Key: d.key, Value: inv, Revision: d.rev}, true
 	}
 	if d.value == nil {
 		return s.deleted(d.path, d.rev)
@@ -375,20 +363,20 @@ func (s *Syncer) record(d decoded) (Update, bool) {
 		s.setReady(ci.DatastoreReady != nil && *ci.DatastoreReady)
 	}
 	s.state[d.path] = d.rev
-	return Update{Key: d.key, Value: d.value, Revision: d.rev}, true
+	return resource.Update{Key: d.key, Value: d.value, Revision: d.rev}, true
 }
 
 // deleted emits a delete for a key that was emitted as present.
-func (s *Syncer) deleted(path string, rev int64) (Update, bool) {
+func (s *Syncer) deleted(path string, rev int64) (resource.Update, bool) {
 	if _, ok := s.state[path]; !ok {
-		return Update{}, false
+		return resource.Update{}, false
 	}
 	delete(s.state, path)
-	key, _ := ParseKey(path)
+	key, _ := resource.ParseKey(path)
 	if key.Kind == resource.KindClusterInformation {
 		s.setReady(false)
 	}
-	return Update{Key: key, Revision: rev}, true
+	return resource.Update{Key: key, Revision: rev}, true
 }
 
 func (s *Syncer) setReady(ready bool) {

@@ -18,36 +18,11 @@ const (
 	nsThree = "openstack-region-RegionThree"
 )
 
-func TestKeys(t *testing.T) {
-	cases := []struct {
-		path string
-		key  Key
-		ok   bool
-	}{
-		{ResourcePrefix + "workloadendpoints/" + nsOne + "/h-openstack-vm-port", Key{resource.KindWorkloadEndpoint, nsOne, "h-openstack-vm-port"}, true},
-		{ResourcePrefix + "globalnetworkpolicies/deny", Key{resource.KindGlobalNetworkPolicy, "", "deny"}, true},
-		{ResourcePrefix + "networkpolicies/ns/a%2fb", Key{resource.KindNetworkPolicy, "ns", "a/b"}, true},
-		{ResourcePrefix + "networkpolicies/only-name", Key{}, false},
-		{ResourcePrefix + "tiers/a/b", Key{}, false},
-		{ResourcePrefix + "ippools/p", Key{}, false},
-		{"/calico/felix/v2/region-RegionOne/host/h/status", Key{}, false},
-	}
-	for _, c := range cases {
-		k, ok := ParseKey(c.path)
-		if ok != c.ok || k != c.key {
-			t.Errorf("ParseKey(%q) = %+v %v, want %+v %v", c.path, k, ok, c.key, c.ok)
-		}
-		if ok && k.Path() != c.path {
-			t.Errorf("Path() = %q, want %q", k.Path(), c.path)
-		}
-	}
-}
-
 func TestListThenWatch(t *testing.T) {
 	srv := startEtcd(t, embedetcd.Options{})
 	cli := connect(t, srv.ClientURL)
 	put(t, cli, clusterInfoKey(), readyJSON)
-	put(t, cli, Key{Kind: resource.KindTier, Name: "default"}.Path(), `{"kind":"Tier","spec":{"order":1000000,"defaultAction":"Deny"}}`)
+	put(t, cli, resource.Key{Kind: resource.KindTier, Name: "default"}.Path(), `{"kind":"Tier","spec":{"order":1000000,"defaultAction":"Deny"}}`)
 	local := wepKey(nsOne, "r1-compute1", "vm-a", "port-a")
 	remote := wepKey(nsTwo, "r2-compute1", "vm-b", "port-b")
 	put(t, cli, local, wepJSON(nsOne, "r1-compute1", "vm-a", "port-a", "198.18.1.10", "web"))
@@ -107,13 +82,13 @@ func TestRegionFiltering(t *testing.T) {
 	for i, ns := range []string{nsOne, nsTwo, nsThree} {
 		put(t, cli, policyKey(ns, "ossg.default.sg"), sgPolicyJSON(ns, "sg"))
 		put(t, cli, wepKey(ns, fmt.Sprint("h", i), "vm", "port"), wepJSON(ns, fmt.Sprint("h", i), "vm", "port", fmt.Sprintf("198.18.%d.1", i), "sg"))
-		put(t, cli, Key{Kind: resource.KindNetworkSet, Namespace: ns, Name: "set"}.Path(), `{"spec":{"nets":["198.19.0.0/24"]}}`)
+		put(t, cli, resource.Key{Kind: resource.KindNetworkSet, Namespace: ns, Name: "set"}.Path(), `{"spec":{"nets":["198.19.0.0/24"]}}`)
 	}
-	put(t, cli, Key{Kind: resource.KindGlobalNetworkPolicy, Name: "global"}.Path(), `{"spec":{"selector":"all()"}}`)
-	put(t, cli, Key{Kind: resource.KindFelixConfiguration, Name: "default"}.Path(), `{"spec":{"interfacePrefix":"tap"}}`)
-	put(t, cli, Key{Kind: resource.KindFelixConfiguration, Name: "node.h0"}.Path(), `{"spec":{}}`)
-	put(t, cli, Key{Kind: resource.KindFelixConfiguration, Name: "node.other"}.Path(), `{"spec":{}}`)
-	put(t, cli, ResourcePrefix+"ippools/pool", `{"spec":{}}`)
+	put(t, cli, resource.Key{Kind: resource.KindGlobalNetworkPolicy, Name: "global"}.Path(), `{"spec":{"selector":"all()"}}`)
+	put(t, cli, resource.Key{Kind: resource.KindFelixConfiguration, Name: "default"}.Path(), `{"spec":{"interfacePrefix":"tap"}}`)
+	put(t, cli, resource.Key{Kind: resource.KindFelixConfiguration, Name: "node.h0"}.Path(), `{"spec":{}}`)
+	put(t, cli, resource.Key{Kind: resource.KindFelixConfiguration, Name: "node.other"}.Path(), `{"spec":{}}`)
+	put(t, cli, resource.ResourcePrefix+"ippools/pool", `{"spec":{}}`)
 
 	c := runSyncer(t, cli, SyncerConfig{Hostname: "h0", Namespace: nsOne})
 	c.waitInSync(t)
@@ -123,7 +98,7 @@ func TestRegionFiltering(t *testing.T) {
 		if hasPolicy != (ns == nsOne) {
 			t.Errorf("policy of %s emitted: %v", ns, hasPolicy)
 		}
-		if _, ok := st[Key{Kind: resource.KindNetworkSet, Namespace: ns, Name: "set"}.Path()]; !ok {
+		if _, ok := st[resource.Key{Kind: resource.KindNetworkSet, Namespace: ns, Name: "set"}.Path()]; !ok {
 			t.Errorf("network set of %s missing", ns)
 		}
 	}
@@ -135,7 +110,7 @@ func TestRegionFiltering(t *testing.T) {
 			t.Errorf("remote endpoint of %s missing", ns)
 		}
 	}
-	if _, ok := st[Key{Kind: resource.KindFelixConfiguration, Name: "node.other"}.Path()]; ok {
+	if _, ok := st[resource.Key{Kind: resource.KindFelixConfiguration, Name: "node.other"}.Path()]; ok {
 		t.Error("another host's FelixConfiguration emitted")
 	}
 	// cluster information, 1 local policy, 3 endpoints, 3 network sets, 1 global policy, 2 FelixConfigurations
@@ -289,8 +264,8 @@ func TestReadStartupState(t *testing.T) {
 		t.Fatalf("empty datastore: %+v %v", st, err)
 	}
 	put(t, cli, clusterInfoKey(), readyJSON)
-	put(t, cli, Key{Kind: resource.KindFelixConfiguration, Name: "default"}.Path(), `{"spec": {"interfacePrefix": "tap", "endpointReportingEnabled": true}}`)
-	put(t, cli, Key{Kind: resource.KindFelixConfiguration, Name: "node.h1"}.Path(), `{"spec": {"logSeverityScreen": "Debug"}}`)
+	put(t, cli, resource.Key{Kind: resource.KindFelixConfiguration, Name: "default"}.Path(), `{"spec": {"interfacePrefix": "tap", "endpointReportingEnabled": true}}`)
+	put(t, cli, resource.Key{Kind: resource.KindFelixConfiguration, Name: "node.h1"}.Path(), `{"spec": {"logSeverityScreen": "Debug"}}`)
 	st, err = ReadStartupState(ctx, cli, "h1", nil)
 	if err != nil || !st.Ready() || st.Global.Spec["interfacePrefix"] != "tap" || st.Host.Spec["logSeverityScreen"] != "Debug" ||
 		st.ClusterInfo.ClusterType != "openstack" {

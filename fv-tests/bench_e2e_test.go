@@ -14,8 +14,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"ocelot/calc/selector"
 	"ocelot/fv-tests/lab"
+	"ocelot/selector"
 )
 
 // The scale of DESIGN.md's targets: 10,000 endpoints across 3 regions,

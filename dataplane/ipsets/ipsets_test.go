@@ -2,9 +2,10 @@ package ipsets
 
 import (
 	"context"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"ocelot/internal/netlab"
 )

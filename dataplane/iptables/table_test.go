@@ -2,11 +2,12 @@ package iptables
 
 import (
 	"context"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"os/exec"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"ocelot/internal/netlab"
 )

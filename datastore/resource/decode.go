@@ -9,8 +9,8 @@ import (
 	"regexp"
 	"strings"
 
-	"ocelot/calc/selector"
 	"ocelot/internal/cidr"
+	"ocelot/selector"
 )
 
 // Error is a validation failure: the field (a JSON path such as

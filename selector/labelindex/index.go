@@ -3,7 +3,7 @@ package labelindex
 import (
 	"maps"
 
-	"ocelot/calc/selector"
+	"ocelot/selector"
 )
 
 // broadKeys are labels nearly every endpoint carries. A selector is filed

@@ -1,10 +1,8 @@
-package datastore
+package resource
 
 import (
 	"net/url"
 	"strings"
-
-	"ocelot/datastore/resource"
 )
 
 // ResourcePrefix is the root of Calico's v3 resources in etcd.
@@ -12,26 +10,26 @@ const ResourcePrefix = "/calico/resources/v3/projectcalico.org/"
 
 // Key identifies a resource by kind, namespace and name, as its etcd path does.
 type Key struct {
-	Kind      resource.Kind
+	Kind      Kind
 	Namespace string // "" for cluster-scoped kinds
 	Name      string
 }
 
-var pluralOf = map[resource.Kind]string{
-	resource.KindWorkloadEndpoint:    "workloadendpoints",
-	resource.KindNetworkPolicy:       "networkpolicies",
-	resource.KindGlobalNetworkPolicy: "globalnetworkpolicies",
-	resource.KindProfile:             "profiles",
-	resource.KindTier:                "tiers",
-	resource.KindNetworkSet:          "networksets",
-	resource.KindGlobalNetworkSet:    "globalnetworksets",
-	resource.KindHostEndpoint:        "hostendpoints",
-	resource.KindFelixConfiguration:  "felixconfigurations",
-	resource.KindClusterInformation:  "clusterinformations",
+var pluralOf = map[Kind]string{
+	KindWorkloadEndpoint:    "workloadendpoints",
+	KindNetworkPolicy:       "networkpolicies",
+	KindGlobalNetworkPolicy: "globalnetworkpolicies",
+	KindProfile:             "profiles",
+	KindTier:                "tiers",
+	KindNetworkSet:          "networksets",
+	KindGlobalNetworkSet:    "globalnetworksets",
+	KindHostEndpoint:        "hostendpoints",
+	KindFelixConfiguration:  "felixconfigurations",
+	KindClusterInformation:  "clusterinformations",
 }
 
-var kindOf = func() map[string]resource.Kind {
-	m := map[string]resource.Kind{}
+var kindOf = func() map[string]Kind {
+	m := map[string]Kind{}
 	for k, p := range pluralOf {
 		m[p] = k
 	}
@@ -40,10 +38,10 @@ var kindOf = func() map[string]resource.Kind {
 
 // KindPrefix is the etcd prefix of every resource of a kind (with a
 // trailing slash), optionally within one namespace.
-func KindPrefix(kind resource.Kind, namespace string) string {
+func KindPrefix(kind Kind, namespace string) string {
 	p := ResourcePrefix + pluralOf[kind] + "/"
 	if namespace != "" {
-		p += escapeSegment(namespace) + "/"
+		p += EscapeSegment(namespace) + "/"
 	}
 	return p
 }
@@ -51,9 +49,9 @@ func KindPrefix(kind resource.Kind, namespace string) string {
 // Path returns the key's etcd path.
 func (k Key) Path() string {
 	if k.Kind.Namespaced() {
-		return KindPrefix(k.Kind, k.Namespace) + escapeSegment(k.Name)
+		return KindPrefix(k.Kind, k.Namespace) + EscapeSegment(k.Name)
 	}
-	return KindPrefix(k.Kind, "") + escapeSegment(k.Name)
+	return KindPrefix(k.Kind, "") + EscapeSegment(k.Name)
 }
 
 func (k Key) String() string { return k.Path() }
@@ -86,7 +84,7 @@ func ParseKey(path string) (Key, bool) {
 	return k, true
 }
 
-func escapeSegment(s string) string {
+func EscapeSegment(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "%", "%25"), "/", "%2f")
 }
 
@@ -98,4 +96,16 @@ func unescapeSegment(s string) string {
 		return u
 	}
 	return s
+}
+
+// Update is one change: the resource at Key now has Value, or was deleted
+// (Value nil). Value is a *Endpoint or *RemoteEndpoint,
+// *Policy, *Profile, *Tier, *NetworkSet,
+// *HostEndpoint, *FelixConfiguration,
+// *ClusterInformation, or *Invalid for a stored value
+// that did not decode or validate.
+type Update struct {
+	Key      Key
+	Value    any
+	Revision int64 // etcd mod revision of the change
 }

@@ -6,7 +6,7 @@ import (
 	"runtime"
 	"testing"
 
-	"ocelot/calc/selector"
+	"ocelot/selector"
 )
 
 // OpenStack scale (issue 3): 100,000 endpoints, each in 1-3 of 5,000

@@ -7,7 +7,7 @@ import (
 	"sort"
 	"testing"
 
-	"ocelot/calc/selector"
+	"ocelot/selector"
 )
 
 type pair struct{ sel, item string }

@@ -1,7 +1,7 @@
 // Package selector implements Calico's label selector language: parsing,
 // evaluation against label maps, the canonical string form, the unique ID
 // that IP-set names derive from, and the label keys a selector requires
-// (used by calc/labelindex to avoid evaluating every selector on every
+// (used by selector/labelindex to avoid evaluating every selector on every
 // change).
 //
 // The grammar is that of libcalico-go's selector parser (datamodel reference
