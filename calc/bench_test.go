@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"testing"
 
+	"ocelot/contract"
 	"ocelot/datastore/resource"
 )
 
@@ -66,7 +67,7 @@ func newCloud(endpoints, groups, local int) *cloud {
 	return c
 }
 
-func (c *cloud) build() (*Graph, []Message) {
+func (c *cloud) build() (*Graph, []contract.Message) {
 	g := New(Config{Hostname: host, Namespace: nsOne}, nil)
 	for i := 0; i < len(c.ups); i += 500 {
 		g.OnUpdates(c.ups[i:min(i+500, len(c.ups))])

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"ocelot/contract"
 	"ocelot/datastore/resource"
 	"ocelot/selector"
 )
@@ -45,10 +46,10 @@ func TestSeedScenario(t *testing.T) {
 	if len(d.sets) != 1 {
 		t.Errorf("%d sets, want 1", len(d.sets))
 	}
-	allowID := PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: nsOne, Name: "allow-tcp-80"}
-	sgID := PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: nsOne, Name: "ossg.default.a7734e61"}
+	allowID := contract.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: nsOne, Name: "allow-tcp-80"}
+	sgID := contract.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: nsOne, Name: "ossg.default.a7734e61"}
 	p := d.policies[allowID]
-	wantRule := Rule{Action: ActionAllow, Protocol: &Protocol{Name: "tcp", Num: 6}, DstPorts: []PortRange{{80, 80}}, SrcIPSetIDs: []string{setID}}
+	wantRule := contract.Rule{Action: contract.ActionAllow, Protocol: &contract.Protocol{Name: "tcp", Num: 6}, DstPorts: []contract.PortRange{{First: 80, Last: 80}}, SrcIPSetIDs: []string{setID}}
 	if len(p.Inbound) != 1 || !reflect.DeepEqual(p.Inbound[0], wantRule) || len(p.Outbound) != 0 {
 		t.Errorf("allow-tcp-80 rules:\n got %v / %v\nwant %v", p.Inbound, p.Outbound, wantRule)
 	}
@@ -58,8 +59,8 @@ func TestSeedScenario(t *testing.T) {
 	if len(d.policies) != 2 {
 		t.Errorf("active policies %v, want the two selecting VM A", d.policies)
 	}
-	ep := d.endpoints[EndpointID{"openstack", nsOne + "/vm-a", "port-a"}]
-	want := []TierPolicies{{Name: "default", DefaultAction: "Deny", Ingress: []PolicyID{allowID, sgID}, Egress: []PolicyID{sgID}}}
+	ep := d.endpoints[contract.EndpointID{Orchestrator: "openstack", WorkloadID: nsOne + "/vm-a", EndpointID: "port-a"}]
+	want := []contract.TierPolicies{{Name: "default", DefaultAction: "Deny", Ingress: []contract.PolicyID{allowID, sgID}, Egress: []contract.PolicyID{sgID}}}
 	if !reflect.DeepEqual(ep.Tiers, want) {
 		t.Errorf("VM A tiers\n got %+v\nwant %+v", ep.Tiers, want)
 	}
@@ -90,13 +91,13 @@ func TestNothingBeforeInSyncAndOrder(t *testing.T) {
 	g := New(Config{Hostname: host, Namespace: nsOne}, nil)
 	g.OnUpdates(seed("all()"))
 	if msgs := g.Flush(); msgs != nil {
-		t.Fatalf("flush before InSync returned %d messages", len(msgs))
+		t.Fatalf("flush before contract.InSync returned %d messages", len(msgs))
 	}
 	g.OnInSync()
 	msgs := g.Flush()
 	kinds := []string{}
 	for _, m := range msgs {
-		k := strings.TrimPrefix(reflect.TypeOf(m).String(), "calc.")
+		k := strings.TrimPrefix(reflect.TypeOf(m).String(), "contract.")
 		if len(kinds) == 0 || kinds[len(kinds)-1] != k {
 			kinds = append(kinds, k)
 		}
@@ -120,7 +121,7 @@ func TestMembershipChanges(t *testing.T) {
 	g, d, _ := run(t, seed("all()")...)
 	cross, _, _ := selector.EntityRuleSelectors(has(sgCli), "all()", "", nsOne)
 	id := cross.UniqueID()
-	step := func(ups ...resource.Update) []Message {
+	step := func(ups ...resource.Update) []contract.Message {
 		g.OnUpdates(ups)
 		msgs := g.Flush()
 		d.apply(msgs)
@@ -128,7 +129,7 @@ func TestMembershipChanges(t *testing.T) {
 	}
 	// A remote VM joins the SG: one delta, nothing else.
 	msgs := step(remoteEP(nsTwo, "r2-compute2", "vm-other", "port-o", "198.18.2.99", labels(nsTwo, sgCli)))
-	if len(msgs) != 1 || !reflect.DeepEqual(msgs[0], IPSetDelta{ID: id, Added: []Member{{Net: netip.MustParsePrefix("198.18.2.99/32")}}}) {
+	if len(msgs) != 1 || !reflect.DeepEqual(msgs[0], contract.IPSetDelta{ID: id, Added: []contract.Member{{Net: netip.MustParsePrefix("198.18.2.99/32")}}}) {
 		t.Errorf("join: %v", msgs)
 	}
 	// A second endpoint with the same address (a brief overlap during a move): no change.
@@ -139,12 +140,12 @@ func TestMembershipChanges(t *testing.T) {
 		t.Errorf("address still contributed by the other endpoint: %v", msgs)
 	}
 	msgs = step(deleted(epKey(nsTwo, "r2-compute3", "vm-dup", "port-dup")))
-	if len(msgs) != 1 || !reflect.DeepEqual(msgs[0], IPSetDelta{ID: id, Removed: []Member{{Net: netip.MustParsePrefix("198.18.2.99/32")}}}) {
+	if len(msgs) != 1 || !reflect.DeepEqual(msgs[0], contract.IPSetDelta{ID: id, Removed: []contract.Member{{Net: netip.MustParsePrefix("198.18.2.99/32")}}}) {
 		t.Errorf("last contributor gone: %v", msgs)
 	}
 	// A member changes address: one delta with both.
 	msgs = step(remoteEP(nsTwo, "r2-compute1", "vm-b1", "port-b1", "198.18.2.31", labels(nsTwo, sgCli)))
-	if len(msgs) != 1 || len(msgs[0].(IPSetDelta).Added) != 1 || len(msgs[0].(IPSetDelta).Removed) != 1 {
+	if len(msgs) != 1 || len(msgs[0].(contract.IPSetDelta).Added) != 1 || len(msgs[0].(contract.IPSetDelta).Removed) != 1 {
 		t.Errorf("address change: %v", msgs)
 	}
 	// Coalescing: join and leave between flushes cancel out.
@@ -165,7 +166,7 @@ func TestPolicyRemovalOrder(t *testing.T) {
 	d.apply(msgs) // the fake dataplane fails on a removal before the endpoint moved off it
 	var kinds []string
 	for _, m := range msgs {
-		kinds = append(kinds, strings.TrimPrefix(reflect.TypeOf(m).String(), "calc."))
+		kinds = append(kinds, strings.TrimPrefix(reflect.TypeOf(m).String(), "contract."))
 	}
 	if want := []string{"EndpointUpdate", "PolicyRemove", "IPSetRemove"}; !reflect.DeepEqual(kinds, want) {
 		t.Errorf("order %v, want %v", kinds, want)
@@ -189,8 +190,8 @@ func TestInvalidPolicyFailsClosed(t *testing.T) {
 		Selector: has(sgWeb), Types: []resource.PolicyType{resource.Ingress}}
 	g.OnUpdates([]resource.Update{{Key: k, Value: &resource.Invalid{Kind: k.Kind, Reason: errors.New("spec.ingress[0].protocol: bad"), Policy: rec}}})
 	d.apply(g.Flush())
-	p := d.policies[PolicyID{"default", "NetworkPolicy", nsOne, "allow-tcp-80"}]
-	if !p.FailClosed || !reflect.DeepEqual(p.Inbound, []Rule{DenyAll}) {
+	p := d.policies[contract.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: nsOne, Name: "allow-tcp-80"}]
+	if !p.FailClosed || !reflect.DeepEqual(p.Inbound, []contract.Rule{contract.DenyAll}) {
 		t.Errorf("invalid policy: %+v", p)
 	}
 	if len(problems) != 1 || !strings.Contains(problems[0].Reason, "deny-all") {
@@ -199,17 +200,17 @@ func TestInvalidPolicyFailsClosed(t *testing.T) {
 	// Garbage with no selector at all: the last known selector is kept, still deny-all.
 	g.OnUpdates([]resource.Update{{Key: k, Value: &resource.Invalid{Kind: k.Kind, Reason: errors.New("not valid JSON")}}})
 	d.apply(g.Flush())
-	if p := d.policies[PolicyID{"default", "NetworkPolicy", nsOne, "allow-tcp-80"}]; !p.FailClosed {
+	if p := d.policies[contract.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: nsOne, Name: "allow-tcp-80"}]; !p.FailClosed {
 		t.Errorf("garbage after a valid version: %+v", p)
 	}
-	ep := d.endpoints[EndpointID{"openstack", nsOne + "/vm-a", "port-a"}]
+	ep := d.endpoints[contract.EndpointID{Orchestrator: "openstack", WorkloadID: nsOne + "/vm-a", EndpointID: "port-a"}]
 	if len(ep.Tiers) != 1 || len(ep.Tiers[0].Ingress) != 2 {
 		t.Errorf("endpoint still governed by the deny-all policy: %+v", ep.Tiers)
 	}
 	// A valid rewrite recovers.
 	g.OnUpdates(seed("all()")[5:6])
 	d.apply(g.Flush())
-	if p := d.policies[PolicyID{"default", "NetworkPolicy", nsOne, "allow-tcp-80"}]; p.FailClosed || p.Inbound[0].Action != ActionAllow {
+	if p := d.policies[contract.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: nsOne, Name: "allow-tcp-80"}]; p.FailClosed || p.Inbound[0].Action != contract.ActionAllow {
 		t.Errorf("recovery: %+v", p)
 	}
 }
@@ -264,21 +265,21 @@ func TestTiersAndOrder(t *testing.T) {
 	ghost2 := policy(gnpKey("in-ghost-tier-2"), "all()", nil, nil, rule, rule)
 	ghost2.Value.(*resource.Policy).Tier = "aa-missing"
 	_, d, _ := run(t, append(ups, adminPol, ghost, ghost2)...)
-	ep := d.endpoints[EndpointID{"openstack", nsOne + "/vm", "p"}]
-	id := func(kind, name, tier string) PolicyID {
+	ep := d.endpoints[contract.EndpointID{Orchestrator: "openstack", WorkloadID: nsOne + "/vm", EndpointID: "p"}]
+	id := func(kind, name, tier string) contract.PolicyID {
 		ns := nsOne
 		if kind == "GlobalNetworkPolicy" {
 			ns = ""
 		}
-		return PolicyID{tier, kind, ns, name}
+		return contract.PolicyID{Tier: tier, Kind: kind, Namespace: ns, Name: name}
 	}
-	want := []TierPolicies{
-		{Name: "admin", DefaultAction: "Pass", Ingress: []PolicyID{id("GlobalNetworkPolicy", "admin-pass", "admin")}, Egress: []PolicyID{id("GlobalNetworkPolicy", "admin-pass", "admin")}},
+	want := []contract.TierPolicies{
+		{Name: "admin", DefaultAction: "Pass", Ingress: []contract.PolicyID{id("GlobalNetworkPolicy", "admin-pass", "admin")}, Egress: []contract.PolicyID{id("GlobalNetworkPolicy", "admin-pass", "admin")}},
 		{Name: "default", DefaultAction: "Deny",
-			Ingress: []PolicyID{id("GlobalNetworkPolicy", "global-deny", "default"), id("NetworkPolicy", "a-no-order", "default"), id("NetworkPolicy", "b-no-order", "default")},
-			Egress:  []PolicyID{id("NetworkPolicy", "z-order-5", "default"), id("NetworkPolicy", "a-no-order", "default"), id("NetworkPolicy", "b-no-order", "default")}},
-		{Name: "aa-missing", DefaultAction: "Deny", Ingress: []PolicyID{id("GlobalNetworkPolicy", "in-ghost-tier-2", "aa-missing")}, Egress: []PolicyID{id("GlobalNetworkPolicy", "in-ghost-tier-2", "aa-missing")}},
-		{Name: "zz-missing", DefaultAction: "Deny", Ingress: []PolicyID{id("GlobalNetworkPolicy", "in-ghost-tier", "zz-missing")}, Egress: []PolicyID{id("GlobalNetworkPolicy", "in-ghost-tier", "zz-missing")}},
+			Ingress: []contract.PolicyID{id("GlobalNetworkPolicy", "global-deny", "default"), id("NetworkPolicy", "a-no-order", "default"), id("NetworkPolicy", "b-no-order", "default")},
+			Egress:  []contract.PolicyID{id("NetworkPolicy", "z-order-5", "default"), id("NetworkPolicy", "a-no-order", "default"), id("NetworkPolicy", "b-no-order", "default")}},
+		{Name: "aa-missing", DefaultAction: "Deny", Ingress: []contract.PolicyID{id("GlobalNetworkPolicy", "in-ghost-tier-2", "aa-missing")}, Egress: []contract.PolicyID{id("GlobalNetworkPolicy", "in-ghost-tier-2", "aa-missing")}},
+		{Name: "zz-missing", DefaultAction: "Deny", Ingress: []contract.PolicyID{id("GlobalNetworkPolicy", "in-ghost-tier", "zz-missing")}, Egress: []contract.PolicyID{id("GlobalNetworkPolicy", "in-ghost-tier", "zz-missing")}},
 	}
 	if !reflect.DeepEqual(ep.Tiers, want) {
 		t.Errorf("tiers\n got %+v\nwant %+v", ep.Tiers, want)
@@ -292,17 +293,17 @@ func TestProfiles(t *testing.T) {
 		Name: "gold", LabelsToApply: map[string]string{"tier": "gold"}, Ingress: []resource.Rule{{Action: resource.Deny}}}}
 	pol := policy(gnpKey("gold-only"), "tier == 'gold'", nil, nil, []resource.Rule{{Action: resource.Allow}}, nil)
 	g, d, problems := run(t, ep, gold, pol)
-	e := d.endpoints[EndpointID{"openstack", nsOne + "/vm", "p"}]
+	e := d.endpoints[contract.EndpointID{Orchestrator: "openstack", WorkloadID: nsOne + "/vm", EndpointID: "p"}]
 	if len(e.Tiers) != 1 {
 		t.Errorf("policy selecting an inherited label did not apply: %+v", e.Tiers)
 	}
 	if !reflect.DeepEqual(e.ProfileIDs, []string{"gold", "missing", DefaultAllowProfile}) {
 		t.Errorf("profiles %v", e.ProfileIDs)
 	}
-	if m := d.profiles["missing"]; !m.FailClosed || !reflect.DeepEqual(m.Inbound, []Rule{DenyAll}) {
+	if m := d.profiles["missing"]; !m.FailClosed || !reflect.DeepEqual(m.Inbound, []contract.Rule{contract.DenyAll}) {
 		t.Errorf("missing profile %+v", m)
 	}
-	if a := d.profiles[DefaultAllowProfile]; a.FailClosed || a.Inbound[0].Action != ActionAllow || a.Outbound[0].Action != ActionAllow {
+	if a := d.profiles[DefaultAllowProfile]; a.FailClosed || a.Inbound[0].Action != contract.ActionAllow || a.Outbound[0].Action != contract.ActionAllow {
 		t.Errorf("default-allow profile %+v", a)
 	}
 	if len(problems) != 1 || !strings.Contains(problems[0].Reason, "does not exist") {
@@ -311,7 +312,7 @@ func TestProfiles(t *testing.T) {
 	// The profile's labels change: the policy stops applying.
 	g.OnUpdates([]resource.Update{{Key: gold.Key, Value: &resource.Profile{Name: "gold", LabelsToApply: map[string]string{"tier": "silver"}}}})
 	d.apply(g.Flush())
-	if e := d.endpoints[EndpointID{"openstack", nsOne + "/vm", "p"}]; len(e.Tiers) != 0 {
+	if e := d.endpoints[contract.EndpointID{Orchestrator: "openstack", WorkloadID: nsOne + "/vm", EndpointID: "p"}]; len(e.Tiers) != 0 {
 		t.Errorf("policy still applies after the profile's labels changed: %+v", e.Tiers)
 	}
 	// The endpoint goes: its profiles go too.
@@ -369,14 +370,14 @@ func TestRuleResolution(t *testing.T) {
 		{in[2].DstIPSetIDs, []string(nil)},
 		{in[3].DstIPSetIDs, []string{web.UniqueID()}}, // numeric and named ports: plain set too
 		{in[3].DstNamedPortIPSetIDs, []string{named}},
-		{in[3].DstPorts, []PortRange{{80, 80}}},
+		{in[3].DstPorts, []contract.PortRange{{First: 80, Last: 80}}},
 		{in[4].SrcNets, []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}},
-		{in[4].NotSrcPorts, []PortRange{{1, 1023}}},
+		{in[4].NotSrcPorts, []contract.PortRange{{First: 1, Last: 1023}}},
 		{in[5].ICMP.String(), "8/0"},
-		{in[6].Action, ActionDeny}, // unenforceable Deny denies more
+		{in[6].Action, contract.ActionDeny}, // unenforceable Deny denies more
 		{in[6].Protocol.Name, "tcp"},
-		{in[7].Action, ActionLog},
-		{in[8].Action, ActionPass},
+		{in[7].Action, contract.ActionLog},
+		{in[8].Action, contract.ActionPass},
 		{in[8].NotProtocol.Num, uint8(6)},
 		{len(res.problems), 2},
 	}
@@ -406,9 +407,9 @@ func TestNamedPortAndNetworkSetMembers(t *testing.T) {
 		{Action: resource.Allow, Source: resource.EntityRule{Selector: "role == 'world'", NamespaceSelector: "global()"}},
 	}, nil)
 	_, d, _ := run(t, web, world, partners, pol)
-	p := d.policies[PolicyID{"default", "NetworkPolicy", nsOne, "p"}]
+	p := d.policies[contract.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: nsOne, Name: "p"}]
 	named := p.Inbound[0].DstNamedPortIPSetIDs[0]
-	if got := d.members(named); !reflect.DeepEqual(got, []string{"198.18.1.1,tcp:8080"}) || d.setTypes[named] != IPSetIPAndPort {
+	if got := d.members(named); !reflect.DeepEqual(got, []string{"198.18.1.1,tcp:8080"}) || d.setTypes[named] != contract.IPSetIPAndPort {
 		t.Errorf("named port set %v %v", got, d.setTypes[named])
 	}
 	if got := d.members(p.Inbound[1].SrcIPSetIDs[0]); !reflect.DeepEqual(got, []string{"198.51.100.0/24"}) {

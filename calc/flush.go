@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 
+	"ocelot/contract"
 	"ocelot/datastore/resource"
 )
 
@@ -22,12 +23,12 @@ import (
 // Before the datastore is in sync Flush returns nothing: a restarting
 // agent must not program half a datastore. Many updates between flushes
 // produce only the final state. Output order is deterministic.
-func (g *Graph) Flush() []Message {
+func (g *Graph) Flush() []contract.Message {
 	if !g.inSync {
 		return nil
 	}
-	var out []Message
-	var endpointRemoves, profileRemoves, policyRemoves, setRemoves []Message
+	var out []contract.Message
+	var endpointRemoves, profileRemoves, policyRemoves, setRemoves []contract.Message
 
 	// 1. Sets.
 	for _, id := range sortedKeys(g.dirtySets) {
@@ -37,17 +38,17 @@ func (g *Graph) Flush() []Message {
 		}
 		if s.refs <= 0 {
 			if s.sent {
-				setRemoves = append(setRemoves, IPSetRemove{ID: id})
+				setRemoves = append(setRemoves, contract.IPSetRemove{ID: id})
 			}
 			delete(g.sets, id)
 			continue
 		}
 		if !s.sent {
 			members := slices.SortedFunc(maps.Keys(s.members), compareMembers)
-			out = append(out, IPSetUpdate{ID: id, Type: s.spec.typ, Members: members})
+			out = append(out, contract.IPSetUpdate{ID: id, Type: s.spec.typ, Members: members})
 			s.sent = true
 		} else if len(s.added)+len(s.removed) > 0 {
-			out = append(out, IPSetDelta{ID: id,
+			out = append(out, contract.IPSetDelta{ID: id,
 				Added:   slices.SortedFunc(maps.Keys(s.added), compareMembers),
 				Removed: slices.SortedFunc(maps.Keys(s.removed), compareMembers)})
 		}
@@ -59,12 +60,12 @@ func (g *Graph) Flush() []Message {
 	// 2. Policies and profiles.
 	for _, key := range sortedDKeys(g.dirtyPolicies) {
 		ps, sent := g.policies[key], g.sentPolicies[key]
-		var want *PolicyUpdate
+		var want *contract.PolicyUpdate
 		if ps != nil && ps.res != nil {
-			want = &PolicyUpdate{ID: ps.id, Inbound: ps.res.inbound, Outbound: ps.res.outbound, FailClosed: ps.failClosed, Reason: ps.reason}
+			want = &contract.PolicyUpdate{ID: ps.id, Inbound: ps.res.inbound, Outbound: ps.res.outbound, FailClosed: ps.failClosed, Reason: ps.reason}
 		}
 		if sent != nil && (want == nil || want.ID != sent.ID) {
-			policyRemoves = append(policyRemoves, PolicyRemove{ID: sent.ID})
+			policyRemoves = append(policyRemoves, contract.PolicyRemove{ID: sent.ID})
 			delete(g.sentPolicies, key)
 			sent = nil
 		}
@@ -76,16 +77,16 @@ func (g *Graph) Flush() []Message {
 	clear(g.dirtyPolicies)
 	for _, name := range sortedKeys(g.dirtyProfiles) {
 		ps, sent := g.profiles[name], g.sentProfiles[name]
-		var want *ProfileUpdate
+		var want *contract.ProfileUpdate
 		if ps != nil && ps.res != nil {
-			want = &ProfileUpdate{ID: name, Inbound: ps.res.inbound, Outbound: ps.res.outbound, FailClosed: ps.prof == nil && name != DefaultAllowProfile}
+			want = &contract.ProfileUpdate{ID: name, Inbound: ps.res.inbound, Outbound: ps.res.outbound, FailClosed: ps.prof == nil && name != DefaultAllowProfile}
 			if want.FailClosed {
 				want.Reason = "profile absent or invalid"
 			}
 		}
 		switch {
 		case want == nil && sent != nil:
-			profileRemoves = append(profileRemoves, ProfileRemove{ID: name})
+			profileRemoves = append(profileRemoves, contract.ProfileRemove{ID: name})
 			delete(g.sentProfiles, name)
 		case want != nil && (sent == nil || !reflect.DeepEqual(want, sent)):
 			out = append(out, *want)
@@ -102,14 +103,14 @@ func (g *Graph) Flush() []Message {
 		le, sent := g.locals[key], g.sentEndpoints[key]
 		if le == nil {
 			if sent != nil {
-				endpointRemoves = append(endpointRemoves, EndpointRemove{ID: sent.ID})
+				endpointRemoves = append(endpointRemoves, contract.EndpointRemove{ID: sent.ID})
 				delete(g.sentEndpoints, key)
 			}
 			continue
 		}
 		want := g.endpointUpdate(le)
 		if sent != nil && sent.ID != want.ID {
-			endpointRemoves = append(endpointRemoves, EndpointRemove{ID: sent.ID})
+			endpointRemoves = append(endpointRemoves, contract.EndpointRemove{ID: sent.ID})
 			sent = nil
 		}
 		if sent == nil || !reflect.DeepEqual(want, sent) {
@@ -124,7 +125,7 @@ func (g *Graph) Flush() []Message {
 	out = append(out, policyRemoves...)
 	out = append(out, setRemoves...)
 	if !g.inSyncSent {
-		out = append(out, InSync{})
+		out = append(out, contract.InSync{})
 		g.inSyncSent = true
 	}
 	return out
@@ -138,7 +139,7 @@ func sortedDKeys[V any](m map[resource.Key]V) []resource.Key {
 	})
 }
 
-func compareMembers(a, b Member) int {
+func compareMembers(a, b contract.Member) int {
 	if c := a.Net.Addr().Compare(b.Net.Addr()); c != 0 {
 		return c
 	}
@@ -154,10 +155,10 @@ func compareMembers(a, b Member) int {
 // endpointUpdate computes what the dataplane needs for a local endpoint:
 // the policies that select it, grouped by tier in tier order, each tier's
 // in policy order, split by direction; then its profiles.
-func (g *Graph) endpointUpdate(le *localEndpoint) *EndpointUpdate {
+func (g *Graph) endpointUpdate(le *localEndpoint) *contract.EndpointUpdate {
 	ep := le.ep
-	u := &EndpointUpdate{
-		ID:       EndpointID{Orchestrator: ep.Orchestrator, WorkloadID: ep.WorkloadID(), EndpointID: ep.EndpointID},
+	u := &contract.EndpointUpdate{
+		ID:       contract.EndpointID{Orchestrator: ep.Orchestrator, WorkloadID: ep.WorkloadID(), EndpointID: ep.EndpointID},
 		Name:     ep.InterfaceName,
 		MAC:      ep.MAC,
 		IPv4Nets: ep.IPv4Nets, IPv6Nets: ep.IPv6Nets,
@@ -165,10 +166,10 @@ func (g *Graph) endpointUpdate(le *localEndpoint) *EndpointUpdate {
 		ProfileIDs:                 ep.Profiles,
 	}
 	for _, n := range ep.IPv4NAT {
-		u.IPv4NAT = append(u.IPv4NAT, NAT{n.Internal, n.External})
+		u.IPv4NAT = append(u.IPv4NAT, contract.NAT{Internal: n.Internal, External: n.External})
 	}
 	for _, n := range ep.IPv6NAT {
-		u.IPv6NAT = append(u.IPv6NAT, NAT{n.Internal, n.External})
+		u.IPv6NAT = append(u.IPv6NAT, contract.NAT{Internal: n.Internal, External: n.External})
 	}
 
 	byTier := map[string][]*policyState{}
@@ -180,7 +181,7 @@ func (g *Graph) endpointUpdate(le *localEndpoint) *EndpointUpdate {
 	for _, name := range tierNames {
 		pols := byTier[name]
 		slices.SortFunc(pols, comparePolicies)
-		tp := TierPolicies{Name: name, DefaultAction: "Deny"}
+		tp := contract.TierPolicies{Name: name, DefaultAction: "Deny"}
 		if t := g.tiers[name]; t != nil && t.DefaultAction == resource.Pass {
 			tp.DefaultAction = "Pass"
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"ocelot/contract"
 	"ocelot/datastore/resource"
 	"ocelot/selector"
 	"ocelot/selector/labelindex"
@@ -50,9 +51,9 @@ type Graph struct {
 	dirtyProfiles  map[string]struct{}
 	dirtySets      map[string]struct{}       // sets whose references or members changed
 	recheck        map[resource.Key]struct{} // policies whose activation may have changed
-	sentEndpoints  map[resource.Key]*EndpointUpdate
-	sentPolicies   map[resource.Key]*PolicyUpdate
-	sentProfiles   map[string]*ProfileUpdate // by name
+	sentEndpoints  map[resource.Key]*contract.EndpointUpdate
+	sentPolicies   map[resource.Key]*contract.PolicyUpdate
+	sentProfiles   map[string]*contract.ProfileUpdate // by name
 	inSync         bool
 	inSyncSent     bool
 
@@ -70,7 +71,7 @@ type localEndpoint struct {
 
 type policyState struct {
 	key        resource.Key
-	id         PolicyID
+	id         contract.PolicyID
 	pol        *resource.Policy
 	sel        *selector.Selector
 	failClosed bool
@@ -102,8 +103,8 @@ func New(cfg Config, report func(Problem)) *Graph {
 		items: map[resource.Key]*memberItem{}, sets: map[string]*ipSet{},
 		dirtyEndpoints: map[resource.Key]struct{}{}, dirtyPolicies: map[resource.Key]struct{}{},
 		dirtyProfiles: map[string]struct{}{}, dirtySets: map[string]struct{}{}, recheck: map[resource.Key]struct{}{},
-		sentEndpoints: map[resource.Key]*EndpointUpdate{}, sentPolicies: map[resource.Key]*PolicyUpdate{},
-		sentProfiles: map[string]*ProfileUpdate{}, hosts: map[string]int{}, misplace: map[resource.Key]bool{},
+		sentEndpoints: map[resource.Key]*contract.EndpointUpdate{}, sentPolicies: map[resource.Key]*contract.PolicyUpdate{},
+		sentProfiles: map[string]*contract.ProfileUpdate{}, hosts: map[string]int{}, misplace: map[resource.Key]bool{},
 	}
 	g.polIndex = labelindex.New(g.onPolicyMatch, g.onPolicyMatchStopped)
 	g.setIndex = labelindex.New(g.onSetMatch, g.onSetMatchStopped)
@@ -339,7 +340,7 @@ func (g *Graph) onPolicy(key resource.Key, v any) {
 		}
 	}
 	ps.pol, ps.sel, ps.failClosed, ps.reason = pol, sel, failClosed, reason
-	ps.id = PolicyID{Tier: pol.Tier, Kind: string(key.Kind), Namespace: key.Namespace, Name: pol.Name}
+	ps.id = contract.PolicyID{Tier: pol.Tier, Kind: string(key.Kind), Namespace: key.Namespace, Name: pol.Name}
 	g.polIndex.UpdateSelector(key, sel)
 	g.recheck[key] = struct{}{}
 	g.dirtyPolicies[key] = struct{}{}
@@ -366,14 +367,14 @@ func orderChanged(a, b *resource.Policy) bool {
 func (g *Graph) activate(ps *policyState) {
 	g.numActivePols++
 	if ps.failClosed {
-		ps.res = &resolved{inbound: []Rule{DenyAll}, outbound: []Rule{DenyAll}}
+		ps.res = &resolved{inbound: []contract.Rule{contract.DenyAll}, outbound: []contract.Rule{contract.DenyAll}}
 		return
 	}
 	res, err := resolveRules(ps.pol.Ingress, ps.pol.Egress, ps.pol.Namespace)
 	if err != nil {
 		ps.failClosed, ps.reason = true, err.Error()
 		g.report(Problem{ps.key.Path(), "policy rules could not be resolved; enforced as deny-all: " + err.Error()})
-		ps.res = &resolved{inbound: []Rule{DenyAll}, outbound: []Rule{DenyAll}}
+		ps.res = &resolved{inbound: []contract.Rule{contract.DenyAll}, outbound: []contract.Rule{contract.DenyAll}}
 		return
 	}
 	for _, p := range res.problems {
@@ -488,12 +489,12 @@ func (g *Graph) settleProfile(ps *profileState) {
 			if !ps.inv {
 				g.report(Problem{"profiles/" + ps.name, "profile referenced by a local endpoint does not exist; enforced as deny-all"})
 			}
-			ps.res = &resolved{inbound: []Rule{DenyAll}, outbound: []Rule{DenyAll}}
+			ps.res = &resolved{inbound: []contract.Rule{contract.DenyAll}, outbound: []contract.Rule{contract.DenyAll}}
 		default:
 			res, err := resolveRules(ps.prof.Ingress, ps.prof.Egress, "")
 			if err != nil {
 				g.report(Problem{"profiles/" + ps.name, "profile rules could not be resolved; enforced as deny-all: " + err.Error()})
-				res = resolved{inbound: []Rule{DenyAll}, outbound: []Rule{DenyAll}}
+				res = resolved{inbound: []contract.Rule{contract.DenyAll}, outbound: []contract.Rule{contract.DenyAll}}
 			}
 			for _, p := range res.problems {
 				g.report(Problem{"profiles/" + ps.name, p})

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"testing"
 
+	"ocelot/contract"
 	"ocelot/datastore/resource"
 )
 
@@ -23,20 +24,20 @@ const (
 // when one arrives in an unsafe order.
 type fakeDataplane struct {
 	t         testing.TB
-	sets      map[string]map[Member]bool
-	setTypes  map[string]IPSetType
-	policies  map[PolicyID]PolicyUpdate
-	profiles  map[string]ProfileUpdate
-	endpoints map[EndpointID]EndpointUpdate
+	sets      map[string]map[contract.Member]bool
+	setTypes  map[string]contract.IPSetType
+	policies  map[contract.PolicyID]contract.PolicyUpdate
+	profiles  map[string]contract.ProfileUpdate
+	endpoints map[contract.EndpointID]contract.EndpointUpdate
 	inSync    bool
 }
 
 func newFakeDataplane(t testing.TB) *fakeDataplane {
-	return &fakeDataplane{t: t, sets: map[string]map[Member]bool{}, setTypes: map[string]IPSetType{},
-		policies: map[PolicyID]PolicyUpdate{}, profiles: map[string]ProfileUpdate{}, endpoints: map[EndpointID]EndpointUpdate{}}
+	return &fakeDataplane{t: t, sets: map[string]map[contract.Member]bool{}, setTypes: map[string]contract.IPSetType{},
+		policies: map[contract.PolicyID]contract.PolicyUpdate{}, profiles: map[string]contract.ProfileUpdate{}, endpoints: map[contract.EndpointID]contract.EndpointUpdate{}}
 }
 
-func ruleSets(rules []Rule) []string {
+func ruleSets(rules []contract.Rule) []string {
 	var out []string
 	for _, r := range rules {
 		for _, l := range [][]string{r.SrcIPSetIDs, r.NotSrcIPSetIDs, r.DstIPSetIDs, r.NotDstIPSetIDs,
@@ -47,22 +48,22 @@ func ruleSets(rules []Rule) []string {
 	return out
 }
 
-func (d *fakeDataplane) apply(msgs []Message) {
+func (d *fakeDataplane) apply(msgs []contract.Message) {
 	d.t.Helper()
 	for i, m := range msgs {
 		if d.inSync && i == len(msgs)-1 {
-			if _, ok := m.(InSync); ok {
+			if _, ok := m.(contract.InSync); ok {
 				d.t.Fatalf("InSync sent twice")
 			}
 		}
 		switch x := m.(type) {
-		case IPSetUpdate:
-			s := map[Member]bool{}
+		case contract.IPSetUpdate:
+			s := map[contract.Member]bool{}
 			for _, mem := range x.Members {
 				s[mem] = true
 			}
 			d.sets[x.ID], d.setTypes[x.ID] = s, x.Type
-		case IPSetDelta:
+		case contract.IPSetDelta:
 			s, ok := d.sets[x.ID]
 			if !ok {
 				d.t.Fatalf("delta for unknown set %s", x.ID)
@@ -79,21 +80,21 @@ func (d *fakeDataplane) apply(msgs []Message) {
 				}
 				s[mem] = true
 			}
-		case IPSetRemove:
+		case contract.IPSetRemove:
 			for id, p := range d.policies {
 				if slices.Contains(ruleSets(append(p.Inbound, p.Outbound...)), x.ID) {
 					d.t.Fatalf("set %s removed while policy %v uses it", x.ID, id)
 				}
 			}
 			delete(d.sets, x.ID)
-		case PolicyUpdate:
+		case contract.PolicyUpdate:
 			for _, id := range ruleSets(append(x.Inbound, x.Outbound...)) {
 				if _, ok := d.sets[id]; !ok {
 					d.t.Fatalf("policy %v refers to set %s before it exists", x.ID, id)
 				}
 			}
 			d.policies[x.ID] = x
-		case PolicyRemove:
+		case contract.PolicyRemove:
 			for _, ep := range d.endpoints {
 				for _, tier := range ep.Tiers {
 					if slices.Contains(tier.Ingress, x.ID) || slices.Contains(tier.Egress, x.ID) {
@@ -102,21 +103,21 @@ func (d *fakeDataplane) apply(msgs []Message) {
 				}
 			}
 			delete(d.policies, x.ID)
-		case ProfileUpdate:
+		case contract.ProfileUpdate:
 			for _, id := range ruleSets(append(x.Inbound, x.Outbound...)) {
 				if _, ok := d.sets[id]; !ok {
 					d.t.Fatalf("profile %v refers to set %s before it exists", x.ID, id)
 				}
 			}
 			d.profiles[x.ID] = x
-		case ProfileRemove:
+		case contract.ProfileRemove:
 			for _, ep := range d.endpoints {
 				if slices.Contains(ep.ProfileIDs, x.ID) {
 					d.t.Fatalf("profile %s removed while endpoint %v uses it", x.ID, ep.ID)
 				}
 			}
 			delete(d.profiles, x.ID)
-		case EndpointUpdate:
+		case contract.EndpointUpdate:
 			for _, tier := range x.Tiers {
 				for _, id := range append(slices.Clone(tier.Ingress), tier.Egress...) {
 					if _, ok := d.policies[id]; !ok {
@@ -130,9 +131,9 @@ func (d *fakeDataplane) apply(msgs []Message) {
 				}
 			}
 			d.endpoints[x.ID] = x
-		case EndpointRemove:
+		case contract.EndpointRemove:
 			delete(d.endpoints, x.ID)
-		case InSync:
+		case contract.InSync:
 			if i != len(msgs)-1 {
 				d.t.Fatalf("InSync is not last")
 			}

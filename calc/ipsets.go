@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"ocelot/contract"
 	"ocelot/datastore/resource"
 )
 
@@ -18,36 +19,36 @@ type memberItem struct {
 // ipSet is one set that at least one active rule refers to.
 type ipSet struct {
 	spec    setSpec
-	refs    int                 // rule references from active policies and profiles
-	indexed bool                // its selector is in the set index
-	members map[Member]int      // member -> contributors
-	sent    bool                // the dataplane has the set
-	added   map[Member]struct{} // changes since the last flush (once sent)
-	removed map[Member]struct{}
+	refs    int                          // rule references from active policies and profiles
+	indexed bool                         // its selector is in the set index
+	members map[contract.Member]int      // member -> contributors
+	sent    bool                         // the dataplane has the set
+	added   map[contract.Member]struct{} // changes since the last flush (once sent)
+	removed map[contract.Member]struct{}
 }
 
 // contributions lists the members an item gives the set.
-func (s *ipSet) contributions(it *memberItem) []Member {
-	if s.spec.typ == IPSetNet {
-		out := make([]Member, len(it.nets))
+func (s *ipSet) contributions(it *memberItem) []contract.Member {
+	if s.spec.typ == contract.IPSetNet {
+		out := make([]contract.Member, len(it.nets))
 		for i, n := range it.nets {
-			out[i] = Member{Net: n}
+			out[i] = contract.Member{Net: n}
 		}
 		return out
 	}
-	var out []Member
+	var out []contract.Member
 	for _, p := range it.ports {
 		if p.Name != s.spec.portName || (s.spec.proto != 0 && p.Protocol.Num != s.spec.proto) {
 			continue
 		}
 		for _, n := range it.nets {
-			out = append(out, Member{Net: netip.PrefixFrom(n.Addr(), n.Addr().BitLen()), Proto: p.Protocol.Num, Port: p.Port})
+			out = append(out, contract.Member{Net: netip.PrefixFrom(n.Addr(), n.Addr().BitLen()), Proto: p.Protocol.Num, Port: p.Port})
 		}
 	}
 	return out
 }
 
-func (s *ipSet) add(m Member) {
+func (s *ipSet) add(m contract.Member) {
 	s.members[m]++
 	if s.members[m] != 1 || !s.sent {
 		return
@@ -59,7 +60,7 @@ func (s *ipSet) add(m Member) {
 	}
 }
 
-func (s *ipSet) remove(m Member) {
+func (s *ipSet) remove(m contract.Member) {
 	n, ok := s.members[m]
 	if !ok {
 		return
@@ -139,7 +140,7 @@ func (g *Graph) acquireSets(specs []setSpec) {
 	for _, sp := range specs {
 		s := g.sets[sp.id]
 		if s == nil {
-			s = &ipSet{spec: sp, members: map[Member]int{}, added: map[Member]struct{}{}, removed: map[Member]struct{}{}}
+			s = &ipSet{spec: sp, members: map[contract.Member]int{}, added: map[contract.Member]struct{}{}, removed: map[contract.Member]struct{}{}}
 			g.sets[sp.id] = s
 		}
 		s.refs++

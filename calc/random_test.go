@@ -11,6 +11,7 @@ import (
 	"slices"
 	"testing"
 
+	"ocelot/contract"
 	"ocelot/datastore/resource"
 	"ocelot/selector"
 )
@@ -22,9 +23,9 @@ type model struct {
 }
 
 type modelState struct {
-	sets      map[string][]string // set ID -> sorted members
-	policies  map[PolicyID][]Rule // inbound then outbound, flattened for comparison
-	endpoints map[EndpointID][]TierPolicies
+	sets      map[string][]string                   // set ID -> sorted members
+	policies  map[contract.PolicyID][]contract.Rule // inbound then outbound, flattened for comparison
+	endpoints map[contract.EndpointID][]contract.TierPolicies
 	profiles  map[string]bool // active profile IDs
 }
 
@@ -42,9 +43,9 @@ func (m *model) labelsOf(own map[string]string, profiles []string) map[string]st
 }
 
 func (m *model) compute() modelState {
-	st := modelState{sets: map[string][]string{}, policies: map[PolicyID][]Rule{}, endpoints: map[EndpointID][]TierPolicies{}, profiles: map[string]bool{}}
+	st := modelState{sets: map[string][]string{}, policies: map[contract.PolicyID][]contract.Rule{}, endpoints: map[contract.EndpointID][]contract.TierPolicies{}, profiles: map[string]bool{}}
 	type pol struct {
-		id  PolicyID
+		id  contract.PolicyID
 		p   *resource.Policy
 		sel *selector.Selector
 		bad bool
@@ -55,18 +56,18 @@ func (m *model) compute() modelState {
 		switch v := u.Value.(type) {
 		case *resource.Policy:
 			s, _ := selector.PolicySelector(v.Selector, v.NamespaceSelector, v.Namespace)
-			pols = append(pols, pol{PolicyID{v.Tier, string(u.Key.Kind), u.Key.Namespace, v.Name}, v, s, false})
+			pols = append(pols, pol{contract.PolicyID{Tier: v.Tier, Kind: string(u.Key.Kind), Namespace: u.Key.Namespace, Name: v.Name}, v, s, false})
 		case *resource.Invalid:
 			if v.Policy != nil {
 				s, _ := selector.PolicySelector(v.Policy.Selector, v.Policy.NamespaceSelector, v.Policy.Namespace)
-				pols = append(pols, pol{PolicyID{v.Policy.Tier, string(u.Key.Kind), u.Key.Namespace, v.Policy.Name}, v.Policy, s, true})
+				pols = append(pols, pol{contract.PolicyID{Tier: v.Policy.Tier, Kind: string(u.Key.Kind), Namespace: u.Key.Namespace, Name: v.Policy.Name}, v.Policy, s, true})
 			}
 		case *resource.Tier:
 			tiers[u.Key.Name] = v
 		}
 	}
 	var specs []setSpec
-	active := map[PolicyID]bool{}
+	active := map[contract.PolicyID]bool{}
 	for _, u := range m.store {
 		ep, ok := u.Value.(*resource.Endpoint)
 		if !ok || ep.Namespace != nsOne {
@@ -96,7 +97,7 @@ func (m *model) compute() modelState {
 			}
 			return cmp.Compare(a, b)
 		})
-		var tps []TierPolicies
+		var tps []contract.TierPolicies
 		for _, n := range names {
 			ps := byTier[n]
 			slices.SortFunc(ps, func(a, b pol) int {
@@ -105,7 +106,7 @@ func (m *model) compute() modelState {
 				}
 				return cmp.Compare(a.id.Name+"/"+a.id.Namespace+"/"+a.id.Kind, b.id.Name+"/"+b.id.Namespace+"/"+b.id.Kind)
 			})
-			tp := TierPolicies{Name: n, DefaultAction: "Deny"}
+			tp := contract.TierPolicies{Name: n, DefaultAction: "Deny"}
 			if t := tiers[n]; t != nil && t.DefaultAction == resource.Pass {
 				tp.DefaultAction = "Pass"
 			}
@@ -119,7 +120,7 @@ func (m *model) compute() modelState {
 			}
 			tps = append(tps, tp)
 		}
-		st.endpoints[EndpointID{ep.Orchestrator, ep.WorkloadID(), ep.EndpointID}] = tps
+		st.endpoints[contract.EndpointID{Orchestrator: ep.Orchestrator, WorkloadID: ep.WorkloadID(), EndpointID: ep.EndpointID}] = tps
 		for _, pr := range ep.Profiles {
 			st.profiles[pr] = true
 		}
@@ -129,7 +130,7 @@ func (m *model) compute() modelState {
 			continue
 		}
 		if p.bad {
-			st.policies[p.id] = []Rule{DenyAll, DenyAll}
+			st.policies[p.id] = []contract.Rule{contract.DenyAll, contract.DenyAll}
 			continue
 		}
 		res, _ := resolveRules(p.p.Ingress, p.p.Egress, p.p.Namespace)
@@ -145,7 +146,7 @@ func (m *model) compute() modelState {
 		}
 	}
 	for _, sp := range specs {
-		s := &ipSet{spec: sp, members: map[Member]int{}}
+		s := &ipSet{spec: sp, members: map[contract.Member]int{}}
 		for _, u := range m.store {
 			var it memberItem
 			var l map[string]string
@@ -176,7 +177,7 @@ func (m *model) compute() modelState {
 }
 
 func (d *fakeDataplane) state() modelState {
-	st := modelState{sets: map[string][]string{}, policies: map[PolicyID][]Rule{}, endpoints: map[EndpointID][]TierPolicies{}, profiles: map[string]bool{}}
+	st := modelState{sets: map[string][]string{}, policies: map[contract.PolicyID][]contract.Rule{}, endpoints: map[contract.EndpointID][]contract.TierPolicies{}, profiles: map[string]bool{}}
 	for id := range d.sets {
 		st.sets[id] = d.members(id)
 		if st.sets[id] == nil {

@@ -3,6 +3,7 @@ package calc
 import (
 	"fmt"
 
+	"ocelot/contract"
 	"ocelot/datastore/resource"
 	"ocelot/selector"
 )
@@ -12,7 +13,7 @@ import (
 type setSpec struct {
 	id       string
 	sel      *selector.Selector
-	typ      IPSetType
+	typ      contract.IPSetType
 	proto    uint8  // named-port sets: 0 means any protocol
 	portName string // named-port sets
 }
@@ -20,7 +21,7 @@ type setSpec struct {
 // resolved is a policy's or profile's rules in dataplane form, with the
 // sets they refer to and the problems met on the way.
 type resolved struct {
-	inbound, outbound []Rule
+	inbound, outbound []contract.Rule
 	sets              []setSpec
 	problems          []string
 }
@@ -39,8 +40,8 @@ func resolveRules(in, out []resource.Rule, namespace string) (resolved, error) {
 	return r, nil
 }
 
-func (r *resolved) convert(dir string, rules []resource.Rule, ns string) ([]Rule, error) {
-	out := make([]Rule, 0, len(rules))
+func (r *resolved) convert(dir string, rules []resource.Rule, ns string) ([]contract.Rule, error) {
+	out := make([]contract.Rule, 0, len(rules))
 	for i, ar := range rules {
 		rule, keep, err := r.convertRule(ar, ns)
 		if err != nil {
@@ -63,25 +64,25 @@ func (r *resolved) convert(dir string, rules []resource.Rule, ns string) ([]Rule
 // convertRule resolves one rule. A rule with a match Ocelot cannot enforce
 // fails closed: an Allow or Log is dropped (it allows nothing), a Deny or
 // Pass becomes a Deny of everything else it matches.
-func (r *resolved) convertRule(ar resource.Rule, ns string) (Rule, bool, error) {
-	rule := Rule{IPVersion: ar.IPVersion, Annotations: ar.Annotations}
+func (r *resolved) convertRule(ar resource.Rule, ns string) (contract.Rule, bool, error) {
+	rule := contract.Rule{IPVersion: ar.IPVersion, Annotations: ar.Annotations}
 	switch ar.Action {
 	case resource.Allow:
-		rule.Action = ActionAllow
+		rule.Action = contract.ActionAllow
 	case resource.Deny:
-		rule.Action = ActionDeny
+		rule.Action = contract.ActionDeny
 	case resource.Pass:
-		rule.Action = ActionPass
+		rule.Action = contract.ActionPass
 	case resource.Log:
-		rule.Action = ActionLog
+		rule.Action = contract.ActionLog
 	default:
 		return rule, false, fmt.Errorf("unknown action %q", ar.Action)
 	}
 	if ar.Unenforceable != "" {
-		if rule.Action == ActionAllow || rule.Action == ActionLog {
+		if rule.Action == contract.ActionAllow || rule.Action == contract.ActionLog {
 			return rule, false, nil
 		}
-		rule.Action = ActionDeny
+		rule.Action = contract.ActionDeny
 	}
 	rule.Protocol = convProto(ar.Protocol)
 	rule.NotProtocol = convProto(ar.NotProtocol)
@@ -112,7 +113,7 @@ func (r *resolved) convertRule(ar resource.Rule, ns string) (Rule, bool, error) 
 }
 
 type entityMatch struct {
-	ports, notPorts         []PortRange
+	ports, notPorts         []contract.PortRange
 	sets, notSets           []string
 	namedSets, notNamedSets []string
 }
@@ -138,14 +139,14 @@ func (r *resolved) entity(e resource.EntityRule, ns string, proto uint8) (entity
 		if p.Name != "" {
 			named = append(named, p.Name)
 		} else {
-			m.ports = append(m.ports, PortRange{p.First, p.Last})
+			m.ports = append(m.ports, contract.PortRange{First: p.First, Last: p.Last})
 		}
 	}
 	for _, p := range e.NotPorts {
 		if p.Name != "" {
 			notNamed = append(notNamed, p.Name)
 		} else {
-			m.notPorts = append(m.notPorts, PortRange{p.First, p.Last})
+			m.notPorts = append(m.notPorts, contract.PortRange{First: p.First, Last: p.Last})
 		}
 	}
 	if pos != nil && (len(named) == 0 || len(m.ports) > 0) {
@@ -169,30 +170,30 @@ func (r *resolved) entity(e resource.EntityRule, ns string, proto uint8) (entity
 
 func (r *resolved) selectorSet(s *selector.Selector) string {
 	id := s.UniqueID()
-	r.sets = append(r.sets, setSpec{id: id, sel: s, typ: IPSetNet})
+	r.sets = append(r.sets, setSpec{id: id, sel: s, typ: contract.IPSetNet})
 	return id
 }
 
 func (r *resolved) namedPortSet(s *selector.Selector, proto uint8, name string) string {
 	protoText := ""
 	if proto != 0 {
-		protoText = protoName(proto)
+		protoText = contract.ProtoName(proto)
 	}
 	id := selector.MakeUniqueID("n", s.UniqueID()+","+protoText+","+name)
-	r.sets = append(r.sets, setSpec{id: id, sel: s, typ: IPSetIPAndPort, proto: proto, portName: name})
+	r.sets = append(r.sets, setSpec{id: id, sel: s, typ: contract.IPSetIPAndPort, proto: proto, portName: name})
 	return id
 }
 
-func convProto(p *resource.Protocol) *Protocol {
+func convProto(p *resource.Protocol) *contract.Protocol {
 	if p == nil {
 		return nil
 	}
-	return &Protocol{Name: p.Name, Num: p.Num}
+	return &contract.Protocol{Name: p.Name, Num: p.Num}
 }
 
-func convICMP(i *resource.ICMP) *ICMPMatch {
+func convICMP(i *resource.ICMP) *contract.ICMPMatch {
 	if i == nil {
 		return nil
 	}
-	return &ICMPMatch{Type: i.Type, Code: i.Code}
+	return &contract.ICMPMatch{Type: i.Type, Code: i.Code}
 }

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"ocelot/calc"
+	"ocelot/contract"
 	"ocelot/internal/netlab"
 )
 
@@ -23,46 +23,46 @@ const (
 	benchMembers   = 50
 )
 
-func benchMessages() []calc.Message {
-	var msgs []calc.Message
+func benchMessages() []contract.Message {
+	var msgs []contract.Message
 	for s := 0; s < benchSets; s++ {
-		var members []calc.Member
+		var members []contract.Member
 		for m := 0; m < benchMembers; m++ {
 			a := netip.AddrFrom4([4]byte{10, byte(s >> 8), byte(s), byte(m)})
-			members = append(members, calc.Member{Net: netip.PrefixFrom(a, 32)})
+			members = append(members, contract.Member{Net: netip.PrefixFrom(a, 32)})
 		}
-		msgs = append(msgs, calc.IPSetUpdate{ID: fmt.Sprintf("s:bench%05d", s), Type: calc.IPSetNet, Members: members})
+		msgs = append(msgs, contract.IPSetUpdate{ID: fmt.Sprintf("s:bench%05d", s), Type: contract.IPSetNet, Members: members})
 	}
 	for p := 0; p < benchPolicies; p++ {
 		msgs = append(msgs, benchPolicy(p, 80))
 	}
 	for e := 0; e < benchEndpoints; e++ {
-		var ids []calc.PolicyID
+		var ids []contract.PolicyID
 		for k := 0; k < 20; k++ {
 			ids = append(ids, benchPolicyID((e*20+k)%benchPolicies))
 		}
-		msgs = append(msgs, calc.EndpointUpdate{
-			ID:       calc.EndpointID{Orchestrator: "openstack", WorkloadID: "ns/vm", EndpointID: fmt.Sprint("port", e)},
+		msgs = append(msgs, contract.EndpointUpdate{
+			ID:       contract.EndpointID{Orchestrator: "openstack", WorkloadID: "ns/vm", EndpointID: fmt.Sprint("port", e)},
 			Name:     fmt.Sprintf("tap%08x-00", e),
 			IPv4Nets: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, byte(e >> 8), byte(e)}), 32)},
-			Tiers:    []calc.TierPolicies{{Name: "default", DefaultAction: "Deny", Ingress: ids, Egress: ids}},
+			Tiers:    []contract.TierPolicies{{Name: "default", DefaultAction: "Deny", Ingress: ids, Egress: ids}},
 		})
 	}
-	return append(msgs, calc.InSync{})
+	return append(msgs, contract.InSync{})
 }
 
-func benchPolicyID(p int) calc.PolicyID {
-	return calc.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: "openstack-region-RegionOne", Name: fmt.Sprintf("ossg.default.%08d", p)}
+func benchPolicyID(p int) contract.PolicyID {
+	return contract.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: "openstack-region-RegionOne", Name: fmt.Sprintf("ossg.default.%08d", p)}
 }
 
-func benchPolicy(p int, port uint16) calc.PolicyUpdate {
-	tcp := &calc.Protocol{Name: "tcp", Num: 6}
-	return calc.PolicyUpdate{ID: benchPolicyID(p),
-		Inbound: []calc.Rule{
-			{Action: calc.ActionAllow, Protocol: tcp, DstPorts: []calc.PortRange{{First: port, Last: port}}, SrcIPSetIDs: []string{fmt.Sprintf("s:bench%05d", (2*p)%benchSets)}},
-			{Action: calc.ActionAllow, SrcIPSetIDs: []string{fmt.Sprintf("s:bench%05d", (2*p+1)%benchSets)}},
+func benchPolicy(p int, port uint16) contract.PolicyUpdate {
+	tcp := &contract.Protocol{Name: "tcp", Num: 6}
+	return contract.PolicyUpdate{ID: benchPolicyID(p),
+		Inbound: []contract.Rule{
+			{Action: contract.ActionAllow, Protocol: tcp, DstPorts: []contract.PortRange{{First: port, Last: port}}, SrcIPSetIDs: []string{fmt.Sprintf("s:bench%05d", (2*p)%benchSets)}},
+			{Action: contract.ActionAllow, SrcIPSetIDs: []string{fmt.Sprintf("s:bench%05d", (2*p+1)%benchSets)}},
 		},
-		Outbound: []calc.Rule{{Action: calc.ActionAllow}},
+		Outbound: []contract.Rule{{Action: contract.ActionAllow}},
 	}
 }
 
@@ -140,7 +140,7 @@ func BenchmarkFirstApply(b *testing.B) {
 	}
 }
 
-func benchSmallChange(b *testing.B, change func(i int) []calc.Message) {
+func benchSmallChange(b *testing.B, change func(i int) []contract.Message) {
 	netlab.Require(b)
 	cleanKernel(b)
 	d := newBenchDataplane(b)
@@ -171,19 +171,19 @@ func benchSmallChange(b *testing.B, change func(i int) []calc.Message) {
 
 // One member joins or leaves one set.
 func BenchmarkOneMemberChange(b *testing.B) {
-	m := []calc.Member{{Net: netip.MustParsePrefix("10.99.0.1/32")}}
-	benchSmallChange(b, func(i int) []calc.Message {
+	m := []contract.Member{{Net: netip.MustParsePrefix("10.99.0.1/32")}}
+	benchSmallChange(b, func(i int) []contract.Message {
 		if i%2 == 0 {
-			return []calc.Message{calc.IPSetDelta{ID: "s:bench00007", Added: m}}
+			return []contract.Message{contract.IPSetDelta{ID: "s:bench00007", Added: m}}
 		}
-		return []calc.Message{calc.IPSetDelta{ID: "s:bench00007", Removed: m}}
+		return []contract.Message{contract.IPSetDelta{ID: "s:bench00007", Removed: m}}
 	})
 }
 
 // One policy's rule changes port.
 func BenchmarkOnePolicyChange(b *testing.B) {
-	benchSmallChange(b, func(i int) []calc.Message {
-		return []calc.Message{benchPolicy(3, uint16(80+i%2))}
+	benchSmallChange(b, func(i int) []contract.Message {
+		return []contract.Message{benchPolicy(3, uint16(80+i%2))}
 	})
 }
 

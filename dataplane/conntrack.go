@@ -4,11 +4,10 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"ocelot/contract"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-
-	"ocelot/calc"
 )
 
 // Conntrack cleanup. The endpoint chains accept established flows before
@@ -18,7 +17,7 @@ import (
 // simply picked up again as new (nf_conntrack_tcp_loose, the default) and
 // passes the policy afresh.
 
-func (d *Dataplane) addresses(ep *calc.EndpointUpdate) []netip.Addr {
+func (d *Dataplane) addresses(ep *contract.EndpointUpdate) []netip.Addr {
 	var out []netip.Addr
 	for _, n := range append(append([]netip.Prefix(nil), ep.IPv4Nets...), ep.IPv6Nets...) {
 		out = append(out, n.Addr())
@@ -27,7 +26,7 @@ func (d *Dataplane) addresses(ep *calc.EndpointUpdate) []netip.Addr {
 }
 
 // forgetFlowsOf forgets every flow to or from an endpoint.
-func (d *Dataplane) forgetFlowsOf(ep *calc.EndpointUpdate) {
+func (d *Dataplane) forgetFlowsOf(ep *contract.EndpointUpdate) {
 	if !d.st.appliedOnce {
 		return // the first apply changes nothing a flow was relying on
 	}
@@ -48,7 +47,7 @@ func (d *Dataplane) forgetFlowsOfChain(chain string) {
 
 // forgetFlowsOfRemovedMembers forgets flows between addresses that left a
 // set and the endpoints whose policies use the set.
-func (d *Dataplane) forgetFlowsOfRemovedMembers(x calc.IPSetDelta) {
+func (d *Dataplane) forgetFlowsOfRemovedMembers(x contract.IPSetDelta) {
 	if len(x.Removed) == 0 || !d.st.appliedOnce {
 		return
 	}

@@ -26,7 +26,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"ocelot/calc"
+	"ocelot/contract"
 	"ocelot/dataplane/ifacemon"
 	"ocelot/dataplane/ipsets"
 	ipt "ocelot/dataplane/iptables"
@@ -62,7 +62,7 @@ type Config struct {
 	Log *slog.Logger
 	// OnStatus receives endpoint status changes: "up", "down", or "" when
 	// the endpoint is gone. Called from the dataplane goroutine.
-	OnStatus func(id calc.EndpointID, status string)
+	OnStatus func(id contract.EndpointID, status string)
 	// OnInSync is called once, after the first complete apply.
 	OnInSync func()
 }
@@ -84,7 +84,7 @@ type Dataplane struct {
 	log      *slog.Logger
 	families []*family
 	routes   *routing.Table
-	msgs     chan []calc.Message
+	msgs     chan []contract.Message
 	// conntrackJobs feeds the conntrack worker while Run runs.
 	conntrackJobs chan<- map[netlink.InetFamily][]netlink.CustomConntrackFilter
 
@@ -117,7 +117,7 @@ func New(cfg Config) (*Dataplane, error) {
 		cfg.MaxIpsetSize = 1048576
 	}
 	backend := ipt.DetectBackend(cfg.Backend, cfg.Log)
-	d := &Dataplane{cfg: cfg, log: cfg.Log, msgs: make(chan []calc.Message, 256),
+	d := &Dataplane{cfg: cfg, log: cfg.Log, msgs: make(chan []contract.Message, 256),
 		routes: routing.New(cfg.RouteProtocol, cfg.RemoveExternalRoutes, cfg.Log)}
 	d.st.init()
 	fams := []int{4}
@@ -173,7 +173,7 @@ func New(cfg Config) (*Dataplane, error) {
 
 // Send queues messages from calc. It blocks when the dataplane is far
 // behind, which pushes back on calc.
-func (d *Dataplane) Send(msgs []calc.Message) {
+func (d *Dataplane) Send(msgs []contract.Message) {
 	if len(msgs) > 0 {
 		d.msgs <- msgs
 	}

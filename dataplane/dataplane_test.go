@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"ocelot/calc"
+	"ocelot/contract"
 	ipt "ocelot/dataplane/iptables"
 	"ocelot/dataplane/rules"
 	"ocelot/datastore/resource"
@@ -49,14 +50,14 @@ type lab struct {
 	graph *calc.Graph
 	dp    *Dataplane
 	mu    sync.Mutex
-	stat  map[calc.EndpointID]string
+	stat  map[contract.EndpointID]string
 	ready chan struct{}
 }
 
 func newLab(t *testing.T) *lab {
-	l := &lab{t: t, stat: map[calc.EndpointID]string{}, ready: make(chan struct{})}
+	l := &lab{t: t, stat: map[contract.EndpointID]string{}, ready: make(chan struct{})}
 	cfg := testConfig(t)
-	cfg.OnStatus = func(id calc.EndpointID, s string) {
+	cfg.OnStatus = func(id contract.EndpointID, s string) {
 		l.mu.Lock()
 		l.stat[id] = s
 		l.mu.Unlock()
@@ -81,7 +82,7 @@ func (l *lab) update(ups ...resource.Update) {
 	l.dp.Send(l.graph.Flush())
 }
 
-func (l *lab) status(id calc.EndpointID) string {
+func (l *lab) status(id contract.EndpointID) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.stat[id]
@@ -174,7 +175,7 @@ func TestEnforcement(t *testing.T) {
 	if v, _ := os.ReadFile("/proc/sys/net/ipv4/conf/" + web.HostSide + "/proxy_arp"); strings.TrimSpace(string(v)) != "1" {
 		t.Errorf("proxy_arp = %q", v)
 	}
-	webID := calc.EndpointID{Orchestrator: "openstack", WorkloadID: ns + "/web", EndpointID: "port-web"}
+	webID := contract.EndpointID{Orchestrator: "openstack", WorkloadID: ns + "/web", EndpointID: "port-web"}
 	netlab.Eventually(t, "web status up", timeout, func() bool { return l.status(webID) == "up" })
 
 	// ICMP and IPv6 rules take effect when added.
@@ -216,7 +217,7 @@ func TestEnforcement(t *testing.T) {
 	// Tampering is repaired by the periodic re-read.
 	backend := ipt.DetectBackend("auto", nil)
 	iptables := map[string]string{ipt.Legacy: "iptables-legacy", ipt.NFT: "iptables-nft"}[backend]
-	polChain := rules.PolicyChain(calc.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: ns, Name: "ossg.default.web"}, true)
+	polChain := rules.PolicyChain(contract.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: ns, Name: "ossg.default.web"}, true)
 	netlab.Run(t, iptables, "-F", polChain)
 	netlab.Eventually(t, "flushed policy chain repaired", timeout, func() bool { return netlab.Connects(cli.NS, addr(web.IP, 80), time.Second) })
 	cross, _, _ := selector.EntityRuleSelectors("has("+sgCli+")", "", "", ns)

@@ -5,7 +5,7 @@ import (
 	"os"
 	"strings"
 
-	"ocelot/calc"
+	"ocelot/contract"
 	"ocelot/dataplane/ifacemon"
 )
 
@@ -125,4 +125,4 @@ func (d *Dataplane) reportStatuses() {
 }
 
 // EndpointStatus is a snapshot of one endpoint's reported status (tests).
-func (d *Dataplane) endpointStatus(id calc.EndpointID) string { return d.st.reported[id] }
+func (d *Dataplane) endpointStatus(id contract.EndpointID) string { return d.st.reported[id] }

@@ -1,18 +1,19 @@
 package dataplane
 
 import (
+	"fmt"
 	"net/netip"
 	"reflect"
 	"slices"
 
-	"ocelot/calc"
+	"ocelot/contract"
 	ipt "ocelot/dataplane/iptables"
 	"ocelot/dataplane/rules"
 )
 
 // chainSource says what a referenced policy or profile chain renders from.
 type chainSource struct {
-	policy  *calc.PolicyID
+	policy  *contract.PolicyID
 	profile string
 	inbound bool
 }
@@ -23,19 +24,19 @@ type state struct {
 	calcInSync, ifacesSynced, appliedOnce bool
 	needsApply                            bool // a previous apply failed somewhere
 
-	endpoints  map[calc.EndpointID]*calc.EndpointUpdate
-	ifaceOwner map[string]calc.EndpointID // interface -> the endpoint that owns it
-	policies   map[calc.PolicyID]*calc.PolicyUpdate
-	profiles   map[string]*calc.ProfileUpdate
+	endpoints  map[contract.EndpointID]*contract.EndpointUpdate
+	ifaceOwner map[string]contract.EndpointID // interface -> the endpoint that owns it
+	policies   map[contract.PolicyID]*contract.PolicyUpdate
+	profiles   map[string]*contract.ProfileUpdate
 
 	chainRefs   map[string]int // policy/profile chain -> endpoints referring to it
 	chainSource map[string]chainSource
 
 	// For conntrack cleanup: who uses what.
-	setPolicies map[string]map[string]struct{}          // set ID -> policy/profile chains using it
-	chainEPs    map[string]map[calc.EndpointID]struct{} // policy/profile chain -> endpoints
-	flushIPs    map[netip.Addr]struct{}                 // forget every flow of these addresses
-	flushPairs  map[[2]netip.Addr]struct{}              // forget flows between these two
+	setPolicies map[string]map[string]struct{}              // set ID -> policy/profile chains using it
+	chainEPs    map[string]map[contract.EndpointID]struct{} // policy/profile chain -> endpoints
+	flushIPs    map[netip.Addr]struct{}                     // forget every flow of these addresses
+	flushPairs  map[[2]netip.Addr]struct{}                  // forget flows between these two
 
 	dispatchDirty, fipDirty, rpfDirty bool
 
@@ -43,7 +44,7 @@ type state struct {
 	sysctlPending map[string]struct{}
 	sysctlFailed  map[string]bool
 	statusDirty   bool
-	reported      map[calc.EndpointID]string
+	reported      map[contract.EndpointID]string
 }
 
 type ifaceInfo struct {
@@ -53,73 +54,78 @@ type ifaceInfo struct {
 }
 
 func (s *state) init() {
-	s.endpoints = map[calc.EndpointID]*calc.EndpointUpdate{}
-	s.ifaceOwner = map[string]calc.EndpointID{}
-	s.policies = map[calc.PolicyID]*calc.PolicyUpdate{}
-	s.profiles = map[string]*calc.ProfileUpdate{}
+	s.endpoints = map[contract.EndpointID]*contract.EndpointUpdate{}
+	s.ifaceOwner = map[string]contract.EndpointID{}
+	s.policies = map[contract.PolicyID]*contract.PolicyUpdate{}
+	s.profiles = map[string]*contract.ProfileUpdate{}
 	s.chainRefs = map[string]int{}
 	s.chainSource = map[string]chainSource{}
 	s.setPolicies = map[string]map[string]struct{}{}
-	s.chainEPs = map[string]map[calc.EndpointID]struct{}{}
+	s.chainEPs = map[string]map[contract.EndpointID]struct{}{}
 	s.flushIPs = map[netip.Addr]struct{}{}
 	s.flushPairs = map[[2]netip.Addr]struct{}{}
 	s.ifaces = map[string]ifaceInfo{}
 	s.sysctlPending = map[string]struct{}{}
 	s.sysctlFailed = map[string]bool{}
-	s.reported = map[calc.EndpointID]string{}
+	s.reported = map[contract.EndpointID]string{}
 }
 
 // onMessages applies calc messages to the desired state. Cheap: no kernel
 // I/O; the drivers do the work at the next apply.
-func (d *Dataplane) onMessages(msgs []calc.Message) {
+func (d *Dataplane) onMessages(msgs []contract.Message) {
 	batchSize.Observe(float64(len(msgs)))
 	for _, m := range msgs {
 		switch x := m.(type) {
-		case calc.IPSetUpdate:
+		case contract.IPSetUpdate:
 			messages.WithLabelValues("IPSetUpdate").Inc()
 			for _, f := range d.families {
 				f.sets.Replace(x.ID, string(x.Type), membersOf(x.Members, f.v))
 			}
-		case calc.IPSetDelta:
+		case contract.IPSetDelta:
 			messages.WithLabelValues("IPSetDelta").Inc()
 			for _, f := range d.families {
 				f.sets.AddMembers(x.ID, membersOf(x.Added, f.v))
 				f.sets.RemoveMembers(x.ID, membersOf(x.Removed, f.v))
 			}
 			d.forgetFlowsOfRemovedMembers(x)
-		case calc.IPSetRemove:
+		case contract.IPSetRemove:
 			messages.WithLabelValues("IPSetRemove").Inc()
 			for _, f := range d.families {
 				f.sets.Remove(x.ID)
 			}
-		case calc.PolicyUpdate:
+		case contract.PolicyUpdate:
 			messages.WithLabelValues("PolicyUpdate").Inc()
 			d.onPolicy(&x)
-		case calc.PolicyRemove:
+		case contract.PolicyRemove:
 			messages.WithLabelValues("PolicyRemove").Inc()
 			d.dropChainSources(rules.PolicyChain(x.ID, true), rules.PolicyChain(x.ID, false))
 			delete(d.st.policies, x.ID)
-		case calc.ProfileUpdate:
+		case contract.ProfileUpdate:
 			messages.WithLabelValues("ProfileUpdate").Inc()
 			d.onProfile(&x)
-		case calc.ProfileRemove:
+		case contract.ProfileRemove:
 			messages.WithLabelValues("ProfileRemove").Inc()
 			d.dropChainSources(rules.ProfileChain(x.ID, true), rules.ProfileChain(x.ID, false))
 			delete(d.st.profiles, x.ID)
-		case calc.EndpointUpdate:
+		case contract.EndpointUpdate:
 			messages.WithLabelValues("EndpointUpdate").Inc()
 			d.onEndpoint(&x)
-		case calc.EndpointRemove:
+		case contract.EndpointRemove:
 			messages.WithLabelValues("EndpointRemove").Inc()
 			d.removeEndpoint(x.ID)
-		case calc.InSync:
+		case contract.InSync:
 			messages.WithLabelValues("InSync").Inc()
 			d.st.calcInSync = true
+		default:
+			// The contract's set of types is closed; reaching here is a bug
+			// in this switch, and dropping the message silently could leave
+			// a rule in force that calc removed.
+			panic(fmt.Sprintf("dataplane: unhandled contract message %T", m))
 		}
 	}
 }
 
-func membersOf(ms []calc.Member, family int) []string {
+func membersOf(ms []contract.Member, family int) []string {
 	out := make([]string, 0, len(ms))
 	for _, m := range ms {
 		if m.Is6() == (family == 6) {
@@ -130,7 +136,7 @@ func membersOf(ms []calc.Member, family int) []string {
 }
 
 // usedSets lists the IP sets a rule list refers to.
-func usedSets(rs []calc.Rule) []string {
+func usedSets(rs []contract.Rule) []string {
 	var out []string
 	for _, r := range rs {
 		for _, l := range [][]string{r.SrcIPSetIDs, r.NotSrcIPSetIDs, r.DstIPSetIDs, r.NotDstIPSetIDs,
@@ -142,7 +148,7 @@ func usedSets(rs []calc.Rule) []string {
 }
 
 // indexSets records which sets a chain's rules use, for conntrack cleanup.
-func (d *Dataplane) indexSets(chain string, old, new []calc.Rule) {
+func (d *Dataplane) indexSets(chain string, old, new []contract.Rule) {
 	for _, id := range usedSets(old) {
 		if m := d.st.setPolicies[id]; m != nil {
 			delete(m, chain)
@@ -159,12 +165,12 @@ func (d *Dataplane) indexSets(chain string, old, new []calc.Rule) {
 	}
 }
 
-func (d *Dataplane) onPolicy(u *calc.PolicyUpdate) {
+func (d *Dataplane) onPolicy(u *contract.PolicyUpdate) {
 	old := d.st.policies[u.ID]
 	d.st.policies[u.ID] = u
 	id := u.ID
 	for _, inbound := range []bool{true, false} {
-		var oldRules []calc.Rule
+		var oldRules []contract.Rule
 		if old != nil {
 			oldRules = direction(inbound, old.Inbound, old.Outbound)
 		}
@@ -173,11 +179,11 @@ func (d *Dataplane) onPolicy(u *calc.PolicyUpdate) {
 	}
 }
 
-func (d *Dataplane) onProfile(u *calc.ProfileUpdate) {
+func (d *Dataplane) onProfile(u *contract.ProfileUpdate) {
 	old := d.st.profiles[u.ID]
 	d.st.profiles[u.ID] = u
 	for _, inbound := range []bool{true, false} {
-		var oldRules []calc.Rule
+		var oldRules []contract.Rule
 		if old != nil {
 			oldRules = direction(inbound, old.Inbound, old.Outbound)
 		}
@@ -189,7 +195,7 @@ func (d *Dataplane) onProfile(u *calc.ProfileUpdate) {
 // updateRuleChain records a policy or profile chain's rules, keeps the
 // set index in step and, when endpoints use the chain, reprograms it and
 // forgets the flows its old rules may have allowed.
-func (d *Dataplane) updateRuleChain(name string, src chainSource, existed bool, oldRules, newRules []calc.Rule) {
+func (d *Dataplane) updateRuleChain(name string, src chainSource, existed bool, oldRules, newRules []contract.Rule) {
 	d.st.chainSource[name] = src
 	d.indexSets(name, oldRules, newRules)
 	if d.st.chainRefs[name] > 0 {
@@ -200,7 +206,7 @@ func (d *Dataplane) updateRuleChain(name string, src chainSource, existed bool, 
 	}
 }
 
-func direction(inbound bool, in, out []calc.Rule) []calc.Rule {
+func direction(inbound bool, in, out []contract.Rule) []contract.Rule {
 	if inbound {
 		return in
 	}
@@ -219,7 +225,7 @@ func (d *Dataplane) dropChainSources(names ...string) {
 	}
 }
 
-func (d *Dataplane) rulesOf(src chainSource) []calc.Rule {
+func (d *Dataplane) rulesOf(src chainSource) []contract.Rule {
 	switch {
 	case src.policy != nil:
 		if p := d.st.policies[*src.policy]; p != nil {
@@ -267,7 +273,7 @@ func (d *Dataplane) installChain(name string) {
 }
 
 // chainsOf lists the policy and profile chains an endpoint refers to.
-func chainsOf(ep *calc.EndpointUpdate) []string {
+func chainsOf(ep *contract.EndpointUpdate) []string {
 	if ep == nil {
 		return nil
 	}
@@ -286,10 +292,10 @@ func chainsOf(ep *calc.EndpointUpdate) []string {
 	return out
 }
 
-func (d *Dataplane) ref(name string, id calc.EndpointID) {
+func (d *Dataplane) ref(name string, id contract.EndpointID) {
 	d.st.chainRefs[name]++
 	if d.st.chainEPs[name] == nil {
-		d.st.chainEPs[name] = map[calc.EndpointID]struct{}{}
+		d.st.chainEPs[name] = map[contract.EndpointID]struct{}{}
 	}
 	d.st.chainEPs[name][id] = struct{}{}
 	if d.st.chainRefs[name] == 1 {
@@ -297,7 +303,7 @@ func (d *Dataplane) ref(name string, id calc.EndpointID) {
 	}
 }
 
-func (d *Dataplane) unref(name string, id calc.EndpointID) {
+func (d *Dataplane) unref(name string, id contract.EndpointID) {
 	d.st.chainRefs[name]--
 	delete(d.st.chainEPs[name], id)
 	if d.st.chainRefs[name] <= 0 {
@@ -309,7 +315,7 @@ func (d *Dataplane) unref(name string, id calc.EndpointID) {
 	}
 }
 
-func (d *Dataplane) onEndpoint(u *calc.EndpointUpdate) {
+func (d *Dataplane) onEndpoint(u *contract.EndpointUpdate) {
 	old := d.st.endpoints[u.ID]
 	for _, name := range chainsOf(u) {
 		d.ref(name, u.ID)
@@ -350,7 +356,7 @@ func (d *Dataplane) onEndpoint(u *calc.EndpointUpdate) {
 	d.st.statusDirty = true
 }
 
-func endpointLess(a, b calc.EndpointID) bool {
+func endpointLess(a, b contract.EndpointID) bool {
 	if a.Orchestrator != b.Orchestrator {
 		return a.Orchestrator < b.Orchestrator
 	}
@@ -362,7 +368,7 @@ func endpointLess(a, b calc.EndpointID) bool {
 
 // routedNets are an endpoint's addresses plus, for OpenStack endpoints (or
 // with FloatingIPs enabled), its floating IPs.
-func (d *Dataplane) routedNets(u *calc.EndpointUpdate) []netip.Prefix {
+func (d *Dataplane) routedNets(u *contract.EndpointUpdate) []netip.Prefix {
 	nets := append([]netip.Prefix(nil), u.IPv4Nets...)
 	if d.cfg.IPv6 {
 		nets = append(nets, u.IPv6Nets...)
@@ -382,7 +388,7 @@ func (d *Dataplane) routedNets(u *calc.EndpointUpdate) []netip.Prefix {
 
 // releaseInterface drops what an endpoint had on its interface and hands
 // the interface to a shadowed endpoint, if any.
-func (d *Dataplane) releaseInterface(ep *calc.EndpointUpdate) {
+func (d *Dataplane) releaseInterface(ep *contract.EndpointUpdate) {
 	if d.st.ifaceOwner[ep.Name] != ep.ID {
 		return
 	}
@@ -393,7 +399,7 @@ func (d *Dataplane) releaseInterface(ep *calc.EndpointUpdate) {
 	}
 	d.routes.Remove(ep.Name)
 	d.st.dispatchDirty = true
-	var next *calc.EndpointUpdate
+	var next *contract.EndpointUpdate
 	for _, other := range d.st.endpoints {
 		if other.Name == ep.Name && other.ID != ep.ID && (next == nil || endpointLess(other.ID, next.ID)) {
 			next = other
@@ -404,7 +410,7 @@ func (d *Dataplane) releaseInterface(ep *calc.EndpointUpdate) {
 	}
 }
 
-func (d *Dataplane) removeEndpoint(id calc.EndpointID) {
+func (d *Dataplane) removeEndpoint(id contract.EndpointID) {
 	ep := d.st.endpoints[id]
 	if ep == nil {
 		return
@@ -424,7 +430,7 @@ func (s *state) render(d *Dataplane) {
 	if !s.dispatchDirty && !s.fipDirty && !s.rpfDirty {
 		return
 	}
-	var eps []*calc.EndpointUpdate
+	var eps []*contract.EndpointUpdate
 	var names []string
 	for name, id := range s.ifaceOwner {
 		names = append(names, name)

@@ -21,6 +21,7 @@ import (
 
 	"ocelot/calc"
 	"ocelot/config"
+	"ocelot/contract"
 	"ocelot/dataplane"
 	"ocelot/dataplane/rules"
 	"ocelot/datastore"
@@ -160,7 +161,7 @@ func (a *agent) run() int {
 	}
 	a.status = datastore.NewStatusWriter(cli, statusConfig(cfg), a.log)
 	inSync := make(chan struct{})
-	dpCfg.OnStatus = func(id calc.EndpointID, s string) {
+	dpCfg.OnStatus = func(id contract.EndpointID, s string) {
 		a.status.SetEndpointStatus(datastore.EndpointStatusID{Orchestrator: id.Orchestrator, WorkloadID: id.WorkloadID, EndpointID: id.EndpointID}, s)
 	}
 	dpCfg.OnInSync = func() { close(inSync) }

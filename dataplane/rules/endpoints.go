@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"ocelot/calc"
+	"ocelot/contract"
 	ipt "ocelot/dataplane/iptables"
 )
 
@@ -13,14 +13,14 @@ import (
 // chains: conntrack, mark reset, encapsulation drops (egress), each tier's
 // policies with Pass and the tier's end-of-tier drop, the profiles, and a
 // final drop.
-func (c *Config) EndpointChains(ep *calc.EndpointUpdate) []*ipt.Chain {
+func (c *Config) EndpointChains(ep *contract.EndpointUpdate) []*ipt.Chain {
 	return []*ipt.Chain{
 		{Name: ToWorkloadChain(ep.Name), Rules: c.endpointRules(ep, true)},
 		{Name: FromWorkloadChain(ep.Name), Rules: c.endpointRules(ep, false)},
 	}
 }
 
-func (c *Config) endpointRules(ep *calc.EndpointUpdate, ingress bool) []ipt.Rule {
+func (c *Config) endpointRules(ep *contract.EndpointUpdate, ingress bool) []ipt.Rule {
 	m := c.Marks
 	var r []ipt.Rule
 	if c.FilterAllow == "RETURN" {
@@ -150,7 +150,7 @@ func dedupe(sorted []string) []string {
 // FloatingIPChains render the 1:1 NATs of local endpoints (OpenStack
 // floating IPs): DNAT from the external address, and SNAT for a VM that
 // talks to its own floating IP.
-func (c *Config) FloatingIPChains(eps []*calc.EndpointUpdate) []*ipt.Chain {
+func (c *Config) FloatingIPChains(eps []*contract.EndpointUpdate) []*ipt.Chain {
 	type nat struct{ in, ext string }
 	var nats []nat
 	for _, ep := range eps {
@@ -179,9 +179,9 @@ func (c *Config) FloatingIPChains(eps []*calc.EndpointUpdate) []*ipt.Chain {
 
 // RPFSkipChain exempts each endpoint's AllowSpoofedSourcePrefixes from the
 // reverse-path check.
-func (c *Config) RPFSkipChain(eps []*calc.EndpointUpdate) *ipt.Chain {
+func (c *Config) RPFSkipChain(eps []*contract.EndpointUpdate) *ipt.Chain {
 	ch := &ipt.Chain{Name: ChainRPFSkip}
-	sorted := append([]*calc.EndpointUpdate(nil), eps...)
+	sorted := append([]*contract.EndpointUpdate(nil), eps...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 	for _, ep := range sorted {
 		for _, p := range ep.AllowSpoofedSourcePrefixes {

@@ -7,12 +7,12 @@ import (
 	"slices"
 	"strings"
 
-	"ocelot/calc"
+	"ocelot/contract"
 	ipt "ocelot/dataplane/iptables"
 )
 
 // PolicyChains renders a policy's inbound and outbound chains.
-func (c *Config) PolicyChains(u *calc.PolicyUpdate) []*ipt.Chain {
+func (c *Config) PolicyChains(u *contract.PolicyUpdate) []*ipt.Chain {
 	who := u.ID.Kind + " " + u.ID.Name
 	if u.ID.Namespace != "" {
 		who = u.ID.Kind + " " + u.ID.Namespace + "/" + u.ID.Name
@@ -24,7 +24,7 @@ func (c *Config) PolicyChains(u *calc.PolicyUpdate) []*ipt.Chain {
 }
 
 // ProfileChains renders a profile's inbound and outbound chains.
-func (c *Config) ProfileChains(u *calc.ProfileUpdate) []*ipt.Chain {
+func (c *Config) ProfileChains(u *contract.ProfileUpdate) []*ipt.Chain {
 	return []*ipt.Chain{
 		{Name: ProfileChain(u.ID, true), Rules: c.ruleChain(u.Inbound, "Profile "+u.ID+" ingress")},
 		{Name: ProfileChain(u.ID, false), Rules: c.ruleChain(u.Outbound, "Profile "+u.ID+" egress")},
@@ -33,7 +33,7 @@ func (c *Config) ProfileChains(u *calc.ProfileUpdate) []*ipt.Chain {
 
 // ruleChain renders rules, strips trailing RETURNs (falling off a chain
 // returns anyway) and puts the chain's description on its first rule.
-func (c *Config) ruleChain(rules []calc.Rule, comment string) []ipt.Rule {
+func (c *Config) ruleChain(rules []contract.Rule, comment string) []ipt.Rule {
 	var out []ipt.Rule
 	for _, r := range rules {
 		out = append(out, c.Rule(r)...)
@@ -53,7 +53,7 @@ func (c *Config) ruleChain(rules []calc.Rule, comment string) []ipt.Rule {
 const maxMultiportSlots = 15
 
 // splitPorts groups ports into multiport lists of at most 15 slots.
-func splitPorts(ports []calc.PortRange) []string {
+func splitPorts(ports []contract.PortRange) []string {
 	var out []string
 	var cur []string
 	slots := 0
@@ -98,7 +98,7 @@ type block struct {
 // match here, otherwise its match and action rules, preceded by block
 // rules when it needs ORs (several port lists or named-port sets, several
 // CIDRs on one side).
-func (c *Config) Rule(r calc.Rule) []ipt.Rule {
+func (c *Config) Rule(r contract.Rule) []ipt.Rule {
 	if r.IPVersion != 0 && r.IPVersion != c.Family {
 		return nil
 	}
@@ -123,7 +123,7 @@ func (c *Config) Rule(r calc.Rule) []ipt.Rule {
 	}
 	m := c.Marks
 	var blocks []block
-	portAlts := func(ports []calc.PortRange, named []string, source bool) []ipt.Match {
+	portAlts := func(ports []contract.PortRange, named []string, source bool) []ipt.Match {
 		var alts []ipt.Match
 		for _, list := range splitPorts(ports) {
 			if source {
@@ -278,16 +278,16 @@ func (c *Config) Rule(r calc.Rule) []ipt.Rule {
 		comments = append(comments, k+"="+r.Annotations[k])
 	}
 	switch r.Action {
-	case calc.ActionAllow:
+	case contract.ActionAllow:
 		out = append(out, ipt.Rule{Match: mt, Action: ipt.SetMark(m.Accept), Comment: comments},
 			ipt.Rule{Match: ipt.Match{}.MarkSet(m.Accept), Action: ipt.Return})
-	case calc.ActionPass:
+	case contract.ActionPass:
 		out = append(out, ipt.Rule{Match: mt, Action: ipt.SetMark(m.Pass), Comment: comments},
 			ipt.Rule{Match: ipt.Match{}.MarkSet(m.Pass), Action: ipt.Return})
-	case calc.ActionDeny:
+	case contract.ActionDeny:
 		out = append(out, ipt.Rule{Match: mt, Action: ipt.SetMark(m.Drop), Comment: comments},
 			ipt.Rule{Match: ipt.Match{}.MarkSet(m.Drop), Action: c.deny()})
-	case calc.ActionLog:
+	case contract.ActionLog:
 		out = append(out, ipt.Rule{Match: mt, Action: ipt.Log(c.LogPrefix), Comment: comments})
 	default:
 		panic(fmt.Sprintf("rules: unknown action %q", r.Action))
@@ -295,7 +295,7 @@ func (c *Config) Rule(r calc.Rule) []ipt.Rule {
 	return out
 }
 
-func (c *Config) icmp(mt ipt.Match, i *calc.ICMPMatch, negated bool) ipt.Match {
+func (c *Config) icmp(mt ipt.Match, i *contract.ICMPMatch, negated bool) ipt.Match {
 	switch {
 	case c.Family == 4 && negated:
 		return mt.NotICMPType(i.String())

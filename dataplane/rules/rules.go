@@ -18,7 +18,7 @@ import (
 	"math/bits"
 	"net/netip"
 
-	"ocelot/calc"
+	"ocelot/contract"
 	ipt "ocelot/dataplane/iptables"
 )
 
@@ -83,7 +83,7 @@ const (
 )
 
 // PolicyChain names the inbound (cali-pi-) or outbound (cali-po-) chain of a policy.
-func PolicyChain(id calc.PolicyID, inbound bool) string {
+func PolicyChain(id contract.PolicyID, inbound bool) string {
 	if inbound {
 		return ipt.LimitedName("cali-pi-", id.String())
 	}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"ocelot/calc"
+	"ocelot/contract"
 	ipt "ocelot/dataplane/iptables"
 )
 
@@ -63,12 +63,12 @@ func observed(t *testing.T, file string) map[string]map[string][]string {
 
 // The scenario Felix programmed (reference/observed-felix): one local VM on
 // tapa7734e61-b5 selected by allow-tcp-80 for ingress.
-func felixScenario() (*calc.EndpointUpdate, *calc.PolicyUpdate) {
-	id := calc.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: "openstack-region-regionone", Name: "allow-tcp-80"}
-	ep := &calc.EndpointUpdate{Name: "tapa7734e61-b5", IPv4Nets: []netip.Prefix{netip.MustParsePrefix("10.65.0.2/32")},
-		Tiers: []calc.TierPolicies{{Name: "default", DefaultAction: "Deny", Ingress: []calc.PolicyID{id}}}}
-	pol := &calc.PolicyUpdate{ID: id, Inbound: []calc.Rule{{Action: calc.ActionAllow, Protocol: &calc.Protocol{Name: "tcp", Num: 6},
-		DstPorts: []calc.PortRange{{First: 80, Last: 80}}, SrcIPSetIDs: []string{"s:bnhJRqUSRy3lLnoKpL4N8es39Kv7B1tayge5xQ"}}}}
+func felixScenario() (*contract.EndpointUpdate, *contract.PolicyUpdate) {
+	id := contract.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: "openstack-region-regionone", Name: "allow-tcp-80"}
+	ep := &contract.EndpointUpdate{Name: "tapa7734e61-b5", IPv4Nets: []netip.Prefix{netip.MustParsePrefix("10.65.0.2/32")},
+		Tiers: []contract.TierPolicies{{Name: "default", DefaultAction: "Deny", Ingress: []contract.PolicyID{id}}}}
+	pol := &contract.PolicyUpdate{ID: id, Inbound: []contract.Rule{{Action: contract.ActionAllow, Protocol: &contract.Protocol{Name: "tcp", Num: 6},
+		DstPorts: []contract.PortRange{{First: 80, Last: 80}}, SrcIPSetIDs: []string{"s:bnhJRqUSRy3lLnoKpL4N8es39Kv7B1tayge5xQ"}}}}
 	return ep, pol
 }
 
@@ -153,40 +153,40 @@ func render(rules []ipt.Rule) []string {
 func TestRuleRendering(t *testing.T) {
 	c := felixConfig(4)
 	set := func(id string) string { return c.SetName(id) }
-	tcp := &calc.Protocol{Name: "tcp", Num: 6}
+	tcp := &contract.Protocol{Name: "tcp", Num: 6}
 	code := 0
 	cases := []struct {
 		name string
-		rule calc.Rule
+		rule contract.Rule
 		want []string
 	}{
-		{"allow all", calc.Rule{Action: calc.ActionAllow}, []string{
+		{"allow all", contract.Rule{Action: contract.ActionAllow}, []string{
 			"--jump MARK --set-mark 0x10000/0x10000", "-m mark --mark 0x10000/0x10000 --jump RETURN"}},
-		{"deny from net", calc.Rule{Action: calc.ActionDeny, SrcNets: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}}, []string{
+		{"deny from net", contract.Rule{Action: contract.ActionDeny, SrcNets: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}}, []string{
 			"--source 198.51.100.0/24 --jump MARK --set-mark 0x40000/0x40000", "-m mark --mark 0x40000/0x40000 --jump DROP"}},
-		{"pass", calc.Rule{Action: calc.ActionPass, NotProtocol: tcp}, []string{
+		{"pass", contract.Rule{Action: contract.ActionPass, NotProtocol: tcp}, []string{
 			"! -p tcp --jump MARK --set-mark 0x20000/0x20000", "-m mark --mark 0x20000/0x20000 --jump RETURN"}},
-		{"log", calc.Rule{Action: calc.ActionLog, Protocol: tcp}, []string{`-p tcp --jump LOG --log-prefix "calico-packet: " --log-level 5`}},
-		{"icmp", calc.Rule{Action: calc.ActionAllow, Protocol: &calc.Protocol{Name: "icmp", Num: 1}, ICMP: &calc.ICMPMatch{Type: 8, Code: &code}}, []string{
+		{"log", contract.Rule{Action: contract.ActionLog, Protocol: tcp}, []string{`-p tcp --jump LOG --log-prefix "calico-packet: " --log-level 5`}},
+		{"icmp", contract.Rule{Action: contract.ActionAllow, Protocol: &contract.Protocol{Name: "icmp", Num: 1}, ICMP: &contract.ICMPMatch{Type: 8, Code: &code}}, []string{
 			"-p icmp -m icmp --icmp-type 8/0 --jump MARK --set-mark 0x10000/0x10000", "-m mark --mark 0x10000/0x10000 --jump RETURN"}},
-		{"everything in order", calc.Rule{Action: calc.ActionAllow, Protocol: tcp,
-			SrcNets: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, SrcIPSetIDs: []string{"s:a"}, SrcPorts: []calc.PortRange{{First: 1000, Last: 2000}},
-			DstNets: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}, DstIPSetIDs: []string{"s:b"}, DstPorts: []calc.PortRange{{First: 80, Last: 80}, {First: 443, Last: 443}},
-			NotSrcIPSetIDs: []string{"s:c"}, NotDstPorts: []calc.PortRange{{First: 8080, Last: 8080}}}, []string{
+		{"everything in order", contract.Rule{Action: contract.ActionAllow, Protocol: tcp,
+			SrcNets: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, SrcIPSetIDs: []string{"s:a"}, SrcPorts: []contract.PortRange{{First: 1000, Last: 2000}},
+			DstNets: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}, DstIPSetIDs: []string{"s:b"}, DstPorts: []contract.PortRange{{First: 80, Last: 80}, {First: 443, Last: 443}},
+			NotSrcIPSetIDs: []string{"s:c"}, NotDstPorts: []contract.PortRange{{First: 8080, Last: 8080}}}, []string{
 			"-p tcp --source 10.0.0.0/8 -m set --match-set " + set("s:a") + " src -m multiport --source-ports 1000:2000 --destination 10.1.0.0/16 -m set --match-set " + set("s:b") +
 				" dst -m multiport --destination-ports 80,443 -m set ! --match-set " + set("s:c") + " src -m multiport ! --destination-ports 8080 --jump MARK --set-mark 0x10000/0x10000",
 			"-m mark --mark 0x10000/0x10000 --jump RETURN"}},
-		{"IPv6 rule skipped in IPv4", calc.Rule{Action: calc.ActionAllow, IPVersion: 6}, nil},
-		{"only IPv6 nets: skipped in IPv4", calc.Rule{Action: calc.ActionAllow, SrcNets: []netip.Prefix{netip.MustParsePrefix("2001:db8::/32")}}, nil},
-		{"negated catch-all matches nothing", calc.Rule{Action: calc.ActionAllow, NotDstNets: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}, nil},
-		{"two source nets: a block", calc.Rule{Action: calc.ActionAllow, SrcNets: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.0.0/16")}}, []string{
+		{"IPv6 rule skipped in IPv4", contract.Rule{Action: contract.ActionAllow, IPVersion: 6}, nil},
+		{"only IPv6 nets: skipped in IPv4", contract.Rule{Action: contract.ActionAllow, SrcNets: []netip.Prefix{netip.MustParsePrefix("2001:db8::/32")}}, nil},
+		{"negated catch-all matches nothing", contract.Rule{Action: contract.ActionAllow, NotDstNets: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}, nil},
+		{"two source nets: a block", contract.Rule{Action: contract.ActionAllow, SrcNets: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.0.0/16")}}, []string{
 			"--jump MARK --set-mark 0/0x180000",
 			"--source 10.0.0.0/8 --jump MARK --set-mark 0x80000/0x80000",
 			"--source 192.168.0.0/16 --jump MARK --set-mark 0x80000/0x80000",
 			"-m mark --mark 0x80000/0x80000 --jump MARK --set-mark 0x10000/0x10000",
 			"-m mark --mark 0x10000/0x10000 --jump RETURN"}},
-		{"ports and a named port, and a positive and negated net", calc.Rule{Action: calc.ActionDeny, Protocol: tcp,
-			DstPorts: []calc.PortRange{{First: 22, Last: 22}}, DstNamedPortIPSetIDs: []string{"n:web"},
+		{"ports and a named port, and a positive and negated net", contract.Rule{Action: contract.ActionDeny, Protocol: tcp,
+			DstPorts: []contract.PortRange{{First: 22, Last: 22}}, DstNamedPortIPSetIDs: []string{"n:web"},
 			DstNets: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, NotDstNets: []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")}}, []string{
 			"--jump MARK --set-mark 0/0x180000",
 			"-p tcp -m multiport --destination-ports 22 --jump MARK --set-mark 0x80000/0x80000",
@@ -202,25 +202,25 @@ func TestRuleRendering(t *testing.T) {
 	}
 	// 16 single ports need two multiport lists: an OR block when positive,
 	// two ANDed negations when negated.
-	var ports []calc.PortRange
+	var ports []contract.PortRange
 	for p := uint16(1); p <= 16; p++ {
-		ports = append(ports, calc.PortRange{First: p, Last: p})
+		ports = append(ports, contract.PortRange{First: p, Last: p})
 	}
-	got := render(c.Rule(calc.Rule{Action: calc.ActionAllow, Protocol: tcp, DstPorts: ports}))
+	got := render(c.Rule(contract.Rule{Action: contract.ActionAllow, Protocol: tcp, DstPorts: ports}))
 	if len(got) != 5 || !strings.Contains(got[1], "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15 --jump MARK --set-mark 0x80000") || !strings.Contains(got[2], "--destination-ports 16 ") {
 		t.Errorf("16 ports: %q", got)
 	}
-	got = render(c.Rule(calc.Rule{Action: calc.ActionAllow, Protocol: tcp, NotDstPorts: ports}))
+	got = render(c.Rule(contract.Rule{Action: contract.ActionAllow, Protocol: tcp, NotDstPorts: ports}))
 	if len(got) != 2 || strings.Count(got[0], "! --destination-ports") != 2 {
 		t.Errorf("16 negated ports: %q", got)
 	}
 	// IPv6 ICMP.
 	c6 := felixConfig(6)
-	got = render(c6.Rule(calc.Rule{Action: calc.ActionAllow, Protocol: &calc.Protocol{Name: "icmpv6", Num: 58}, ICMP: &calc.ICMPMatch{Type: 128}}))
+	got = render(c6.Rule(contract.Rule{Action: contract.ActionAllow, Protocol: &contract.Protocol{Name: "icmpv6", Num: 58}, ICMP: &contract.ICMPMatch{Type: 128}}))
 	if got[0] != "-p icmpv6 -m icmp6 --icmpv6-type 128 --jump MARK --set-mark 0x10000/0x10000" {
 		t.Errorf("icmpv6: %q", got)
 	}
-	if r := c6.Rule(calc.Rule{Action: calc.ActionAllow, Protocol: &calc.Protocol{Name: "icmp", Num: 1}}); r != nil {
+	if r := c6.Rule(contract.Rule{Action: contract.ActionAllow, Protocol: &contract.Protocol{Name: "icmp", Num: 1}}); r != nil {
 		t.Errorf("IPv4 ICMP rendered for IPv6: %v", r)
 	}
 }
@@ -253,11 +253,11 @@ func TestDispatchChains(t *testing.T) {
 
 func TestEndpointChainsTiersAndProfiles(t *testing.T) {
 	c := felixConfig(4)
-	a := calc.PolicyID{Tier: "admin", Kind: "GlobalNetworkPolicy", Name: "a"}
-	b := calc.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: "ns", Name: "b"}
-	ep := &calc.EndpointUpdate{Name: "tapx", ProfileIDs: []string{"prof"}, Tiers: []calc.TierPolicies{
-		{Name: "admin", DefaultAction: "Pass", Ingress: []calc.PolicyID{a}, Egress: []calc.PolicyID{a}},
-		{Name: "default", DefaultAction: "Deny", Egress: []calc.PolicyID{b}},
+	a := contract.PolicyID{Tier: "admin", Kind: "GlobalNetworkPolicy", Name: "a"}
+	b := contract.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: "ns", Name: "b"}
+	ep := &contract.EndpointUpdate{Name: "tapx", ProfileIDs: []string{"prof"}, Tiers: []contract.TierPolicies{
+		{Name: "admin", DefaultAction: "Pass", Ingress: []contract.PolicyID{a}, Egress: []contract.PolicyID{a}},
+		{Name: "default", DefaultAction: "Deny", Egress: []contract.PolicyID{b}},
 	}}
 	chains := c.EndpointChains(ep)
 	want := []string{
@@ -289,7 +289,7 @@ func TestEndpointChainsTiersAndProfiles(t *testing.T) {
 
 func TestPolicyChainsFailClosedAndEmpty(t *testing.T) {
 	c := felixConfig(4)
-	u := &calc.PolicyUpdate{ID: calc.PolicyID{Kind: "GlobalNetworkPolicy", Name: "broken"}, Inbound: []calc.Rule{calc.DenyAll}, FailClosed: true}
+	u := &contract.PolicyUpdate{ID: contract.PolicyID{Kind: "GlobalNetworkPolicy", Name: "broken"}, Inbound: []contract.Rule{contract.DenyAll}, FailClosed: true}
 	chains := c.PolicyChains(u)
 	if got := render(chains[0].Rules); !reflect.DeepEqual(got, []string{
 		"GlobalNetworkPolicy broken ingress --jump MARK --set-mark 0x40000/0x40000", "-m mark --mark 0x40000/0x40000 --jump DROP"}) {
@@ -302,16 +302,16 @@ func TestPolicyChainsFailClosedAndEmpty(t *testing.T) {
 
 func TestFloatingIPsAndRPFSkip(t *testing.T) {
 	c := felixConfig(4)
-	ep := &calc.EndpointUpdate{Name: "tapx", IPv4NAT: []calc.NAT{{Internal: netip.MustParseAddr("10.0.0.5"), External: netip.MustParseAddr("198.18.9.9")}},
+	ep := &contract.EndpointUpdate{Name: "tapx", IPv4NAT: []contract.NAT{{Internal: netip.MustParseAddr("10.0.0.5"), External: netip.MustParseAddr("198.18.9.9")}},
 		AllowSpoofedSourcePrefixes: []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16"), netip.MustParsePrefix("2001:db8::/64")}}
-	fip := c.FloatingIPChains([]*calc.EndpointUpdate{ep})
+	fip := c.FloatingIPChains([]*contract.EndpointUpdate{ep})
 	if got := render(fip[0].Rules); !reflect.DeepEqual(got, []string{"--destination 198.18.9.9 --jump DNAT --to-destination 10.0.0.5"}) {
 		t.Errorf("dnat %q", got)
 	}
 	if got := render(fip[1].Rules); !reflect.DeepEqual(got, []string{"--destination 10.0.0.5 --source 10.0.0.5 --jump SNAT --to-source 198.18.9.9"}) {
 		t.Errorf("snat %q", got)
 	}
-	if got := render(c.RPFSkipChain([]*calc.EndpointUpdate{ep}).Rules); !reflect.DeepEqual(got, []string{"--in-interface tapx --source 10.9.0.0/16 --jump ACCEPT"}) {
+	if got := render(c.RPFSkipChain([]*contract.EndpointUpdate{ep}).Rules); !reflect.DeepEqual(got, []string{"--in-interface tapx --source 10.9.0.0/16 --jump ACCEPT"}) {
 		t.Errorf("rpf skip %q", got)
 	}
 }

@@ -1,4 +1,4 @@
-package calc
+package contract
 
 import (
 	"fmt"
@@ -7,13 +7,22 @@ import (
 	"strings"
 )
 
-// The calc -> dataplane contract (DESIGN.md). Flush returns these in an
-// order that is always safe to apply: sets are created and grown before
-// policies refer to them, policies before the endpoints that use them,
-// removals in reverse, and InSync last.
+// Message is one of the message types of this package: IPSetUpdate,
+// IPSetDelta, IPSetRemove, PolicyUpdate, PolicyRemove, ProfileUpdate,
+// ProfileRemove, EndpointUpdate, EndpointRemove and InSync. The set is
+// closed: only this package can add a type.
+type Message interface{ isMessage() }
 
-// Message is one of the types below.
-type Message any
+func (IPSetUpdate) isMessage()    {}
+func (IPSetDelta) isMessage()     {}
+func (IPSetRemove) isMessage()    {}
+func (PolicyUpdate) isMessage()   {}
+func (PolicyRemove) isMessage()   {}
+func (ProfileUpdate) isMessage()  {}
+func (ProfileRemove) isMessage()  {}
+func (EndpointUpdate) isMessage() {}
+func (EndpointRemove) isMessage() {}
+func (InSync) isMessage()         {}
 
 // IPSetType is the kernel set type.
 type IPSetType string
@@ -39,10 +48,11 @@ func (m Member) String() string {
 		}
 		return m.Net.String()
 	}
-	return fmt.Sprintf("%s,%s:%d", m.Net.Addr(), protoName(m.Proto), m.Port)
+	return fmt.Sprintf("%s,%s:%d", m.Net.Addr(), ProtoName(m.Proto), m.Port)
 }
 
-func protoName(p uint8) string {
+// ProtoName is the name ipset and Felix use for a protocol number.
+func ProtoName(p uint8) string {
 	switch p {
 	case 6:
 		return "tcp"
