@@ -41,10 +41,10 @@ func (c *cloud) endpoint(i int, groups ...int) resource.Update {
 
 func (c *cloud) policy(g int, port uint16) resource.Update {
 	in := []resource.Rule{
-		{Action: resource.Allow, Source: resource.EntityRule{Selector: has(sg(g))}},
-		{Action: resource.Allow, Protocol: tcp(), Source: resource.EntityRule{Selector: has(sg((g + 1) % c.groups))},
+		{Action: resource.Allow, Source: resource.EntityRule{Selector: S(has(sg(g)))}},
+		{Action: resource.Allow, Protocol: tcp(), Source: resource.EntityRule{Selector: S(has(sg((g + 1) % c.groups)))},
 			Destination: resource.EntityRule{Ports: []resource.Port{{First: 22, Last: 22}}}},
-		{Action: resource.Allow, Protocol: tcp(), Source: resource.EntityRule{Selector: has(sg((g + 2) % c.groups)), NamespaceSelector: "all()"},
+		{Action: resource.Allow, Protocol: tcp(), Source: resource.EntityRule{Selector: S(has(sg((g + 2) % c.groups))), NamespaceSelector: S("all()")},
 			Destination: resource.EntityRule{Ports: []resource.Port{{First: port, Last: port}}}},
 	}
 	out := []resource.Rule{{Action: resource.Allow, IPVersion: 4}, {Action: resource.Allow, IPVersion: 6}}

@@ -18,7 +18,7 @@ import (
 // policy in RegionOne's namespace with namespaceSelector: all().
 func seed(nsSel string) []resource.Update {
 	allow := resource.Rule{Action: resource.Allow, Protocol: tcp(),
-		Source:      resource.EntityRule{Selector: has(sgCli), NamespaceSelector: nsSel},
+		Source:      resource.EntityRule{Selector: S(has(sgCli)), NamespaceSelector: S(nsSel)},
 		Destination: resource.EntityRule{Ports: []resource.Port{{First: 80, Last: 80}}}}
 	egressAll := []resource.Rule{{Action: resource.Allow, IPVersion: 4}, {Action: resource.Allow, IPVersion: 6}}
 	return []resource.Update{
@@ -38,7 +38,7 @@ func TestSeedScenario(t *testing.T) {
 	if len(problems) != 0 {
 		t.Errorf("problems: %v", problems)
 	}
-	cross, _, _ := selector.EntityRuleSelectors(has(sgCli), "all()", "", nsOne)
+	cross, _ := selector.EntityRuleSelectors(S(has(sgCli)), S("all()"), nil, nsOne)
 	setID := cross.UniqueID()
 	if got := d.members(setID); !reflect.DeepEqual(got, []string{"198.18.2.21", "198.18.2.22"}) {
 		t.Errorf("cross-region set members %v, want exactly the RegionTwo SG members", got)
@@ -76,12 +76,12 @@ func TestSeedScenario(t *testing.T) {
 func TestSeedScenarioWithoutNamespaceSelector(t *testing.T) {
 	ups := append(seed(""), remoteEP(nsOne, "r1-compute2", "vm-c", "port-c", "198.18.1.30", labels(nsOne, sgCli)))
 	_, d, _ := run(t, ups...)
-	scoped, _, _ := selector.EntityRuleSelectors(has(sgCli), "", "", nsOne)
+	scoped, _ := selector.EntityRuleSelectors(S(has(sgCli)), nil, nil, nsOne)
 	if got := d.members(scoped.UniqueID()); !reflect.DeepEqual(got, []string{"198.18.1.30"}) {
 		t.Errorf("same-region set members %v, want only the RegionOne SG member", got)
 	}
 	_, d, _ = run(t, append(seed("all()"), remoteEP(nsOne, "r1-compute2", "vm-c", "port-c", "198.18.1.30", labels(nsOne, sgCli)))...)
-	cross, _, _ := selector.EntityRuleSelectors(has(sgCli), "all()", "", nsOne)
+	cross, _ := selector.EntityRuleSelectors(S(has(sgCli)), S("all()"), nil, nsOne)
 	if got := d.members(cross.UniqueID()); !reflect.DeepEqual(got, []string{"198.18.1.30", "198.18.2.21", "198.18.2.22"}) {
 		t.Errorf("cross-region set members %v", got)
 	}
@@ -119,7 +119,7 @@ func TestNothingBeforeInSyncAndOrder(t *testing.T) {
 
 func TestMembershipChanges(t *testing.T) {
 	g, d, _ := run(t, seed("all()")...)
-	cross, _, _ := selector.EntityRuleSelectors(has(sgCli), "all()", "", nsOne)
+	cross, _ := selector.EntityRuleSelectors(S(has(sgCli)), S("all()"), nil, nsOne)
 	id := cross.UniqueID()
 	step := func(ups ...resource.Update) []contract.Message {
 		g.OnUpdates(ups)
@@ -187,7 +187,7 @@ func TestInvalidPolicyFailsClosed(t *testing.T) {
 	k := npKey(nsOne, "allow-tcp-80")
 	// The stored value no longer validates, but its selector is known.
 	rec := &resource.Policy{Kind: resource.KindNetworkPolicy, Namespace: nsOne, Name: "allow-tcp-80", Tier: "default",
-		Selector: has(sgWeb), Types: []resource.PolicyType{resource.Ingress}}
+		Selector: S(has(sgWeb)), Types: []resource.PolicyType{resource.Ingress}}
 	g.OnUpdates([]resource.Update{{Key: k, Value: &resource.Invalid{Kind: k.Kind, Reason: errors.New("spec.ingress[0].protocol: bad"), Policy: rec}}})
 	d.apply(g.Flush())
 	p := d.policies[contract.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: nsOne, Name: "allow-tcp-80"}]
@@ -237,7 +237,7 @@ func TestInvalidAndMisplacedEndpoints(t *testing.T) {
 	if len(d.endpoints) != 1 {
 		t.Errorf("endpoints %v", d.endpoints)
 	}
-	cross, _, _ := selector.EntityRuleSelectors(has(sgCli), "all()", "", nsOne)
+	cross, _ := selector.EntityRuleSelectors(S(has(sgCli)), S("all()"), nil, nsOne)
 	if !slices.Contains(d.members(cross.UniqueID()), "198.18.2.50") {
 		t.Errorf("misplaced endpoint's address missing from the set: %v", d.members(cross.UniqueID()))
 	}
@@ -328,10 +328,10 @@ func TestRuleResolution(t *testing.T) {
 	udp, _ := resource.ParseProtocol("UDP")
 	icmp, _ := resource.ParseProtocol("ICMP")
 	rules := []resource.Rule{
-		{Action: resource.Allow, Source: resource.EntityRule{Selector: "role == 'db'", NotSelector: "quarantine == 'yes'"}},
-		{Action: resource.Deny, Source: resource.EntityRule{NotSelector: "trusted == 'yes'"}},
-		{Action: resource.Allow, Protocol: tcp(), Destination: resource.EntityRule{Ports: []resource.Port{{Name: "http"}}}, Source: resource.EntityRule{Selector: "role == 'web'"}},
-		{Action: resource.Allow, Protocol: tcp(), Destination: resource.EntityRule{Selector: "role == 'web'", Ports: []resource.Port{{First: 80, Last: 80}, {Name: "http"}}}},
+		{Action: resource.Allow, Source: resource.EntityRule{Selector: S("role == 'db'"), NotSelector: S("quarantine == 'yes'")}},
+		{Action: resource.Deny, Source: resource.EntityRule{NotSelector: S("trusted == 'yes'")}},
+		{Action: resource.Allow, Protocol: tcp(), Destination: resource.EntityRule{Ports: []resource.Port{{Name: "http"}}}, Source: resource.EntityRule{Selector: S("role == 'web'")}},
+		{Action: resource.Allow, Protocol: tcp(), Destination: resource.EntityRule{Selector: S("role == 'web'"), Ports: []resource.Port{{First: 80, Last: 80}, {Name: "http"}}}},
 		{Action: resource.Allow, Protocol: &udp, Source: resource.EntityRule{Nets: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}, NotPorts: []resource.Port{{First: 1, Last: 1023}}}},
 		{Action: resource.Allow, Protocol: &icmp, IPVersion: 4, ICMP: &resource.ICMP{Type: 8, Code: &icmpCode}},
 		{Action: resource.Allow, Protocol: tcp(), Unenforceable: "http"},
@@ -344,7 +344,7 @@ func TestRuleResolution(t *testing.T) {
 		t.Fatal(err)
 	}
 	scope := func(sel, notSel string) string {
-		p, n, _ := selector.EntityRuleSelectors(sel, "", notSel, nsOne)
+		p, n := selector.EntityRuleSelectors(S(sel), nil, S(notSel), nsOne)
 		if p != nil && n != nil {
 			return selector.And(p, selector.Not(n)).UniqueID()
 		}
@@ -353,7 +353,7 @@ func TestRuleResolution(t *testing.T) {
 		}
 		return n.UniqueID()
 	}
-	web, _, _ := selector.EntityRuleSelectors("role == 'web'", "", "", nsOne)
+	web, _ := selector.EntityRuleSelectors(S("role == 'web'"), nil, nil, nsOne)
 	named := selector.MakeUniqueID("n", web.UniqueID()+",tcp,http")
 	in := res.inbound
 	if len(in) != 9 {
@@ -402,9 +402,9 @@ func TestNamedPortAndNetworkSetMembers(t *testing.T) {
 	partners := resource.Update{Key: resource.Key{Kind: resource.KindNetworkSet, Namespace: nsOne, Name: "partners"},
 		Value: &resource.NetworkSet{Namespace: nsOne, Name: "partners", Labels: map[string]string{nsLabel: nsOne, "role": "world"}, Nets: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}}}
 	pol := policy(npKey(nsOne, "p"), "role == 'web'", nil, nil, []resource.Rule{
-		{Action: resource.Allow, Protocol: tcp(), Destination: resource.EntityRule{Selector: "role == 'web'", Ports: []resource.Port{{Name: "http"}}}},
-		{Action: resource.Allow, Source: resource.EntityRule{Selector: "role == 'world'"}},
-		{Action: resource.Allow, Source: resource.EntityRule{Selector: "role == 'world'", NamespaceSelector: "global()"}},
+		{Action: resource.Allow, Protocol: tcp(), Destination: resource.EntityRule{Selector: S("role == 'web'"), Ports: []resource.Port{{Name: "http"}}}},
+		{Action: resource.Allow, Source: resource.EntityRule{Selector: S("role == 'world'")}},
+		{Action: resource.Allow, Source: resource.EntityRule{Selector: S("role == 'world'"), NamespaceSelector: S("global()")}},
 	}, nil)
 	_, d, _ := run(t, web, world, partners, pol)
 	p := d.policies[contract.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: nsOne, Name: "p"}]

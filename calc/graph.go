@@ -323,11 +323,7 @@ func (g *Graph) onPolicy(key resource.Key, v any) {
 		}
 		return
 	}
-	sel, err := selector.PolicySelector(pol.Selector, pol.NamespaceSelector, pol.Namespace)
-	if err != nil { // validated upstream; fail closed anyway
-		failClosed, reason = true, err.Error()
-		sel, _ = selector.PolicySelector("", "", pol.Namespace)
-	}
+	sel := selector.PolicySelector(pol.Selector, pol.NamespaceSelector, pol.Namespace)
 	if ps == nil {
 		ps = &policyState{key: key, matches: map[resource.Key]struct{}{}}
 		g.policies[key] = ps

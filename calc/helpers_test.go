@@ -9,6 +9,7 @@ import (
 
 	"ocelot/contract"
 	"ocelot/datastore/resource"
+	"ocelot/selector"
 )
 
 const (
@@ -200,7 +201,7 @@ func policy(k resource.Key, sel string, types []resource.PolicyType, order *floa
 		types = []resource.PolicyType{resource.Ingress, resource.Egress}
 	}
 	return resource.Update{Key: k, Value: &resource.Policy{Kind: k.Kind, Namespace: k.Namespace, Name: k.Name,
-		Tier: "default", Order: order, Selector: sel, Types: types, Ingress: in, Egress: out}}
+		Tier: "default", Order: order, Selector: S(sel), Types: types, Ingress: in, Egress: out}}
 }
 
 func tcp() *resource.Protocol { p, _ := resource.ParseProtocol("TCP"); return &p }
@@ -220,4 +221,12 @@ func run(t testing.TB, ups ...resource.Update) (*Graph, *fakeDataplane, []Proble
 	d := newFakeDataplane(t)
 	d.apply(g.Flush())
 	return g, d, problems
+}
+
+// S parses a selector for a resource literal; "" is an absent selector.
+func S(s string) *selector.Selector {
+	if s == "" {
+		return nil
+	}
+	return selector.MustParse(s)
 }

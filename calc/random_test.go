@@ -55,11 +55,11 @@ func (m *model) compute() modelState {
 	for _, u := range m.store {
 		switch v := u.Value.(type) {
 		case *resource.Policy:
-			s, _ := selector.PolicySelector(v.Selector, v.NamespaceSelector, v.Namespace)
+			s := selector.PolicySelector(v.Selector, v.NamespaceSelector, v.Namespace)
 			pols = append(pols, pol{contract.PolicyID{Tier: v.Tier, Kind: string(u.Key.Kind), Namespace: u.Key.Namespace, Name: v.Name}, v, s, false})
 		case *resource.Invalid:
 			if v.Policy != nil {
-				s, _ := selector.PolicySelector(v.Policy.Selector, v.Policy.NamespaceSelector, v.Policy.Namespace)
+				s := selector.PolicySelector(v.Policy.Selector, v.Policy.NamespaceSelector, v.Policy.Namespace)
 				pols = append(pols, pol{contract.PolicyID{Tier: v.Policy.Tier, Kind: string(u.Key.Kind), Namespace: u.Key.Namespace, Name: v.Policy.Name}, v.Policy, s, true})
 			}
 		case *resource.Tier:
@@ -225,13 +225,13 @@ func TestRandomAgainstModel(t *testing.T) {
 			for i := 0; i < rng.IntN(3); i++ {
 				r := resource.Rule{Action: []resource.Action{resource.Allow, resource.Deny, resource.Pass, resource.Log}[rng.IntN(4)]}
 				if rng.IntN(2) == 0 {
-					r.Source.Selector = pick(sels)
+					r.Source.Selector = S(pick(sels))
 				}
 				if rng.IntN(3) == 0 {
-					r.Source.NamespaceSelector = pick([]string{"all()", "global()"})
+					r.Source.NamespaceSelector = S(pick([]string{"all()", "global()"}))
 				}
 				if rng.IntN(4) == 0 {
-					r.Destination.NotSelector = pick(sels)
+					r.Destination.NotSelector = S(pick(sels))
 				}
 				if rng.IntN(4) == 0 {
 					r.Protocol = tcp()

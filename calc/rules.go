@@ -126,10 +126,7 @@ type entityMatch struct {
 // needs no plain selector set.
 func (r *resolved) entity(e resource.EntityRule, ns string, proto uint8) (entityMatch, error) {
 	var m entityMatch
-	pos, neg, err := selector.EntityRuleSelectors(e.Selector, e.NamespaceSelector, e.NotSelector, ns)
-	if err != nil {
-		return m, err
-	}
+	pos, neg := selector.EntityRuleSelectors(e.Selector, e.NamespaceSelector, e.NotSelector, ns)
 	if pos != nil && neg != nil {
 		pos = selector.And(pos, selector.Not(neg))
 		neg = nil

@@ -99,13 +99,13 @@ func epUpdate(vm *netlab.VM, port string, labels map[string]string) resource.Upd
 
 func sgPolicy(name, sel string, in []resource.Rule) resource.Update {
 	return resource.Update{Key: resource.Key{Kind: resource.KindNetworkPolicy, Namespace: ns, Name: name},
-		Value: &resource.Policy{Kind: resource.KindNetworkPolicy, Namespace: ns, Name: name, Tier: "default", Selector: sel,
+		Value: &resource.Policy{Kind: resource.KindNetworkPolicy, Namespace: ns, Name: name, Tier: "default", Selector: selector.MustParse(sel),
 			Types: []resource.PolicyType{resource.Ingress, resource.Egress}, Ingress: in, Egress: []resource.Rule{{Action: resource.Allow}}}}
 }
 
 func allowFrom(sg string, proto string, port uint16) resource.Rule {
 	p, _ := resource.ParseProtocol(proto)
-	r := resource.Rule{Action: resource.Allow, Protocol: &p, Source: resource.EntityRule{Selector: "has(" + sg + ")"}}
+	r := resource.Rule{Action: resource.Allow, Protocol: &p, Source: resource.EntityRule{Selector: selector.MustParse("has(" + sg + ")")}}
 	if port != 0 {
 		r.Destination.Ports = []resource.Port{{First: port, Last: port}}
 	}
@@ -220,7 +220,7 @@ func TestEnforcement(t *testing.T) {
 	polChain := rules.PolicyChain(contract.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: ns, Name: "ossg.default.web"}, true)
 	netlab.Run(t, iptables, "-F", polChain)
 	netlab.Eventually(t, "flushed policy chain repaired", timeout, func() bool { return netlab.Connects(cli.NS, addr(web.IP, 80), time.Second) })
-	cross, _, _ := selector.EntityRuleSelectors("has("+sgCli+")", "", "", ns)
+	cross, _ := selector.EntityRuleSelectors(selector.MustParse("has("+sgCli+")"), nil, nil, ns)
 	setName := l.dp.families[0].sets.Name(cross.UniqueID())
 	netlab.Run(t, "ipset", "flush", setName)
 	netlab.Eventually(t, "flushed set repaired", timeout, func() bool {

@@ -137,7 +137,7 @@ func TestMalformedValueThenFix(t *testing.T) {
 	put(t, cli, key, `{"kind": "NetworkPolicy", "spec": {"selector": "has(sg.projectcalico.org/openstack-x)", "ingress": [{"action": "Allow", "protocol": "TCP", "destination": {"ports": ["http-alt:80"]}}]}}`)
 	poll(t, "invalid update", 10*time.Second, func() bool { return c.countFor(key) == 1 })
 	inv, ok := c.state()[key].(*resource.Invalid)
-	if !ok || inv.Reason == nil || inv.Policy == nil || inv.Policy.Selector != "has(sg.projectcalico.org/openstack-x)" {
+	if !ok || inv.Reason == nil || inv.Policy == nil || inv.Policy.Selector.String() != "has(sg.projectcalico.org/openstack-x)" {
 		t.Fatalf("want *resource.Invalid with the recoverable selector, got %#v", c.state()[key])
 	}
 	if got := testutil.ToFloat64(invalidResources.WithLabelValues("NetworkPolicy")) - before; got != 1 {

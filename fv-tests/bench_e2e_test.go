@@ -242,7 +242,7 @@ func TestBenchE2E(t *testing.T) {
 	var joinLat []time.Duration
 	for i := 0; i < e2eChanges; i++ {
 		g := (localGroup[i%e2eLocal] + 1) % e2eGroups // allowed by the local VM's cross-region rule
-		sel, _, _ := selector.EntityRuleSelectors("has(sg.projectcalico.org/openstack-"+e2eSG(g)+")", "all()", "", lab.Namespace("RegionOne"))
+		sel, _ := selector.EntityRuleSelectors(selector.MustParse("has(sg.projectcalico.org/openstack-"+e2eSG(g)+")"), selector.MustParse("all()"), nil, lab.Namespace("RegionOne"))
 		set := ("cali40" + sel.UniqueID())[:31]
 		ip := fmt.Sprintf("10.200.%d.%d", i>>8, i&255)
 		k, v := endpointJSON("RegionTwo", "regiontwo-compute999", fmt.Sprintf("joiner-%d", i), fmt.Sprintf("%08x-2222-4000-8000-%012x", i, i), ip, g)

@@ -1,7 +1,5 @@
 package selector
 
-import "fmt"
-
 // Labels with special meaning for namespace scoping (datamodel reference §8).
 const (
 	// NamespaceLabel is present on every namespaced endpoint and NetworkSet;
@@ -48,19 +46,16 @@ func replaceScopes(n node) node {
 	return n
 }
 
-func parseField(field, s string) (node, error) {
-	if s == "" {
-		return nil, nil
+// root is the syntax tree of s, or nil for an absent selector.
+func root(s *Selector) node {
+	if s == nil {
+		return nil
 	}
-	n, err := parse(s)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", field, err)
-	}
-	return n, nil
+	return s.root
 }
 
 // EntityRuleSelectors composes a rule's source or destination selectors
-// with the policy's namespace, as libcalico-go does (datamodel §8):
+// with the policy's namespace, as libcalico-go does:
 //
 //   - N, the namespace part: the namespaceSelector scoped as above if set;
 //     otherwise, in a namespaced policy, projectcalico.org/namespace == '<ns>';
@@ -72,22 +67,11 @@ func parseField(field, s string) (node, error) {
 //     every namespace.
 //
 // positive is nil when the rule places no selector constraint on the peer;
-// negative is nil without a notSelector. A namespaceSelector of all() with
-// a selector reaches matching endpoints of every namespace, which for
-// OpenStack means every region.
-func EntityRuleSelectors(sel, namespaceSel, notSel, policyNamespace string) (positive, negative *Selector, err error) {
-	s, err := parseField("selector", sel)
-	if err != nil {
-		return nil, nil, err
-	}
-	nsSel, err := parseField("namespaceSelector", namespaceSel)
-	if err != nil {
-		return nil, nil, err
-	}
-	notS, err := parseField("notSelector", notSel)
-	if err != nil {
-		return nil, nil, err
-	}
+// negative is nil without a notSelector; absent inputs are nil. A
+// namespaceSelector of all() with a selector reaches matching endpoints of
+// every namespace, which for OpenStack means every region.
+func EntityRuleSelectors(sel, namespaceSel, notSel *Selector, policyNamespace string) (positive, negative *Selector) {
+	s, nsSel, notS := root(sel), root(namespaceSel), root(notSel)
 
 	var ns node
 	switch {
@@ -111,10 +95,10 @@ func EntityRuleSelectors(sel, namespaceSel, notSel, policyNamespace string) (pos
 	if pos != nil {
 		positive = newSelector(pos)
 	}
-	if notS != nil {
-		negative = newSelector(notS)
+	if notSel != nil {
+		negative = notSel
 	}
-	return positive, negative, nil
+	return positive, negative
 }
 
 // PolicySelector composes a policy's endpoint selector with its scope: a
@@ -122,28 +106,20 @@ func EntityRuleSelectors(sel, namespaceSel, notSel, policyNamespace string) (pos
 // "(selector) && projectcalico.org/namespace == '<ns>'"; a
 // GlobalNetworkPolicy with a namespaceSelector ANDs the scoped
 // namespaceSelector on. An empty selector selects everything in scope.
-func PolicySelector(sel, namespaceSel, policyNamespace string) (*Selector, error) {
-	s, err := parseField("selector", sel)
-	if err != nil {
-		return nil, err
-	}
+func PolicySelector(sel, namespaceSel *Selector, policyNamespace string) *Selector {
 	var scope node
 	if policyNamespace != "" {
 		scope = namespaceIs(policyNamespace)
-	} else if namespaceSel != "" {
-		nsSel, err := parseField("namespaceSelector", namespaceSel)
-		if err != nil {
-			return nil, err
-		}
-		scope = scopeNamespaceSelector(nsSel)
+	} else if namespaceSel != nil {
+		scope = scopeNamespaceSelector(namespaceSel.root)
 	}
 	switch {
-	case scope == nil && s == nil:
-		return All, nil
+	case scope == nil && sel == nil:
+		return All
 	case scope == nil:
-		return newSelector(s), nil
-	case s == nil:
-		return newSelector(scope), nil
+		return sel
+	case sel == nil:
+		return newSelector(scope)
 	}
-	return newSelector(&andNode{ops: []node{s, scope}}), nil
+	return newSelector(&andNode{ops: []node{sel.root, scope}})
 }

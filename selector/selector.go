@@ -3,6 +3,7 @@ package selector
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"slices"
 	"strings"
 )
 
@@ -69,6 +70,31 @@ func (s *Selector) RequiredLabels() [][]string { return s.root.required() }
 func (s *Selector) IsAll() bool {
 	_, ok := s.root.(allNode)
 	return ok
+}
+
+// IsGlobal reports whether the selector is exactly global().
+func (s *Selector) IsGlobal() bool {
+	_, ok := s.root.(globalNode)
+	return ok
+}
+
+// UsesGlobal reports whether global() occurs anywhere in the selector
+// (found on the syntax tree, so a label value that reads "global()" does
+// not count).
+func (s *Selector) UsesGlobal() bool { return usesGlobal(s.root) }
+
+func usesGlobal(n node) bool {
+	switch x := n.(type) {
+	case globalNode:
+		return true
+	case *notNode:
+		return usesGlobal(x.op)
+	case *andNode:
+		return slices.ContainsFunc(x.ops, usesGlobal)
+	case *orNode:
+		return slices.ContainsFunc(x.ops, usesGlobal)
+	}
+	return false
 }
 
 // And returns the selector (a && b), parenthesised as Calico composes it

@@ -488,7 +488,6 @@ const maxRules = 1024
 
 func decodePolicy(kind Kind, namespace, name string, meta wireMeta, w *wirePolicySpec) (*Policy, error) {
 	p := &Policy{Kind: kind, Namespace: namespace, Tier: w.Tier, Order: w.Order,
-		Selector: w.Selector, NamespaceSelector: w.NamespaceSelector, ServiceAccountSelector: w.ServiceAccountSelector,
 		DoNotTrack: w.DoNotTrack, PreDNAT: w.PreDNAT, ApplyOnForward: w.ApplyOnForward}
 	if p.Tier == "" {
 		p.Tier = "default"
@@ -503,13 +502,11 @@ func decodePolicy(kind Kind, namespace, name string, meta wireMeta, w *wirePolic
 	if kind == KindNetworkPolicy && w.NamespaceSelector != "" {
 		return nil, errf("spec.namespaceSelector", "is only allowed in a GlobalNetworkPolicy")
 	}
-	if err := validSelector("spec.selector", w.Selector, false); err != nil {
+	var err error
+	if p.Selector, err = parseSelector("spec.selector", w.Selector, false); err != nil {
 		return nil, err
 	}
-	if err := validSelector("spec.namespaceSelector", w.NamespaceSelector, false); err != nil {
-		return nil, err
-	}
-	if err := validSelector("spec.serviceAccountSelector", w.ServiceAccountSelector, false); err != nil {
+	if p.NamespaceSelector, err = parseSelector("spec.namespaceSelector", w.NamespaceSelector, false); err != nil {
 		return nil, err
 	}
 	if w.ServiceAccountSelector != "" {
@@ -537,7 +534,6 @@ func decodePolicy(kind Kind, namespace, name string, meta wireMeta, w *wirePolic
 	if w.PreDNAT && len(w.Egress) > 0 {
 		return nil, errf("spec.egress", "a preDNAT policy may not have egress rules")
 	}
-	var err error
 	if p.Ingress, err = decodeRules("spec.ingress", w.Ingress); err != nil {
 		return nil, err
 	}
@@ -565,11 +561,16 @@ func invalidPolicy(kind Kind, namespace, name string, data []byte) *Invalid {
 		return inv
 	}
 	w := env.Spec
-	if validSelector("", w.Selector, false) != nil || validSelector("", w.NamespaceSelector, false) != nil {
+	sel, err := parseSelector("", w.Selector, false)
+	if err != nil {
+		return inv
+	}
+	nsSel, err := parseSelector("", w.NamespaceSelector, false)
+	if err != nil {
 		return inv
 	}
 	p := &Policy{Kind: kind, Namespace: namespace, Name: name, Tier: w.Tier, Order: w.Order,
-		Selector: w.Selector, NamespaceSelector: w.NamespaceSelector}
+		Selector: sel, NamespaceSelector: nsSel}
 	if p.Tier == "" || !tierNameRE.MatchString(p.Tier) {
 		p.Tier = "default"
 	}
@@ -585,18 +586,21 @@ func invalidPolicy(kind Kind, namespace, name string, data []byte) *Invalid {
 	return inv
 }
 
-func validSelector(field, s string, allowGlobal bool) error {
+// parseSelector parses a selector field; an absent (empty) field is nil.
+// global() is allowed only where wholeGlobal says so, and only as the
+// whole selector.
+func parseSelector(field, s string, wholeGlobal bool) (*selector.Selector, error) {
 	if s == "" {
-		return nil
+		return nil, nil
 	}
 	sel, err := selector.Parse(s)
 	if err != nil {
-		return errf(field, "%v", err)
+		return nil, errf(field, "%v", err)
 	}
-	if !allowGlobal && strings.Contains(sel.String(), "global()") {
-		return errf(field, "global() is only allowed as the whole of a rule's namespaceSelector")
+	if sel.UsesGlobal() && !(wholeGlobal && sel.IsGlobal()) {
+		return nil, errf(field, "global() is only allowed as the whole of a rule's namespaceSelector")
 	}
-	return nil
+	return sel, nil
 }
 
 type wireProfileSpec struct {

@@ -97,7 +97,7 @@ func TestDecodeNeutronPolicy(t *testing.T) {
 		t.Errorf("error %q", err)
 	}
 	inv, ok := v.(*Invalid)
-	if !ok || inv.Policy == nil || inv.Policy.Selector != "has(sg.projectcalico.org/openstack-"+sgClients+")" {
+	if !ok || inv.Policy == nil || inv.Policy.Selector.String() != "has(sg.projectcalico.org/openstack-"+sgClients+")" {
 		t.Fatalf("invalid policy should keep its selector for fail-closed enforcement: %#v", v)
 	}
 
@@ -142,7 +142,7 @@ func TestDecodeCalicoctlPolicy(t *testing.T) {
 		t.Errorf("types %v", p.Types)
 	}
 	r := p.Ingress[0]
-	if r.Source.NamespaceSelector != "all()" || r.Protocol.Num != 6 || r.Destination.Ports[0].First != 80 {
+	if r.Source.NamespaceSelector.String() != "all()" || r.Protocol.Num != 6 || r.Destination.Ports[0].First != 80 {
 		t.Errorf("rule %+v", r)
 	}
 }
@@ -273,6 +273,30 @@ func BenchmarkDecodeLocalEndpoint(b *testing.B) {
 	for b.Loop() {
 		if _, err := Decode(KindWorkloadEndpoint, "openstack-region-RegionOne", wepName, data, Options{Hostname: "r1-compute1"}); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// global() is judged on the parsed selector: allowed only as a whole rule
+// namespaceSelector, refused anywhere else, and a label value that reads
+// "global()" is just a value.
+func TestGlobalOnTheSyntaxTree(t *testing.T) {
+	cases := []struct {
+		spec string
+		ok   bool
+	}{
+		{`{"ingress":[{"action":"Allow","source":{"namespaceSelector":"global()"}}]}`, true},
+		{`{"ingress":[{"action":"Allow","source":{"namespaceSelector":" global( ) "}}]}`, true},
+		{`{"ingress":[{"action":"Allow","source":{"selector":"note == 'global()'"}}]}`, true},
+		{`{"selector":"note == 'global()'"}`, true},
+		{`{"ingress":[{"action":"Allow","source":{"namespaceSelector":"global() || has(a)"}}]}`, false},
+		{`{"ingress":[{"action":"Allow","source":{"selector":"global()"}}]}`, false},
+		{`{"selector":"has(a) && global()"}`, false},
+	}
+	for _, c := range cases {
+		_, err := Decode(KindGlobalNetworkPolicy, "", "g", []byte(`{"spec":`+c.spec+`}`), Options{})
+		if (err == nil) != c.ok {
+			t.Errorf("%s: err = %v, want ok %v", c.spec, err, c.ok)
 		}
 	}
 }

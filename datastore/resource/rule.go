@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"ocelot/selector"
 	"strconv"
 	"strings"
 )
@@ -36,11 +37,14 @@ type Rule struct {
 
 // EntityRule is a rule's source or destination.
 type EntityRule struct {
-	Nets              []netip.Prefix
-	NotNets           []netip.Prefix
-	Selector          string
-	NotSelector       string
-	NamespaceSelector string
+	Nets    []netip.Prefix
+	NotNets []netip.Prefix
+	// Parsed selectors; nil when the field is absent. NamespaceSelector
+	// may be global() (only cluster-scoped peers); global() appears
+	// nowhere else.
+	Selector          *selector.Selector
+	NotSelector       *selector.Selector
+	NamespaceSelector *selector.Selector
 	Ports             []Port
 	NotPorts          []Port
 }

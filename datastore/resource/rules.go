@@ -172,18 +172,15 @@ func decodeEntity(field string, w wireEntity, r Rule) (EntityRule, error) {
 	if e.NotNets, err = decodeNets(field+".notNets", w.NotNets, true); err != nil {
 		return e, err
 	}
-	if err := validSelector(field+".selector", w.Selector, false); err != nil {
+	if e.Selector, err = parseSelector(field+".selector", w.Selector, false); err != nil {
 		return e, err
 	}
-	if err := validSelector(field+".notSelector", w.NotSelector, false); err != nil {
+	if e.NotSelector, err = parseSelector(field+".notSelector", w.NotSelector, false); err != nil {
 		return e, err
 	}
-	if w.NamespaceSelector != "" && strings.TrimSpace(w.NamespaceSelector) != "global()" {
-		if err := validSelector(field+".namespaceSelector", w.NamespaceSelector, false); err != nil {
-			return e, err
-		}
+	if e.NamespaceSelector, err = parseSelector(field+".namespaceSelector", w.NamespaceSelector, true); err != nil {
+		return e, err
 	}
-	e.Selector, e.NotSelector, e.NamespaceSelector = w.Selector, w.NotSelector, w.NamespaceSelector
 	if e.Ports, err = decodePorts(field+".ports", w.Ports, r); err != nil {
 		return e, err
 	}

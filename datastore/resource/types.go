@@ -2,6 +2,7 @@ package resource
 
 import (
 	"net/netip"
+	"ocelot/selector"
 )
 
 // Kind names a resource kind as it appears in JSON ("kind").
@@ -91,16 +92,15 @@ type Policy struct {
 	Namespace string // "" for GlobalNetworkPolicy
 	Name      string
 
-	Tier                   string   // "default" when unset
-	Order                  *float64 // nil sorts last
-	Selector               string
-	NamespaceSelector      string // GlobalNetworkPolicy only
-	ServiceAccountSelector string
-	Types                  []PolicyType // never empty after decoding
-	Ingress, Egress        []Rule
-	DoNotTrack             bool
-	PreDNAT                bool
-	ApplyOnForward         bool
+	Tier              string             // "default" when unset
+	Order             *float64           // nil sorts last
+	Selector          *selector.Selector // nil: all()
+	NamespaceSelector *selector.Selector // GlobalNetworkPolicy only; nil when absent
+	Types             []PolicyType       // never empty after decoding
+	Ingress, Egress   []Rule
+	DoNotTrack        bool
+	PreDNAT           bool
+	ApplyOnForward    bool
 }
 
 // PolicyType is Ingress or Egress.

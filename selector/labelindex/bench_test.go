@@ -49,8 +49,8 @@ type benchSel struct {
 func benchSelectors() []benchSel {
 	var out []benchSel
 	for g := 0; g < benchGroups; g++ {
-		pol, _ := selector.PolicySelector("has("+sgKey(g)+")", "", "openstack-region-Region0")
-		rule, _, _ := selector.EntityRuleSelectors("has("+sgKey(g)+")", "all()", "", "openstack-region-Region0")
+		pol := selector.PolicySelector(selector.MustParse("has("+sgKey(g)+")"), nil, "openstack-region-Region0")
+		rule, _ := selector.EntityRuleSelectors(selector.MustParse("has("+sgKey(g)+")"), selector.MustParse("all()"), nil, "openstack-region-Region0")
 		out = append(out, benchSel{pol.UniqueID(), pol}, benchSel{rule.UniqueID(), rule})
 	}
 	for _, s := range []string{"all()", "!has(quarantine)", "projectcalico.org/orchestrator != 'k8s'"} {
@@ -121,7 +121,7 @@ func BenchmarkLabelChange(b *testing.B) {
 func BenchmarkNewSelector(b *testing.B) {
 	labels, sels := benchLabels(benchEndpoints), benchSelectors()
 	idx := buildIndex(labels, sels)
-	sel, _, _ := selector.EntityRuleSelectors("has("+sgKey(77)+")", "", "", "openstack-region-Region2")
+	sel, _ := selector.EntityRuleSelectors(selector.MustParse("has("+sgKey(77)+")"), nil, nil, "openstack-region-Region2")
 	b.ReportAllocs()
 	for b.Loop() {
 		idx.UpdateSelector("new", sel)
