@@ -13,7 +13,7 @@ import (
 	"ocelot/selector"
 )
 
-// The guide's scenario (datamodel reference §13): VM A in RegionOne on this
+// The guide's scenario (docs/calico.md): VM A in RegionOne on this
 // host in SG web; VMs B1, B2 in RegionTwo in SG clients; the allow-tcp-80
 // policy in RegionOne's namespace with namespaceSelector: all().
 func seed(nsSel string) []resource.Update {

@@ -41,9 +41,9 @@ type Param struct {
 	Doc       string
 }
 
-// params is the parameter table. It lists every parameter Felix's iptables
-// OpenStack mode uses (datamodel reference §10.2) plus those the dataplane
-// reference names.
+// params is the parameter table: the parameters of Felix's iptables mode
+// that an OpenStack host uses (docs/parameters.md says what Ocelot does
+// with each).
 var params = []Param{
 	// Datastore connection: local only.
 	{Name: "DatastoreType", Kind: KindEnum, Default: "etcdv3", Enum: []string{"etcdv3", "kubernetes"}, Local: true, DieOnFail: true,

@@ -3,7 +3,7 @@
 // the status keys the Neutron driver waits for (StatusWriter): the agent
 // heartbeat and, per local VM port, "up" or "down".
 //
-// Region rules (DESIGN.md): endpoints, network sets and all cluster-scoped
+// Region rules (docs/calico.md, "Regions"): endpoints, network sets and all cluster-scoped
 // kinds are watched in every namespace, so that remote regions' VMs feed
 // IP-set membership; namespaced NetworkPolicies only in the local region's
 // namespace. Endpoints of other hosts leave this package reduced to

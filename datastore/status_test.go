@@ -91,7 +91,7 @@ func TestEndpointStatus(t *testing.T) {
 	go w.Run(ctx)
 
 	id := EndpointStatusID{Orchestrator: "openstack", WorkloadID: nsOne + "/0b6a7c1e-3f2d-4e5a-9b8c-7d6e5f4a3b21", EndpointID: "5c9d0e1f-2a3b-4c4d-8e5f-6a7b8c9d0e1f"}
-	// The exact key the Neutron driver parses (datamodel reference §13).
+	// The exact key the Neutron driver parses (docs/calico.md, "Keys").
 	key := "/calico/felix/v2/region-RegionOne/host/r1-compute1/workload/openstack/openstack-region-RegionOne%2f0b6a7c1e-3f2d-4e5a-9b8c-7d6e5f4a3b21/endpoint/5c9d0e1f-2a3b-4c4d-8e5f-6a7b8c9d0e1f"
 	if got := cfg.EndpointKey(id); got != key {
 		t.Fatalf("key\n got %s\nwant %s", got, key)

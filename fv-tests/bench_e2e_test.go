@@ -18,7 +18,7 @@ import (
 	"ocelot/selector"
 )
 
-// The scale of DESIGN.md's targets: 10,000 endpoints across 3 regions,
+// The scale of the Felix comparison (README, Performance): 10,000 endpoints across 3 regions,
 // 1,000 security groups (one ossg policy per group per region, rules from
 // remote groups via namespaceSelector: all()), 50 local taps.
 const (

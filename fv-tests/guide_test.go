@@ -6,7 +6,7 @@ import (
 	"ocelot/fv-tests/lab"
 )
 
-// Security groups of the guide (datamodel reference §13).
+// Security groups of the guide (docs/calico.md).
 const (
 	sgWeb     = lab.SGWeb
 	sgClients = lab.SGClients

@@ -4,8 +4,8 @@
 // (used by selector/labelindex to avoid evaluating every selector on every
 // change).
 //
-// The grammar is that of libcalico-go's selector parser (datamodel reference
-// §7): all(), global(), has(k), ==, !=, in, not in, contains, starts with,
+// The grammar is that of libcalico-go's selector parser (docs/calico.md,
+// "Selectors"): all(), global(), has(k), ==, !=, in, not in, contains, starts with,
 // ends with, !, &&, || and parentheses. The canonical form wraps every &&/||
 // group in parentheses, prints literals in double quotes unless they contain
 // one, and prints sets sorted and deduplicated, so that equivalent spellings
@@ -14,7 +14,7 @@
 //	UniqueID = "s:" + base64url_nopad(SHA-224("s:" + canonical))
 //
 // scope.go composes the selectors of policy rules with their namespace
-// (datamodel reference §8), which is how a namespaceSelector: all() rule in
+// (docs/calico.md, "Selectors and namespace scoping"), which is how a namespaceSelector: all() rule in
 // one region's policy reaches endpoints of every region.
 //
 // The package is pure: no I/O, no global state beyond constant tables.

@@ -1,6 +1,6 @@
 package selector
 
-// Labels with special meaning for namespace scoping (datamodel reference §8).
+// Labels with special meaning for namespace scoping (docs/calico.md).
 const (
 	// NamespaceLabel is present on every namespaced endpoint and NetworkSet;
 	// its value is the namespace (for OpenStack, openstack-region-<region>).

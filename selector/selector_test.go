@@ -232,7 +232,7 @@ func TestEntityRuleSelectors(t *testing.T) {
 			}
 		})
 	}
-	// The set Felix programmed for the guide's rule (observed-felix/ipset-save.txt: cali40s:bnhJRqUSRy3lLnoKpL4N8es).
+	// The set Felix programmed for the guide's rule (docs/calico.md: cali40s:bnhJRqUSRy3lLnoKpL4N8es).
 	pos, _, _ := ers("has("+sgClients+")", "all()", "", "openstack-region-regionone")
 	if !strings.HasPrefix(pos.UniqueID(), "s:bnhJRqUSRy3lLnoKpL4N8es") {
 		t.Errorf("ID %s does not match Felix's set name", pos.UniqueID())

@@ -14,7 +14,7 @@ import (
 
 func TestMain(m *testing.M) { netlab.Main(m) }
 
-// Hashes Felix wrote on a host (reference/observed-felix/iptables-save.txt):
+// Hashes Felix wrote on a host (iptables-save of the guide on a real host):
 // rendering the same rules must give the same hashes, so that taking over
 // from Felix rewrites nothing it need not.
 func TestHashesMatchFelix(t *testing.T) {

@@ -4,8 +4,8 @@
 // one), the per-endpoint chains that walk tiers and profiles, and the
 // policy and profile chains that hold the rules.
 //
-// The chains are those Felix renders in iptables mode (dataplane reference
-// §5-10), rule for rule, so that their hash comments match Felix's; the
+// The chains are those Felix renders in iptables mode (docs/calico.md,
+// "Felix's rendering"), rule for rule, so that their hash comments match Felix's; the
 // tests check them against what Felix programmed on a real host. Known
 // differences: no DSCP rule in mangle (no DSCP manager), and overflow
 // blocks re-clear their scratch mark (Felix's S1 quirk is fixed).

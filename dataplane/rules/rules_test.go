@@ -61,7 +61,7 @@ func observed(t *testing.T, file string) map[string]map[string][]string {
 	return out
 }
 
-// The scenario Felix programmed (reference/observed-felix): one local VM on
+// The scenario Felix programmed (on a real host; docs/calico.md): one local VM on
 // tapa7734e61-b5 selected by allow-tcp-80 for ingress.
 func felixScenario() (*contract.EndpointUpdate, *contract.PolicyUpdate) {
 	id := contract.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: "openstack-region-regionone", Name: "allow-tcp-80"}

@@ -129,7 +129,7 @@ func TestDecodeNeutronPolicy(t *testing.T) {
 	}
 }
 
-// As calicoctl stores the guide's policy (observed-felix/etcd-seed-scenario-written-by-calicoctl.txt).
+// As calicoctl stores the guide's policy (the JSON calicoctl wrote for the guide on a real host).
 const calicoctlPolicy = `{"kind":"NetworkPolicy","apiVersion":"projectcalico.org/v3","metadata":{"name":"allow-tcp-80","namespace":"openstack-region-RegionOne","uid":"e5e80160-7510-4aee-89c5-d213735d3603","creationTimestamp":"2026-11-25T22:59:50Z","labels":{"projectcalico.org/tier":"default"},"annotations":{"projectcalico.org/metadata":"{\"name\":\"allow-tcp-80\"}"}},"spec":{"tier":"default","ingress":[{"action":"Allow","protocol":"TCP","source":{"selector":"has(sg.projectcalico.org/openstack-85cc3048-abc3-43cc-89b3-377341426ac5)","namespaceSelector":"all()"},"destination":{"ports":[80]}}],"selector":"has(sg.projectcalico.org/openstack-a7734e61-b545-452d-a3cd-0189cbd9747a)","types":["Ingress"]}}`
 
 func TestDecodeCalicoctlPolicy(t *testing.T) {

@@ -1,6 +1,6 @@
 // Package resource holds the Calico v3 resources Ocelot reads from etcd, as
 // validated Go values, and the decoding that produces them from the JSON
-// calicoctl and the Neutron driver write (datamodel reference §2, §4-6).
+// calicoctl and the Neutron driver write (docs/calico.md).
 //
 // Decode is the only entry point for stored bytes. It accepts compact and
 // spaced JSON, ignores unknown fields, and validates the way libcalico-go
