@@ -13,6 +13,11 @@
 //
 //	UniqueID = "s:" + base64url_nopad(SHA-224("s:" + canonical))
 //
+// Parse is safe on untrusted input: selectors longer than MaxLength or
+// nested deeper than MaxDepth are errors, checked before the parser
+// recurses, so every later walk of the tree is shallow too. Error messages
+// quote at most the start of the input.
+//
 // scope.go composes the selectors of policy rules with their namespace
 // (docs/calico.md, "Selectors and namespace scoping"), which is how a namespaceSelector: all() rule in
 // one region's policy reaches endpoints of every region.

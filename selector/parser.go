@@ -3,6 +3,7 @@ package selector
 import (
 	"fmt"
 	"sort"
+	"strconv"
 )
 
 // ParseError reports where a selector stops making sense.
@@ -13,14 +14,42 @@ type ParseError struct {
 }
 
 func (e *ParseError) Error() string {
-	return fmt.Sprintf("invalid selector %q at position %d: %s", e.Input, e.Pos, e.Msg)
+	return fmt.Sprintf("invalid selector %s at position %d: %s", quoteInput(e.Input), e.Pos, e.Msg)
 }
 
+// quoteInput quotes a selector for an error message, cut short so that a
+// huge input cannot make a huge log line.
+func quoteInput(s string) string {
+	const show = 128
+	if len(s) <= show {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(s[:show]), len(s))
+}
+
+// Limits on what Parse accepts. Input size drives parsing, hashing and
+// every evaluation, and nesting drives recursion, so both are bounded
+// before any work that depends on them. Real selectors are a few hundred
+// bytes deep at most a handful of levels; the limits leave room for large
+// generated "in" sets (about 1,500 UUIDs) and any nesting a person writes.
+const (
+	// MaxLength is the longest selector, in bytes.
+	MaxLength = 64 << 10
+	// MaxDepth is the deepest nesting: of parentheses in the input, and of
+	// operators (&&, ||, !) in the syntax tree. Bounding both keeps every
+	// recursive walk of the tree (evaluation, printing, required labels)
+	// shallow, and the canonical form of an accepted selector, which
+	// prints one pair of parentheses per &&/|| level, parses again.
+	MaxDepth = 64
+)
+
 // parser is a recursive-descent parser over the lexer's tokens, with one
-// token of look-ahead.
+// token of look-ahead. Recursion happens only at '(' and is bounded by
+// MaxDepth before it descends.
 type parser struct {
-	lex *lexer
-	tok token
+	lex   *lexer
+	tok   token
+	depth int // open parentheses
 }
 
 func (p *parser) advance() error {
@@ -41,6 +70,9 @@ func (p *parser) unexpected(expected string) error {
 
 // parse reads a whole selector; the empty selector is all().
 func parse(in string) (node, error) {
+	if len(in) > MaxLength {
+		return nil, &ParseError{Input: in, Pos: MaxLength, Msg: fmt.Sprintf("selector is %d bytes long; the limit is %d", len(in), MaxLength)}
+	}
 	p := &parser{lex: &lexer{in: in}}
 	if err := p.advance(); err != nil {
 		return nil, err
@@ -55,7 +87,32 @@ func parse(in string) (node, error) {
 	if p.tok.kind != tokEOF {
 		return nil, p.unexpected("'&&', '||' or the end of the selector")
 	}
+	if d := depth(n); d > MaxDepth {
+		return nil, p.lex.errorf(0, "operators are nested %d deep; the limit is %d", d, MaxDepth)
+	}
 	return n, nil
+}
+
+// depth is the nesting of operator nodes in a tree. Its recursion is
+// bounded: the parser admits at most MaxDepth parentheses, and each level
+// holds at most an || over an && over a !.
+func depth(n node) int {
+	var ops []node
+	switch x := n.(type) {
+	case *notNode:
+		ops = []node{x.op}
+	case *andNode:
+		ops = x.ops
+	case *orNode:
+		ops = x.ops
+	default:
+		return 0
+	}
+	d := 0
+	for _, op := range ops {
+		d = max(d, depth(op))
+	}
+	return d + 1
 }
 
 func (p *parser) parseOr() (node, error) {
@@ -141,6 +198,10 @@ func (p *parser) parsePrimary() (node, error) {
 	case tokGlobal:
 		return globalNode{}, p.advance()
 	case tokLParen:
+		if p.depth == MaxDepth {
+			return nil, p.lex.errorf(tok.pos, "parentheses are nested more than %d deep", MaxDepth)
+		}
+		p.depth++
 		if err := p.advance(); err != nil {
 			return nil, err
 		}
@@ -151,6 +212,7 @@ func (p *parser) parsePrimary() (node, error) {
 		if p.tok.kind != tokRParen {
 			return nil, p.unexpected("')'")
 		}
+		p.depth--
 		return n, p.advance()
 	case tokLabel:
 		if err := p.advance(); err != nil {

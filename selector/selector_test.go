@@ -331,3 +331,59 @@ func FuzzRoundTrip(f *testing.F) {
 		sel.Evaluate(map[string]string{"a": "x"})
 	})
 }
+
+// Input size and nesting are bounded before the parser recurses: the
+// 1.4 MB selector of nested parentheses that once overflowed the stack of
+// every agent is an error, as is anything past the documented limits; a
+// selector at the limits parses, and so does its canonical form.
+func TestLimits(t *testing.T) {
+	nested := func(n int, inner string) string {
+		return strings.Repeat("(", n) + inner + strings.Repeat(")", n)
+	}
+	// Operators nested n deep: each level is "has(a) && !(...)" or "||".
+	deepOps := func(n int) string {
+		s := "has(x)"
+		for i := 0; i < n; i++ {
+			op := " && "
+			if i%2 == 1 {
+				op = " || "
+			}
+			s = "has(l" + strings.Repeat("i", i%3) + ")" + op + "(" + s + ")"
+		}
+		return s
+	}
+	rejected := map[string]string{
+		"1.4 MB of parentheses":           nested(700_000, "all()"),
+		"parentheses one past the limit":  nested(MaxDepth+1, "has(a)"),
+		"operators one past the limit":    deepOps(MaxDepth + 1),
+		"negations one past the limit":    strings.Repeat("!(has(a) && ", MaxDepth/2+1) + "has(b)" + strings.Repeat(")", MaxDepth/2+1),
+		"one byte over the length limit":  "a in {'" + strings.Repeat("x", MaxLength-len("a in {''}")+1) + "'}",
+		"a long flat selector over limit": strings.Repeat("has(a) || ", MaxLength/10+1) + "has(b)",
+	}
+	for name, in := range rejected {
+		_, err := Parse(in)
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+			continue
+		}
+		if len(err.Error()) > 400 {
+			t.Errorf("%s: error message is %d bytes long; it must not repeat the input", name, len(err.Error()))
+		}
+	}
+	accepted := map[string]string{
+		"parentheses at the limit": nested(MaxDepth, "has(a)"),
+		"operators at the limit":   deepOps(MaxDepth),
+		"length at the limit":      "a in {'" + strings.Repeat("x", MaxLength-len("a in {''}")) + "'}",
+	}
+	for name, in := range accepted {
+		sel, err := Parse(in)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		again, err := Parse(sel.String())
+		if err != nil || again.UniqueID() != sel.UniqueID() {
+			t.Errorf("%s: canonical form does not parse back: %v", name, err)
+		}
+	}
+}
