@@ -4,12 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 
-	"ocelot/internal/cidr"
 	"ocelot/selector"
 )
 
@@ -56,29 +55,44 @@ func unmarshal[T any](kind Kind, data []byte) (wireMeta, *T, error) {
 		return env.Metadata, nil, jsonError(err)
 	}
 	if env.Kind != "" && env.Kind != string(kind) {
-		return env.Metadata, nil, errf("kind", "is %q but the key holds %s resources", env.Kind, kind)
+		return env.Metadata, nil, errf("kind", "is %+q but the key holds %s resources", clip(env.Kind), kind)
 	}
 	return env.Metadata, &env.Spec, nil
 }
 
 // Decode turns a stored value into a validated resource of the given kind.
-// namespace and name come from the key, which is authoritative. It returns
-// (nil, nil) for a value Felix treats as absent (an endpoint without
-// addresses). On failure it returns an *Error; for policies it also
-// returns an *Invalid carrying whatever of the policy could be recovered.
+// namespace and name come from the key, which is authoritative; they are
+// validated here too (CheckName). It returns (nil, nil) for a value Felix
+// treats as absent (an endpoint without addresses). On failure it returns
+// an *Error; for policies it also returns an *Invalid carrying whatever of
+// the policy could be recovered.
 func Decode(kind Kind, namespace, name string, data []byte, opts Options) (any, error) {
+	if len(data) > MaxValueBytes {
+		err := errf("", "the stored value is %d bytes long; the limit is %d", len(data), MaxValueBytes)
+		if kind == KindNetworkPolicy || kind == KindGlobalNetworkPolicy {
+			return &Invalid{Kind: kind}, err
+		}
+		return nil, err
+	}
+	if err := checkKey(kind, namespace, name); err != nil {
+		if kind == KindNetworkPolicy || kind == KindGlobalNetworkPolicy {
+			return invalidPolicy(kind, namespace, name, data), err
+		}
+		return nil, err
+	}
 	switch kind {
 	case KindWorkloadEndpoint:
 		if parts, ok := ParseEndpointName(name); ok && parts[0] != opts.Hostname {
 			// Another host's endpoint: decode only what IP sets need.
-			if k, labels, w, ok := fastRemoteEndpoint(data); ok && (k == "" || k == string(kind)) {
-				return decodeRemoteEndpoint(namespace, labels, &w)
+			if k, labels, labelsOK, w, ok := fastRemoteEndpoint(data); ok && (k == "" || k == string(kind)) {
+				return decodeRemoteEndpoint(namespace, labels, labelsOK, &w)
 			}
 			meta, w, err := unmarshal[wireRemoteEndpointSpec](kind, data)
 			if err != nil {
 				return nil, err
 			}
-			return decodeRemoteEndpoint(namespace, internLabels(meta.Labels, reservedLabel), w)
+			labels, labelsOK := internLabels(meta.Labels, reservedLabel)
+			return decodeRemoteEndpoint(namespace, labels, labelsOK, w)
 		}
 		meta, w, err := unmarshal[wireEndpointSpec](kind, data)
 		if err != nil {
@@ -86,10 +100,10 @@ func Decode(kind Kind, namespace, name string, data []byte, opts Options) (any, 
 		}
 		return decodeEndpoint(namespace, name, meta, w, opts)
 	case KindNetworkPolicy, KindGlobalNetworkPolicy:
-		meta, w, err := unmarshal[wirePolicySpec](kind, data)
+		_, w, err := unmarshal[wirePolicySpec](kind, data)
 		if err == nil {
 			var p *Policy
-			if p, err = decodePolicy(kind, namespace, name, meta, w); err == nil {
+			if p, err = decodePolicy(kind, namespace, name, w); err == nil {
 				return p, nil
 			}
 		}
@@ -132,7 +146,24 @@ func Decode(kind Kind, namespace, name string, data []byte, opts Options) (any, 
 		return &ClusterInformation{Name: name, ClusterGUID: w.ClusterGUID, ClusterType: w.ClusterType,
 			CalicoVersion: w.CalicoVersion, Variant: w.Variant, DatastoreReady: w.DatastoreReady}, nil
 	}
-	return nil, errf("kind", "%s is not a kind Ocelot reads", kind)
+	return nil, errf("kind", "%+q is not a kind Ocelot reads", clip(string(kind)))
+}
+
+// CheckKey validates the namespace and name a key gives a resource (see
+// CheckName).
+func CheckKey(k Key) error { return checkKey(k.Kind, k.Namespace, k.Name) }
+
+// checkKey validates the namespace and name a key gives a resource.
+func checkKey(kind Kind, namespace, name string) error {
+	if kind.Namespaced() {
+		if namespace == "" {
+			return errf("metadata.namespace", "a %s must be in a namespace", kind)
+		}
+		if err := checkNamespace(namespace); err != nil {
+			return err
+		}
+	}
+	return CheckName(kind, name)
 }
 
 type wireClusterInfoSpec struct {
@@ -146,7 +177,7 @@ type wireClusterInfoSpec struct {
 func jsonError(err error) *Error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
-		return errf(te.Field, "must be a JSON %s, not %s", jsonTypeName(te.Type.Kind().String()), te.Value)
+		return errf(clip(te.Field), "must be a JSON %s, not %s", jsonTypeName(te.Type.Kind().String()), te.Value)
 	}
 	var ee *Error
 	if errors.As(err, &ee) {
@@ -171,23 +202,9 @@ func jsonTypeName(goKind string) string {
 	return goKind
 }
 
-// intern returns the canonical copy of a label string, so that the
-// thousands of endpoints carrying the same key or value share one.
-func internLabels(in map[string]string, drop func(string) bool) map[string]string {
-	out := make(map[string]string, len(in))
-	for k, v := range in {
-		if drop != nil && drop(k) {
-			continue
-		}
-		out[intern(k)] = intern(v)
-	}
-	return out
-}
-
 var (
 	ifaceNameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,15}$`)
 	namedPortRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
-	tierNameRE  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 )
 
 // ParseEndpointName splits a WorkloadEndpoint name into its four parts
@@ -274,11 +291,8 @@ type wireRemoteEndpointSpec struct {
 	Ports              []wirePort `json:"ports"`
 }
 
-func decodeRemoteEndpoint(namespace string, labels map[string]string, w *wireRemoteEndpointSpec) (any, error) {
-	if namespace == "" {
-		return nil, errf("metadata.namespace", "a WorkloadEndpoint must be in a namespace")
-	}
-	nets, ports, profiles, err := endpointCommon(labels, w.ServiceAccountName, w.IPNetworks, w.Ports, w.Profiles)
+func decodeRemoteEndpoint(namespace string, labels map[string]string, labelsOK bool, w *wireRemoteEndpointSpec) (any, error) {
+	nets, ports, profiles, err := endpointCommon(labels, labelsOK, w.ServiceAccountName, w.IPNetworks, w.Ports, w.Profiles)
 	if err != nil || len(nets) == 0 {
 		return nil, err
 	}
@@ -286,11 +300,26 @@ func decodeRemoteEndpoint(namespace string, labels map[string]string, w *wireRem
 }
 
 // endpointCommon validates what local and remote endpoints share; labels
-// (interned, reserved ones dropped) gain the service account's.
-func endpointCommon(labels map[string]string, serviceAccount string, ipNetworks []string, wports []wirePort, wprofiles []string) (
+// (interned, reserved ones dropped, labelsOK when every one is valid) gain
+// the service account's.
+func endpointCommon(labels map[string]string, labelsOK bool, serviceAccount string, ipNetworks []string, wports []wirePort, wprofiles []string) (
 	nets []netip.Prefix, ports []NamedPort, profiles []string, err error) {
+	if !labelsOK || len(labels) > maxLabelsPerObj {
+		if err := checkLabels("metadata.labels", labels); err != nil {
+			return nil, nil, nil, err
+		}
+	}
 	if serviceAccount != "" {
+		if !isDNSSubdomain(serviceAccount) {
+			return nil, nil, nil, errf("spec.serviceAccountName", "%+q must be a lower-case DNS subdomain", clip(serviceAccount))
+		}
 		labels[serviceAccountLabel] = intern(serviceAccount)
+	}
+	if len(ipNetworks) > maxAddresses {
+		return nil, nil, nil, errf("spec.ipNetworks", "has %d entries; at most %d are allowed", len(ipNetworks), maxAddresses)
+	}
+	if err := checkProfiles("spec.profiles", wprofiles); err != nil {
+		return nil, nil, nil, err
 	}
 	var v6 []netip.Prefix
 	for i, s := range ipNetworks {
@@ -318,15 +347,17 @@ func endpointCommon(labels map[string]string, serviceAccount string, ipNetworks 
 }
 
 func decodeEndpoint(namespace, name string, meta wireMeta, w *wireEndpointSpec, opts Options) (any, error) {
-	if namespace == "" {
-		return nil, errf("metadata.namespace", "a WorkloadEndpoint must be in a namespace")
-	}
 	parts, ok := ParseEndpointName(name)
 	if !ok {
-		return nil, errf("metadata.name", "%q must be <node>-<orchestrator>-<workload>-<endpoint> with '-' inside a part doubled", name)
+		return nil, errf("metadata.name", "%+q must be <node>-<orchestrator>-<workload>-<endpoint> with '-' inside a part doubled", clip(name))
 	}
-	labels := internLabels(meta.Labels, reservedLabel)
-	nets, ports, profiles, err := endpointCommon(labels, w.ServiceAccountName, w.IPNetworks, w.Ports, w.Profiles)
+	if w.Node != "" && w.Node != parts[0] {
+		// The name decides which host programs the endpoint (as in Felix);
+		// a spec that names another host is a contradiction, not a claim.
+		return nil, errf("spec.node", "%+q is not the node %+q the name gives", clip(w.Node), parts[0])
+	}
+	labels, labelsOK := internLabels(meta.Labels, reservedLabel)
+	nets, ports, profiles, err := endpointCommon(labels, labelsOK, w.ServiceAccountName, w.IPNetworks, w.Ports, w.Profiles)
 	if err != nil {
 		return nil, err
 	}
@@ -352,19 +383,22 @@ func decodeEndpoint(namespace, name string, meta wireMeta, w *wireEndpointSpec, 
 		IPv4Nets: v4, IPv6Nets: v6, Ports: ports,
 	}
 	if !ifaceNameRE.MatchString(w.InterfaceName) {
-		return nil, errf("spec.interfaceName", "%q must be 1-15 characters from [a-zA-Z0-9_.-]", w.InterfaceName)
+		return nil, errf("spec.interfaceName", "%+q must be 1-15 characters from [a-zA-Z0-9_.-]", clip(w.InterfaceName))
 	}
 	if w.MAC != "" {
-		mac, err := net.ParseMAC(w.MAC)
+		mac, err := parseMAC(w.MAC)
 		if err != nil {
-			return nil, errf("spec.mac", "%q is not a MAC address", w.MAC)
+			return nil, errf("spec.mac", "%v", err)
 		}
-		e.MAC = mac.String()
+		e.MAC = mac
+	}
+	if len(w.IPNATs) > maxAddresses {
+		return nil, errf("spec.ipNATs", "has %d entries; at most %d are allowed", len(w.IPNATs), maxAddresses)
 	}
 	for i, n := range w.IPNATs {
 		field := fmt.Sprintf("spec.ipNATs[%d]", i)
-		in, err1 := netip.ParseAddr(n.InternalIP)
-		ext, err2 := netip.ParseAddr(n.ExternalIP)
+		in, err1 := parseAddr(n.InternalIP)
+		ext, err2 := parseAddr(n.ExternalIP)
 		if err1 != nil || err2 != nil || in.Is4() != ext.Is4() {
 			return nil, errf(field, "internalIP and externalIP must be addresses of one family")
 		}
@@ -381,9 +415,12 @@ func decodeEndpoint(namespace, name string, meta wireMeta, w *wireEndpointSpec, 
 		if s == "" {
 			continue
 		}
-		a, err := netip.ParseAddr(s)
+		a, err := parseAddr(s)
 		if err != nil {
-			return nil, errf(field, "%q is not an IP address", s)
+			return nil, errf(field, "%v", err)
+		}
+		if a.Is4() != (field == "spec.ipv4Gateway") {
+			return nil, errf(field, "%s is of the wrong address family", a)
 		}
 		if field == "spec.ipv4Gateway" {
 			e.IPv4Gateway = a
@@ -391,7 +428,7 @@ func decodeEndpoint(namespace, name string, meta wireMeta, w *wireEndpointSpec, 
 			e.IPv6Gateway = a
 		}
 	}
-	if e.AllowSpoofedSourcePrefixes, err = parseCIDRs("spec.allowSpoofedSourcePrefixes", w.AllowSpoofedSourcePrefixes); err != nil {
+	if e.AllowSpoofedSourcePrefixes, err = parseCIDRs("spec.allowSpoofedSourcePrefixes", w.AllowSpoofedSourcePrefixes, maxAddresses); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -406,11 +443,14 @@ func containsAddr(nets []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
-// parseCIDRs reads a list of CIDRs; an error names the element.
-func parseCIDRs(field string, ss []string) ([]netip.Prefix, error) {
+// parseCIDRs reads a list of at most limit CIDRs; an error names the element.
+func parseCIDRs(field string, ss []string, limit int) ([]netip.Prefix, error) {
+	if len(ss) > limit {
+		return nil, errf(field, "has %d entries; at most %d are allowed", len(ss), limit)
+	}
 	var out []netip.Prefix
 	for i, s := range ss {
-		p, err := cidr.Parse(s)
+		p, err := parseCIDR(s)
 		if err != nil {
 			return nil, errf(fmt.Sprintf("%s[%d]", field, i), "%v", err)
 		}
@@ -420,22 +460,25 @@ func parseCIDRs(field string, ss []string) ([]netip.Prefix, error) {
 }
 
 func parseHostPrefix(s string) (netip.Prefix, error) {
-	p, err := cidr.Parse(s)
+	p, err := parseCIDR(s)
 	if err != nil {
 		return p, err
 	}
 	if p.Bits() != p.Addr().BitLen() {
-		return p, fmt.Errorf("%q must be a /32 or /128: only host routes are supported", s)
+		return p, fmt.Errorf("%+q must be a /32 or /128: only host routes are supported", clip(s))
 	}
 	return p, nil
 }
 
 func decodeNamedPorts(field string, in []wirePort) ([]NamedPort, error) {
+	if len(in) > maxNamedPorts {
+		return nil, errf(field, "has %d entries; at most %d are allowed", len(in), maxNamedPorts)
+	}
 	var out []NamedPort
 	for i, p := range in {
 		f := fmt.Sprintf("%s[%d]", field, i)
 		if !namedPortRE.MatchString(p.Name) || isDigits(p.Name) {
-			return nil, errf(f+".name", "%q must be 1-128 characters from [a-zA-Z0-9_.-], not all digits", p.Name)
+			return nil, errf(f+".name", "%+q must be 1-128 characters from [a-zA-Z0-9_.-], not all digits", clip(p.Name))
 		}
 		if p.Port < 1 || p.Port > 65535 {
 			return nil, errf(f+".port", "must be from 1 to 65535")
@@ -466,38 +509,17 @@ type wirePolicySpec struct {
 	ApplyOnForward         bool       `json:"applyOnForward"`
 }
 
-// policyName applies libcalico-go's read-side naming: the name in the
-// projectcalico.org/metadata annotation when present; otherwise a leading
-// "default." is dropped for policies of the default tier.
-func policyName(name, tier string, meta wireMeta) string {
-	if a, ok := meta.Annotations["projectcalico.org/metadata"]; ok {
-		var m struct {
-			Name string `json:"name"`
-		}
-		if json.Unmarshal([]byte(a), &m) == nil && m.Name != "" {
-			return m.Name
-		}
-	}
-	if tier == "" || tier == "default" {
-		return strings.TrimPrefix(name, "default.")
-	}
-	return name
-}
-
-const maxRules = 1024
-
-func decodePolicy(kind Kind, namespace, name string, meta wireMeta, w *wirePolicySpec) (*Policy, error) {
-	p := &Policy{Kind: kind, Namespace: namespace, Tier: w.Tier, Order: w.Order,
+// decodePolicy validates a policy. Its name is the key's, as in Felix: the
+// read-side name calicoctl shows (the projectcalico.org/metadata annotation,
+// or the name without "default.") plays no part in identity or order.
+func decodePolicy(kind Kind, namespace, name string, w *wirePolicySpec) (*Policy, error) {
+	p := &Policy{Kind: kind, Namespace: namespace, Name: name, Tier: w.Tier, Order: w.Order,
 		DoNotTrack: w.DoNotTrack, PreDNAT: w.PreDNAT, ApplyOnForward: w.ApplyOnForward}
 	if p.Tier == "" {
 		p.Tier = "default"
 	}
-	p.Name = policyName(name, w.Tier, meta)
-	if !tierNameRE.MatchString(p.Tier) {
-		return nil, errf("spec.tier", "%q must be a lower-case DNS label", p.Tier)
-	}
-	if kind == KindNetworkPolicy && namespace == "" {
-		return nil, errf("metadata.namespace", "a NetworkPolicy must be in a namespace")
+	if !isDNSLabel(p.Tier, false) {
+		return nil, errf("spec.tier", "%+q must be a lower-case DNS label", clip(p.Tier))
 	}
 	if kind == KindNetworkPolicy && w.NamespaceSelector != "" {
 		return nil, errf("spec.namespaceSelector", "is only allowed in a GlobalNetworkPolicy")
@@ -517,7 +539,10 @@ func decodePolicy(kind Kind, namespace, name string, meta wireMeta, w *wirePolic
 		case Ingress, Egress:
 			p.Types = append(p.Types, PolicyType(t))
 		default:
-			return nil, errf(fmt.Sprintf("spec.types[%d]", i), "%q must be Ingress or Egress", t)
+			return nil, errf(fmt.Sprintf("spec.types[%d]", i), "%+q must be Ingress or Egress", clip(t))
+		}
+		if slices.Index(p.Types, PolicyType(t)) < len(p.Types)-1 {
+			return nil, errf(fmt.Sprintf("spec.types[%d]", i), "%s is listed twice", t)
 		}
 	}
 	if len(p.Types) == 0 {
@@ -571,7 +596,7 @@ func invalidPolicy(kind Kind, namespace, name string, data []byte) *Invalid {
 	}
 	p := &Policy{Kind: kind, Namespace: namespace, Name: name, Tier: w.Tier, Order: w.Order,
 		Selector: sel, NamespaceSelector: nsSel}
-	if p.Tier == "" || !tierNameRE.MatchString(p.Tier) {
+	if !isDNSLabel(p.Tier, false) {
 		p.Tier = "default"
 	}
 	for _, t := range w.Types {
@@ -610,7 +635,11 @@ type wireProfileSpec struct {
 }
 
 func decodeProfile(name string, w *wireProfileSpec) (*Profile, error) {
-	p := &Profile{Name: name, LabelsToApply: internLabels(w.LabelsToApply, nil)}
+	p := &Profile{Name: name}
+	p.LabelsToApply, _ = internLabels(w.LabelsToApply, nil)
+	if err := checkLabels("spec.labelsToApply", p.LabelsToApply); err != nil {
+		return nil, err
+	}
 	var err error
 	if p.Ingress, err = decodeRules("spec.ingress", w.Ingress); err != nil {
 		return nil, err
@@ -633,7 +662,7 @@ func decodeTier(name string, w *wireTierSpec) (*Tier, error) {
 	case "Pass":
 		t.DefaultAction = Pass
 	default:
-		return nil, errf("spec.defaultAction", "%q must be Deny or Pass", w.DefaultAction)
+		return nil, errf("spec.defaultAction", "%+q must be Deny or Pass", clip(w.DefaultAction))
 	}
 	return t, nil
 }
@@ -643,12 +672,16 @@ type wireNetworkSetSpec struct {
 }
 
 func decodeNetworkSet(namespace, name string, meta wireMeta, w *wireNetworkSetSpec) (*NetworkSet, error) {
-	ns := &NetworkSet{Namespace: namespace, Name: name, Labels: internLabels(meta.Labels, reservedLabel)}
+	ns := &NetworkSet{Namespace: namespace, Name: name}
+	ns.Labels, _ = internLabels(meta.Labels, reservedLabel)
+	if err := checkLabels("metadata.labels", ns.Labels); err != nil {
+		return nil, err
+	}
 	if namespace != "" {
 		ns.Labels[selector.NamespaceLabel] = intern(namespace)
 	}
 	var err error
-	if ns.Nets, err = parseCIDRs("spec.nets", w.Nets); err != nil {
+	if ns.Nets, err = parseCIDRs("spec.nets", w.Nets, maxSetNets); err != nil {
 		return nil, err
 	}
 	return ns, nil
@@ -663,18 +696,33 @@ type wireHostEndpointSpec struct {
 }
 
 func decodeHostEndpoint(name string, meta wireMeta, w *wireHostEndpointSpec) (*HostEndpoint, error) {
-	h := &HostEndpoint{Name: name, Node: w.Node, InterfaceName: w.InterfaceName, Profiles: w.Profiles,
-		Labels: internLabels(meta.Labels, reservedLabel)}
+	h := &HostEndpoint{Name: name, Node: w.Node, InterfaceName: w.InterfaceName, Profiles: w.Profiles}
+	h.Labels, _ = internLabels(meta.Labels, reservedLabel)
+	if err := checkLabels("metadata.labels", h.Labels); err != nil {
+		return nil, err
+	}
 	if w.Node == "" {
 		return nil, errf("spec.node", "is required")
+	}
+	if err := CheckName(KindWorkloadEndpoint, w.Node); err != nil { // a host name: the same characters
+		return nil, errf("spec.node", "%s", err.(*Error).Rule)
+	}
+	if w.InterfaceName != "" && w.InterfaceName != "*" && !ifaceNameRE.MatchString(w.InterfaceName) {
+		return nil, errf("spec.interfaceName", "%+q must be '*' or 1-15 characters from [a-zA-Z0-9_.-]", clip(w.InterfaceName))
 	}
 	if w.InterfaceName == "" && len(w.ExpectedIPs) == 0 {
 		return nil, errf("spec.expectedIPs", "is required when interfaceName is empty")
 	}
+	if err := checkProfiles("spec.profiles", w.Profiles); err != nil {
+		return nil, err
+	}
+	if len(w.ExpectedIPs) > maxAddresses {
+		return nil, errf("spec.expectedIPs", "has %d entries; at most %d are allowed", len(w.ExpectedIPs), maxAddresses)
+	}
 	for i, s := range w.ExpectedIPs {
-		a, err := netip.ParseAddr(s)
+		a, err := parseAddr(s)
 		if err != nil {
-			return nil, errf(fmt.Sprintf("spec.expectedIPs[%d]", i), "%q is not an IP address", s)
+			return nil, errf(fmt.Sprintf("spec.expectedIPs[%d]", i), "%v", err)
 		}
 		h.ExpectedIPs = append(h.ExpectedIPs, a)
 	}

@@ -177,7 +177,8 @@ func TestDecodeOtherKinds(t *testing.T) {
 		t.Errorf("host endpoint %+v %v", v, err)
 	}
 	v, err = Decode(KindGlobalNetworkPolicy, "", "default.deny-bad", []byte(`{"spec":{"order":10,"selector":"all()","ingress":[{"action":"Deny","source":{"nets":["198.51.100.0/24"]}}]}}`), Options{})
-	if p := v.(*Policy); err != nil || p.Name != "deny-bad" || *p.Order != 10 || p.Namespace != "" {
+	// The key's name is the policy's name, as in Felix: "default." stays.
+	if p := v.(*Policy); err != nil || p.Name != "default.deny-bad" || *p.Order != 10 || p.Namespace != "" {
 		t.Errorf("global policy %+v %v", v, err)
 	}
 }
@@ -216,7 +217,7 @@ func TestValidationErrors(t *testing.T) {
 		{KindTier, "", `{"spec":{"defaultAction":"Allow"}}`, `spec.defaultAction: "Allow" must be Deny or Pass`},
 		{KindWorkloadEndpoint, "ns", `{"spec":{"ipNetworks":["10.0.0.0/24"],"interfaceName":"tap1"}}`, `spec.ipNetworks[0]: "10.0.0.0/24" must be a /32 or /128: only host routes are supported`},
 		{KindWorkloadEndpoint, "ns", `{"spec":{"ipNetworks":["10.0.0.1"],"interfaceName":"tap-name-too-long"}}`, `spec.interfaceName: "tap-name-too-long" must be 1-15 characters from [a-zA-Z0-9_.-]`},
-		{KindWorkloadEndpoint, "ns", `{"spec":{"ipNetworks":["10.0.0.1"],"interfaceName":"tap1","mac":"zz"}}`, `spec.mac: "zz" is not a MAC address`},
+		{KindWorkloadEndpoint, "ns", `{"spec":{"ipNetworks":["10.0.0.1"],"interfaceName":"tap1","mac":"zz"}}`, `spec.mac: "zz" is not an Ethernet MAC address`},
 		{KindWorkloadEndpoint, "ns", `{"spec":{"ipNetworks":["10.0.0.1"],"interfaceName":"tap1","ipNATs":[{"internalIP":"10.0.0.2","externalIP":"198.18.0.1"}]}}`, `spec.ipNATs[0].internalIP: 10.0.0.2 is not one of the endpoint's ipNetworks`},
 		{KindNetworkSet, "ns", `{"spec":{"nets":["nope"]}}`, `spec.nets[0]: "nope" is not a CIDR`},
 	}

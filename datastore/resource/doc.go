@@ -7,6 +7,14 @@
 // does; a failure is an *Error naming the field and the rule broken, so the
 // datastore can report the key and calc can fail closed.
 //
+// Everything is untrusted (validate.go): the key's namespace and name
+// (CheckName), labels, interface names, MACs and addresses follow Calico's
+// rules, so no text that reaches a chain name, a comment or a log line
+// holds a space, a quote, a control character or anything outside ASCII;
+// every size that drives work is bounded (docs/calico.md, "Names and
+// limits"). Error messages quote values cut short and escaped. Keys are
+// read literally (ParseKey): two paths never name one resource.
+//
 // Values are normalized on the way in: protocols, actions and ports are
 // parsed, CIDRs become netip.Prefix, endpoint labels lose the reserved
 // pcns./pcsa. prefixes, and label strings are interned (one copy of each

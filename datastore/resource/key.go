@@ -1,9 +1,6 @@
 package resource
 
-import (
-	"net/url"
-	"strings"
-)
+import "strings"
 
 // ResourcePrefix is the root of Calico's v3 resources in etcd.
 const ResourcePrefix = "/calico/resources/v3/projectcalico.org/"
@@ -41,7 +38,7 @@ var kindOf = func() map[string]Kind {
 func KindPrefix(kind Kind, namespace string) string {
 	p := ResourcePrefix + pluralOf[kind] + "/"
 	if namespace != "" {
-		p += EscapeSegment(namespace) + "/"
+		p += namespace + "/"
 	}
 	return p
 }
@@ -49,15 +46,22 @@ func KindPrefix(kind Kind, namespace string) string {
 // Path returns the key's etcd path.
 func (k Key) Path() string {
 	if k.Kind.Namespaced() {
-		return KindPrefix(k.Kind, k.Namespace) + EscapeSegment(k.Name)
+		return KindPrefix(k.Kind, k.Namespace) + k.Name
 	}
-	return KindPrefix(k.Kind, "") + EscapeSegment(k.Name)
+	return KindPrefix(k.Kind, "") + k.Name
 }
 
 func (k Key) String() string { return k.Path() }
 
 // ParseKey reads an etcd path under ResourcePrefix. It returns false for
 // paths of other kinds or with the wrong number of segments.
+//
+// Segments are taken literally, as libcalico-go does for v3 resources:
+// nothing is unescaped, so the mapping from paths to keys is one to one
+// and two different paths can never name (and so replace or delete) one
+// resource. A segment that is not a valid name (a '%' escape, a space, a
+// control character) still yields a key; Decode then reports the resource
+// as invalid, with its key, and calc fails closed for it.
 func ParseKey(path string) (Key, bool) {
 	rest, ok := strings.CutPrefix(path, ResourcePrefix)
 	if !ok {
@@ -72,9 +76,9 @@ func ParseKey(path string) (Key, bool) {
 	k.Kind = kind
 	switch {
 	case kind.Namespaced() && len(segs) == 3:
-		k.Namespace, k.Name = unescapeSegment(segs[1]), unescapeSegment(segs[2])
+		k.Namespace, k.Name = segs[1], segs[2]
 	case !kind.Namespaced() && len(segs) == 2:
-		k.Name = unescapeSegment(segs[1])
+		k.Name = segs[1]
 	default:
 		return Key{}, false
 	}
@@ -84,18 +88,10 @@ func ParseKey(path string) (Key, bool) {
 	return k, true
 }
 
+// EscapeSegment escapes '%' and '/' for a segment of a status key (Felix's
+// v1 status keys hold workload IDs, which contain '/').
 func EscapeSegment(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "%", "%25"), "/", "%2f")
-}
-
-func unescapeSegment(s string) string {
-	if !strings.Contains(s, "%") {
-		return s
-	}
-	if u, err := url.PathUnescape(s); err == nil {
-		return u
-	}
-	return s
 }
 
 // Update is one change: the resource at Key now has Value, or was deleted

@@ -70,7 +70,7 @@ func ParseProtocol(s string) (Protocol, error) {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 || n > 255 {
-		return Protocol{}, fmt.Errorf("protocol %q must be TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite or a number from 1 to 255", s)
+		return Protocol{}, fmt.Errorf("protocol %+q must be TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite or a number from 1 to 255", clip(s))
 	}
 	for name, num := range protocolNames {
 		if int(num) == n {
@@ -116,22 +116,22 @@ func ParsePort(s string) (Port, error) {
 		a, err1 := strconv.ParseUint(lo, 10, 16)
 		b, err2 := strconv.ParseUint(hi, 10, 16)
 		if err1 != nil || err2 != nil {
-			return Port{}, fmt.Errorf("port range %q must be <min>:<max> with numbers from 0 to 65535", s)
+			return Port{}, fmt.Errorf("port range %+q must be <min>:<max> with numbers from 0 to 65535", clip(s))
 		}
 		if a > b {
-			return Port{}, fmt.Errorf("port range %q has its minimum above its maximum", s)
+			return Port{}, fmt.Errorf("port range %+q has its minimum above its maximum", clip(s))
 		}
 		return Port{First: uint16(a), Last: uint16(b)}, nil
 	}
 	if isDigits(s) {
 		n, err := strconv.ParseUint(s, 10, 16)
 		if err != nil {
-			return Port{}, fmt.Errorf("port %q must be from 0 to 65535", s)
+			return Port{}, fmt.Errorf("port %+q must be from 0 to 65535", clip(s))
 		}
 		return Port{First: uint16(n), Last: uint16(n)}, nil
 	}
 	if !namedPortRE.MatchString(s) {
-		return Port{}, fmt.Errorf("named port %q must be 1-128 characters from [a-zA-Z0-9_.-]", s)
+		return Port{}, fmt.Errorf("named port %+q must be 1-128 characters from [a-zA-Z0-9_.-]", clip(s))
 	}
 	return Port{Name: s}, nil
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-
-	"ocelot/internal/cidr"
 )
 
 type wireICMP struct {
@@ -40,11 +38,6 @@ type wireRule struct {
 		Annotations map[string]string `json:"annotations"`
 	} `json:"metadata"`
 }
-
-const (
-	maxNets  = 256
-	maxPorts = 50
-)
 
 func present(raw json.RawMessage) bool {
 	s := strings.TrimSpace(string(raw))
@@ -80,7 +73,7 @@ func decodeRule(field string, w wireRule) (Rule, error) {
 	case "":
 		return r, errf(field+".action", "is required (Allow, Deny, Log or Pass)")
 	default:
-		return r, errf(field+".action", "%q must be Allow, Deny, Log or Pass", w.Action)
+		return r, errf(field+".action", "%+q must be Allow, Deny, Log or Pass", clip(w.Action))
 	}
 	if w.IPVersion != nil {
 		if *w.IPVersion != 4 && *w.IPVersion != 6 {
@@ -130,6 +123,9 @@ func decodeRule(field string, w wireRule) (Rule, error) {
 		r.Unenforceable = "services"
 	}
 	if w.Metadata != nil && len(w.Metadata.Annotations) > 0 {
+		if err := checkAnnotations(field+".metadata.annotations", w.Metadata.Annotations); err != nil {
+			return r, err
+		}
 		r.Annotations = w.Metadata.Annotations
 	}
 	return r, nil
@@ -199,7 +195,7 @@ func decodeNets(field string, in []string, negated bool) ([]netip.Prefix, error)
 	}
 	var out []netip.Prefix
 	for i, s := range in {
-		p, err := cidr.Parse(s)
+		p, err := parseCIDR(s)
 		if err != nil {
 			return nil, errf(fmt.Sprintf("%s[%d]", field, i), "%v", err)
 		}

@@ -2,23 +2,25 @@ package resource
 
 import (
 	"bytes"
-	"sync"
 	"unicode/utf8"
 )
 
 // Other hosts' endpoints are most of what a host reads at start-up, and
 // encoding/json spends ~20 µs on each through reflection. fastRemoteEndpoint
 // decodes their usual shape directly, interning strings as it goes. It is
-// deliberately timid: anything it is not sure about (escapes in a string it
-// keeps, a duplicate or non-ASCII key, a named port, a type mismatch,
-// malformed JSON) makes it give up, and the caller decodes with
-// encoding/json, which then decides and words any error. So on success it
-// must agree with encoding/json, and on doubt it defers to it.
+// deliberately timid: anything it is not sure about (an escape in any key
+// or in a string it keeps, a non-ASCII key, a duplicate field, a named
+// port, a type mismatch, malformed JSON) makes it give up, and the caller
+// decodes with encoding/json, which then decides and words any error. So
+// on success it must agree with encoding/json, and on doubt it defers to
+// it. FuzzFastRemoteEndpoint holds it to that.
 
 // fastRemoteEndpoint returns the envelope's kind, the endpoint's labels
-// (interned, reserved ones dropped) and its spec; ok is false when it gave up.
-func fastRemoteEndpoint(data []byte) (kind string, labels map[string]string, spec wireRemoteEndpointSpec, ok bool) {
+// (interned, reserved ones dropped; labelsOK when all are valid) and its
+// spec; ok is false when it gave up.
+func fastRemoteEndpoint(data []byte) (kind string, labels map[string]string, labelsOK bool, spec wireRemoteEndpointSpec, ok bool) {
 	s := scanner{b: data}
+	class := classLabelKey | classLabelValue
 	var seen [3]bool // kind, metadata, spec
 	ok = s.object(func(key []byte) bool {
 		switch {
@@ -29,7 +31,7 @@ func fastRemoteEndpoint(data []byte) (kind string, labels map[string]string, spe
 			}
 			return ok
 		case s.field(key, "metadata", &seen[1]):
-			return s.metadata(&labels)
+			return s.metadata(&labels, &class)
 		case s.field(key, "spec", &seen[2]):
 			return s.remoteSpec(&spec)
 		case s.bad:
@@ -38,15 +40,17 @@ func fastRemoteEndpoint(data []byte) (kind string, labels map[string]string, spe
 		return s.skip(0)
 	})
 	if !ok || !s.end() {
-		return "", nil, spec, false
+		return "", nil, false, spec, false
 	}
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	return kind, labels, spec, true
+	return kind, labels, class == classLabelKey|classLabelValue, spec, true
 }
 
-func (s *scanner) metadata(labels *map[string]string) bool {
+// metadata reads the metadata object, keeping the labels and and-ing
+// their label classes into class.
+func (s *scanner) metadata(labels *map[string]string, class *uint8) bool {
 	var seen [2]bool
 	return s.object(func(key []byte) bool {
 		switch {
@@ -56,7 +60,9 @@ func (s *scanner) metadata(labels *map[string]string) bool {
 					*labels = make(map[string]string, 8)
 				}
 				if !bytes.HasPrefix(k, []byte("pcns.")) && !bytes.HasPrefix(k, []byte("pcsa.")) {
-					(*labels)[internBytes(k)] = internBytes(v)
+					ke, ve := internBytesEntry(k), internBytesEntry(v)
+					*class &= ke.class&classLabelKey | ve.class&classLabelValue
+					(*labels)[ke.s] = ve.s
 				}
 			})
 		case s.field(key, "annotations", &seen[1]):
@@ -151,7 +157,7 @@ func (s *scanner) literal(lit string) bool {
 }
 
 // object reads an object (or null), calling field for each key with the
-// scanner positioned at the value. Keys must be plain ASCII.
+// scanner positioned at the value. Keys must be plain (see plainKey).
 func (s *scanner) object(field func(key []byte) bool) bool {
 	switch s.next() {
 	case 'n':
@@ -170,7 +176,7 @@ func (s *scanner) object(field func(key []byte) bool) bool {
 			return false
 		}
 		key, ok := s.rawString()
-		if !ok || !ascii(key) {
+		if !ok || !plainKey(key) {
 			return false
 		}
 		if s.next() != ':' {
@@ -386,69 +392,16 @@ func hex4(b []byte) bool {
 	return true
 }
 
-func ascii(b []byte) bool {
+// plainKey reports whether an object key means what its bytes say: ASCII
+// without escapes. encoding/json resolves escapes ("sp\u0065c" is "spec")
+// and folds some non-ASCII letters onto ASCII ones when it matches field
+// names (U+017F onto 's', U+212A onto 'k'); rather than repeat either, the
+// fast path gives up on such keys, in field names and label keys alike.
+func plainKey(b []byte) bool {
 	for _, c := range b {
-		if c >= 0x80 {
+		if c >= 0x80 || c == '\\' {
 			return false
 		}
 	}
 	return true
-}
-
-// Interning: label keys and values repeat across thousands of endpoints
-// (security group IDs and names), so each distinct string is stored once.
-// The table is sharded to keep decode workers apart; a shard that grows
-// past its bound starts afresh (strings already handed out stay valid), so
-// churn cannot grow it without limit.
-const (
-	internShards   = 16
-	internShardMax = 1 << 16
-)
-
-type internShard struct {
-	mu sync.Mutex
-	m  map[string]string
-}
-
-var internTable [internShards]internShard
-
-func shardFor(n int, last, mid byte) *internShard {
-	return &internTable[(int(last)+n*7+int(mid))%internShards]
-}
-
-// add stores s in a locked shard and returns it.
-func (sh *internShard) add(s string) string {
-	if sh.m == nil || len(sh.m) >= internShardMax {
-		sh.m = make(map[string]string)
-	}
-	sh.m[s] = s
-	return s
-}
-
-// internBytes returns the stored copy of b, storing one if needed.
-func internBytes(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	sh := shardFor(len(b), b[len(b)-1], b[len(b)/2])
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if s, ok := sh.m[string(b)]; ok { // no allocation for the lookup
-		return s
-	}
-	return sh.add(string(b))
-}
-
-// intern returns the stored copy of s, storing s if needed.
-func intern(s string) string {
-	if len(s) == 0 {
-		return ""
-	}
-	sh := shardFor(len(s), s[len(s)-1], s[len(s)/2])
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if v, ok := sh.m[s]; ok {
-		return v
-	}
-	return sh.add(s)
 }
