@@ -46,8 +46,8 @@ func TestSeedScenario(t *testing.T) {
 	if len(d.sets) != 1 {
 		t.Errorf("%d sets, want 1", len(d.sets))
 	}
-	allowID := contract.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: nsOne, Name: "allow-tcp-80"}
-	sgID := contract.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: nsOne, Name: "ossg.default.a7734e61"}
+	allowID := contract.PolicyID{Kind: "NetworkPolicy", Namespace: nsOne, Name: "allow-tcp-80"}
+	sgID := contract.PolicyID{Kind: "NetworkPolicy", Namespace: nsOne, Name: "ossg.default.a7734e61"}
 	p := d.policies[allowID]
 	wantRule := contract.Rule{Action: contract.ActionAllow, Protocol: &contract.Protocol{Name: "tcp", Num: 6}, DstPorts: []contract.PortRange{{First: 80, Last: 80}}, SrcIPSetIDs: []string{setID}}
 	if len(p.Inbound) != 1 || !reflect.DeepEqual(p.Inbound[0], wantRule) || len(p.Outbound) != 0 {
@@ -190,7 +190,7 @@ func TestInvalidPolicyFailsClosed(t *testing.T) {
 		Selector: S(has(sgWeb)), Types: []resource.PolicyType{resource.Ingress}}
 	g.OnUpdates([]resource.Update{{Key: k, Value: &resource.Invalid{Kind: k.Kind, Reason: errors.New("spec.ingress[0].protocol: bad"), Policy: rec}}})
 	d.apply(g.Flush())
-	p := d.policies[contract.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: nsOne, Name: "allow-tcp-80"}]
+	p := d.policies[contract.PolicyID{Kind: "NetworkPolicy", Namespace: nsOne, Name: "allow-tcp-80"}]
 	if !p.FailClosed || !reflect.DeepEqual(p.Inbound, []contract.Rule{contract.DenyAll}) {
 		t.Errorf("invalid policy: %+v", p)
 	}
@@ -200,7 +200,7 @@ func TestInvalidPolicyFailsClosed(t *testing.T) {
 	// Garbage with no selector at all: the last known selector is kept, still deny-all.
 	g.OnUpdates([]resource.Update{{Key: k, Value: &resource.Invalid{Kind: k.Kind, Reason: errors.New("not valid JSON")}}})
 	d.apply(g.Flush())
-	if p := d.policies[contract.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: nsOne, Name: "allow-tcp-80"}]; !p.FailClosed {
+	if p := d.policies[contract.PolicyID{Kind: "NetworkPolicy", Namespace: nsOne, Name: "allow-tcp-80"}]; !p.FailClosed {
 		t.Errorf("garbage after a valid version: %+v", p)
 	}
 	ep := d.endpoints[contract.EndpointID{Orchestrator: "openstack", WorkloadID: nsOne + "/vm-a", EndpointID: "port-a"}]
@@ -210,7 +210,7 @@ func TestInvalidPolicyFailsClosed(t *testing.T) {
 	// A valid rewrite recovers.
 	g.OnUpdates(seed("all()")[5:6])
 	d.apply(g.Flush())
-	if p := d.policies[contract.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: nsOne, Name: "allow-tcp-80"}]; p.FailClosed || p.Inbound[0].Action != contract.ActionAllow {
+	if p := d.policies[contract.PolicyID{Kind: "NetworkPolicy", Namespace: nsOne, Name: "allow-tcp-80"}]; p.FailClosed || p.Inbound[0].Action != contract.ActionAllow {
 		t.Errorf("recovery: %+v", p)
 	}
 }
@@ -266,12 +266,12 @@ func TestTiersAndOrder(t *testing.T) {
 	ghost2.Value.(*resource.Policy).Tier = "aa-missing"
 	_, d, _ := run(t, append(ups, adminPol, ghost, ghost2)...)
 	ep := d.endpoints[contract.EndpointID{Orchestrator: "openstack", WorkloadID: nsOne + "/vm", EndpointID: "p"}]
-	id := func(kind, name, tier string) contract.PolicyID {
+	id := func(kind, name, _ string) contract.PolicyID {
 		ns := nsOne
 		if kind == "GlobalNetworkPolicy" {
 			ns = ""
 		}
-		return contract.PolicyID{Tier: tier, Kind: kind, Namespace: ns, Name: name}
+		return contract.PolicyID{Kind: kind, Namespace: ns, Name: name}
 	}
 	want := []contract.TierPolicies{
 		{Name: "admin", DefaultAction: "Pass", Ingress: []contract.PolicyID{id("GlobalNetworkPolicy", "admin-pass", "admin")}, Egress: []contract.PolicyID{id("GlobalNetworkPolicy", "admin-pass", "admin")}},
@@ -407,7 +407,7 @@ func TestNamedPortAndNetworkSetMembers(t *testing.T) {
 		{Action: resource.Allow, Source: resource.EntityRule{Selector: S("role == 'world'"), NamespaceSelector: S("global()")}},
 	}, nil)
 	_, d, _ := run(t, web, world, partners, pol)
-	p := d.policies[contract.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: nsOne, Name: "p"}]
+	p := d.policies[contract.PolicyID{Kind: "NetworkPolicy", Namespace: nsOne, Name: "p"}]
 	named := p.Inbound[0].DstNamedPortIPSetIDs[0]
 	if got := d.members(named); !reflect.DeepEqual(got, []string{"198.18.1.1,tcp:8080"}) || d.setTypes[named] != contract.IPSetIPAndPort {
 		t.Errorf("named port set %v %v", got, d.setTypes[named])
@@ -417,5 +417,100 @@ func TestNamedPortAndNetworkSetMembers(t *testing.T) {
 	}
 	if got := d.members(p.Inbound[2].SrcIPSetIDs[0]); !reflect.DeepEqual(got, []string{"0.0.0.0/1", "128.0.0.0/1"}) {
 		t.Errorf("global() reaches the global network set, /0 split: %v", got)
+	}
+}
+
+// One resource, one ID: GlobalNetworkPolicies "default.web" and "web", and
+// a NetworkPolicy "web", are three policies with three IDs (Felix's, from
+// the key), each enforced on its own endpoints; deleting one leaves the
+// others and their endpoints' references intact.
+func TestPolicyIdentityFromKey(t *testing.T) {
+	allow := []resource.Rule{{Action: resource.Allow}}
+	deny := []resource.Rule{{Action: resource.Deny}}
+	ups := []resource.Update{
+		localEP(nsOne, "vm-a", "port-a", "198.18.1.1", labels(nsOne, sgWeb)),
+		localEP(nsOne, "vm-b", "port-b", "198.18.1.2", labels(nsOne, sgCli)),
+		policy(gnpKey("default.web"), has(sgWeb), nil, nil, allow, allow),
+		policy(gnpKey("web"), has(sgCli), nil, nil, deny, deny),
+		policy(npKey(nsOne, "web"), has(sgCli), nil, f(1), allow, nil),
+	}
+	g, d, _ := run(t, ups...)
+	gDefaultWeb := contract.PolicyID{Kind: "GlobalNetworkPolicy", Name: "default.web"}
+	gWeb := contract.PolicyID{Kind: "GlobalNetworkPolicy", Name: "web"}
+	nWeb := contract.PolicyID{Kind: "NetworkPolicy", Namespace: nsOne, Name: "web"}
+	if gDefaultWeb.String() != "gnp/default.web" || gWeb.String() != "gnp/web" || nWeb.String() != "np/"+nsOne+"/web" {
+		t.Fatalf("ID strings %s %s %s", gDefaultWeb, gWeb, nWeb)
+	}
+	if len(d.policies) != 3 || d.policies[gDefaultWeb].Inbound[0].Action != contract.ActionAllow || d.policies[gWeb].Inbound[0].Action != contract.ActionDeny {
+		t.Fatalf("policies %+v", d.policies)
+	}
+	a := contract.EndpointID{Orchestrator: "openstack", WorkloadID: nsOne + "/vm-a", EndpointID: "port-a"}
+	b := contract.EndpointID{Orchestrator: "openstack", WorkloadID: nsOne + "/vm-b", EndpointID: "port-b"}
+	if got := d.endpoints[a].Tiers[0].Ingress; !reflect.DeepEqual(got, []contract.PolicyID{gDefaultWeb}) {
+		t.Errorf("VM A ingress %v", got)
+	}
+	if got := d.endpoints[b].Tiers[0].Ingress; !reflect.DeepEqual(got, []contract.PolicyID{nWeb, gWeb}) {
+		t.Errorf("VM B ingress %v", got)
+	}
+	// Deleting "web" touches neither "default.web" nor VM A.
+	g.OnUpdates([]resource.Update{deleted(gnpKey("web"))})
+	msgs := g.Flush()
+	d.apply(msgs)
+	for _, m := range msgs {
+		if u, ok := m.(contract.EndpointUpdate); ok && u.ID == a {
+			t.Errorf("VM A reprogrammed by another policy's deletion: %+v", u)
+		}
+	}
+	if _, ok := d.policies[gDefaultWeb]; !ok || len(d.policies) != 2 {
+		t.Errorf("after deleting web: %+v", d.policies)
+	}
+}
+
+// A policy that moves to another tier keeps its ID (and so its chains):
+// the dataplane gets an update, never a removal of the chain it still uses.
+func TestTierChangeKeepsPolicyID(t *testing.T) {
+	rule := []resource.Rule{{Action: resource.Allow}}
+	p := policy(gnpKey("mover"), has(sgWeb), nil, nil, rule, rule)
+	g, d, _ := run(t, localEP(nsOne, "vm", "p", "198.18.1.1", labels(nsOne, sgWeb)), p)
+	moved := policy(gnpKey("mover"), has(sgWeb), nil, nil, rule, rule)
+	moved.Value.(*resource.Policy).Tier = "t1"
+	g.OnUpdates([]resource.Update{moved})
+	msgs := g.Flush()
+	d.apply(msgs)
+	for _, m := range msgs {
+		if _, ok := m.(contract.PolicyRemove); ok {
+			t.Errorf("tier change removed the policy: %v", msgs)
+		}
+	}
+	ep := d.endpoints[contract.EndpointID{Orchestrator: "openstack", WorkloadID: nsOne + "/vm", EndpointID: "p"}]
+	if len(ep.Tiers) != 1 || ep.Tiers[0].Name != "t1" {
+		t.Errorf("tiers %+v", ep.Tiers)
+	}
+}
+
+// A policy stored under a name that cannot name a chain is still enforced
+// as deny-all where its selector reaches, under an ID no valid name can
+// take; the ID holds only chain-safe characters.
+func TestInvalidPolicyNameGetsSafeID(t *testing.T) {
+	bad := []string{"a b", "deny%2dbad", "x\n-A FORWARD -j ACCEPT", "_" + strings.Repeat("0", 24)}
+	for _, name := range bad {
+		k := gnpKey(name)
+		rec := &resource.Policy{Kind: k.Kind, Name: name, Tier: "default", Selector: S(has(sgWeb)), Types: []resource.PolicyType{resource.Ingress}}
+		_, d, problems := run(t, localEP(nsOne, "vm", "p", "198.18.1.1", labels(nsOne, sgWeb)),
+			resource.Update{Key: k, Value: &resource.Invalid{Kind: k.Kind, Reason: errors.New("metadata.name: bad"), Policy: rec}},
+			policy(gnpKey("web"), has(sgWeb), nil, nil, []resource.Rule{{Action: resource.Allow}}, nil))
+		if len(d.policies) != 2 || len(problems) == 0 {
+			t.Fatalf("%q: policies %v problems %v", name, d.policies, problems)
+		}
+		for id, p := range d.policies {
+			if id.Name == "web" {
+				continue
+			}
+			if !p.FailClosed || id.Name == name || strings.IndexFunc(id.String(), func(r rune) bool {
+				return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || strings.ContainsRune("_/-.", r))
+			}) >= 0 || resource.CheckName(resource.KindGlobalNetworkPolicy, id.Name) == nil {
+				t.Errorf("%q: ID %q, fail closed %v", name, id, p.FailClosed)
+			}
+		}
 	}
 }

@@ -9,6 +9,9 @@
 //   - Local endpoints: endpoints of this host in the local region's
 //     namespace. One of this host in another region's namespace is
 //     reported and not programmed (its interface stays fail-closed).
+//   - Policy identity (contract.PolicyID) is the datastore key: kind,
+//     namespace and the key's name, as Felix keys policies, so two
+//     resources never share an ID or a chain.
 //   - For each local endpoint, the policies whose selector matches it
 //     (labels plus labels inherited from its profiles), by tier in tier
 //     order, by policy order within a tier, split into ingress and egress

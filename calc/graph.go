@@ -1,6 +1,8 @@
 package calc
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 
@@ -134,7 +136,7 @@ func (g *Graph) onUpdate(u resource.Update) {
 	case resource.KindNetworkPolicy, resource.KindGlobalNetworkPolicy:
 		g.onPolicy(key, u.Value)
 	case resource.KindProfile:
-		g.onProfile(u.Key.Name, u.Value)
+		g.onProfile(key, u.Value)
 	case resource.KindTier:
 		t, _ := u.Value.(*resource.Tier)
 		if inv, ok := u.Value.(*resource.Invalid); ok {
@@ -336,10 +338,24 @@ func (g *Graph) onPolicy(key resource.Key, v any) {
 		}
 	}
 	ps.pol, ps.sel, ps.failClosed, ps.reason = pol, sel, failClosed, reason
-	ps.id = contract.PolicyID{Tier: pol.Tier, Kind: string(key.Kind), Namespace: key.Namespace, Name: pol.Name}
+	ps.id = policyID(key)
 	g.polIndex.UpdateSelector(key, sel)
 	g.recheck[key] = struct{}{}
 	g.dirtyPolicies[key] = struct{}{}
+}
+
+// policyID is a policy's identity: its key, as Felix keys policies (kind,
+// namespace, the key's name), so two resources never share an ID or a
+// chain. A key that fails validation cannot name a chain: its name becomes
+// "_" and a hash of the key, which no valid name can equal (valid names
+// have no '_'), so the policy can still be enforced as deny-all.
+func policyID(key resource.Key) contract.PolicyID {
+	id := contract.PolicyID{Kind: string(key.Kind), Namespace: key.Namespace, Name: key.Name}
+	if resource.CheckKey(key) != nil {
+		h := sha256.Sum224([]byte(key.Path()))
+		id.Namespace, id.Name = "", "_"+hex.EncodeToString(h[:12])
+	}
+	return id
 }
 
 // orderChanged reports a change that moves the policy among an endpoint's
@@ -415,8 +431,10 @@ func (g *Graph) settle() {
 }
 
 // onProfile handles a Profile. Its labelsToApply are inherited by the
-// endpoints that list it; its rules apply after the tiers.
-func (g *Graph) onProfile(name string, v any) {
+// endpoints that list it; its rules apply after the tiers. Endpoints name
+// only valid profiles, so one stored under an invalid name is never sent.
+func (g *Graph) onProfile(key resource.Key, v any) {
+	name := key.Name
 	ps := g.profiles[name]
 	if name == DefaultAllowProfile {
 		return // built in; never stored
@@ -430,7 +448,7 @@ func (g *Graph) onProfile(name string, v any) {
 		ps.prof, ps.inv, ps.labels = x, false, x.LabelsToApply
 	case *resource.Invalid:
 		ps.prof, ps.inv, ps.labels = nil, true, nil
-		g.report(Problem{"profiles/" + name, "invalid profile enforced as deny-all: " + x.Reason.Error()})
+		g.report(Problem{key.Path(), "invalid profile enforced as deny-all where it is used: " + x.Reason.Error()})
 	default:
 		ps.prof, ps.inv, ps.labels = nil, false, nil
 	}
@@ -449,6 +467,10 @@ func (g *Graph) onProfile(name string, v any) {
 	if ps.refs == 0 && ps.prof == nil && !ps.inv {
 		delete(g.profiles, name)
 	}
+}
+
+func profileKey(name string) resource.Key {
+	return resource.Key{Kind: resource.KindProfile, Name: name}
 }
 
 func (g *Graph) acquireProfiles(names []string) {
@@ -483,17 +505,17 @@ func (g *Graph) settleProfile(ps *profileState) {
 		switch {
 		case ps.prof == nil:
 			if !ps.inv {
-				g.report(Problem{"profiles/" + ps.name, "profile referenced by a local endpoint does not exist; enforced as deny-all"})
+				g.report(Problem{profileKey(ps.name).Path(), "profile referenced by a local endpoint does not exist; enforced as deny-all"})
 			}
 			ps.res = &resolved{inbound: []contract.Rule{contract.DenyAll}, outbound: []contract.Rule{contract.DenyAll}}
 		default:
 			res, err := resolveRules(ps.prof.Ingress, ps.prof.Egress, "")
 			if err != nil {
-				g.report(Problem{"profiles/" + ps.name, "profile rules could not be resolved; enforced as deny-all: " + err.Error()})
+				g.report(Problem{profileKey(ps.name).Path(), "profile rules could not be resolved; enforced as deny-all: " + err.Error()})
 				res = resolved{inbound: []contract.Rule{contract.DenyAll}, outbound: []contract.Rule{contract.DenyAll}}
 			}
 			for _, p := range res.problems {
-				g.report(Problem{"profiles/" + ps.name, p})
+				g.report(Problem{profileKey(ps.name).Path(), p})
 			}
 			ps.res = &res
 			g.acquireSets(res.sets)

@@ -56,11 +56,11 @@ func (m *model) compute() modelState {
 		switch v := u.Value.(type) {
 		case *resource.Policy:
 			s := selector.PolicySelector(v.Selector, v.NamespaceSelector, v.Namespace)
-			pols = append(pols, pol{contract.PolicyID{Tier: v.Tier, Kind: string(u.Key.Kind), Namespace: u.Key.Namespace, Name: v.Name}, v, s, false})
+			pols = append(pols, pol{contract.PolicyID{Kind: string(u.Key.Kind), Namespace: u.Key.Namespace, Name: v.Name}, v, s, false})
 		case *resource.Invalid:
 			if v.Policy != nil {
 				s := selector.PolicySelector(v.Policy.Selector, v.Policy.NamespaceSelector, v.Policy.Namespace)
-				pols = append(pols, pol{contract.PolicyID{Tier: v.Policy.Tier, Kind: string(u.Key.Kind), Namespace: u.Key.Namespace, Name: v.Policy.Name}, v.Policy, s, true})
+				pols = append(pols, pol{contract.PolicyID{Kind: string(u.Key.Kind), Namespace: u.Key.Namespace, Name: v.Policy.Name}, v.Policy, s, true})
 			}
 		case *resource.Tier:
 			tiers[u.Key.Name] = v

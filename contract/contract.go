@@ -83,9 +83,14 @@ type IPSetDelta struct {
 // IPSetRemove deletes a set no rule refers to any more.
 type IPSetRemove struct{ ID string }
 
-// PolicyID names a policy.
+// PolicyID names a policy, as Felix does: by its datastore key (kind,
+// namespace, and the key's name), so that two resources never share an ID
+// or a chain. The tier is not part of it (the key is unique without it,
+// and a policy that moves to another tier keeps its chains); it travels in
+// EndpointUpdate.Tiers. Name and Namespace hold only [A-Za-z0-9._-]: calc
+// replaces a name that fails validation by "_" and a hash, which no valid
+// name can equal.
 type PolicyID struct {
-	Tier      string
 	Kind      string // "NetworkPolicy" or "GlobalNetworkPolicy"
 	Namespace string
 	Name      string

@@ -52,7 +52,7 @@ func benchMessages() []contract.Message {
 }
 
 func benchPolicyID(p int) contract.PolicyID {
-	return contract.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: "openstack-region-RegionOne", Name: fmt.Sprintf("ossg.default.%08d", p)}
+	return contract.PolicyID{Kind: "NetworkPolicy", Namespace: "openstack-region-RegionOne", Name: fmt.Sprintf("ossg.default.%08d", p)}
 }
 
 func benchPolicy(p int, port uint16) contract.PolicyUpdate {

@@ -64,7 +64,7 @@ func observed(t *testing.T, file string) map[string]map[string][]string {
 // The scenario Felix programmed (on a real host; docs/calico.md): one local VM on
 // tapa7734e61-b5 selected by allow-tcp-80 for ingress.
 func felixScenario() (*contract.EndpointUpdate, *contract.PolicyUpdate) {
-	id := contract.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: "openstack-region-regionone", Name: "allow-tcp-80"}
+	id := contract.PolicyID{Kind: "NetworkPolicy", Namespace: "openstack-region-regionone", Name: "allow-tcp-80"}
 	ep := &contract.EndpointUpdate{Name: "tapa7734e61-b5", IPv4Nets: []netip.Prefix{netip.MustParsePrefix("10.65.0.2/32")},
 		Tiers: []contract.TierPolicies{{Name: "default", DefaultAction: "Deny", Ingress: []contract.PolicyID{id}}}}
 	pol := &contract.PolicyUpdate{ID: id, Inbound: []contract.Rule{{Action: contract.ActionAllow, Protocol: &contract.Protocol{Name: "tcp", Num: 6},
@@ -253,8 +253,8 @@ func TestDispatchChains(t *testing.T) {
 
 func TestEndpointChainsTiersAndProfiles(t *testing.T) {
 	c := felixConfig(4)
-	a := contract.PolicyID{Tier: "admin", Kind: "GlobalNetworkPolicy", Name: "a"}
-	b := contract.PolicyID{Tier: "default", Kind: "NetworkPolicy", Namespace: "ns", Name: "b"}
+	a := contract.PolicyID{Kind: "GlobalNetworkPolicy", Name: "a"}
+	b := contract.PolicyID{Kind: "NetworkPolicy", Namespace: "ns", Name: "b"}
 	ep := &contract.EndpointUpdate{Name: "tapx", ProfileIDs: []string{"prof"}, Tiers: []contract.TierPolicies{
 		{Name: "admin", DefaultAction: "Pass", Ingress: []contract.PolicyID{a}, Egress: []contract.PolicyID{a}},
 		{Name: "default", DefaultAction: "Deny", Egress: []contract.PolicyID{b}},
