@@ -68,7 +68,7 @@ func newCloud(endpoints, groups, local int) *cloud {
 }
 
 func (c *cloud) build() (*Graph, []contract.Message) {
-	g := New(Config{Hostname: host, Namespace: nsOne}, nil)
+	g := New(testConfig, nil)
 	for i := 0; i < len(c.ups); i += 500 {
 		g.OnUpdates(c.ups[i:min(i+500, len(c.ups))])
 	}

@@ -88,7 +88,7 @@ func TestSeedScenarioWithoutNamespaceSelector(t *testing.T) {
 }
 
 func TestNothingBeforeInSyncAndOrder(t *testing.T) {
-	g := New(Config{Hostname: host, Namespace: nsOne}, nil)
+	g := New(testConfig, nil)
 	g.OnUpdates(seed("all()"))
 	if msgs := g.Flush(); msgs != nil {
 		t.Fatalf("flush before contract.InSync returned %d messages", len(msgs))
@@ -109,7 +109,7 @@ func TestNothingBeforeInSyncAndOrder(t *testing.T) {
 		t.Errorf("second flush without changes returned %v", again)
 	}
 	// Deterministic: the same input gives the same output.
-	g2 := New(Config{Hostname: host, Namespace: nsOne}, nil)
+	g2 := New(testConfig, nil)
 	g2.OnUpdates(seed("all()"))
 	g2.OnInSync()
 	if !reflect.DeepEqual(g2.Flush(), msgs) {
@@ -512,5 +512,69 @@ func TestInvalidPolicyNameGetsSafeID(t *testing.T) {
 				t.Errorf("%q: ID %q, fail closed %v", name, id, p.FailClosed)
 			}
 		}
+	}
+}
+
+// Only this agent's interfaces are programmed: a local endpoint on an
+// interface without an InterfacePrefix is reported once and not
+// programmed, and no endpoint of another host or region can take over a
+// local endpoint's interface.
+func TestInterfaceOwnership(t *testing.T) {
+	var problems []Problem
+	g := New(testConfig, func(p Problem) { problems = append(problems, p) })
+	own := localEP(nsOne, "vm-a", "port-a", "198.18.1.1", labels(nsOne, sgWeb))
+	eth0 := localEP(nsOne, "vm-x", "port-x", "198.18.1.9", labels(nsOne, sgWeb))
+	eth0.Value.(*resource.Endpoint).InterfaceName = "eth0"
+	g.OnUpdates([]resource.Update{own, eth0, eth0, policy(gnpKey("web"), has(sgWeb), nil, nil, []resource.Rule{{Action: resource.Allow}}, nil)})
+	g.OnInSync()
+	d := newFakeDataplane(t)
+	d.apply(g.Flush())
+	if len(d.endpoints) != 1 || d.endpoints[contract.EndpointID{Orchestrator: "openstack", WorkloadID: nsOne + "/vm-a", EndpointID: "port-a"}].Name != "tapport-a" {
+		t.Errorf("endpoints %+v", d.endpoints)
+	}
+	if len(problems) != 1 || !strings.Contains(problems[0].Reason, "InterfacePrefix") || problems[0].Key != eth0.Key.Path() {
+		t.Errorf("problems %v", problems)
+	}
+	// Another region's endpoint claiming this host, and another host's
+	// endpoint, both on VM A's tap: nothing changes for the tap.
+	thief := localEP(nsTwo, "vm-t", "port-t", "198.18.2.9", labels(nsTwo))
+	thief.Value.(*resource.Endpoint).InterfaceName = "tapport-a"
+	other := remoteEP(nsOne, "r1-compute2", "vm-o", "port-o", "198.18.1.77", labels(nsOne))
+	g.OnUpdates([]resource.Update{thief, other})
+	for _, m := range g.Flush() {
+		if u, ok := m.(contract.EndpointUpdate); ok {
+			t.Errorf("an endpoint update after foreign claims: %+v", u)
+		}
+	}
+	// With no prefix configured nothing is this agent's.
+	_, d2, _ := runWith(t, Config{Hostname: host, Namespace: nsOne}, own)
+	if len(d2.endpoints) != 0 {
+		t.Errorf("programmed without an InterfacePrefix: %+v", d2.endpoints)
+	}
+}
+
+// allowSpoofedSourcePrefixes is honoured only with WorkloadSourceSpoofing
+// = Any; otherwise ["0.0.0.0/0"] must not switch anti-spoofing off, and the
+// endpoint is reported once.
+func TestSpoofingGate(t *testing.T) {
+	ep := localEP(nsOne, "vm", "p", "198.18.1.1", labels(nsOne))
+	ep.Value.(*resource.Endpoint).AllowSpoofedSourcePrefixes = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}
+	id := contract.EndpointID{Orchestrator: "openstack", WorkloadID: nsOne + "/vm", EndpointID: "p"}
+
+	g, d, problems := run(t, ep)
+	if got := d.endpoints[id].AllowSpoofedSourcePrefixes; len(got) != 0 {
+		t.Errorf("spoofing Disabled, prefixes sent: %v", got)
+	}
+	if len(problems) != 1 || !strings.Contains(problems[0].Reason, "WorkloadSourceSpoofing") {
+		t.Errorf("problems %v", problems)
+	}
+	g.report = func(p Problem) { t.Errorf("reported again: %v", p) }
+	g.OnUpdates([]resource.Update{ep}) // the same again: no second report
+	d.apply(g.Flush())
+	cfg := testConfig
+	cfg.WorkloadSourceSpoofingAny = true
+	_, d, problems = runWith(t, cfg, ep)
+	if got := d.endpoints[id].AllowSpoofedSourcePrefixes; len(got) != 1 || len(problems) != 0 {
+		t.Errorf("spoofing Any: prefixes %v, problems %v", got, problems)
 	}
 }

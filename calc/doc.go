@@ -7,8 +7,12 @@
 //
 // What it computes (graph.go, flush.go):
 //   - Local endpoints: endpoints of this host in the local region's
-//     namespace. One of this host in another region's namespace is
-//     reported and not programmed (its interface stays fail-closed).
+//     namespace, on an interface that starts with one of
+//     Config.InterfacePrefixes. Any other endpoint claiming this host is
+//     reported once and not programmed (its interface stays fail-closed),
+//     so no endpoint of another host or region can take over a local
+//     interface. allowSpoofedSourcePrefixes are passed on only with
+//     Config.WorkloadSourceSpoofingAny (Felix's WorkloadSourceSpoofing).
 //   - Policy identity (contract.PolicyID) is the datastore key: kind,
 //     namespace and the key's name, as Felix keys policies, so two
 //     resources never share an ID or a chain.

@@ -162,8 +162,10 @@ func (g *Graph) endpointUpdate(le *localEndpoint) *contract.EndpointUpdate {
 		Name:     ep.InterfaceName,
 		MAC:      ep.MAC,
 		IPv4Nets: ep.IPv4Nets, IPv6Nets: ep.IPv6Nets,
-		AllowSpoofedSourcePrefixes: ep.AllowSpoofedSourcePrefixes,
-		ProfileIDs:                 ep.Profiles,
+		ProfileIDs: ep.Profiles,
+	}
+	if g.cfg.WorkloadSourceSpoofingAny {
+		u.AllowSpoofedSourcePrefixes = ep.AllowSpoofedSourcePrefixes
 	}
 	for _, n := range ep.IPv4NAT {
 		u.IPv4NAT = append(u.IPv4NAT, contract.NAT{Internal: n.Internal, External: n.External})

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"ocelot/contract"
 	"ocelot/datastore/resource"
@@ -16,6 +17,14 @@ import (
 type Config struct {
 	Hostname  string // FelixHostname
 	Namespace string // the local region's namespace
+	// InterfacePrefixes is InterfacePrefix: a local endpoint whose
+	// interface name starts with none of them is not this agent's to
+	// program (with none, no endpoint is).
+	InterfacePrefixes []string
+	// WorkloadSourceSpoofingAny is WorkloadSourceSpoofing = Any: only then
+	// are endpoints' allowSpoofedSourcePrefixes honoured (Felix's default,
+	// Disabled, ignores them).
+	WorkloadSourceSpoofingAny bool
 }
 
 // Problem is something the graph wants an operator to know: a resource it
@@ -63,7 +72,7 @@ type Graph struct {
 	numWEPs       int
 	numActivePols int
 	numActiveSets int
-	misplace      map[resource.Key]bool
+	epProblems    map[resource.Key]string // the problem last reported for an endpoint, to report it once
 }
 
 type localEndpoint struct {
@@ -106,7 +115,7 @@ func New(cfg Config, report func(Problem)) *Graph {
 		dirtyEndpoints: map[resource.Key]struct{}{}, dirtyPolicies: map[resource.Key]struct{}{},
 		dirtyProfiles: map[string]struct{}{}, dirtySets: map[string]struct{}{}, recheck: map[resource.Key]struct{}{},
 		sentEndpoints: map[resource.Key]*contract.EndpointUpdate{}, sentPolicies: map[resource.Key]*contract.PolicyUpdate{},
-		sentProfiles: map[string]*contract.ProfileUpdate{}, hosts: map[string]int{}, misplace: map[resource.Key]bool{},
+		sentProfiles: map[string]*contract.ProfileUpdate{}, hosts: map[string]int{}, epProblems: map[resource.Key]string{},
 	}
 	g.polIndex = labelindex.New(g.onPolicyMatch, g.onPolicyMatchStopped)
 	g.setIndex = labelindex.New(g.onSetMatch, g.onSetMatchStopped)
@@ -189,29 +198,61 @@ func splitZero(nets []netip.Prefix) []netip.Prefix {
 	return out
 }
 
-// onEndpoint handles a WorkloadEndpoint of any host.
+// onEndpoint handles a WorkloadEndpoint of any host. Only an endpoint of
+// this host, in this region's namespace, on an interface this agent owns
+// is programmed; the others still contribute their addresses to sets. So
+// no endpoint of another host or region can take over a local interface.
 func (g *Graph) onEndpoint(key resource.Key, v any) {
 	g.countHost(key, v != nil && !isInvalid(v))
 	switch ep := v.(type) {
 	case *resource.Endpoint:
-		if ep.Namespace != g.cfg.Namespace {
-			if !g.misplace[key] {
-				g.misplace[key] = true
-				g.report(Problem{key.Path(), fmt.Sprintf("endpoint claims this host but is in namespace %s, not this region's %s: not programmed (its interface stays fail-closed)", ep.Namespace, g.cfg.Namespace)})
-			}
+		if problem := g.refuseLocal(ep); problem != "" {
+			g.reportEndpoint(key, problem)
 			g.deleteLocal(key)
 		} else {
-			delete(g.misplace, key)
+			if len(ep.AllowSpoofedSourcePrefixes) > 0 && !g.cfg.WorkloadSourceSpoofingAny {
+				g.reportEndpoint(key, "endpoint lists allowSpoofedSourcePrefixes, which only WorkloadSourceSpoofing = Any honours: programmed without them")
+			} else {
+				g.reportEndpoint(key, "")
+			}
 			g.updateLocal(key, ep)
 		}
 		g.updateItem(key, ep.Labels, ep.Profiles, ep.Nets(), ep.Ports)
 	case *resource.RemoteEndpoint:
+		g.reportEndpoint(key, "")
 		g.deleteLocal(key)
 		g.updateItem(key, ep.Labels, ep.Profiles, ep.Nets, ep.Ports)
 	default: // deleted or invalid: not programmed, not a member of any set
-		delete(g.misplace, key)
+		g.reportEndpoint(key, "")
 		g.deleteLocal(key)
 		g.deleteItem(key)
+	}
+}
+
+// refuseLocal says why an endpoint of this host must not be programmed, or
+// returns "".
+func (g *Graph) refuseLocal(ep *resource.Endpoint) string {
+	if ep.Namespace != g.cfg.Namespace {
+		return fmt.Sprintf("endpoint claims this host but is in namespace %s, not this region's %s: not programmed (its interface stays fail-closed)", ep.Namespace, g.cfg.Namespace)
+	}
+	for _, p := range g.cfg.InterfacePrefixes {
+		if p != "" && strings.HasPrefix(ep.InterfaceName, p) {
+			return ""
+		}
+	}
+	return fmt.Sprintf("endpoint's interface %s does not start with an InterfacePrefix (%s): not this agent's to program; not programmed", ep.InterfaceName, strings.Join(g.cfg.InterfacePrefixes, ","))
+}
+
+// reportEndpoint reports an endpoint's problem once: again only when it
+// changes. An empty problem clears it.
+func (g *Graph) reportEndpoint(key resource.Key, problem string) {
+	if problem == "" {
+		delete(g.epProblems, key)
+		return
+	}
+	if g.epProblems[key] != problem {
+		g.epProblems[key] = problem
+		g.report(Problem{key.Path(), problem})
 	}
 }
 

@@ -214,8 +214,14 @@ func has(label string) string { return fmt.Sprintf("has(%s)", label) }
 // first flush applied to a fake dataplane.
 func run(t testing.TB, ups ...resource.Update) (*Graph, *fakeDataplane, []Problem) {
 	t.Helper()
+	return runWith(t, testConfig, ups...)
+}
+
+// runWith is run with a configuration of the test's choosing.
+func runWith(t testing.TB, cfg Config, ups ...resource.Update) (*Graph, *fakeDataplane, []Problem) {
+	t.Helper()
 	var problems []Problem
-	g := New(Config{Hostname: host, Namespace: nsOne}, func(p Problem) { problems = append(problems, p) })
+	g := New(cfg, func(p Problem) { problems = append(problems, p) })
 	g.OnUpdates(ups)
 	g.OnInSync()
 	d := newFakeDataplane(t)
@@ -230,3 +236,6 @@ func S(s string) *selector.Selector {
 	}
 	return selector.MustParse(s)
 }
+
+// testConfig is this host's configuration in the tests: Neutron's taps.
+var testConfig = Config{Hostname: host, Namespace: nsOne, InterfacePrefixes: []string{"tap"}}

@@ -242,7 +242,7 @@ func TestRandomAgainstModel(t *testing.T) {
 			return rs
 		}
 		m := &model{store: map[string]resource.Update{}}
-		g := New(Config{Hostname: host, Namespace: nsOne}, nil)
+		g := New(testConfig, nil)
 		d := newFakeDataplane(t)
 		synced := false
 		for step := 0; step < 300; step++ {

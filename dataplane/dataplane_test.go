@@ -69,7 +69,7 @@ func newLab(t *testing.T) *lab {
 		t.Fatal(err)
 	}
 	l.dp = dp
-	l.graph = calc.New(calc.Config{Hostname: host, Namespace: ns}, nil)
+	l.graph = calc.New(calc.Config{Hostname: host, Namespace: ns, InterfacePrefixes: []string{"tap"}}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { dp.Run(ctx); close(done) }()
