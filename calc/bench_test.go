@@ -94,24 +94,41 @@ func BenchmarkInitial(b *testing.B) {
 
 // small changes on a built cloud, measured one at a time.
 
-func benchChange(b *testing.B, c *cloud, change func(i int) []resource.Update) {
+// benchChange measures one change at a time; want, if not nil, checks
+// that each change produced the output it is meant to cost (a benchmark of
+// a change that does nothing measures nothing).
+func benchChange(b *testing.B, c *cloud, change func(i int) []resource.Update, want func(i int, msgs []contract.Message) bool) {
 	g, _ := c.build()
 	b.ReportAllocs()
 	b.ResetTimer()
 	i := 0
 	for b.Loop() {
 		g.OnUpdates(change(i))
-		g.Flush()
+		if msgs := g.Flush(); want != nil && !want(i, msgs) {
+			b.Fatalf("change %d did not produce the expected output: %v", i, msgs)
+		}
 		i++
 	}
 }
 
-// A remote endpoint moves between groups that local policies refer to.
+// A remote endpoint of this region moves between two groups that an
+// active local policy's rules refer to (one same-region rule, one
+// cross-region rule): each change moves its address from one live set to
+// another.
 func BenchmarkRemoteLabelChange(b *testing.B) {
 	c := newCloud(100_000, 10_000, 200)
-	ep := c.endpoints - 7
+	g0 := groupOfLocal(c)
+	ep := c.endpoints - c.endpoints%3 - 3 // a remote endpoint in the local region (index % 3 == 0)
 	benchChange(b, c, func(i int) []resource.Update {
-		return []resource.Update{c.endpoint(ep, 2+i%2)}
+		return []resource.Update{c.endpoint(ep, (g0+1+i%2)%c.groups)}
+	}, func(i int, msgs []contract.Message) bool {
+		deltas := 0
+		for _, m := range msgs {
+			if d, ok := m.(contract.IPSetDelta); ok && len(d.Added)+len(d.Removed) > 0 {
+				deltas++
+			}
+		}
+		return deltas == 2 || i == 0 && deltas == 1 // the first change leaves groups no rule uses
 	})
 }
 
@@ -120,8 +137,8 @@ func BenchmarkPolicyRuleChange(b *testing.B) {
 	c := newCloud(100_000, 10_000, 200)
 	g := groupOfLocal(c)
 	benchChange(b, c, func(i int) []resource.Update {
-		return []resource.Update{c.policy(g, uint16(80+i%2))}
-	})
+		return []resource.Update{c.policy(g, uint16(81-i%2))}
+	}, func(_ int, msgs []contract.Message) bool { return len(msgs) > 0 })
 }
 
 // A new local endpoint arrives (and, on alternate iterations, leaves).
@@ -134,7 +151,7 @@ func BenchmarkNewLocalEndpoint(b *testing.B) {
 			return []resource.Update{deleted(u.Key)}
 		}
 		return []resource.Update{u}
-	})
+	}, func(_ int, msgs []contract.Message) bool { return len(msgs) > 0 })
 }
 
 func groupOfLocal(c *cloud) int {

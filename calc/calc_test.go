@@ -578,3 +578,79 @@ func TestSpoofingGate(t *testing.T) {
 		t.Errorf("spoofing Any: prefixes %v, problems %v", got, problems)
 	}
 }
+
+// One bad object costs only what it touches: an invalid policy, profile,
+// endpoint or network set fails closed where it reaches, and every other
+// endpoint, policy and set is exactly as it would be without it.
+func TestIsolation(t *testing.T) {
+	base := append(seed("all()"),
+		localEP(nsOne, "vm-c", "port-c", "198.18.1.13", labels(nsOne, sgCli)),
+		resource.Update{Key: resource.Key{Kind: resource.KindNetworkSet, Namespace: nsTwo, Name: "partners"},
+			Value: &resource.NetworkSet{Namespace: nsTwo, Name: "partners", Labels: labels(nsTwo, sgCli), Nets: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}}},
+	)
+	_, want, _ := run(t, base...)
+	vmA := contract.EndpointID{Orchestrator: "openstack", WorkloadID: nsOne + "/vm-a", EndpointID: "port-a"}
+	vmC := contract.EndpointID{Orchestrator: "openstack", WorkloadID: nsOne + "/vm-c", EndpointID: "port-c"}
+	inv := func(k resource.Key, p *resource.Policy) resource.Update {
+		return resource.Update{Key: k, Value: &resource.Invalid{Kind: k.Kind, Reason: errors.New("bad"), Policy: p}}
+	}
+	cases := []struct {
+		name    string
+		bad     []resource.Update
+		touched func(d *fakeDataplane) bool // the bad object's own effect, which is all that may differ
+		own     string                      // the bad object's own address, which may leave sets
+		report  bool                        // calc reports it (the datastore reports every invalid value)
+	}{
+		{"invalid policy selecting VM C", []resource.Update{inv(gnpKey("bad"), &resource.Policy{Kind: resource.KindGlobalNetworkPolicy, Name: "bad", Tier: "default",
+			Selector: S(has(sgCli)), Types: []resource.PolicyType{resource.Ingress, resource.Egress}})},
+			func(d *fakeDataplane) bool {
+				p := d.policies[contract.PolicyID{Kind: "GlobalNetworkPolicy", Name: "bad"}]
+				return p.FailClosed && len(d.endpoints[vmC].Tiers) == 1 && slices.Contains(d.endpoints[vmC].Tiers[0].Ingress, p.ID)
+			}, "", true},
+		{"invalid profile on VM C", []resource.Update{
+			{Key: resource.Key{Kind: resource.KindProfile, Name: "bad-profile"}, Value: &resource.Invalid{Kind: resource.KindProfile, Reason: errors.New("bad")}},
+			func() resource.Update {
+				u := localEP(nsOne, "vm-c", "port-c", "198.18.1.13", labels(nsOne, sgCli))
+				u.Value.(*resource.Endpoint).Profiles = []string{"bad-profile"}
+				return u
+			}()},
+			func(d *fakeDataplane) bool {
+				return d.profiles["bad-profile"].FailClosed && slices.Equal(d.endpoints[vmC].ProfileIDs, []string{"bad-profile"})
+			}, "", true},
+		{"invalid local endpoint VM C", []resource.Update{{Key: epKey(nsOne, host, "vm-c", "port-c"), Value: &resource.Invalid{Kind: resource.KindWorkloadEndpoint, Reason: errors.New("bad")}}},
+			func(d *fakeDataplane) bool { _, ok := d.endpoints[vmC]; return !ok }, "198.18.1.13", false},
+		{"invalid remote endpoint", []resource.Update{{Key: epKey(nsTwo, "r2-compute9", "vm-z", "port-z"), Value: &resource.Invalid{Kind: resource.KindWorkloadEndpoint, Reason: errors.New("bad")}}},
+			func(d *fakeDataplane) bool { return true }, "", false},
+		{"invalid network set", []resource.Update{{Key: resource.Key{Kind: resource.KindNetworkSet, Namespace: nsTwo, Name: "partners"}, Value: &resource.Invalid{Kind: resource.KindNetworkSet, Reason: errors.New("bad")}}},
+			func(d *fakeDataplane) bool {
+				cross, _ := selector.EntityRuleSelectors(S(has(sgCli)), S("all()"), nil, nsOne)
+				return !slices.Contains(d.members(cross.UniqueID()), "198.51.100.0/24")
+			}, "198.51.100.0/24", false},
+	}
+	for _, c := range cases {
+		_, d, problems := run(t, append(slices.Clone(base), c.bad...)...)
+		if !c.touched(d) {
+			t.Errorf("%s: the bad object's own effect is missing", c.name)
+		}
+		if c.report && len(problems) == 0 {
+			t.Errorf("%s: not reported", c.name)
+		}
+		// Everything the bad object does not touch is unchanged: VM A, the
+		// guide's policies, and the sets' other members.
+		if !reflect.DeepEqual(d.endpoints[vmA], want.endpoints[vmA]) {
+			t.Errorf("%s: VM A changed:\n got %+v\nwant %+v", c.name, d.endpoints[vmA], want.endpoints[vmA])
+		}
+		for id, p := range want.policies {
+			if !reflect.DeepEqual(d.policies[id], p) {
+				t.Errorf("%s: policy %s changed", c.name, id)
+			}
+		}
+		for id := range want.sets {
+			got, w := d.members(id), want.members(id)
+			w = slices.DeleteFunc(w, func(m string) bool { return m == c.own })
+			if !reflect.DeepEqual(got, w) {
+				t.Errorf("%s: set %s %v, want %v", c.name, id, got, w)
+			}
+		}
+	}
+}

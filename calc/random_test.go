@@ -1,14 +1,16 @@
 package calc
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
 	"slices"
+	"sort"
+	"strings"
 	"testing"
 
 	"ocelot/contract"
@@ -17,178 +19,268 @@ import (
 )
 
 // model recomputes the whole desired state from the datastore contents,
-// the simplest way possible, to check the incremental graph against.
+// the simplest way possible, to check the incremental graph against. It is
+// written from docs/calico.md, not from calc's code: it keeps resources by
+// etcd path, derives each policy's identity from the path with its own
+// parser, orders tiers and policies with its own sort keys, and computes IP
+// set members itself. Only rule resolution (which sets a rule needs) is
+// shared with production; TestRuleResolution covers that on its own.
 type model struct {
 	store map[string]resource.Update // by path: the latest value of each key
 }
 
-type modelState struct {
-	sets      map[string][]string                   // set ID -> sorted members
-	policies  map[contract.PolicyID][]contract.Rule // inbound then outbound, flattened for comparison
-	endpoints map[contract.EndpointID][]contract.TierPolicies
-	profiles  map[string]bool // active profile IDs
+// modelTier is one tier of an endpoint: its name, default action and the
+// policies of each direction, as "np/<ns>/<name>" or "gnp/<name>".
+type modelTier struct {
+	Name, DefaultAction string
+	Ingress, Egress     []string
 }
 
+type modelEndpoint struct {
+	Iface   string
+	Tiers   []modelTier
+	Spoofed []netip.Prefix
+}
+
+type modelState struct {
+	sets      map[string][]string                   // set ID -> sorted members
+	policies  map[string][]contract.Rule            // policy ID -> inbound then outbound rules
+	endpoints map[contract.EndpointID]modelEndpoint // local, programmed endpoints
+	profiles  map[string]bool                       // profiles sent
+}
+
+// modelPolicyID reads a policy's ID off its etcd path: the plural says
+// the kind, the segments are the namespace and the name.
+func modelPolicyID(path string) string {
+	segs := strings.Split(strings.TrimPrefix(path, "/calico/resources/v3/projectcalico.org/"), "/")
+	switch segs[0] {
+	case "networkpolicies":
+		return "np/" + segs[1] + "/" + segs[2]
+	case "globalnetworkpolicies":
+		return "gnp/" + segs[1]
+	}
+	panic("not a policy path: " + path)
+}
+
+func (m *model) profile(name string) *resource.Profile {
+	for _, u := range m.store {
+		if p, ok := u.Value.(*resource.Profile); ok && u.Key.Kind == resource.KindProfile && u.Key.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// labelsOf: own labels over the profiles' labelsToApply, the first
+// profile winning over later ones.
 func (m *model) labelsOf(own map[string]string, profiles []string) map[string]string {
 	out := map[string]string{}
 	for i := len(profiles) - 1; i >= 0; i-- {
-		for _, u := range m.store {
-			if p, ok := u.Value.(*resource.Profile); ok && u.Key.Kind == resource.KindProfile && u.Key.Name == profiles[i] {
-				maps.Copy(out, p.LabelsToApply)
-			}
+		if p := m.profile(profiles[i]); p != nil {
+			maps.Copy(out, p.LabelsToApply)
 		}
 	}
 	maps.Copy(out, own)
 	return out
 }
 
-func (m *model) compute() modelState {
-	st := modelState{sets: map[string][]string{}, policies: map[contract.PolicyID][]contract.Rule{}, endpoints: map[contract.EndpointID][]contract.TierPolicies{}, profiles: map[string]bool{}}
-	type pol struct {
-		id  contract.PolicyID
-		p   *resource.Policy
-		sel *selector.Selector
-		bad bool
+// isLocal: an endpoint of this host, in this region's namespace, on an
+// interface with the configured prefix ("tap" in the tests).
+func isLocal(ep *resource.Endpoint) bool {
+	return ep.Namespace == nsOne && strings.HasPrefix(ep.InterfaceName, "tap")
+}
+
+type modelPolicy struct {
+	path, id string
+	p        *resource.Policy
+	sel      *selector.Selector
+	invalid  bool
+}
+
+// Sort keys from docs/calico.md, "Policy evaluation": tiers with a Tier
+// object first, by order (none = +Inf), then name; tiers named only by
+// policies after them, by name. Policies by order (none = +Inf), then
+// "<name>/<namespace>/<kind>" with the key's name and the full kind.
+type tierKey struct {
+	missing bool
+	order   float64
+	name    string
+}
+
+func orderOf(o *float64) float64 {
+	if o == nil {
+		return math.Inf(1)
 	}
-	var pols []pol
+	return *o
+}
+
+func (m *model) compute() modelState {
+	st := modelState{sets: map[string][]string{}, policies: map[string][]contract.Rule{}, endpoints: map[contract.EndpointID]modelEndpoint{}, profiles: map[string]bool{}}
+	var pols []modelPolicy
 	tiers := map[string]*resource.Tier{}
-	for _, u := range m.store {
+	for path, u := range m.store {
 		switch v := u.Value.(type) {
 		case *resource.Policy:
-			s := selector.PolicySelector(v.Selector, v.NamespaceSelector, v.Namespace)
-			pols = append(pols, pol{contract.PolicyID{Kind: string(u.Key.Kind), Namespace: u.Key.Namespace, Name: v.Name}, v, s, false})
+			pols = append(pols, modelPolicy{path, modelPolicyID(path), v, selector.PolicySelector(v.Selector, v.NamespaceSelector, v.Namespace), false})
 		case *resource.Invalid:
 			if v.Policy != nil {
-				s := selector.PolicySelector(v.Policy.Selector, v.Policy.NamespaceSelector, v.Policy.Namespace)
-				pols = append(pols, pol{contract.PolicyID{Kind: string(u.Key.Kind), Namespace: u.Key.Namespace, Name: v.Policy.Name}, v.Policy, s, true})
+				pols = append(pols, modelPolicy{path, modelPolicyID(path), v.Policy, selector.PolicySelector(v.Policy.Selector, v.Policy.NamespaceSelector, v.Policy.Namespace), true})
 			}
 		case *resource.Tier:
 			tiers[u.Key.Name] = v
 		}
 	}
-	var specs []setSpec
-	active := map[contract.PolicyID]bool{}
+	tierSortKey := func(name string) tierKey {
+		if t := tiers[name]; t != nil {
+			return tierKey{false, orderOf(t.Order), name}
+		}
+		return tierKey{true, 0, name}
+	}
+	active := map[string]modelPolicy{}
 	for _, u := range m.store {
 		ep, ok := u.Value.(*resource.Endpoint)
-		if !ok || ep.Namespace != nsOne {
+		if !ok || !isLocal(ep) {
 			continue
 		}
 		l := m.labelsOf(ep.Labels, ep.Profiles)
-		byTier := map[string][]pol{}
+		byTier := map[string][]modelPolicy{}
 		for _, p := range pols {
 			if p.sel.Evaluate(l) {
 				byTier[p.p.Tier] = append(byTier[p.p.Tier], p)
-				active[p.id] = true
+				active[p.id] = p
 			}
 		}
 		names := slices.Collect(maps.Keys(byTier))
-		slices.SortFunc(names, func(a, b string) int {
-			ta, tb := tiers[a], tiers[b]
-			if (ta == nil) != (tb == nil) {
-				if ta == nil {
-					return 1
-				}
-				return -1
+		sort.Slice(names, func(i, j int) bool {
+			a, b := tierSortKey(names[i]), tierSortKey(names[j])
+			if a.missing != b.missing {
+				return !a.missing
 			}
-			if ta != nil {
-				if c := compareOrder(ta.Order, tb.Order); c != 0 {
-					return c
-				}
+			if a.order != b.order {
+				return a.order < b.order
 			}
-			return cmp.Compare(a, b)
+			return a.name < b.name
 		})
-		var tps []contract.TierPolicies
+		var tiersOut []modelTier
 		for _, n := range names {
 			ps := byTier[n]
-			slices.SortFunc(ps, func(a, b pol) int {
-				if c := compareOrder(a.p.Order, b.p.Order); c != 0 {
-					return c
+			tie := func(p modelPolicy) string {
+				return p.p.Name + "/" + p.p.Namespace + "/" + string(p.p.Kind)
+			}
+			sort.Slice(ps, func(i, j int) bool {
+				if oi, oj := orderOf(ps[i].p.Order), orderOf(ps[j].p.Order); oi != oj {
+					return oi < oj
 				}
-				return cmp.Compare(a.id.Name+"/"+a.id.Namespace+"/"+a.id.Kind, b.id.Name+"/"+b.id.Namespace+"/"+b.id.Kind)
+				return tie(ps[i]) < tie(ps[j])
 			})
-			tp := contract.TierPolicies{Name: n, DefaultAction: "Deny"}
+			mt := modelTier{Name: n, DefaultAction: "Deny"}
 			if t := tiers[n]; t != nil && t.DefaultAction == resource.Pass {
-				tp.DefaultAction = "Pass"
+				mt.DefaultAction = "Pass"
 			}
 			for _, p := range ps {
-				if p.p.Applies(resource.Ingress) {
-					tp.Ingress = append(tp.Ingress, p.id)
+				if slices.Contains(p.p.Types, resource.Ingress) {
+					mt.Ingress = append(mt.Ingress, p.id)
 				}
-				if p.p.Applies(resource.Egress) {
-					tp.Egress = append(tp.Egress, p.id)
+				if slices.Contains(p.p.Types, resource.Egress) {
+					mt.Egress = append(mt.Egress, p.id)
 				}
 			}
-			tps = append(tps, tp)
+			tiersOut = append(tiersOut, mt)
 		}
-		st.endpoints[contract.EndpointID{Orchestrator: ep.Orchestrator, WorkloadID: ep.WorkloadID(), EndpointID: ep.EndpointID}] = tps
+		st.endpoints[contract.EndpointID{Orchestrator: ep.Orchestrator, WorkloadID: ep.Namespace + "/" + ep.Workload, EndpointID: ep.EndpointID}] =
+			modelEndpoint{Iface: ep.InterfaceName, Tiers: tiersOut} // spoofing is off in these tests: no prefixes sent
 		for _, pr := range ep.Profiles {
 			st.profiles[pr] = true
 		}
 	}
-	for _, p := range pols {
-		if !active[p.id] {
-			continue
-		}
-		if p.bad {
-			st.policies[p.id] = []contract.Rule{contract.DenyAll, contract.DenyAll}
+	var specs []setSpec
+	for id, p := range active {
+		if p.invalid {
+			st.policies[id] = []contract.Rule{contract.DenyAll, contract.DenyAll}
 			continue
 		}
 		res, _ := resolveRules(p.p.Ingress, p.p.Egress, p.p.Namespace)
-		st.policies[p.id] = append(slices.Clone(res.inbound), res.outbound...)
+		st.policies[id] = append(slices.Clone(res.inbound), res.outbound...)
 		specs = append(specs, res.sets...)
 	}
 	for pr := range st.profiles {
-		for _, u := range m.store {
-			if p, ok := u.Value.(*resource.Profile); ok && u.Key.Name == pr {
-				res, _ := resolveRules(p.Ingress, p.Egress, "")
-				specs = append(specs, res.sets...)
-			}
+		if p := m.profile(pr); p != nil {
+			res, _ := resolveRules(p.Ingress, p.Egress, "")
+			specs = append(specs, res.sets...)
 		}
 	}
 	for _, sp := range specs {
-		s := &ipSet{spec: sp, members: map[contract.Member]int{}}
-		for _, u := range m.store {
-			var it memberItem
-			var l map[string]string
-			switch v := u.Value.(type) {
-			case *resource.Endpoint:
-				it, l = memberItem{nets: v.Nets(), ports: v.Ports}, m.labelsOf(v.Labels, v.Profiles)
-			case *resource.RemoteEndpoint:
-				it, l = memberItem{nets: v.Nets, ports: v.Ports}, m.labelsOf(v.Labels, v.Profiles)
-			case *resource.NetworkSet:
-				it, l = memberItem{nets: splitZero(v.Nets)}, v.Labels
-			default:
-				continue
-			}
-			if sp.sel.Evaluate(l) {
-				for _, mem := range s.contributions(&it) {
-					s.members[mem]++
-				}
-			}
-		}
-		var mem []string
-		for k := range s.members {
-			mem = append(mem, k.String())
-		}
-		slices.Sort(mem)
-		st.sets[sp.id] = mem
+		st.sets[sp.id] = m.members(sp)
 	}
 	return st
 }
 
-func (d *fakeDataplane) state() modelState {
-	st := modelState{sets: map[string][]string{}, policies: map[contract.PolicyID][]contract.Rule{}, endpoints: map[contract.EndpointID][]contract.TierPolicies{}, profiles: map[string]bool{}}
-	for id := range d.sets {
-		st.sets[id] = d.members(id)
-		if st.sets[id] == nil {
-			st.sets[id] = nil
+// members lists what a set holds: for a selector set, every address of
+// every endpoint (of any host or region) and network set the selector
+// matches, a /0 written as two /1s; for a named-port set, each address
+// with each matching named port.
+func (m *model) members(sp setSpec) []string {
+	seen := map[string]bool{}
+	for _, u := range m.store {
+		var nets []netip.Prefix
+		var ports []resource.NamedPort
+		var l map[string]string
+		switch v := u.Value.(type) {
+		case *resource.Endpoint:
+			nets, ports, l = v.Nets(), v.Ports, m.labelsOf(v.Labels, v.Profiles)
+		case *resource.RemoteEndpoint:
+			nets, ports, l = v.Nets, v.Ports, m.labelsOf(v.Labels, v.Profiles)
+		case *resource.NetworkSet:
+			nets, l = v.Nets, v.Labels
+		default:
+			continue
+		}
+		if !sp.sel.Evaluate(l) {
+			continue
+		}
+		for _, n := range nets {
+			switch {
+			case sp.typ == contract.IPSetIPAndPort:
+				for _, p := range ports {
+					if p.Name == sp.portName && (sp.proto == 0 || sp.proto == p.Protocol.Num) {
+						seen[fmt.Sprintf("%s,%s:%d", n.Addr(), contract.ProtoName(p.Protocol.Num), p.Port)] = true
+					}
+				}
+			case n.Bits() == 0 && n.Addr().Is4():
+				seen["0.0.0.0/1"], seen["128.0.0.0/1"] = true, true
+			case n.Bits() == 0:
+				seen["::/1"], seen["8000::/1"] = true, true
+			case n.IsSingleIP():
+				seen[n.Addr().String()] = true
+			default:
+				seen[n.String()] = true
+			}
 		}
 	}
+	return slices.Sorted(maps.Keys(seen))
+}
+
+func (d *fakeDataplane) state() modelState {
+	st := modelState{sets: map[string][]string{}, policies: map[string][]contract.Rule{}, endpoints: map[contract.EndpointID]modelEndpoint{}, profiles: map[string]bool{}}
+	for id := range d.sets {
+		st.sets[id] = d.members(id)
+	}
 	for id, p := range d.policies {
-		st.policies[id] = append(slices.Clone(p.Inbound), p.Outbound...)
+		st.policies[id.String()] = append(slices.Clone(p.Inbound), p.Outbound...)
+	}
+	ids := func(l []contract.PolicyID) []string {
+		var out []string
+		for _, id := range l {
+			out = append(out, id.String())
+		}
+		return out
 	}
 	for id, e := range d.endpoints {
-		st.endpoints[id] = e.Tiers
+		var tiers []modelTier
+		for _, t := range e.Tiers {
+			tiers = append(tiers, modelTier{t.Name, t.DefaultAction, ids(t.Ingress), ids(t.Egress)})
+		}
+		st.endpoints[id] = modelEndpoint{Iface: e.Name, Tiers: tiers, Spoofed: e.AllowSpoofedSourcePrefixes}
 	}
 	for id := range d.profiles {
 		st.profiles[id] = true
@@ -199,9 +291,13 @@ func (d *fakeDataplane) state() modelState {
 // TestRandomAgainstModel feeds random endpoints, labels, policies, profiles,
 // tiers and network sets in random orders, flushing at random points, and
 // after every flush compares what the dataplane was told with the model.
+// Policy names collide on purpose: one name as NetworkPolicy and
+// GlobalNetworkPolicy, "x" and "default.x", and keys that move between
+// tiers.
 func TestRandomAgainstModel(t *testing.T) {
 	sels := []string{"all()", "has(sgA)", "has(sgB)", "has(sgA) && role == 'x'", "role == 'y'", "!has(sgC)", "tier == 'gold'", "has(sgB) || has(sgC)"}
 	ips := []string{"198.18.0.1", "198.18.0.2", "198.18.0.3", "198.18.0.4", "198.18.0.5", "198.18.0.6"}
+	polNames := []string{"pol0", "pol1", "pol2", "default.pol0", "default.pol1", "t1.pol2"}
 	for seed := uint64(1); seed <= 60; seed++ {
 		rng := rand.New(rand.NewPCG(seed, 99))
 		pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
@@ -250,13 +346,20 @@ func TestRandomAgainstModel(t *testing.T) {
 			switch rng.IntN(10) {
 			case 0, 1, 2: // endpoint
 				vm := fmt.Sprint("vm", rng.IntN(10))
-				ns, h := pick([]string{nsOne, nsOne, nsTwo}), pick([]string{host, "h2", "h3"})
+				ns := pick([]string{nsOne, nsOne, nsTwo})
 				// Keep one identity per vm so that a key's host never changes.
-				h = []string{host, "h2", "h3"}[len(vm)%3+int(vm[2]-'0')%3]
+				h := []string{host, "h2", "h3"}[len(vm)%3+int(vm[2]-'0')%3]
 				if h == host {
 					u = localEP(ns, vm, "p"+vm, pick(ips), randLabels(ns))
+					ep := u.Value.(*resource.Endpoint)
 					if rng.IntN(3) == 0 {
-						u.Value.(*resource.Endpoint).Profiles = []string{pick([]string{"p1", "p2", "nope"})}
+						ep.Profiles = []string{pick([]string{"p1", "p2", "nope"})}
+					}
+					if rng.IntN(6) == 0 {
+						ep.InterfaceName = "eth" + vm[2:] // not this agent's interface
+					}
+					if rng.IntN(6) == 0 {
+						ep.AllowSpoofedSourcePrefixes = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}
 					}
 				} else {
 					u = remoteEP(ns, h, vm, "p"+vm, pick(ips), randLabels(ns))
@@ -272,7 +375,7 @@ func TestRandomAgainstModel(t *testing.T) {
 					}
 				}
 			case 4, 5: // policy
-				name := fmt.Sprint("pol", rng.IntN(6))
+				name := pick(polNames)
 				k := npKey(nsOne, name)
 				if rng.IntN(3) == 0 {
 					k = gnpKey(name)
@@ -335,12 +438,10 @@ func TestRandomAgainstModel(t *testing.T) {
 			if u.Key.Name == "" {
 				continue
 			}
-			if u.Value == nil {
-				delete(m.store, u.Key.Path())
-			} else if inv, ok := u.Value.(*resource.Invalid); ok && u.Key.Kind == resource.KindWorkloadEndpoint {
-				_ = inv
-				delete(m.store, u.Key.Path())
-			} else if inv, ok := u.Value.(*resource.Invalid); ok && inv.Policy == nil {
+			// The model's store: what etcd holds that calc can use. An
+			// invalid endpoint, or an invalid policy with nothing
+			// recovered, counts as absent.
+			if inv, ok := u.Value.(*resource.Invalid); u.Value == nil || ok && (u.Key.Kind == resource.KindWorkloadEndpoint || inv.Policy == nil) {
 				delete(m.store, u.Key.Path())
 			} else {
 				m.store[u.Key.Path()] = u
