@@ -654,3 +654,40 @@ func TestIsolation(t *testing.T) {
 		}
 	}
 }
+
+// Two paths never alias one resource: putting and deleting
+// globalnetworkpolicies/deny%2dbad while deny-bad exists leaves deny-bad
+// and the endpoints it governs untouched (the alias is a resource of its
+// own, with an invalid name, enforced as deny-all where it reaches).
+func TestEscapedKeyIsNotAnAlias(t *testing.T) {
+	const spec = `{"spec":{"selector":"has(` + sgCli + `)","ingress":[{"action":"Deny","source":{"nets":["198.51.100.0/24"]}}]}}`
+	keyOf := func(path string) resource.Key {
+		k, ok := resource.ParseKey(resource.ResourcePrefix + path)
+		if !ok {
+			t.Fatalf("ParseKey(%s)", path)
+		}
+		return k
+	}
+	real, alias := keyOf("globalnetworkpolicies/deny-bad"), keyOf("globalnetworkpolicies/deny%2dbad")
+	if real == alias {
+		t.Fatal("one key for two paths")
+	}
+	vmC := localEP(nsOne, "vm-c", "port-c", "198.18.1.13", labels(nsOne, sgCli))
+	g, d, _ := run(t, vmC, decodeForTest(real, []byte(spec)))
+	realID := contract.PolicyID{Kind: "GlobalNetworkPolicy", Name: "deny-bad"}
+	before := d.policies[realID]
+	if before.FailClosed || len(before.Inbound) != 1 {
+		t.Fatalf("deny-bad: %+v", before)
+	}
+	g.OnUpdates([]resource.Update{decodeForTest(alias, []byte(spec))})
+	d.apply(g.Flush())
+	g.OnUpdates([]resource.Update{decodeForTest(alias, nil)})
+	d.apply(g.Flush())
+	if got := d.policies[realID]; !reflect.DeepEqual(got, before) || len(d.policies) != 1 {
+		t.Errorf("after the alias came and went: %+v", d.policies)
+	}
+	ep := d.endpoints[contract.EndpointID{Orchestrator: "openstack", WorkloadID: nsOne + "/vm-c", EndpointID: "port-c"}]
+	if len(ep.Tiers) != 1 || !reflect.DeepEqual(ep.Tiers[0].Ingress, []contract.PolicyID{realID}) {
+		t.Errorf("VM C tiers %+v", ep.Tiers)
+	}
+}
