@@ -1,16 +1,21 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Config is the effective configuration. Each field is named after its
-// parameter; see the table in params.go for meaning and defaults.
+// parameter; see the table in params.go for meaning and defaults. Refused
+// parameters have no field.
 type Config struct {
 	DatastoreType string
 	FelixHostname string
@@ -26,11 +31,10 @@ type Config struct {
 	OpenstackRegion string
 
 	InterfacePrefix                    []string
-	InterfaceExclude                   []string
+	InterfaceExclude                   InterfacePatterns
 	DefaultEndpointToHostAction        string
 	ChainInsertMode                    string
 	IptablesBackend                    string
-	NFTablesMode                       string
 	IptablesFilterAllowAction          string
 	IptablesMangleAllowAction          string
 	IptablesFilterDenyAction           string
@@ -44,25 +48,42 @@ type Config struct {
 	InterfaceRefreshInterval           time.Duration
 	RemoveExternalRoutes               bool
 	DeviceRouteProtocol                int
-	RouteSource                        string
 	IPForwarding                       string
 	Ipv6Support                        bool
 	MetadataAddr                       string
 	MetadataPort                       int
-	FailsafeInboundHostPorts           []ProtoPort
-	FailsafeOutboundHostPorts          []ProtoPort
 	DisableConntrackInvalidCheck       bool
 	AllowVXLANPacketsFromWorkloads     bool
 	AllowIPIPPacketsFromWorkloads      bool
 	VXLANPort                          int
 	FloatingIPs                        string
-	BPFEnabled                         bool
 
-	LogSeverityScreen string
-	LogSeverityFile   string
-	LogSeveritySys    string
-	LogFilePath       string
-	LogPrefix         string
+	WorkloadSourceSpoofing string // planned: "Disabled" or "Any"
+
+	FailsafeInboundHostPorts  []ProtoPort // planned: host endpoints
+	FailsafeOutboundHostPorts []ProtoPort // planned: host endpoints
+
+	LiveMigrationRouteConvergenceTime time.Duration // planned: live migration
+	IPv4NormalRoutePriority           int           // planned: live migration
+	IPv4ElevatedRoutePriority         int           // planned: live migration
+	IPv6NormalRoutePriority           int           // planned: live migration
+	IPv6ElevatedRoutePriority         int           // planned: live migration
+
+	NFTablesMode              string        // planned: "Disabled", "Enabled" or "Auto"
+	NftablesRefreshInterval   time.Duration // planned: nftables
+	NftablesFilterAllowAction string        // planned: nftables
+	NftablesMangleAllowAction string        // planned: nftables
+	NftablesFilterDenyAction  string        // planned: nftables
+	NftablesMarkMask          uint32        // planned: nftables
+
+	LogSeverityScreen       string
+	LogSeverityFile         string
+	LogSeveritySys          string
+	LogFilePath             string
+	LogPrefix               string
+	LogActionRateLimit      LogRate // planned: zero means no limit
+	LogActionRateLimitBurst int     // planned
+	DropActionOverride      string  // planned: "Drop", "Accept", "LogAndDrop" or "LogAndAccept"
 
 	PrometheusMetricsEnabled        bool
 	PrometheusMetricsHost           string
@@ -73,13 +94,13 @@ type Config struct {
 	HealthHost                      string
 	HealthPort                      int
 	DataplaneWatchdogTimeout        time.Duration
+	NetlinkTimeoutSecs              time.Duration // planned
 
 	ReportingIntervalSecs      time.Duration
 	ReportingTTLSecs           time.Duration
 	EndpointReportingEnabled   bool
 	EndpointReportingDelaySecs time.Duration
-	UsageReportingEnabled      bool
-	NetlinkTimeoutSecs         time.Duration
+	EndpointStatusPathPrefix   string // planned: "" means off
 
 	ClusterType   string
 	ClusterGUID   string
@@ -105,28 +126,69 @@ func (s Severity) String() string {
 	return "warning"
 }
 
-// Problem is one message about bad configuration input.
+// Class says what kind of problem a Problem is.
+type Class int
+
+const (
+	Invalid     Class = iota // a value breaks a rule
+	Unknown                  // a name that is no parameter at all
+	NotHonoured              // a parameter Ocelot refuses or does not honour yet, set by a source
+	LocalOnly                // a local-only parameter that came from the datastore
+)
+
+// Problem is one message about configuration input.
 type Problem struct {
 	Severity Severity
+	Class    Class
+	Source   Source // where the input came from (SourceFile for problems of the file itself)
 	Where    string // file:line, variable, or datastore resource and field
 	Param    string // parameter name as written ("" for file-level problems)
 	Value    string
 	Rule     string // the rule that was broken, and the consequence
 }
 
+// maxShownValue bounds how much of a value a message repeats.
+const maxShownValue = 80
+
 func (p Problem) String() string {
 	var b strings.Builder
 	b.WriteString(p.Severity.String())
 	b.WriteString(": ")
 	if p.Where != "" {
-		b.WriteString(p.Where)
+		b.WriteString(printable(p.Where))
 		b.WriteString(": ")
 	}
 	if p.Param != "" {
-		fmt.Fprintf(&b, "%s = %q: ", p.Param, p.Value)
+		fmt.Fprintf(&b, "%s = %q: ", printable(p.Param), clip(p.Value))
 	}
 	b.WriteString(p.Rule)
 	return b.String()
+}
+
+// printable returns s, quoted when it holds anything but printable text,
+// so that no name from a source can break a message into lines.
+func printable(s string) string {
+	for _, r := range s {
+		if !unicode.IsPrint(r) || r == '"' {
+			return strconv.Quote(s)
+		}
+	}
+	if !utf8.ValidString(s) {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+// clip shortens a long value for a message, on a rune boundary.
+func clip(v string) string {
+	if len(v) <= maxShownValue {
+		return v
+	}
+	cut := maxShownValue
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s...(%d bytes)", v[:cut], len(v))
 }
 
 // Problems is a list of Problem with helpers.
@@ -142,29 +204,56 @@ func (ps Problems) Fatal() bool {
 	return false
 }
 
+// Invalid reports whether any value breaks a rule (fatal or not): what
+// makes "ocelot config check" fail. Unknown names and parameters Ocelot does
+// not honour are reported but are not invalid.
+func (ps Problems) Invalid() bool {
+	for _, p := range ps {
+		if p.Severity == Fatal || p.Class == Invalid {
+			return true
+		}
+	}
+	return false
+}
+
 // hostname is the kernel host name source; tests replace it.
 var hostname = os.Hostname
 
+// candidate is a raw value with its position in the input, so that among
+// values of one source the later wins.
+type candidate struct {
+	RawValue
+	seq int
+}
+
 // Load resolves the effective configuration from any number of sources.
-// For each parameter the highest-precedence valid value wins; an invalid
-// value is reported and skipped (fatal for die-on-fail parameters).
+// For each parameter the highest-precedence valid value wins (within one
+// source, the later); an invalid value is reported and skipped (fatal for
+// die-on-fail parameters). A set parameter Ocelot refuses, or does not
+// honour yet, is reported with the reason.
 func Load(sources ...[]RawValue) (*Config, Problems) {
 	var problems Problems
-	byParam := map[*Param][]RawValue{}
+	byParam := map[*Param][]candidate{}
+	seq := 0
 	for _, src := range sources {
 		for _, rv := range src {
+			seq++
 			if rv.Value == "" {
 				continue // empty means unset
 			}
 			p, ok := Lookup(rv.Name)
 			if !ok {
-				if rv.Source != SourceDatastoreGlobal && rv.Source != SourceDatastoreHost {
-					problems = append(problems, Problem{Severity: Warning, Where: rv.Where, Param: rv.Name, Value: rv.Value,
-						Rule: "is not a parameter Ocelot knows; ignored"})
+				if !rv.Source.datastore() {
+					problems = append(problems, Problem{Severity: Warning, Class: Unknown, Source: rv.Source, Where: rv.Where,
+						Param: rv.Name, Value: rv.Value, Rule: "is an unknown parameter (neither Felix nor Ocelot has it); ignored"})
 				}
 				continue
 			}
-			byParam[p] = append(byParam[p], rv)
+			if p.Local && rv.Source.datastore() {
+				problems = append(problems, localOnlyProblem(p, rv))
+				continue
+			}
+			byParam[p] = append(byParam[p], candidate{rv, seq})
 		}
 	}
 
@@ -172,22 +261,40 @@ func Load(sources ...[]RawValue) (*Config, Problems) {
 	for i := range params {
 		p := &params[i]
 		cands := byParam[p]
-		sort.SliceStable(cands, func(a, b int) bool { return cands[a].Source > cands[b].Source })
+		sort.SliceStable(cands, func(a, b int) bool {
+			if cands[a].Source != cands[b].Source {
+				return cands[a].Source > cands[b].Source
+			}
+			return cands[a].seq > cands[b].seq
+		})
+		if !p.HasField() {
+			problems = append(problems, cfg.refused(p, cands)...)
+			continue
+		}
 		set := false
-		for _, rv := range cands {
+		for _, c := range cands {
+			rv := c.RawValue
 			v, err := parseValue(p, rv.Value)
-			if err != nil {
-				pr := Problem{Severity: Warning, Where: rv.Where, Param: rv.Name, Value: rv.Value, Rule: err.Error()}
-				if p.DieOnFail {
-					pr.Severity = Fatal
-					pr.Rule += "; start-up stops"
-				} else {
-					pr.Rule += "; ignored"
+			if err == nil {
+				err = sourceRule(p, v, rv.Source)
+				if err != nil {
+					problems = append(problems, problemAt(Warning, Invalid, rv, p, err.Error()+"; ignored"))
+					continue
 				}
-				problems = append(problems, pr)
+			}
+			if err != nil {
+				sev, consequence := Warning, "; ignored"
+				if p.DieOnFail || (p.NonZero && strings.EqualFold(rv.Value, "none")) {
+					sev, consequence = Fatal, "; start-up stops"
+				}
+				problems = append(problems, problemAt(sev, Invalid, rv, p, err.Error()+consequence))
 				continue
 			}
 			cfg.set(p, v, rv)
+			if p.Status == Planned && !p.inert(rv.Value) {
+				problems = append(problems, problemAt(Warning, NotHonoured, rv, p,
+					"Ocelot does not honour this parameter yet (planned: "+p.Reason+"); the value is checked and kept"))
+			}
 			set = true
 			break
 		}
@@ -200,8 +307,67 @@ func Load(sources ...[]RawValue) (*Config, Problems) {
 			cfg.set(p, v, RawValue{Name: p.Name, Value: def, Source: SourceDefault, Where: "default"})
 		}
 	}
+	cfg.normalize()
 	problems = append(problems, cfg.crossCheck()...)
 	return cfg, problems
+}
+
+// refused records the raw value in force for a refused parameter and
+// reports it unless it asks for nothing Ocelot does not do.
+func (c *Config) refused(p *Param, cands []candidate) Problems {
+	if len(cands) == 0 {
+		c.origin[p.Name] = RawValue{Name: p.Name, Value: p.Default, Source: SourceDefault, Where: "default"}
+		return nil
+	}
+	rv := cands[0].RawValue
+	c.origin[p.Name] = rv
+	if p.inert(rv.Value) {
+		return nil
+	}
+	return Problems{problemAt(Warning, NotHonoured, rv, p, "Ocelot refuses this parameter ("+p.Reason+"); the value is ignored")}
+}
+
+// inert reports whether raw asks for nothing Ocelot does not do.
+func (p *Param) inert(raw string) bool {
+	refs := p.Inert
+	if refs == nil {
+		refs = []string{p.Default}
+	}
+	for _, ref := range refs {
+		if ref == anyValue || sameValue(p, raw, ref) {
+			return true
+		}
+	}
+	return false
+}
+
+// sourceRule applies rules that depend on where a valid value came from.
+func sourceRule(p *Param, v any, src Source) error {
+	if p.Name == "DropActionOverride" && src.datastore() && (v == "Accept" || v == "LogAndAccept") {
+		return errors.New("turns policy enforcement off; Ocelot takes Accept and LogAndAccept from the config file or the environment only")
+	}
+	return nil
+}
+
+func problemAt(sev Severity, class Class, rv RawValue, p *Param, rule string) Problem {
+	return Problem{Severity: sev, Class: class, Source: rv.Source, Where: rv.Where, Param: rv.Name, Value: shownValue(p, rv.Value), Rule: rule}
+}
+
+func localOnlyProblem(p *Param, rv RawValue) Problem {
+	return problemAt(Warning, LocalOnly, rv, p, "is local-only and may not come from the datastore; ignored")
+}
+
+// shownValue is the value as messages may repeat it: secrets hidden.
+func shownValue(p *Param, v string) string {
+	switch {
+	case p == nil:
+		return v
+	case p.Name == "EtcdPassword":
+		return "(redacted)"
+	case p.Kind == KindURLList:
+		return redactURLs(v)
+	}
+	return v
 }
 
 func defaultValue(p *Param) string {
@@ -219,16 +385,21 @@ func (c *Config) set(p *Param, v any, rv RawValue) {
 	c.origin[p.Name] = rv
 }
 
+// normalize gives zero values the meaning Felix gives them.
+func (c *Config) normalize() {
+	if c.LogPrefix == "" {
+		c.LogPrefix = "calico-packet" // Felix renders an empty prefix as its default
+	}
+}
+
 // crossCheck applies the rules that involve more than one parameter.
 func (c *Config) crossCheck() Problems {
 	var ps Problems
 	fatal := func(param, rule string) {
 		rv := c.origin[param]
-		ps = append(ps, Problem{Severity: Fatal, Where: rv.Where, Param: param, Value: rv.Value, Rule: rule})
-	}
-	warn := func(param, rule string) {
-		rv := c.origin[param]
-		ps = append(ps, Problem{Severity: Warning, Where: rv.Where, Param: param, Value: rv.Value, Rule: rule})
+		p, _ := Lookup(param)
+		ps = append(ps, problemAt(Fatal, Invalid, rv, p, rule))
+		ps[len(ps)-1].Param = param
 	}
 	if c.DatastoreType != "etcdv3" {
 		fatal("DatastoreType", "Ocelot supports only the etcdv3 datastore; start-up stops")
@@ -239,12 +410,6 @@ func (c *Config) crossCheck() Problems {
 		} else {
 			fatal("EtcdKeyFile", "EtcdKeyFile needs EtcdCertFile as well; start-up stops")
 		}
-	}
-	if c.BPFEnabled {
-		warn("BPFEnabled", "Ocelot has no BPF dataplane; programming iptables instead")
-	}
-	if c.NFTablesMode == "Enabled" {
-		warn("NFTablesMode", "Ocelot has no nftables dataplane; programming iptables instead")
 	}
 	return ps
 }
@@ -259,25 +424,31 @@ func (c *Config) Origin(name string) (RawValue, bool) {
 	return rv, ok
 }
 
-// Value returns the typed value of a parameter by name.
+// Value returns the typed value of a parameter by name; refused parameters
+// have none.
 func (c *Config) Value(name string) (any, bool) {
 	p, ok := Lookup(name)
-	if !ok {
+	if !ok || !p.HasField() {
 		return nil, false
 	}
 	return reflect.ValueOf(c).Elem().FieldByName(p.Name).Interface(), true
 }
 
 // Format renders a parameter's effective value the way the config file
-// would write it.
+// would write it (a refused parameter: the raw value in force).
 func (c *Config) Format(name string) string {
-	v, ok := c.Value(name)
+	p, ok := Lookup(name)
 	if !ok {
 		return ""
 	}
-	p, _ := Lookup(name)
+	if !p.HasField() {
+		return c.origin[p.Name].Value
+	}
+	v, _ := c.Value(name)
 	switch x := v.(type) {
 	case []string:
+		return strings.Join(x, ",")
+	case InterfacePatterns:
 		return strings.Join(x, ",")
 	case []ProtoPort:
 		parts := make([]string, len(x))
@@ -302,6 +473,9 @@ func (c *Config) Changed(other *Config) (names []string, allLive bool) {
 	allLive = true
 	for i := range params {
 		p := &params[i]
+		if !p.HasField() {
+			continue
+		}
 		a := reflect.ValueOf(c).Elem().FieldByName(p.Name).Interface()
 		b := reflect.ValueOf(other).Elem().FieldByName(p.Name).Interface()
 		if !reflect.DeepEqual(a, b) {

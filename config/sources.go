@@ -3,15 +3,20 @@ package config
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"math"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
 
 	"gopkg.in/ini.v1"
+
+	"ocelot/internal/cidr"
 )
 
 // Source says where a raw value came from. Higher values take precedence.
@@ -25,6 +30,10 @@ const (
 	SourceFile                          // the config file
 	SourceEnv                           // FELIX_* variables
 )
+
+// datastore reports whether the source is a FelixConfiguration or
+// ClusterInformation in etcd.
+func (s Source) datastore() bool { return s == SourceDatastoreGlobal || s == SourceDatastoreHost }
 
 func (s Source) String() string {
 	switch s {
@@ -52,19 +61,40 @@ type RawValue struct {
 	Where  string // "/etc/calico/felix.cfg:12", "FELIX_LOGSEVERITYSCREEN", ...
 }
 
+// MaxFileSize is the largest config file Ocelot reads.
+const MaxFileSize = 1 << 20
+
 // ReadFile reads an INI config file. Keys from every section are merged,
 // later ones winning. An absent file is not an error (nil values, nil
-// problems, and exists=false); an unreadable or malformed one gives fatal
-// problems naming the file and line.
+// problems, and exists=false); an unreadable, oversized or malformed one
+// gives fatal problems naming the file and line.
 func ReadFile(path string) (values []RawValue, problems []Problem, exists bool) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, false
 	}
 	if err != nil {
-		return nil, []Problem{{Severity: Fatal, Where: path, Rule: "cannot read the config file: " + errors.Unwrap(err).Error()}}, true
+		return nil, []Problem{fileProblem(path, "cannot read the config file: "+errors.Unwrap(err).Error())}, true
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, []Problem{fileProblem(path, "cannot read the config file: "+err.Error())}, true
+	}
+	if len(data) > MaxFileSize {
+		return nil, []Problem{fileProblem(path, fmt.Sprintf("the config file is larger than %d bytes", MaxFileSize))}, true
 	}
 	return parseFileData(path, data)
+}
+
+// fileProblem is a fatal problem of the config file as a whole (or of one
+// of its lines, when where names it).
+func fileProblem(where, rule string) Problem {
+	return Problem{Severity: Fatal, Class: Invalid, Source: SourceFile, Where: where, Rule: rule}
 }
 
 func parseFileData(path string, data []byte) (values []RawValue, problems []Problem, exists bool) {
@@ -74,7 +104,7 @@ func parseFileData(path string, data []byte) (values []RawValue, problems []Prob
 	}
 	f, err := ini.LoadSources(ini.LoadOptions{}, data)
 	if err != nil {
-		return nil, []Problem{{Severity: Fatal, Where: path, Rule: "cannot parse the config file: " + err.Error()}}, true
+		return nil, []Problem{fileProblem(path, "cannot parse the config file: "+printable(err.Error()))}, true
 	}
 	for _, sec := range f.Sections() {
 		for _, k := range sec.Keys() {
@@ -92,7 +122,7 @@ func parseFileData(path string, data []byte) (values []RawValue, problems []Prob
 // lines that are neither blank, comments, section headers nor name = value.
 func indexLines(path string, data []byte) (map[string]int, []Problem) {
 	lines := map[string]int{}
-	var problems []Problem
+	var problems Problems
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	n := 0
@@ -107,21 +137,21 @@ func indexLines(path string, data []byte) (map[string]int, []Problem) {
 			continue
 		case line[0] == '[':
 			if !strings.HasSuffix(line, "]") || len(line) < 3 {
-				problems = append(problems, Problem{Severity: Fatal, Where: fmt.Sprintf("%s:%d", path, n),
-					Rule: fmt.Sprintf("malformed section header %q: expected [name]", line)})
+				problems = append(problems, fileProblem(fmt.Sprintf("%s:%d", path, n),
+					fmt.Sprintf("malformed section header %q: expected [name]", clip(line))))
 			}
 			continue
 		}
 		i := strings.IndexAny(line, "=:")
 		if i <= 0 {
-			problems = append(problems, Problem{Severity: Fatal, Where: fmt.Sprintf("%s:%d", path, n),
-				Rule: fmt.Sprintf("malformed line %q: expected Name = value", line)})
+			problems = append(problems, fileProblem(fmt.Sprintf("%s:%d", path, n),
+				fmt.Sprintf("malformed line %q: expected Name = value", clip(line))))
 			continue
 		}
 		lines[strings.ToLower(strings.TrimSpace(line[:i]))] = n
 	}
 	if err := sc.Err(); err != nil {
-		problems = append(problems, Problem{Severity: Fatal, Where: fmt.Sprintf("%s:%d", path, n+1), Rule: "cannot read line: " + err.Error()})
+		problems = append(problems, fileProblem(fmt.Sprintf("%s:%d", path, n+1), "cannot read line: "+err.Error()))
 	}
 	return lines, problems
 }
@@ -165,20 +195,21 @@ func ReadEnv(environ []string) []RawValue {
 // by their config-file name.
 const AnnotationPrefix = "config.projectcalico.org/"
 
-// FromDatastore converts a FelixConfiguration (or ClusterInformation) spec,
-// decoded from JSON, into raw values. resource names the object for messages,
-// e.g. "felixconfigurations/node.compute1". Spec fields Ocelot does not know
-// are skipped; local-only parameters are reported and ignored.
-func FromDatastore(source Source, resource string, spec map[string]any, annotations map[string]string) ([]RawValue, []Problem) {
+// FromDatastore converts a FelixConfiguration spec, decoded from JSON,
+// into raw values. resource names the object for messages, e.g.
+// "felixconfigurations/node.compute1"; every message names it and the field.
+// Spec fields that are no parameter are reported; local-only parameters are
+// reported and ignored. Values are judged by Load, as those of any source.
+func FromDatastore(source Source, resource string, spec map[string]any, annotations map[string]string) ([]RawValue, Problems) {
 	var out []RawValue
-	var problems []Problem
+	var problems Problems
 	add := func(p *Param, name, value, where string) {
+		rv := RawValue{Name: name, Value: value, Source: source, Where: where}
 		if p.Local {
-			problems = append(problems, Problem{Severity: Warning, Where: where, Param: p.Name, Value: value,
-				Rule: "is local-only and may not come from the datastore; ignored"})
+			problems = append(problems, localOnlyProblem(p, rv))
 			return
 		}
-		out = append(out, RawValue{Name: name, Value: value, Source: source, Where: where})
+		out = append(out, rv)
 	}
 	keys := make([]string, 0, len(spec))
 	for k := range spec {
@@ -186,14 +217,25 @@ func FromDatastore(source Source, resource string, spec map[string]any, annotati
 	}
 	sort.Strings(keys)
 	for _, field := range keys {
+		where := resource + " spec." + printable(field)
+		if field == "nodeSelector" {
+			continue // chooses hosts; not a parameter
+		}
 		p, ok := paramsByYAML[strings.ToLower(field)]
 		if !ok {
+			text, _ := jsonText(spec[field])
+			problems = append(problems, Problem{Severity: Warning, Class: Unknown, Source: source, Where: where,
+				Param: field, Value: text, Rule: "is an unknown FelixConfiguration field (no Felix or Ocelot parameter); ignored"})
 			continue
 		}
-		where := resource + " spec." + field
 		value, err := specValueText(p, spec[field])
 		if err != nil {
-			problems = append(problems, Problem{Severity: Warning, Where: where, Param: p.Name, Value: fmt.Sprint(spec[field]), Rule: err.Error() + "; ignored"})
+			text, _ := jsonText(spec[field])
+			sev, consequence := Warning, "; ignored"
+			if p.DieOnFail {
+				sev, consequence = Fatal, "; start-up stops"
+			}
+			problems = append(problems, problemAt(sev, Invalid, RawValue{Name: p.Name, Value: text, Source: source, Where: where}, p, err.Error()+consequence))
 			continue
 		}
 		add(p, p.Name, value, where)
@@ -208,10 +250,11 @@ func FromDatastore(source Source, resource string, spec map[string]any, annotati
 		if !ok {
 			continue
 		}
-		where := resource + " annotation " + k
+		where := resource + " annotation " + printable(k)
 		p, ok := Lookup(name)
 		if !ok {
-			problems = append(problems, Problem{Severity: Warning, Where: where, Param: name, Value: annotations[k], Rule: "is not a parameter Ocelot knows; ignored"})
+			problems = append(problems, Problem{Severity: Warning, Class: Unknown, Source: source, Where: where,
+				Param: name, Value: annotations[k], Rule: "is an unknown parameter (neither Felix nor Ocelot has it); ignored"})
 			continue
 		}
 		add(p, name, annotations[k], where)
@@ -234,6 +277,14 @@ func FromClusterInformation(clusterGUID, clusterType, calicoVersion, variant str
 // specValueText renders a JSON-decoded spec value as the text the config
 // file would hold.
 func specValueText(p *Param, v any) (string, error) {
+	if !p.HasField() {
+		// Refused: the value is only reported; any JSON will do.
+		if s, ok := v.(string); ok {
+			return s, nil
+		}
+		text, _ := jsonText(v) // clipped when too long
+		return text, nil
+	}
 	switch x := v.(type) {
 	case nil:
 		return "", nil
@@ -244,6 +295,12 @@ func specValueText(p *Param, v any) (string, error) {
 	case float64:
 		return strconv.FormatFloat(x, 'f', -1, 64), nil
 	case []any:
+		if !p.Kind.isList() {
+			return "", errors.New("must not be a list")
+		}
+		if len(x) > maxListItems {
+			return "", fmt.Errorf("lists %d items; at most %d are accepted", len(x), maxListItems)
+		}
 		if p.Kind == KindPortList {
 			return portObjectsText(x)
 		}
@@ -251,7 +308,10 @@ func specValueText(p *Param, v any) (string, error) {
 		for _, e := range x {
 			s, ok := e.(string)
 			if !ok {
-				return "", fmt.Errorf("list items must be strings, not %T", e)
+				return "", fmt.Errorf("list items must be strings, not %s", jsonKind(e))
+			}
+			if strings.Contains(s, ",") {
+				return "", errors.New("list items may not contain commas")
 			}
 			parts = append(parts, s)
 		}
@@ -260,7 +320,39 @@ func specValueText(p *Param, v any) (string, error) {
 		}
 		return strings.Join(parts, ","), nil
 	}
-	return "", fmt.Errorf("a value of JSON type %T is not supported here", v)
+	return "", fmt.Errorf("must not be %s", jsonKind(v))
+}
+
+// jsonKind names the JSON type of a decoded value.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case float64:
+		return "a number"
+	case []any:
+		return "a list"
+	}
+	return "an object"
+}
+
+// jsonText renders a decoded JSON value compactly (null as ""), bounded.
+func jsonText(v any) (string, error) {
+	if v == nil {
+		return "", nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	if len(b) > MaxValueLen {
+		return string(b[:MaxValueLen]), fmt.Errorf("is %d bytes long; at most %d are accepted", len(b), MaxValueLen)
+	}
+	return string(b), nil
 }
 
 // portObjectsText turns [{protocol, port, net}] into "proto:net:port,...".
@@ -269,30 +361,44 @@ func portObjectsText(items []any) (string, error) {
 		return "none", nil
 	}
 	parts := make([]string, 0, len(items))
-	for _, it := range items {
-		m, ok := it.(map[string]any)
-		if !ok {
-			return "", errors.New("failsafe ports must be objects {protocol, port, net}")
+	for i, it := range items {
+		pp, err := portObject(it)
+		if err != nil {
+			return "", fmt.Errorf("entry %d: %v", i+1, err)
 		}
-		proto, _ := m["protocol"].(string)
-		if proto == "" {
-			proto = "tcp"
-		}
-		port, ok := m["port"].(float64)
-		if !ok {
-			return "", errors.New("failsafe port entry needs a numeric port")
-		}
-		s := strings.ToLower(proto) + ":"
-		if n, _ := m["net"].(string); n != "" {
-			if strings.Contains(n, ":") {
-				s += "[" + n + "]:"
-			} else {
-				s += n + ":"
-			}
-		}
-		parts = append(parts, s+strconv.Itoa(int(port)))
+		parts = append(parts, pp.String())
 	}
 	return strings.Join(parts, ","), nil
+}
+
+// portObject checks one {protocol, port, net} object field by field, so
+// that no field's text can add or change entries of the rendered list.
+func portObject(it any) (ProtoPort, error) {
+	m, ok := it.(map[string]any)
+	if !ok {
+		return ProtoPort{}, errors.New("failsafe ports must be objects {protocol, port, net}")
+	}
+	pp := ProtoPort{Protocol: "tcp"}
+	switch proto, _ := m["protocol"].(string); strings.ToLower(proto) {
+	case "", "tcp":
+	case "udp":
+		pp.Protocol = "udp"
+	default:
+		return pp, errors.New("protocol must be TCP or UDP")
+	}
+	port, ok := m["port"].(float64)
+	if !ok || port != math.Trunc(port) || port < 0 || port > 65535 {
+		return pp, errors.New("port must be an integer from 0 to 65535")
+	}
+	pp.Port = int(port)
+	if n, _ := m["net"].(string); n != "" {
+		p, err := cidr.Parse(n)
+		if err != nil {
+			return pp, errors.New("net must be a CIDR or an address")
+		}
+		pp.Net = p.String()
+	}
+	return pp, nil
 }
 
 // Local holds the sources read from this host: the config file and the

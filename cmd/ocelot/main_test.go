@@ -46,7 +46,7 @@ func TestConfigCheck(t *testing.T) {
 	for _, want := range []string{
 		bad + `:2: OpenstackRegion = "Region One": must be letters, digits and '-'`,
 		bad + `:3: MetadataPort = "-1": must be an integer from 0 to 65535`,
-		bad + `:4: Frobnicate = "1": is not a parameter Ocelot knows`,
+		bad + `:4: Frobnicate = "1": is an unknown parameter`,
 		"configuration is invalid",
 	} {
 		if !strings.Contains(errOut, want) {
