@@ -345,14 +345,10 @@ func (a *agent) reportHealth() {
 func (a *agent) reload(why string) (code int, stop bool) {
 	local := config.ReadLocal(a.path, os.Environ())
 	cfg, problems := local.Resolve(a.global, a.host, a.cluster)
-	invalid := problems.Fatal()
 	for _, p := range problems {
 		a.log.Warn("configuration reload", "problem", p.String())
-		if _, known := config.Lookup(p.Param); known || p.Param == "" {
-			invalid = true
-		}
 	}
-	if invalid {
+	if problems.RejectsReload() {
 		configRejected.Inc()
 		a.log.Error("configuration edit rejected; keeping the running configuration", "trigger", why)
 		return 0, false
