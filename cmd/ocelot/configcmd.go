@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"text/tabwriter"
+	"unicode"
+	"unicode/utf8"
 
 	"ocelot/config"
 )
@@ -41,8 +44,17 @@ func cmdConfig(args []string, stdout, stderr io.Writer) int {
 		for _, p := range problems {
 			fmt.Fprintln(stderr, p)
 		}
-		if problems.Fatal() || hasInvalidValue(problems) {
-			fmt.Fprintf(stderr, "%s: configuration is invalid\n", path)
+		if n := countClass(problems, config.NotHonoured); n > 0 {
+			fmt.Fprintf(stderr, "%d parameter(s) set that Ocelot does not honour; docs/parameters.md says what it does with each\n", n)
+		}
+		// Any invalid value fails the check, even one the agent would only
+		// warn about; unknown names and unhonoured parameters do not.
+		if problems.Invalid() {
+			if problems.Fatal() {
+				fmt.Fprintf(stderr, "%s: configuration is invalid; the agent would not start\n", path)
+			} else {
+				fmt.Fprintf(stderr, "%s: configuration is invalid\n", path)
+			}
 			return 1
 		}
 		fmt.Fprintf(stdout, "%s: configuration is valid\n", path)
@@ -52,28 +64,47 @@ func cmdConfig(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-// hasInvalidValue reports problems other than unknown names: "config check"
-// fails on any invalid value, even one the daemon would only warn about.
-func hasInvalidValue(problems config.Problems) bool {
+func countClass(problems config.Problems, class config.Class) int {
+	n := 0
 	for _, p := range problems {
-		if _, known := config.Lookup(p.Param); known || p.Param == "" {
-			return true
+		if p.Class == class {
+			n++
 		}
 	}
-	return false
+	return n
 }
 
+// showConfig prints every parameter Ocelot has a value for, and the refused
+// ones only when a source sets them.
 func showConfig(w io.Writer, cfg *config.Config) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PARAMETER\tVALUE\tSOURCE")
+	fmt.Fprintln(tw, "PARAMETER\tVALUE\tSOURCE\tSTATUS")
 	for _, p := range config.Params() {
+		o, _ := cfg.Origin(p.Name)
+		if !p.HasField() && o.Source == config.SourceDefault {
+			continue
+		}
 		value := cfg.Format(p.Name)
 		if p.Name == "EtcdPassword" && value != "" {
 			value = "(set)"
 		}
-		o, _ := cfg.Origin(p.Name)
-		src := o.Where // self-describing: "file:line", "environment variable X", "felixconfigurations/..."
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", p.Name, value, src)
+		// Where is self-describing: "file:line", "environment variable X",
+		// "felixconfigurations/...".
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, shown(value), shown(o.Where), p.Status)
 	}
 	tw.Flush()
+}
+
+// shown quotes text that is not plain printable text (a refused parameter's
+// raw value is not validated), so that it cannot disturb the table.
+func shown(s string) string {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	if !utf8.ValidString(s) {
+		return strconv.Quote(s)
+	}
+	return s
 }
