@@ -274,20 +274,9 @@ func Load(sources ...[]RawValue) (*Config, Problems) {
 		set := false
 		for _, c := range cands {
 			rv := c.RawValue
-			v, err := parseValue(p, rv.Value)
-			if err == nil {
-				err = sourceRule(p, v, rv.Source)
-				if err != nil {
-					problems = append(problems, problemAt(Warning, Invalid, rv, p, err.Error()+"; ignored"))
-					continue
-				}
-			}
-			if err != nil {
-				sev, consequence := Warning, "; ignored"
-				if p.DieOnFail || (p.NonZero && strings.EqualFold(rv.Value, "none")) {
-					sev, consequence = Fatal, "; start-up stops"
-				}
-				problems = append(problems, problemAt(sev, Invalid, rv, p, err.Error()+consequence))
+			v, bad := judge(p, rv)
+			if bad != nil {
+				problems = append(problems, *bad)
 				continue
 			}
 			cfg.set(p, v, rv)
@@ -310,6 +299,26 @@ func Load(sources ...[]RawValue) (*Config, Problems) {
 	cfg.normalize()
 	problems = append(problems, cfg.crossCheck()...)
 	return cfg, problems
+}
+
+// judge parses one raw value of p, or says why it is not taken: fatal for
+// die-on-fail parameters and for "none" where a value is needed, as in
+// Felix; a warning otherwise (the next source down applies).
+func judge(p *Param, rv RawValue) (any, *Problem) {
+	v, err := parseValue(p, rv.Value)
+	if err != nil {
+		sev, consequence := Warning, "; ignored"
+		if p.DieOnFail || (p.NonZero && strings.EqualFold(rv.Value, "none")) {
+			sev, consequence = Fatal, "; start-up stops"
+		}
+		bad := problemAt(sev, Invalid, rv, p, err.Error()+consequence)
+		return nil, &bad
+	}
+	if err := sourceRule(p, v, rv.Source); err != nil {
+		bad := problemAt(Warning, Invalid, rv, p, err.Error()+"; ignored")
+		return nil, &bad
+	}
+	return v, nil
 }
 
 // refused records the raw value in force for a refused parameter and
