@@ -171,8 +171,7 @@ var params = append(append([]Param{
 
 	// Anti-spoofing.
 	{Name: "WorkloadSourceSpoofing", YAML: "workloadSourceSpoofing", Kind: KindEnum, Default: "Disabled", Enum: []string{"Disabled", "Any"},
-		Status: Planned, Reason: "the gate on allowSpoofedSourcePrefixes (issue 10)",
-		Doc: "Any lets an endpoint's allowSpoofedSourcePrefixes take effect"},
+		Doc: "Any lets an endpoint's allowSpoofedSourcePrefixes take effect; with Disabled they are reported and not programmed"},
 
 	// Host endpoints.
 	{Name: "FailsafeInboundHostPorts", YAML: "failsafeInboundHostPorts", Kind: KindPortList, DieOnFail: true,

@@ -169,7 +169,8 @@ func (a *agent) run() int {
 		a.log.Error("cannot start the dataplane", "err", err)
 		return exitConfig
 	}
-	a.graph = calc.New(calc.Config{Hostname: cfg.FelixHostname, Namespace: cfg.Namespace(), InterfacePrefixes: cfg.InterfacePrefix}, func(p calc.Problem) {
+	a.graph = calc.New(calc.Config{Hostname: cfg.FelixHostname, Namespace: cfg.Namespace(), InterfacePrefixes: cfg.InterfacePrefix,
+		WorkloadSourceSpoofingAny: cfg.WorkloadSourceSpoofing == "Any"}, func(p calc.Problem) {
 		calcProblems.Inc()
 		a.log.Warn("fail-closed", "key", p.Key, "reason", p.Reason)
 	})
