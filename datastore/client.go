@@ -17,6 +17,14 @@ import (
 	grpcbackoff "google.golang.org/grpc/backoff"
 )
 
+// Connection timing. etcd refuses client pings more often than every 5 s
+// (--grpc-keepalive-min-time), so the keepalive interval stays above it.
+const (
+	dialTimeout      = 3 * time.Second
+	keepAliveTime    = 6 * time.Second
+	keepAliveTimeout = 3 * time.Second
+)
+
 // ClientConfig is what Connect needs; config.Config provides it.
 type ClientConfig struct {
 	Endpoints                 []string
@@ -26,15 +34,21 @@ type ClientConfig struct {
 
 // Connect creates an etcd client. It does not wait for etcd: the client
 // connects in the background and retries, so callers see errors per call.
+// With several endpoints it keeps a connection to each and spreads
+// requests over those that answer (gRPC round robin); a request refused by
+// a member without a leader is retried on the next one.
 func Connect(cc ClientConfig, log *slog.Logger) (*clientv3.Client, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg := clientv3.Config{
-		Endpoints:            cc.Endpoints,
-		DialTimeout:          5 * time.Second,
-		DialKeepAliveTime:    10 * time.Second,
-		DialKeepAliveTimeout: 5 * time.Second,
+		Endpoints:   cc.Endpoints,
+		DialTimeout: dialTimeout,
+		// A member that stops answering (paused, or cut off by a network
+		// that drops instead of refusing) is left after keepAliveTime +
+		// keepAliveTimeout; the syncer's freshness check is the backstop.
+		DialKeepAliveTime:    keepAliveTime,
+		DialKeepAliveTimeout: keepAliveTimeout,
 		Username:             cc.Username,
 		Password:             cc.Password,
 		Logger:               zap.New(&slogCore{log: log.With("component", "etcd-client")}),
@@ -42,7 +56,7 @@ func Connect(cc ClientConfig, log *slog.Logger) (*clientv3.Client, error) {
 		// grows to two minutes).
 		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           grpcbackoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second},
-			MinConnectTimeout: 5 * time.Second,
+			MinConnectTimeout: dialTimeout,
 		})},
 	}
 	secure := false
@@ -85,7 +99,9 @@ func tlsConfig(cc ClientConfig) (*tls.Config, error) {
 }
 
 // slogCore forwards the etcd client's zap logging, warnings and above only,
-// into the agent's structured log.
+// into the agent's structured log. The client warns on every retried
+// request, which while etcd is away is several a second, so its warnings
+// become debug lines; the syncer reports the connection itself.
 type slogCore struct {
 	log    *slog.Logger
 	fields []zapcore.Field
@@ -113,7 +129,7 @@ func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	for k, v := range enc.Fields {
 		attrs = append(attrs, k, v)
 	}
-	level := slog.LevelWarn
+	level := slog.LevelDebug
 	if e.Level >= zapcore.ErrorLevel {
 		level = slog.LevelError
 	}

@@ -9,10 +9,15 @@
 // namespace. Endpoints of other hosts leave this package reduced to
 // namespace, labels and addresses.
 //
-// The stream survives compaction, leader loss, dropped connections and etcd
-// restarts by re-listing and emitting only the difference from what it
-// already emitted. Values that do not decode or validate are reported once
-// and emitted as *resource.Invalid so that calc can fail closed.
+// The stream survives member failures, partitions, dropped connections
+// and etcd restarts by resuming its watch after the last revision it
+// emitted, on another member when the one it used fails it (the watch
+// requires a leader, and a freshness check leaves a member that falls
+// silent); only a compaction past that revision costs a re-list, which
+// emits just the difference from what was already emitted. Syncer.Status
+// tells readiness whether etcd is reachable. Values that do not decode or
+// validate are reported once and emitted as *resource.Invalid so that calc
+// can fail closed. docs/design/datastore.md describes each fault.
 //
 // The package never touches the kernel and knows nothing of calc's
 // indexes; selectors are parsed once, in resource, where they enter.

@@ -3,11 +3,11 @@ package datastore
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -84,6 +84,7 @@ type collector struct {
 	inSync  int
 	cancel  context.CancelFunc
 	done    chan struct{}
+	syncer  *Syncer
 }
 
 func runSyncer(t testing.TB, cli *clientv3.Client, cfg SyncerConfig) *collector {
@@ -91,12 +92,17 @@ func runSyncer(t testing.TB, cli *clientv3.Client, cfg SyncerConfig) *collector 
 	if cfg.Log == nil {
 		cfg.Log = testLog(t)
 	}
+	return runThis(t, NewSyncer(cli, cfg))
+}
+
+// runThis runs a syncer prepared by the test.
+func runThis(t testing.TB, s *Syncer) *collector {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &collector{cancel: cancel, done: make(chan struct{})}
+	c := &collector{cancel: cancel, done: make(chan struct{}), syncer: s}
 	out := make(chan Batch)
 	go func() {
 		defer close(c.done)
-		NewSyncer(cli, cfg).Run(ctx, out)
+		s.Run(ctx, out)
 	}()
 	go func() {
 		for {
@@ -155,13 +161,17 @@ func (c *collector) waitInSync(t testing.TB) {
 }
 
 // proxy is a TCP proxy the test can cut, standing in for a network
-// partition or a dropped connection between agent and etcd.
+// partition or a dropped connection between agent and etcd, or freeze,
+// standing in for a member that stops answering without closing anything.
 type proxy struct {
 	l      net.Listener
 	target string
 	mu     sync.Mutex
+	cond   *sync.Cond
 	paused bool
+	frozen bool
 	conns  []net.Conn
+	down   atomic.Int64 // bytes forwarded from etcd to the client
 }
 
 func newProxy(t testing.TB, target string) *proxy {
@@ -171,8 +181,9 @@ func newProxy(t testing.TB, target string) *proxy {
 		t.Fatal(err)
 	}
 	p := &proxy{l: l, target: target}
+	p.cond = sync.NewCond(&p.mu)
 	go p.serve()
-	t.Cleanup(func() { l.Close(); p.Pause() })
+	t.Cleanup(func() { l.Close(); p.Thaw(); p.Pause() })
 	return p
 }
 
@@ -198,8 +209,32 @@ func (p *proxy) serve() {
 		}
 		p.conns = append(p.conns, c, up)
 		p.mu.Unlock()
-		go func() { io.Copy(up, c); up.Close() }()
-		go func() { io.Copy(c, up); c.Close() }()
+		go func() { p.copy(up, c, nil); up.Close() }()
+		go func() { p.copy(c, up, &p.down); c.Close() }()
+	}
+}
+
+// copy forwards until either side closes, holding data while frozen.
+func (p *proxy) copy(dst, src net.Conn, count *atomic.Int64) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			for p.frozen {
+				p.cond.Wait()
+			}
+			p.mu.Unlock()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+			if count != nil {
+				count.Add(int64(n))
+			}
+		}
+		if err != nil {
+			return
+		}
 	}
 }
 
@@ -217,6 +252,22 @@ func (p *proxy) Pause() {
 func (p *proxy) Resume() {
 	p.mu.Lock()
 	p.paused = false
+	p.mu.Unlock()
+}
+
+// Freeze stops forwarding in both directions and keeps every connection
+// open: to the client the member has gone silent.
+func (p *proxy) Freeze() {
+	p.mu.Lock()
+	p.frozen = true
+	p.mu.Unlock()
+}
+
+// Thaw forwards again.
+func (p *proxy) Thaw() {
+	p.mu.Lock()
+	p.frozen = false
+	p.cond.Broadcast()
 	p.mu.Unlock()
 }
 

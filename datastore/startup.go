@@ -36,7 +36,9 @@ func ReadStartupState(ctx context.Context, cli *clientv3.Client, hostname string
 	for i, k := range keys {
 		ops[i] = clientv3.OpGet(k.Path())
 	}
-	resp, err := cli.Txn(ctx).Then(ops...).Commit()
+	// Requiring a leader makes a member cut off from its peers refuse at
+	// once, so that the caller's next attempt goes to another member.
+	resp, err := cli.Txn(clientv3.WithRequireLeader(ctx)).Then(ops...).Commit()
 	if err != nil {
 		return StartupState{}, fmt.Errorf("reading start-up configuration: %w", err)
 	}

@@ -32,6 +32,12 @@ type SyncerConfig struct {
 	Namespace string // the local region's namespace: the only one whose NetworkPolicies are read
 	PageSize  int    // keys per list request; 0 means 2000
 	Log       *slog.Logger
+
+	// Client, when it lists endpoints, gives each watch a connection of
+	// its own to one member, taken in turn, so that a watch that fails
+	// moves to the next member. Without it the watch shares the client
+	// passed to NewSyncer and gRPC chooses the member.
+	Client ClientConfig
 }
 
 type watchedPrefix struct {
@@ -51,6 +57,31 @@ type Syncer struct {
 	listed     bool             // the first snapshot is complete
 	ready      bool             // clusterinformations/default datastoreReady
 	inSyncSent bool
+	rev        int64  // everything up to this revision has been emitted; a watch resumes after it
+	attempt    uint64 // watches started
+	next       int    // index of the endpoint the next watch connects to
+
+	checkEvery time.Duration // how often the watch's freshness is checked
+	staleAfter time.Duration // how long a watch may show no progress while behind the cluster
+
+	mu     sync.Mutex
+	status Status
+}
+
+// Status is the syncer's connection to the datastore, as readiness reports
+// it. It never affects liveness: while etcd is away the dataplane keeps
+// enforcing what it has.
+type Status struct {
+	Connected bool      // the last listing, watch response or probe succeeded
+	Since     time.Time // when Connected last changed
+	Err       error     // why not, when not connected
+}
+
+// Status reports the connection state; safe to call from any goroutine.
+func (s *Syncer) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status
 }
 
 // NewSyncer prepares a syncer for the given client.
@@ -61,7 +92,9 @@ func NewSyncer(cli *clientv3.Client, cfg SyncerConfig) *Syncer {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Syncer{cli: cli, cfg: cfg, log: cfg.Log, state: map[string]int64{}}
+	s := &Syncer{cli: cli, cfg: cfg, log: cfg.Log, state: map[string]int64{},
+		checkEvery: 3 * time.Second, staleAfter: 5 * time.Second,
+		status: Status{Since: time.Now(), Err: errors.New("not connected yet")}}
 	// Cluster-scoped kinds first, so that tiers, profiles and config are
 	// known before the (many) endpoints that refer to them.
 	for _, k := range []resource.Kind{
@@ -76,34 +109,67 @@ func NewSyncer(cli *clientv3.Client, cfg SyncerConfig) *Syncer {
 }
 
 // Run lists and watches until ctx ends, sending batches to out. It never
-// returns on datastore errors: it backs off, re-lists and carries on, and
-// while etcd is away it sends nothing.
+// returns on datastore errors: it backs off and carries on, and while etcd
+// is away it sends nothing. A watch that ends is resumed after the last
+// revision emitted; only a compaction past that revision costs a re-list.
 func (s *Syncer) Run(ctx context.Context, out chan<- Batch) error {
-	bo := backoff{min: 100 * time.Millisecond, max: 10 * time.Second}
+	bo := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
 	resyncState.Set(resyncStateWaiting)
+	needList := true
 	for ctx.Err() == nil {
-		rev, err := s.resync(ctx, out)
-		if err != nil {
-			if ctx.Err() != nil {
-				break
+		if needList {
+			rev, err := s.resync(ctx, out)
+			if err != nil {
+				if ctx.Err() != nil {
+					break
+				}
+				s.setDisconnected(err)
+				s.log.Warn("listing the datastore failed; retrying", "err", err, "retry_in", bo.peek())
+				bo.wait(ctx)
+				continue
 			}
-			s.log.Warn("listing the datastore failed; retrying", "err", err, "retry_in", bo.peek())
-			bo.wait(ctx)
-			continue
+			s.setConnected()
+			s.rev, needList = rev, false
 		}
-		bo.reset()
-		err = s.watch(ctx, out, rev+1)
+		err := s.watch(ctx, out, &bo)
 		if ctx.Err() != nil {
 			break
 		}
-		if errors.Is(err, rpctypes.ErrCompacted) {
-			s.log.Info("watch fell behind a compaction; re-listing", "revision", rev)
-		} else {
-			s.log.Warn("watch failed; re-listing", "err", err)
+		switch {
+		case errors.Is(err, rpctypes.ErrCompacted):
+			s.log.Info("watch fell behind a compaction; re-listing", "revision", s.rev)
+			needList = true
+		case errors.Is(err, errWatchStale):
+			s.log.Warn("watch stopped following the cluster; moving to another member", "err", err, "revision", s.rev)
+		default:
+			s.setDisconnected(err)
+			s.log.Warn("watch failed; resuming", "err", err, "revision", s.rev)
 		}
 		bo.wait(ctx)
 	}
 	return ctx.Err()
+}
+
+func (s *Syncer) setConnected() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.status.Connected {
+		return
+	}
+	if !s.status.Since.IsZero() && s.listed {
+		s.log.Info("datastore connection restored", "down_for", time.Since(s.status.Since).Round(time.Millisecond))
+	}
+	s.status = Status{Connected: true, Since: time.Now()}
+}
+
+func (s *Syncer) setDisconnected(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.status.Connected {
+		s.log.Warn("datastore connection lost; enforcing what is programmed", "err", err)
+		s.status.Since = time.Now()
+	}
+	s.status.Connected, s.status.Err = false, err
 }
 
 func (s *Syncer) send(ctx context.Context, out chan<- Batch, b Batch) error {
@@ -190,7 +256,9 @@ func (s *Syncer) list(ctx context.Context, prefix string, rev *int64, handle fun
 			opts = append(opts, clientv3.WithRev(*rev))
 		}
 		go func() {
-			resp, err := s.cli.Get(ctx, from, opts...)
+			// A member without a leader refuses at once, and the client
+			// retries on the next member instead of waiting for a timeout.
+			resp, err := s.cli.Get(clientv3.WithRequireLeader(ctx), from, opts...)
 			ch <- page{resp, err}
 		}()
 		return ch
@@ -261,56 +329,6 @@ func (s *Syncer) decode(path string, value []byte, rev int64) decoded {
 	d.key = key
 	d.value, d.err = resource.Decode(key.Kind, key.Namespace, key.Name, value, resource.Options{Hostname: s.cfg.Hostname})
 	return d
-}
-
-// watch follows the datastore from rev until an error. One watch on the
-// common root keeps a single revision order across kinds; events outside
-// the watched prefixes (other regions' policies, kinds Ocelot does not use)
-// are dropped before decoding.
-func (s *Syncer) watch(ctx context.Context, out chan<- Batch, rev int64) error {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	wch := s.cli.Watch(wctx, resource.ResourcePrefix, clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithPrevKV())
-	for {
-		var wr clientv3.WatchResponse
-		var ok bool
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case wr, ok = <-wch:
-		}
-		if !ok {
-			return errors.New("watch closed")
-		}
-		if err := wr.Err(); err != nil {
-			return err
-		}
-		if wr.Canceled {
-			return fmt.Errorf("watch canceled: %s", wr.CancelReason)
-		}
-		var b Batch
-		for _, ev := range wr.Events {
-			path := string(ev.Kv.Key)
-			if !s.watched(path) {
-				continue
-			}
-			if r, ok := s.state[path]; ok && ev.Kv.ModRevision <= r {
-				continue // already emitted by a re-list
-			}
-			var u resource.Update
-			if ev.Type == mvccpb.DELETE {
-				u, ok = s.deleted(path, ev.Kv.ModRevision)
-			} else {
-				u, ok = s.convert(path, ev.Kv.Value, ev.Kv.ModRevision)
-			}
-			if ok {
-				b.Updates = append(b.Updates, u)
-			}
-		}
-		if err := s.send(ctx, out, b); err != nil {
-			return err
-		}
-	}
 }
 
 // watched reports whether a path is under one of the listed prefixes.

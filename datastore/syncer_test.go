@@ -3,6 +3,7 @@ package datastore
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -271,4 +272,106 @@ func TestReadStartupState(t *testing.T) {
 		st.ClusterInfo.ClusterType != "openstack" {
 		t.Fatalf("%+v %v", st, err)
 	}
+}
+
+// TestFreshness walks the watch freshness check through its verdicts.
+func TestFreshness(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	const staleAfter = 5 * time.Second
+	f := freshness{confirmed: 10}
+	steps := []struct {
+		progress   int64 // reported by the watch before the check (0: none)
+		clusterRev int64
+		at         int
+		want       verdict
+	}{
+		{0, 10, 0, fresh},   // level with the cluster
+		{0, 12, 1, behind},  // the cluster moved on: behind from t=1
+		{0, 13, 5, behind},  // 4 s without progress
+		{11, 14, 7, behind}, // progress, though still behind: the clock restarts at t=7
+		{0, 14, 11, behind}, // 4 s since that progress
+		{0, 14, 12, stale},  // 5 s without progress while behind
+		{14, 14, 13, fresh}, // caught up
+		{0, 15, 20, behind}, // behind again: a new clock, not the old one
+	}
+	for i, s := range steps {
+		if s.progress != 0 {
+			f.progress(s.progress)
+		}
+		if got := f.check(s.clusterRev, at(s.at), staleAfter); got != s.want {
+			t.Fatalf("step %d (t=%ds, watch at %d, cluster at %d): verdict %d, want %d", i, s.at, f.confirmed, s.clusterRev, got, s.want)
+		}
+	}
+}
+
+// TestStatusFollowsEtcd: the connection state goes down with etcd, with a
+// reason, and comes back with it; the watch resumes without a re-list.
+func TestStatusFollowsEtcd(t *testing.T) {
+	srv := startEtcd(t, embedetcd.Options{})
+	cli := connect(t, srv.ClientURL)
+	put(t, cli, clusterInfoKey(), readyJSON)
+	put(t, cli, policyKey(nsOne, "a"), sgPolicyJSON(nsOne, "a"))
+	s := NewSyncer(cli, SyncerConfig{Hostname: "h", Namespace: nsOne, Log: testLog(t)})
+	s.checkEvery, s.staleAfter = 300*time.Millisecond, time.Second
+	if s.Status().Connected {
+		t.Fatal("connected before running")
+	}
+	c := runThis(t, s)
+	c.waitInSync(t)
+	poll(t, "connected", 5*time.Second, func() bool { return s.Status().Connected })
+	resyncs := testutil.ToFloat64(resyncsStarted)
+
+	srv.Stop()
+	poll(t, "disconnected", 10*time.Second, func() bool { return !s.Status().Connected })
+	if st := s.Status(); st.Err == nil || st.Since.IsZero() {
+		t.Errorf("disconnected without a reason or time: %+v", st)
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	put(t, cli, policyKey(nsOne, "b"), sgPolicyJSON(nsOne, "b"))
+	poll(t, "update after restart", 30*time.Second, func() bool { return c.countFor(policyKey(nsOne, "b")) == 1 })
+	poll(t, "connected again", 10*time.Second, func() bool { return s.Status().Connected })
+	if n := testutil.ToFloat64(resyncsStarted) - resyncs; n != 0 {
+		t.Errorf("%v re-lists after etcd came back; the watch should have resumed", n)
+	}
+}
+
+// TestWatchLeavesSilentMember: the member carrying the watch stops
+// answering without closing anything (paused, or a network that drops).
+// The watch must move to the other member well before keepalive would
+// notice, and a change made meanwhile arrive.
+func TestWatchLeavesSilentMember(t *testing.T) {
+	srv := startEtcd(t, embedetcd.Options{})
+	direct := connect(t, srv.ClientURL)
+	pa, pb := newProxy(t, srv.ClientURL[len("http://"):]), newProxy(t, srv.ClientURL[len("http://"):])
+	cc := ClientConfig{Endpoints: []string{pa.URL(), pb.URL()}}
+	cli := connect(t, cc.Endpoints...)
+	put(t, direct, clusterInfoKey(), readyJSON)
+	s := NewSyncer(cli, SyncerConfig{Hostname: "h", Namespace: nsOne, Log: testLog(t), Client: cc})
+	s.checkEvery, s.staleAfter = 300*time.Millisecond, time.Second
+	c := runThis(t, s)
+	c.waitInSync(t)
+
+	// Find the path of the watch: the one that forwards a large value
+	// written under the watched prefix.
+	big := strings.Repeat("x", 256<<10)
+	a0, b0 := pa.down.Load(), pb.down.Load()
+	put(t, direct, resource.ResourcePrefix+"ippools/big", big)
+	var watched *proxy
+	poll(t, "the large value passes one proxy", 10*time.Second, func() bool {
+		switch {
+		case pa.down.Load()-a0 >= int64(len(big)):
+			watched = pa
+		case pb.down.Load()-b0 >= int64(len(big)):
+			watched = pb
+		}
+		return watched != nil
+	})
+	watched.Freeze()
+	frozen := time.Now()
+	put(t, direct, policyKey(nsOne, "after"), sgPolicyJSON(nsOne, "after"))
+	poll(t, "the change through the other member", keepAliveTime, func() bool { return c.countFor(policyKey(nsOne, "after")) == 1 })
+	t.Logf("change arrived %v after the watched member went silent", time.Since(frozen).Round(time.Millisecond))
 }
