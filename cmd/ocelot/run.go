@@ -75,6 +75,7 @@ type agent struct {
 	global, host, cluster []config.RawValue
 
 	cli    *clientv3.Client
+	syncer datastoreStatus
 	status *datastore.StatusWriter
 	dp     *dataplane.Dataplane
 	graph  *calc.Graph
@@ -117,8 +118,9 @@ func (a *agent) run() int {
 		a.serve("health", net.JoinHostPort(a.cfg.HealthHost, strconv.Itoa(a.cfg.HealthPort)), a.health.handler())
 	}
 
-	cli, err := datastore.Connect(datastore.ClientConfig{Endpoints: a.cfg.EtcdURLs(), CAFile: a.cfg.EtcdCaFile,
-		CertFile: a.cfg.EtcdCertFile, KeyFile: a.cfg.EtcdKeyFile, Username: a.cfg.EtcdUsername, Password: a.cfg.EtcdPassword}, a.log)
+	cc := datastore.ClientConfig{Endpoints: a.cfg.EtcdURLs(), CAFile: a.cfg.EtcdCaFile,
+		CertFile: a.cfg.EtcdCertFile, KeyFile: a.cfg.EtcdKeyFile, Username: a.cfg.EtcdUsername, Password: a.cfg.EtcdPassword}
+	cli, err := datastore.Connect(cc, a.log)
 	if err != nil {
 		a.log.Error("cannot create the etcd client", "err", err)
 		return exitConfig
@@ -151,8 +153,10 @@ func (a *agent) run() int {
 	// Listing starts now; the dataplane's backend detection and kernel
 	// reads overlap with it (the batches wait in the channel).
 	batches := make(chan datastore.Batch, 16)
-	syncer := datastore.NewSyncer(cli, datastore.SyncerConfig{Hostname: cfg.FelixHostname, Namespace: cfg.Namespace(), Log: a.log})
+	syncer := datastore.NewSyncer(cli, datastore.SyncerConfig{Hostname: cfg.FelixHostname, Namespace: cfg.Namespace(), Log: a.log, Client: cc})
 	go syncer.Run(ctx, batches)
+	a.syncer = syncer
+	a.health.register(datastoreReporter, 0)
 
 	dpCfg, err := dataplaneConfig(cfg, a.log)
 	if err != nil {
@@ -330,6 +334,7 @@ func (a *agent) loop(ctx context.Context, batches <-chan datastore.Batch, sigs <
 
 func (a *agent) reportHealth() {
 	a.health.report("CalculationGraph", true, true, "")
+	reportDatastore(a.health, a.syncer)
 	h := a.dp.Health()
 	live := time.Since(h.LoopAlive) < max(a.cfg.DataplaneWatchdogTimeout, 20*time.Second)
 	detail := ""
