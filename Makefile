@@ -19,11 +19,13 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ocelot ./cmd/ocelot
 
-## deps: install missing system packages (iptables, ipset, iproute2, conntrack) with apt-get when root.
+## deps: install missing system packages (iproute2, iptables, ipset, conntrack, procps) with apt-get
+## when root, and unpack Debian's etcd-server 3.4 into bin/ for its compatibility test.
 deps:
 	@scripts/install-deps.sh
 
-## test: every test, unit and functional (the functional ones need root and network namespaces).
+## test: every test, unit and functional (the functional ones need root and network namespaces;
+## without them they skip, or fail when OCELOT_REQUIRE_KERNEL=1, as .ci/run sets).
 test: deps build
 	$(GO) test -count=1 -timeout 20m ./...
 

@@ -35,7 +35,7 @@ func TestGuideScenarioEtcd34(t *testing.T) {
 	netlab.Require(t)
 	bin := etcd34()
 	if bin == "" {
-		t.Skip("Debian's etcd-server (3.4) is not installed")
+		netlab.Unavailable(t, "Debian's etcd-server (3.4) is not installed and could not be fetched (scripts/install-deps.sh)")
 	}
 	netlab.Run(t, "ip", "link", "set", "lo", "up")
 	if out, _ := netlab.Try("ip", "addr", "show", "dev", "lo"); !strings.Contains(out, lab.EtcdAddr+"/32") {

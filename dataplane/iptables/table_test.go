@@ -208,7 +208,7 @@ func TestApplyTables(t *testing.T) {
 	netlab.Require(t)
 	cmds, err := CommandsFor(Legacy, 4, 0)
 	if err != nil {
-		t.Skip(err)
+		netlab.Unavailable(t, "%v", err)
 	}
 	ctx := context.Background()
 	var tables []*Table
@@ -263,7 +263,7 @@ func TestKernel(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			cmds, err := CommandsFor(backend, 4, 0)
 			if err != nil {
-				t.Skip(err)
+				netlab.Unavailable(t, "%v", err)
 			}
 			ctx := context.Background()
 			tb := NewTable("filter", 4, cmds, true, nil)

@@ -4,6 +4,11 @@
 // or fail. It never changes the root namespace: Main re-runs a test binary
 // inside a fresh namespace, and Require refuses to run a kernel test
 // anywhere else.
+//
+// A kernel test that cannot run (not root, no namespaces, -short, a tool
+// missing) skips on a developer's machine. With OCELOT_REQUIRE_KERNEL=1,
+// which CI sets, it fails instead: a suite must not pass by skipping the
+// tests that matter (see Unavailable).
 package netlab
 
 import (
@@ -20,14 +25,35 @@ import (
 )
 
 const (
-	envNetns       = "OCELOT_TEST_NETNS"        // the namespace a re-run test binary is in
-	envParentNetns = "OCELOT_TEST_PARENT_NETNS" // the namespace it was started from
+	envNetns         = "OCELOT_TEST_NETNS"        // the namespace a re-run test binary is in
+	envParentNetns   = "OCELOT_TEST_PARENT_NETNS" // the namespace it was started from
+	envRequireKernel = "OCELOT_REQUIRE_KERNEL"    // "1": a kernel test that cannot run fails
 )
+
+// KernelRequired reports whether kernel and lab tests must run
+// (OCELOT_REQUIRE_KERNEL set to anything but "" or "0", as in CI).
+func KernelRequired() bool {
+	v := os.Getenv(envRequireKernel)
+	return v != "" && v != "0"
+}
+
+// Unavailable ends a test that cannot run here: it skips, or, when
+// KernelRequired, fails with the reason.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if KernelRequired() {
+		t.Fatalf("%s; %s is set, so this test must run", msg, envRequireKernel)
+	}
+	t.Skip(msg)
+}
 
 // Main runs the package's tests inside a new network namespace when the
 // process is root and not in -short mode, removing the namespace (and with
 // it every rule, set, link and route the tests made) afterwards. Call it
-// from TestMain.
+// from TestMain. When the namespace cannot be made, the tests run where
+// they are and the kernel tests among them skip, or, when KernelRequired,
+// the whole run fails.
 func Main(m *testing.M) {
 	flag.Parse()
 	if os.Getenv(envNetns) != "" || os.Geteuid() != 0 || testing.Short() {
@@ -35,6 +61,10 @@ func Main(m *testing.M) {
 	}
 	code, err := reexecInNetns()
 	if err != nil {
+		if KernelRequired() {
+			fmt.Fprintf(os.Stderr, "netlab: %v; %s is set, so the kernel tests must run: failing\n", err, envRequireKernel)
+			os.Exit(1)
+		}
 		fmt.Fprintf(os.Stderr, "netlab: %v; running without kernel tests\n", err)
 		os.Exit(m.Run())
 	}
@@ -124,30 +154,32 @@ func inOwnNetns() bool {
 	return err == nil && parent != "" && self != parent
 }
 
-// Require skips a test that changes the kernel unless the process runs in
-// a namespace of its own (see Main).
+// Require ends a test that changes the kernel unless the process runs in
+// a namespace of its own (see Main): a skip, or a failure when
+// KernelRequired.
 func Require(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("kernel test skipped in -short mode")
+		Unavailable(t, "kernel test skipped in -short mode")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("kernel test needs root")
+		Unavailable(t, "kernel test needs root")
 	}
 	if os.Getenv(envNetns) == "" || !inOwnNetns() {
-		t.Skip("kernel test needs its own network namespace (run through netlab.Main)")
+		Unavailable(t, "kernel test needs its own network namespace (run through netlab.Main)")
 	}
 }
 
-// RequireRoot skips a test that creates its own namespaces (and never
-// touches the one it runs in) unless running as root.
+// RequireRoot ends a test that creates its own namespaces (and never
+// touches the one it runs in) unless running as root: a skip, or a
+// failure when KernelRequired.
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("lab test skipped in -short mode")
+		Unavailable(t, "lab test skipped in -short mode")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("lab test needs root")
+		Unavailable(t, "lab test needs root")
 	}
 }
 
