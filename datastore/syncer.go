@@ -64,8 +64,9 @@ type Syncer struct {
 	checkEvery time.Duration // how often the watch's freshness is checked
 	staleAfter time.Duration // how long a watch may show no progress while behind the cluster
 
-	mu     sync.Mutex
-	status Status
+	mu            sync.Mutex
+	status        Status
+	everConnected bool
 }
 
 // Status is the syncer's connection to the datastore, as readiness reports
@@ -140,10 +141,21 @@ func (s *Syncer) Run(ctx context.Context, out chan<- Batch) error {
 			s.log.Info("watch fell behind a compaction; re-listing", "revision", s.rev)
 			needList = true
 		case errors.Is(err, errWatchStale):
-			s.log.Warn("watch stopped following the cluster; moving to another member", "err", err, "revision", s.rev)
+			// The attempt has waited long enough already. While etcd is
+			// unreachable (reported once) this repeats: say it quietly.
+			level := slog.LevelWarn
+			if !s.Status().Connected {
+				level = slog.LevelDebug
+			}
+			s.log.Log(ctx, level, "watch stopped following the cluster; moving to another member", "err", err, "revision", s.rev)
+			continue
 		default:
+			level := slog.LevelWarn
+			if !s.Status().Connected {
+				level = slog.LevelDebug
+			}
 			s.setDisconnected(err)
-			s.log.Warn("watch failed; resuming", "err", err, "revision", s.rev)
+			s.log.Log(ctx, level, "watch failed; resuming", "err", err, "revision", s.rev)
 		}
 		bo.wait(ctx)
 	}
@@ -156,9 +168,10 @@ func (s *Syncer) setConnected() {
 	if s.status.Connected {
 		return
 	}
-	if !s.status.Since.IsZero() && s.listed {
+	if s.everConnected {
 		s.log.Info("datastore connection restored", "down_for", time.Since(s.status.Since).Round(time.Millisecond))
 	}
+	s.everConnected = true
 	s.status = Status{Connected: true, Since: time.Now()}
 }
 

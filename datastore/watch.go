@@ -45,7 +45,7 @@ func (s *Syncer) watch(ctx context.Context, out chan<- Batch, bo *backoff) error
 	wctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(clientv3.WithRequireLeader(ctx),
 		"ocelot-watch-attempt", strconv.FormatUint(s.attempt, 10)))
 	defer cancel()
-	s.log.Debug("watching the datastore", "endpoint", conn.endpoint, "revision", s.rev+1)
+	s.log.Info("watching the datastore", "endpoint", conn.name(), "revision", s.rev+1)
 
 	// Watch returns only once the member has created the watch, which a
 	// silent member never does: wait for that here, with the checks on.
@@ -55,6 +55,7 @@ func (s *Syncer) watch(ctx context.Context, out chan<- Batch, bo *backoff) error
 			clientv3.WithPrevKV(), clientv3.WithCreatedNotify())
 	}()
 	var wch clientv3.WatchChan // nil until created
+	began := time.Now()
 	notCreated := time.NewTimer(s.staleAfter)
 	defer notCreated.Stop()
 	lost := conn.lost(wctx)
@@ -84,6 +85,11 @@ func (s *Syncer) watch(ctx context.Context, out chan<- Batch, bo *backoff) error
 			if p.err != nil {
 				s.setDisconnected(fmt.Errorf("probing etcd: %w", p.err))
 				continue
+			}
+			if wch == nil && time.Since(began) >= s.checkEvery {
+				// The cluster answers; this member does not (or its
+				// connection is still backing off after an outage).
+				return fmt.Errorf("%w: %s has not created the watch while the cluster answers", errWatchStale, conn.name())
 			}
 			switch f.check(p.rev, time.Now(), s.staleAfter) {
 			case behind:
