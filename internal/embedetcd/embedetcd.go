@@ -1,7 +1,8 @@
 // Package embedetcd runs a real etcd server (go.etcd.io/etcd/server/v3/embed)
 // inside the process, for Ocelot's tests, benchmarks and demo. It can listen
 // on any address (such as a lab bridge inside a network namespace), use TLS,
-// and be stopped and restarted on the same data and ports.
+// be stopped and restarted on the same data and ports, and be one member of
+// a cluster (Options.Name, PeerHost, InitialCluster; see StartMember).
 package embedetcd
 
 import (
@@ -27,19 +28,54 @@ type Options struct {
 
 	// LogFile receives etcd's own (error-level) log; default: discarded.
 	LogFile string
+
+	// Cluster membership. The zero values make a cluster of this member
+	// alone, with its peer port on the loopback.
+	Name           string // member name; default "ocelot-test"
+	PeerHost       string // address peers reach it on; default 127.0.0.1
+	PeerPort       int    // 0 picks a free one
+	InitialCluster string // "name=http://host:port,...", every member of a new cluster
+
+	// ClientKeepAlive, when set, makes the server ping a client idle for
+	// that long and drop it when the ping is not answered within as long
+	// again (etcd's default: two hours and 20 s).
+	ClientKeepAlive time.Duration
 }
 
 // Server is a running embedded etcd.
 type Server struct {
 	Dir       string
 	ClientURL string // the URL clients dial
+	PeerURL   string // the URL peers dial
 	opts      Options
-	peerPort  int
 	etcd      *embed.Etcd
 }
 
-// Start runs an etcd server with its data in dir.
+// Err delivers an error when the server stops on its own.
+func (s *Server) Err() <-chan error { return s.etcd.Err() }
+
+// Start runs an etcd server with its data in dir and waits until it
+// serves (30 s at most).
 func Start(dir string, opts Options) (*Server, error) {
+	s, err := newServer(dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	return s, s.start(true)
+}
+
+// StartMember starts one member of a cluster without waiting for it to
+// serve: a member serves only once a majority of the cluster is up, which
+// may be later. Err reports when it stops on its own.
+func StartMember(dir string, opts Options) (*Server, error) {
+	s, err := newServer(dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	return s, s.start(false)
+}
+
+func newServer(dir string, opts Options) (*Server, error) {
 	if opts.Host == "" {
 		opts.Host = "127.0.0.1"
 	}
@@ -50,22 +86,32 @@ func Start(dir string, opts Options) (*Server, error) {
 		}
 		opts.Port = p
 	}
-	peer, err := FreePort("127.0.0.1")
-	if err != nil {
-		return nil, err
+	if opts.Name == "" {
+		opts.Name = "ocelot-test"
 	}
-	s := &Server{Dir: dir, opts: opts, peerPort: peer}
+	if opts.PeerHost == "" {
+		opts.PeerHost = "127.0.0.1"
+	}
+	if opts.PeerPort == 0 {
+		p, err := FreePort(opts.PeerHost)
+		if err != nil {
+			return nil, err
+		}
+		opts.PeerPort = p
+	}
+	s := &Server{Dir: dir, opts: opts}
 	scheme := "http"
 	if opts.CertFile != "" {
 		scheme = "https"
 	}
 	s.ClientURL = fmt.Sprintf("%s://%s", scheme, net.JoinHostPort(opts.Host, fmt.Sprint(opts.Port)))
-	return s, s.start()
+	s.PeerURL = "http://" + net.JoinHostPort(opts.PeerHost, fmt.Sprint(opts.PeerPort))
+	return s, nil
 }
 
-func (s *Server) start() error {
+func (s *Server) start(wait bool) error {
 	cfg := embed.NewConfig()
-	cfg.Name = "ocelot-test"
+	cfg.Name = s.opts.Name
 	cfg.Dir = s.Dir
 	cfg.Logger = "zap"
 	cfg.LogLevel = "error"
@@ -75,10 +121,17 @@ func (s *Server) start() error {
 	}
 	cfg.UnsafeNoFsync = true
 	cu, _ := url.Parse(s.ClientURL)
-	pu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", s.peerPort))
+	pu, _ := url.Parse(s.PeerURL)
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
 	cfg.InitialCluster = cfg.Name + "=" + pu.String()
+	if s.opts.InitialCluster != "" {
+		cfg.InitialCluster = s.opts.InitialCluster
+		cfg.InitialClusterToken = "ocelot-lab"
+	}
+	if s.opts.ClientKeepAlive > 0 {
+		cfg.GRPCKeepAliveInterval, cfg.GRPCKeepAliveTimeout = s.opts.ClientKeepAlive, s.opts.ClientKeepAlive
+	}
 	if s.opts.CertFile != "" {
 		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: s.opts.CertFile, KeyFile: s.opts.KeyFile,
 			TrustedCAFile: s.opts.ClientCAFile, ClientCertAuth: s.opts.ClientCAFile != ""}
@@ -89,6 +142,10 @@ func (s *Server) start() error {
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return fmt.Errorf("starting embedded etcd: %w", err)
+	}
+	if !wait {
+		s.etcd = e
+		return nil
 	}
 	select {
 	case <-e.Server.ReadyNotify():
@@ -111,7 +168,7 @@ func (s *Server) Stop() {
 // Restart starts a stopped server again on the same data and ports.
 func (s *Server) Restart() error {
 	s.Stop()
-	return s.start()
+	return s.start(true)
 }
 
 // FreePort asks the kernel for an unused TCP port on host.
