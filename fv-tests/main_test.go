@@ -14,7 +14,9 @@ import (
 
 // TestMain builds the ocelot binary unless OCELOT_BIN names one (the
 // Makefile builds it), then runs the tests in a namespace of their own.
+// The test binary also serves as the lab's etcd members (lab.Cluster).
 func TestMain(m *testing.M) {
+	lab.RunEtcdMember()
 	if os.Getenv("OCELOT_BIN") == "" && os.Getenv("OCELOT_TEST_NETNS") == "" {
 		dir, err := os.MkdirTemp("", "ocelot-fv-bin")
 		if err != nil {

@@ -1,9 +1,11 @@
 // Package lab builds a small OpenStack cloud out of network namespaces for
-// Ocelot's functional tests and demo: an etcd shared by every region, N
-// compute hosts each running its own ocelot process with its own felix.cfg,
-// VMs behind tap-named veths, and a core namespace routing between hosts
-// (standing in for BGP). Resources are written as the Neutron driver and
-// calicoctl write them.
+// Ocelot's functional tests and demo: an etcd shared by every region (one
+// embedded server, or a cluster of member processes in namespaces of their
+// own: cluster.go), N compute hosts each running its own ocelot process
+// with its own felix.cfg, VMs behind tap-named veths, and a core namespace
+// routing between hosts (standing in for BGP). Resources are written as
+// the Neutron driver and calicoctl write them. kernel.go reads and wipes
+// what an agent programs, to compare two agents' work.
 //
 // The caller's process must run in a network namespace of its own (see
 // netlab.Main and netlab.InOwnNetns): it becomes the core router.
@@ -24,6 +26,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"ocelot/internal/embedetcd"
 	"ocelot/internal/netlab"
@@ -34,11 +37,12 @@ const EtcdAddr = "198.18.0.1"
 
 // Lab is one cloud.
 type Lab struct {
-	T    netlab.T
-	Dir  string
-	Bin  string // the ocelot binary
-	Etcd *embedetcd.Server
-	Cli  *clientv3.Client
+	T       netlab.T
+	Dir     string
+	Bin     string            // the ocelot binary
+	Etcd    *embedetcd.Server // the embedded etcd, if the lab has one
+	Cluster *Cluster          // the etcd cluster, if the lab has one
+	Cli     *clientv3.Client
 
 	mu    sync.Mutex
 	hosts []*Host
@@ -48,12 +52,7 @@ type Lab struct {
 // empty, is an etcd already running (for example Debian's etcd-server).
 func New(t netlab.T, dir, bin string, etcdURL string) *Lab {
 	t.Helper()
-	l := &Lab{T: t, Dir: dir, Bin: bin}
-	netlab.Run(t, "ip", "link", "set", "lo", "up")
-	if out, _ := netlab.Try("ip", "addr", "show", "dev", "lo"); !strings.Contains(out, EtcdAddr+"/32") {
-		netlab.Run(t, "ip", "addr", "add", EtcdAddr+"/32", "dev", "lo")
-	}
-	netlab.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	l := newCore(t, dir, bin)
 	if etcdURL == "" {
 		srv, err := embedetcd.Start(filepath.Join(dir, "etcd"), embedetcd.Options{Host: EtcdAddr})
 		if err != nil {
@@ -63,7 +62,7 @@ func New(t netlab.T, dir, bin string, etcdURL string) *Lab {
 		l.Etcd = srv
 		etcdURL = srv.ClientURL
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdURL}, DialTimeout: 5 * time.Second})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
@@ -72,31 +71,92 @@ func New(t netlab.T, dir, bin string, etcdURL string) *Lab {
 	return l
 }
 
-// EtcdURL is the address hosts dial.
-func (l *Lab) EtcdURL() string {
-	if l.Etcd != nil {
+// newCore sets up the process's namespace as the core router.
+func newCore(t netlab.T, dir, bin string) *Lab {
+	t.Helper()
+	l := &Lab{T: t, Dir: dir, Bin: bin}
+	netlab.Run(t, "ip", "link", "set", "lo", "up")
+	if out, _ := netlab.Try("ip", "addr", "show", "dev", "lo"); !strings.Contains(out, EtcdAddr+"/32") {
+		netlab.Run(t, "ip", "addr", "add", EtcdAddr+"/32", "dev", "lo")
+	}
+	netlab.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	return l
+}
+
+// attach creates a namespace with one interface, eth0, holding addr and
+// linked to the core, which routes addr to it (and answers its ARP by
+// proxy). The namespace's default route points at the core.
+func (l *Lab) attach(name, addr string) *netlab.NS {
+	t := l.T
+	t.Helper()
+	ns := netlab.NewNS(t, name)
+	core := "core-" + name
+	// The previous test's link of that name goes with its namespace, which
+	// the kernel tears down in the background: wait for it.
+	netlab.Eventually(t, "a fresh "+core, 10*time.Second, func() bool {
+		_, err := netlab.Try("ip", "link", "add", core, "type", "veth", "peer", "name", "eth0", "netns", ns.Name)
+		return err == nil
+	})
+	netlab.Run(t, "ip", "link", "set", core, "up")
+	netlab.Run(t, "sysctl", "-qw", "net.ipv4.conf."+core+".proxy_arp=1")
+	netlab.Run(t, "ip", "route", "add", addr+"/32", "dev", core)
+	ns.MustExec(t, "ip", "addr", "add", addr+"/32", "dev", "eth0")
+	ns.MustExec(t, "ip", "link", "set", "eth0", "up")
+	ns.MustExec(t, "ip", "route", "add", "default", "dev", "eth0")
+	ns.MustExec(t, "ip", "-6", "route", "add", "default", "dev", "eth0")
+	return ns
+}
+
+// EtcdEndpoints is what hosts put in EtcdEndpoints: every member.
+func (l *Lab) EtcdEndpoints() string {
+	switch {
+	case l.Cluster != nil:
+		return strings.Join(l.Cluster.Endpoints(), ",")
+	case l.Etcd != nil:
 		return l.Etcd.ClientURL
 	}
-	return l.Cli.Endpoints()[0]
+	return strings.Join(l.Cli.Endpoints(), ",")
 }
 
-// Put writes a key.
-func (l *Lab) Put(key, value string) {
+// Put writes a key. Like an operator, it tries again while the cluster
+// cannot take the write (a member down, an election), for up to 30 s.
+func (l *Lab) Put(key, value string) int64 {
 	l.T.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := l.Cli.Put(ctx, key, value); err != nil {
-		l.T.Fatalf("writing %s: %v", key, err)
-	}
+	var rev int64
+	l.retry("writing "+key, func(ctx context.Context) error {
+		r, err := l.Cli.Put(ctx, key, value)
+		if err == nil {
+			rev = r.Header.Revision
+		}
+		return err
+	})
+	return rev
 }
 
-// Delete removes a key.
+// Delete removes a key, trying again as Put does.
 func (l *Lab) Delete(key string) {
 	l.T.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := l.Cli.Delete(ctx, key); err != nil {
-		l.T.Fatalf("deleting %s: %v", key, err)
+	l.retry("deleting "+key, func(ctx context.Context) error {
+		_, err := l.Cli.Delete(ctx, key)
+		return err
+	})
+}
+
+// retry runs op until it succeeds, each attempt with 3 s, for 30 s.
+func (l *Lab) retry(what string, op func(ctx context.Context) error) {
+	l.T.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		err := op(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			l.T.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -141,17 +201,8 @@ func (l *Lab) AddHost(name, region string, extraCfg ...string) *Host {
 		ExtraCfg: strings.Join(extraCfg, "\n")}
 	l.hosts = append(l.hosts, h)
 	l.mu.Unlock()
-	h.NS = netlab.NewNS(t, fmt.Sprintf("h%d", idx))
-	core := fmt.Sprintf("core-h%d", idx)
-	netlab.Run(t, "ip", "link", "add", core, "type", "veth", "peer", "name", "eth0", "netns", h.NS.Name)
-	netlab.Run(t, "ip", "link", "set", core, "up")
-	netlab.Run(t, "sysctl", "-qw", "net.ipv4.conf."+core+".proxy_arp=1")
-	netlab.Run(t, "ip", "route", "add", h.Addr+"/32", "dev", core)
-	netlab.Run(t, "ip", "route", "add", h.VMNet(), "via", h.Addr, "dev", core) // "BGP": the host's VMs are behind it
-	h.NS.MustExec(t, "ip", "addr", "add", h.Addr+"/32", "dev", "eth0")
-	h.NS.MustExec(t, "ip", "link", "set", "eth0", "up")
-	h.NS.MustExec(t, "ip", "route", "add", "default", "dev", "eth0")
-	h.NS.MustExec(t, "ip", "-6", "route", "add", "default", "dev", "eth0")
+	h.NS = l.attach(fmt.Sprintf("h%d", idx), h.Addr)
+	netlab.Run(t, "ip", "route", "add", h.VMNet(), "via", h.Addr, "dev", fmt.Sprintf("core-h%d", idx)) // "BGP": the host's VMs are behind it
 	h.CfgPath = filepath.Join(l.Dir, name+".cfg")
 	h.LogPath = filepath.Join(l.Dir, name+".log")
 	h.WriteConfig()
@@ -171,33 +222,51 @@ func (h *Host) VMNet() string { return fmt.Sprintf("198.18.%d.0/24", 10+h.Index)
 // VMAddr is the address of the host's n-th VM.
 func (h *Host) VMAddr(n int) string { return fmt.Sprintf("198.18.%d.%d", 10+h.Index, n) }
 
-// WriteConfig writes the host's felix.cfg.
+// WriteConfig writes the host's felix.cfg: the lab's defaults, then the
+// host's extra lines and these, each "Name = value" line replacing a
+// default of the same name.
 func (h *Host) WriteConfig(extra ...string) {
-	region := ""
-	if h.Region != "" {
-		region = "OpenstackRegion = " + h.Region + "\n"
+	params := [][2]string{
+		{"FelixHostname", h.Name},
+		{"OpenstackRegion", h.Region},
+		{"EtcdEndpoints", h.Lab.EtcdEndpoints()},
+		{"InterfacePrefix", "tap"},
+		{"HealthEnabled", "true"},
+		{"HealthHost", "0.0.0.0"},
+		{"HealthPort", "9099"},
+		{"PrometheusMetricsEnabled", "true"},
+		{"PrometheusMetricsPort", "9091"},
+		{"LogFilePath", "none"},
+		{"LogSeveritySys", "none"},
+		{"ReportingIntervalSecs", "2"},
+		{"ReportingTTLSecs", "6"},
+		{"IptablesRefreshInterval", "10"},
+		{"IpsetsRefreshInterval", "10"},
+		{"RouteRefreshInterval", "10"},
 	}
-	cfg := fmt.Sprintf(`# felix.cfg of lab host %s
-[global]
-FelixHostname = %s
-%sEtcdEndpoints = %s
-InterfacePrefix = tap
-HealthEnabled = true
-HealthHost = 0.0.0.0
-HealthPort = 9099
-PrometheusMetricsEnabled = true
-PrometheusMetricsPort = 9091
-LogFilePath = none
-LogSeveritySys = none
-ReportingIntervalSecs = 2
-ReportingTTLSecs = 6
-IptablesRefreshInterval = 10
-IpsetsRefreshInterval = 10
-RouteRefreshInterval = 10
-%s
-%s
-`, h.Name, h.Name, region, h.Lab.EtcdURL(), h.ExtraCfg, strings.Join(extra, "\n"))
-	if err := os.WriteFile(h.CfgPath, []byte(cfg), 0o644); err != nil {
+	var rest []string
+	for _, line := range append(strings.Split(h.ExtraCfg, "\n"), extra...) {
+		name, value, ok := strings.Cut(line, "=")
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		replaced := false
+		for i := range params {
+			if ok && strings.EqualFold(params[i][0], name) {
+				params[i][1], replaced = value, true
+			}
+		}
+		if !replaced {
+			rest = append(rest, line)
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# felix.cfg of lab host %s\n[global]\n", h.Name)
+	for _, p := range params {
+		if p[1] != "" {
+			fmt.Fprintf(&b, "%s = %s\n", p[0], p[1])
+		}
+	}
+	b.WriteString(strings.Join(rest, "\n") + "\n")
+	if err := os.WriteFile(h.CfgPath, []byte(b.String()), 0o644); err != nil {
 		h.Lab.T.Fatalf("%v", err)
 	}
 }
@@ -334,6 +403,18 @@ func (h *Host) AddVM(name string, n int) *VM {
 		Host: h, Name: name, UUID: uuid, Port: port, Region: h.Region}
 	vm.PlugIn(t)
 	return vm
+}
+
+// PathBack gives the VM's host a route to the VM that the agent does not
+// own (a policy-routing rule and a table of their own), so that traffic
+// reaches the VM whatever the agent makes of its endpoint. A check that
+// the VM's traffic is blocked then tests the agent's rules, not a route
+// the agent left out.
+func (vm *VM) PathBack() {
+	t := vm.Lab().T
+	t.Helper()
+	vm.Host.NS.MustExec(t, "ip", "route", "add", vm.IP+"/32", "dev", vm.HostSide, "table", "100")
+	vm.Host.NS.MustExec(t, "ip", "rule", "add", "to", vm.IP+"/32", "lookup", "100", "pref", "100")
 }
 
 // Connects reports whether vm reaches ip:port over TCP within timeout.

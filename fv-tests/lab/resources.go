@@ -5,11 +5,16 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"ocelot/internal/netlab"
 )
 
 // Resource keys and values as the Neutron driver and calicoctl write them.
 
 const root = "/calico/resources/v3/projectcalico.org/"
+
+// ResourceRoot is where the Calico v3 resources live.
+const ResourceRoot = root
 
 // Namespace is the region's namespace, as the Neutron driver names it.
 func Namespace(region string) string {
@@ -202,4 +207,13 @@ func SortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// RemoteEndpoint is the key and value the Neutron driver writes for the
+// n-th port of a VM on another host (no VM behind it: it feeds IP sets).
+func RemoteEndpoint(region, host string, n int, ip string, sgs map[string]string) (key, value string) {
+	vm := &VM{VM: &netlab.VM{IP: ip, MAC: fmt.Sprintf("fa:16:3e:99:%02x:%02x", n>>8, n&255), HostSide: fmt.Sprintf("tap%08x-99", n)},
+		Host: &Host{Name: host}, UUID: fmt.Sprintf("%08x-9999-4999-8999-%012x", n, n), Port: fmt.Sprintf("%08x-9999-4999-9999-%012x", n, n),
+		SGs: sgs, Region: region}
+	return vm.EndpointKey(), vm.EndpointJSON()
 }
