@@ -31,16 +31,21 @@ func guideScenario(t *testing.T, l *lab.Lab) {
 	l.PlugGuideVMs(web, client, other)
 	ready(t, r1, r2)
 
-	// Before the policy: nothing reaches the web VM (the control is the
-	// egress that Neutron's default rules allow: web -> client is blocked
-	// only by the client group having no ingress rule).
+	// Before the policy: nothing reaches the web VM (the control: the
+	// same connection once the policy is in place, below).
 	blocked(t, client, web, 80)
 
 	l.Put(lab.GuidePolicyKey("RegionOne"), lab.GuidePolicyJSON("RegionOne", sgWeb, sgClients, true))
 	eventuallyConnects(t, client, web, 80)
-	blocked(t, client, web, 81) // other ports stay closed
-	blocked(t, other, web, 80)  // VMs outside the group stay out
-	blocked(t, web, client, 80) // and the policy opens nothing the other way
+	blocked(t, client, web, 81) // other ports stay closed (the control: 80, just above)
+	blocked(t, web, client, 80) // the policy opens nothing the other way (the same routes as client -> web)
+	blocked(t, other, web, 80)  // VMs outside the group stay out...
+	// ...and the control for that one, over the same path: other in the
+	// group connects, and out of it again is blocked again.
+	other.Plug(map[string]string{sgOther: "other", sgClients: "clients"})
+	eventuallyConnects(t, other, web, 80)
+	other.Plug(map[string]string{sgOther: "other"})
+	eventuallyBlocked(t, other, web, 80)
 
 	// Without namespaceSelector: all() the source selector stays in
 	// RegionOne's namespace: the cross-region access stops.

@@ -36,7 +36,6 @@ func newGuideLab(t *testing.T) *guideLab {
 	g.l.Put(lab.GuidePolicyKey("RegionOne"), lab.GuidePolicyJSON("RegionOne", sgWeb, sgClients, true))
 	ready(t, g.r1, g.r2)
 	eventuallyConnects(t, g.client, g.web, 80)
-	blocked(t, g.other, g.web, 80)
 	return g
 }
 
@@ -44,7 +43,9 @@ func newGuideLab(t *testing.T) *guideLab {
 // VM, a deleted VM, a deleted and recreated policy all reach RegionOne.
 func TestMembershipChanges(t *testing.T) {
 	g := newGuideLab(t)
-	// other joins the clients group (it stays in its own too)...
+	blocked(t, g.other, g.web, 80)
+	// other joins the clients group (it stays in its own too): the
+	// control for the check above, over the same path...
 	g.other.Plug(map[string]string{sgOther: "other", sgClients: "clients"})
 	eventuallyConnects(t, g.other, g.web, 80)
 	// ...and leaves it.
@@ -65,7 +66,17 @@ func TestMembershipChanges(t *testing.T) {
 		out, _ := g.r1.Exec("ipset", "list")
 		return !strings.Contains(out, newcomer.IP)
 	})
+	// The address reused by a VM outside the group: once RegionTwo has
+	// programmed it (its route: the path back), RegionOne blocks it; in
+	// the group again, over the same path, it connects.
+	newcomer.Plug(map[string]string{sgOther: "other"})
+	netlab.Eventually(t, "the reused address routed on its host", wait, func() bool {
+		out, _ := g.r2.Exec("ip", "route", "show", newcomer.IP)
+		return strings.Contains(out, newcomer.HostSide)
+	})
 	eventuallyBlocked(t, newcomer, g.web, 80)
+	newcomer.Plug(map[string]string{sgClients: "clients"})
+	eventuallyConnects(t, newcomer, g.web, 80)
 
 	// The policy deleted and recreated.
 	g.l.Delete(lab.GuidePolicyKey("RegionOne"))
@@ -250,18 +261,25 @@ func TestBadInput(t *testing.T) {
 	eventuallyConnects(t, g.client, g.web, 80) // fixed: recovered
 
 	// An endpoint in RegionTwo's namespace claiming r1: not programmed, its
-	// tap drops, reported.
+	// tap drops, reported. The host has a path back to the VM that the
+	// agent does not own, so "blocked" tests the rules; the control is the
+	// same VM as a proper RegionOne endpoint, over the same path.
 	stray := g.r1.AddVM("stray", 9)
-	stray.Region = "RegionTwo"
-	stray.Plug(map[string]string{sgClients: "clients"})
+	stray.PathBack()
 	other := g.r1.AddVM("legit", 10)
 	other.Plug(map[string]string{sgWeb: "web"})
 	other.Serve(80)
-	eventuallyConnects(t, g.client, other, 80) // control: a proper VM on the same host works
-	blocked(t, stray, g.web, 80)
-	if stray.Connects(other.IP, 80, 500*time.Millisecond) {
-		t.Error("the misplaced endpoint's tap passed traffic")
-	}
+	eventuallyConnects(t, g.client, other, 80) // a proper VM on the same host works
+	// In web's group too: its RegionOne policy gives the egress.
+	groups := map[string]string{sgClients: "clients", sgWeb: "web"}
+	stray.Plug(groups)
+	eventuallyConnects(t, stray, g.web, 80)
+	eventuallyConnects(t, stray, other, 80)
+	stray.Unplug()
+	stray.Region = "RegionTwo"
+	stray.Plug(groups)
+	eventuallyBlocked(t, stray, g.web, 80)
+	blocked(t, stray, other, 80)
 	netlab.Eventually(t, "misplaced endpoint reported", wait, func() bool { return strings.Contains(g.r1.Log(), "not this region's") })
 
 	if exited, _ := g.r1.Exited(); exited || !g.r1.Ready() {
