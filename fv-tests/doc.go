@@ -1,9 +1,20 @@
 // Package fvtests holds Ocelot's functional tests: the real ocelot binary,
 // one process per compute host, in a lab of network namespaces with a real
 // etcd (lab/), checked with real TCP and ICMP. Every "must be blocked"
-// check is paired with a "must connect" control in the same scenario.
+// check is paired with a "must connect" control over the same path: the
+// same VMs, the same routes there and back, so that a blocked connection
+// means the rules and not a missing route.
+//
+// faults_test.go is the fault suite: a three-member etcd cluster of
+// separate processes (the test binary doubles as an etcd member, see
+// lab.RunEtcdMember) whose members are killed, paused and cut off for
+// real; the agent paused, killed mid-burst, and its rules, sets and
+// routes tampered with. Each scenario logs the time the agent took
+// ("fault: ..." lines, shown by go test -v -run TestFault);
+// docs/design/datastore.md quotes them.
 //
 // The tests need root; they run inside a network namespace of their own
 // (netlab.Main) that becomes the lab's core router, and everything they
-// create is removed when they end.
+// create is removed when they end. Without root or namespaces they skip,
+// or fail when OCELOT_REQUIRE_KERNEL=1 (CI).
 package fvtests
