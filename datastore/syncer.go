@@ -132,7 +132,7 @@ func (s *Syncer) Run(ctx context.Context, out chan<- Batch) error {
 			s.setConnected()
 			s.rev, needList = rev, false
 		}
-		err := s.watch(ctx, out, &bo)
+		created, err := s.watch(ctx, out, &bo)
 		if ctx.Err() != nil {
 			break
 		}
@@ -154,7 +154,13 @@ func (s *Syncer) Run(ctx context.Context, out chan<- Batch) error {
 			if !s.Status().Connected {
 				level = slog.LevelDebug
 			}
-			s.setDisconnected(err)
+			// A watch that ends after it ran is a member's failure, and
+			// the next one goes to another member: readiness does not
+			// flap for it (the probe says whether etcd is reachable).
+			// One that cannot even start is the datastore's.
+			if !created {
+				s.setDisconnected(err)
+			}
 			s.log.Log(ctx, level, "watch failed; resuming", "err", err, "revision", s.rev)
 		}
 		bo.wait(ctx)

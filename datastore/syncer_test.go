@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"ocelot/datastore/resource"
 	"ocelot/internal/embedetcd"
@@ -338,6 +339,48 @@ func TestStatusFollowsEtcd(t *testing.T) {
 	}
 }
 
+// watchedProxy finds which of two proxies carries the syncer's watch: the
+// one that forwards a large value written under the watched prefix.
+func watchedProxy(t *testing.T, direct *clientv3.Client, pa, pb *proxy) *proxy {
+	t.Helper()
+	big := strings.Repeat("x", 256<<10)
+	a0, b0 := pa.down.Load(), pb.down.Load()
+	put(t, direct, resource.ResourcePrefix+"ippools/big", big)
+	var watched *proxy
+	poll(t, "the large value passes one proxy", 10*time.Second, func() bool {
+		switch {
+		case pa.down.Load()-a0 >= int64(len(big)):
+			watched = pa
+		case pb.down.Load()-b0 >= int64(len(big)):
+			watched = pb
+		}
+		return watched != nil
+	})
+	return watched
+}
+
+// TestWatchLeavesDeadMember: the connection to the member carrying the
+// watch breaks (the member died). The watch must move to the other member
+// at once, without waiting for the freshness check.
+func TestWatchLeavesDeadMember(t *testing.T) {
+	srv := startEtcd(t, embedetcd.Options{})
+	direct := connect(t, srv.ClientURL)
+	pa, pb := newProxy(t, srv.ClientURL[len("http://"):]), newProxy(t, srv.ClientURL[len("http://"):])
+	cc := ClientConfig{Endpoints: []string{pa.URL(), pb.URL()}}
+	cli := connect(t, cc.Endpoints...)
+	put(t, direct, clusterInfoKey(), readyJSON)
+	s := NewSyncer(cli, SyncerConfig{Hostname: "h", Namespace: nsOne, Log: testLog(t), Client: cc})
+	s.checkEvery, s.staleAfter = 20*time.Second, time.Minute // out of the way
+	c := runThis(t, s)
+	c.waitInSync(t)
+	watched := watchedProxy(t, direct, pa, pb)
+	watched.Pause()
+	died := time.Now()
+	put(t, direct, policyKey(nsOne, "after"), sgPolicyJSON(nsOne, "after"))
+	poll(t, "the change through the other member", 5*time.Second, func() bool { return c.countFor(policyKey(nsOne, "after")) == 1 })
+	t.Logf("change arrived %v after the watched member died", time.Since(died).Round(time.Millisecond))
+}
+
 // TestWatchLeavesSilentMember: the member carrying the watch stops
 // answering without closing anything (paused, or a network that drops).
 // The watch must move to the other member well before keepalive would
@@ -354,21 +397,7 @@ func TestWatchLeavesSilentMember(t *testing.T) {
 	c := runThis(t, s)
 	c.waitInSync(t)
 
-	// Find the path of the watch: the one that forwards a large value
-	// written under the watched prefix.
-	big := strings.Repeat("x", 256<<10)
-	a0, b0 := pa.down.Load(), pb.down.Load()
-	put(t, direct, resource.ResourcePrefix+"ippools/big", big)
-	var watched *proxy
-	poll(t, "the large value passes one proxy", 10*time.Second, func() bool {
-		switch {
-		case pa.down.Load()-a0 >= int64(len(big)):
-			watched = pa
-		case pb.down.Load()-b0 >= int64(len(big)):
-			watched = pb
-		}
-		return watched != nil
-	})
+	watched := watchedProxy(t, direct, pa, pb)
 	watched.Freeze()
 	frozen := time.Now()
 	put(t, direct, policyKey(nsOne, "after"), sgPolicyJSON(nsOne, "after"))

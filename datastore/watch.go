@@ -32,11 +32,12 @@ var errWatchStale = errors.New("watch is stale")
 // every checkEvery a probe asks the cluster for its revision; a watch that
 // is behind it and shows no progress for staleAfter, even when asked for a
 // progress report, is abandoned, as is one not created within staleAfter.
-// The caller starts the next watch on the next member.
-func (s *Syncer) watch(ctx context.Context, out chan<- Batch, bo *backoff) error {
+// The caller starts the next watch on the next member. created reports
+// whether the member created the watch before it ended.
+func (s *Syncer) watch(ctx context.Context, out chan<- Batch, bo *backoff) (bool, error) {
 	conn, err := s.watchConn()
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer conn.close()
 	// Each attempt gets a gRPC stream of its own (the client shares one
@@ -49,34 +50,40 @@ func (s *Syncer) watch(ctx context.Context, out chan<- Batch, bo *backoff) error
 
 	// Watch returns only once the member has created the watch, which a
 	// silent member never does: wait for that here, with the checks on.
-	created := make(chan clientv3.WatchChan, 1)
+	watching := make(chan clientv3.WatchChan, 1)
 	go func() {
-		created <- conn.cli.Watch(wctx, resource.ResourcePrefix, clientv3.WithPrefix(), clientv3.WithRev(s.rev+1),
+		watching <- conn.cli.Watch(wctx, resource.ResourcePrefix, clientv3.WithPrefix(), clientv3.WithRev(s.rev+1),
 			clientv3.WithPrevKV(), clientv3.WithCreatedNotify())
 	}()
-	var wch clientv3.WatchChan // nil until created
+	var wch clientv3.WatchChan // nil until Watch returns
+	created := false           // the member has answered
 	began := time.Now()
 	notCreated := time.NewTimer(s.staleAfter)
 	defer notCreated.Stop()
 	lost := conn.lost(wctx)
-	tick := time.NewTicker(s.checkEvery)
+	// Probes run every checkEvery, and three times as often while etcd
+	// is unreachable or the watch not yet created, so that a recovery is
+	// noticed soon.
+	tick := time.NewTicker(s.checkEvery / 3)
 	defer tick.Stop()
+	ticks := 0
 	probes := make(chan probeResult, 1)
 	probing := false
 	f := freshness{confirmed: s.rev}
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
-		case wch = <-created:
+			return created, ctx.Err()
+		case wch = <-watching:
 		case <-notCreated.C:
-			if wch == nil {
-				return fmt.Errorf("%w: %s did not create the watch within %v", errWatchStale, conn.name(), s.staleAfter)
+			if !created {
+				return false, fmt.Errorf("%w: %s did not create the watch within %v", errWatchStale, conn.name(), s.staleAfter)
 			}
 		case <-lost:
-			return fmt.Errorf("connection to %s lost", conn.name())
+			return created, fmt.Errorf("connection to %s lost", conn.name())
 		case <-tick.C:
-			if !probing {
+			ticks++
+			if !probing && (ticks%3 == 0 || !created || !s.Status().Connected) {
 				probing = true
 				go func() { probes <- s.probe(wctx) }()
 			}
@@ -86,28 +93,30 @@ func (s *Syncer) watch(ctx context.Context, out chan<- Batch, bo *backoff) error
 				s.setDisconnected(fmt.Errorf("probing etcd: %w", p.err))
 				continue
 			}
-			if wch == nil && time.Since(began) >= s.checkEvery {
-				// The cluster answers; this member does not (or its
-				// connection is still backing off after an outage).
-				return fmt.Errorf("%w: %s has not created the watch while the cluster answers", errWatchStale, conn.name())
+			if !created && time.Since(began) >= s.checkEvery/3 {
+				// The cluster answers; this member does not (or this
+				// connection is still backing off after an outage: a
+				// new one dials at once).
+				return false, fmt.Errorf("%w: %s has not created the watch while the cluster answers", errWatchStale, conn.name())
 			}
 			switch f.check(p.rev, time.Now(), s.staleAfter) {
 			case behind:
 				go s.requestProgress(wctx, conn.cli)
 			case stale:
-				return fmt.Errorf("%w: %s sent nothing past revision %d for %v while the cluster is at %d",
+				return created, fmt.Errorf("%w: %s sent nothing past revision %d for %v while the cluster is at %d",
 					errWatchStale, conn.name(), f.confirmed, s.staleAfter, p.rev)
 			}
 		case wr, ok := <-wch:
 			if !ok {
-				return errors.New("watch closed")
+				return created, errors.New("watch closed")
 			}
 			if err := wr.Err(); err != nil {
-				return fmt.Errorf("watch on %s: %w", conn.name(), err)
+				return created, fmt.Errorf("watch on %s: %w", conn.name(), err)
 			}
 			if wr.Canceled {
-				return fmt.Errorf("watch on %s canceled: %s", conn.name(), wr.CancelReason)
+				return created, fmt.Errorf("watch on %s canceled: %s", conn.name(), wr.CancelReason)
 			}
+			created = true
 			s.setConnected()
 			bo.reset()
 			if wr.IsProgressNotify() {
@@ -115,7 +124,7 @@ func (s *Syncer) watch(ctx context.Context, out chan<- Batch, bo *backoff) error
 				continue
 			}
 			if err := s.handleEvents(ctx, out, wr.Events); err != nil {
-				return err
+				return created, err
 			}
 			if n := len(wr.Events); n > 0 {
 				s.rev = wr.Events[n-1].Kv.ModRevision
