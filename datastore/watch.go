@@ -69,6 +69,11 @@ func (s *Syncer) watch(ctx context.Context, out chan<- Batch, bo *backoff) (bool
 	ticks := 0
 	probes := make(chan probeResult, 1)
 	probing := false
+	if s.attempt > 1 {
+		// The last watch failed: is it the member or all of etcd?
+		probing = true
+		go func() { probes <- s.probe(wctx) }()
+	}
 	f := freshness{confirmed: s.rev}
 	for {
 		select {

@@ -242,7 +242,9 @@ func TestFaultClusterDown(t *testing.T) {
 	measured(t, scenario, "ready again after the restart", back, time.Minute, f.h.Ready)
 	changed := time.Now()
 	f.allow81(true)
-	measured(t, scenario, "first change after the outage enforced", changed, 30*time.Second, func() bool { return connects(f.a, f.web, 81) })
+	if d := measured(t, scenario, "first change after the outage enforced", changed, 30*time.Second, func() bool { return connects(f.a, f.web, 81) }); d > 3*time.Second {
+		t.Logf("slow; the agent's log:\n%s", f.h.Log())
+	}
 	f.agentAlive(t)
 }
 
