@@ -11,7 +11,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.bui
 OCELOT_BIN := $(CURDIR)/bin/ocelot
 export OCELOT_BIN
 
-.PHONY: all build deps test unit fv lint bench bench-e2e demo clean
+.PHONY: all build deps test unit fv faults lint bench bench-e2e demo clean
 
 all: build
 
@@ -31,6 +31,10 @@ test: deps build
 
 unit:
 	$(GO) test -count=1 -short ./...
+
+## faults: the fault suite alone (part of test), printing each scenario's measured times.
+faults: deps build
+	set -o pipefail; $(GO) test -count=1 -v -timeout 20m -run 'TestFault' ./fv-tests/ | grep -E 'fault:|^(--- |ok|FAIL|panic)'
 
 lint:
 	$(GO) vet ./...
