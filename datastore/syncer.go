@@ -136,24 +136,20 @@ func (s *Syncer) Run(ctx context.Context, out chan<- Batch) error {
 		if ctx.Err() != nil {
 			break
 		}
+		// While etcd is unreachable (reported once) watches fail one
+		// after another: say so quietly.
+		level := slog.LevelWarn
+		if !s.Status().Connected {
+			level = slog.LevelDebug
+		}
 		switch {
 		case errors.Is(err, rpctypes.ErrCompacted):
 			s.log.Info("watch fell behind a compaction; re-listing", "revision", s.rev)
 			needList = true
 		case errors.Is(err, errWatchStale):
-			// The attempt has waited long enough already. While etcd is
-			// unreachable (reported once) this repeats: say it quietly.
-			level := slog.LevelWarn
-			if !s.Status().Connected {
-				level = slog.LevelDebug
-			}
 			s.log.Log(ctx, level, "watch stopped following the cluster; moving to another member", "err", err, "revision", s.rev)
-			continue
+			continue // the attempt has waited long enough already
 		default:
-			level := slog.LevelWarn
-			if !s.Status().Connected {
-				level = slog.LevelDebug
-			}
 			// A watch that ends after it ran is a member's failure, and
 			// the next one goes to another member: readiness does not
 			// flap for it (the probe says whether etcd is reachable).
