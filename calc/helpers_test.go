@@ -41,10 +41,7 @@ func newFakeDataplane(t testing.TB) *fakeDataplane {
 func ruleSets(rules []contract.Rule) []string {
 	var out []string
 	for _, r := range rules {
-		for _, l := range [][]string{r.SrcIPSetIDs, r.NotSrcIPSetIDs, r.DstIPSetIDs, r.NotDstIPSetIDs,
-			r.SrcNamedPortIPSetIDs, r.NotSrcNamedPortIPSetIDs, r.DstNamedPortIPSetIDs, r.NotDstNamedPortIPSetIDs} {
-			out = append(out, l...)
-		}
+		out = append(out, r.IPSetIDs()...)
 	}
 	return out
 }

@@ -238,6 +238,17 @@ type Rule struct {
 	Annotations map[string]string
 }
 
+// IPSetIDs lists the IP sets the rule refers to, from every field that
+// holds set IDs (this method is the one place that knows which do).
+func (r Rule) IPSetIDs() []string {
+	var out []string
+	for _, l := range [][]string{r.SrcIPSetIDs, r.NotSrcIPSetIDs, r.DstIPSetIDs, r.NotDstIPSetIDs,
+		r.SrcNamedPortIPSetIDs, r.NotSrcNamedPortIPSetIDs, r.DstNamedPortIPSetIDs, r.NotDstNamedPortIPSetIDs} {
+		out = append(out, l...)
+	}
+	return out
+}
+
 // String is a compact human-readable form, used in tests and "why" output.
 func (r Rule) String() string {
 	var b strings.Builder
