@@ -69,10 +69,9 @@ func benchPolicy(p int, port uint16) contract.PolicyUpdate {
 // written sums what the drivers have written so far.
 func (d *Dataplane) written() (iptLines, iptBytes, setLines, setBytes int) {
 	for _, f := range d.families {
-		for _, t := range f.tables {
-			iptLines += t.LinesWritten
-			iptBytes += t.BytesWritten
-		}
+		l, b := f.tables.Written()
+		iptLines += l
+		iptBytes += b
 		setLines += f.sets.LinesWritten
 		setBytes += f.sets.BytesWritten
 	}
@@ -85,14 +84,14 @@ func newBenchDataplane(b *testing.B) *Dataplane {
 	if be := os.Getenv("OCELOT_BENCH_BACKEND"); be != "" {
 		cfg.Backend = be
 	}
-	d, err := New(cfg)
+	d, err := New(cfg, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	d.st.ifacesSynced = true
+	d.routes.synced = true
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
-	d.startConntrackWorker(ctx) // as Run does
+	d.conntrack.Start(ctx) // as Run does
 	return d
 }
 

@@ -2,12 +2,14 @@ package dataplane
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"net/netip"
-	"ocelot/contract"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"ocelot/contract"
 )
 
 // Conntrack cleanup. The endpoint chains accept established flows before
@@ -17,126 +19,143 @@ import (
 // simply picked up again as new (nf_conntrack_tcp_loose, the default) and
 // passes the policy afresh.
 
-func (d *Dataplane) addresses(ep *contract.EndpointUpdate) []netip.Addr {
+// conntrackManager owns conntrack cleanup: the addresses of each local
+// endpoint, the flows to forget at the next apply, and the worker that
+// deletes them off the apply path once the rules that made them stale are
+// in place. The other managers say what to forget; only this one knows
+// addresses and talks to conntrack.
+type conntrackManager struct {
+	kernel  conntrackDeleter
+	log     *slog.Logger
+	metrics *metrics
+
+	armed      bool // set after the first apply: nothing before it relied on a flow
+	addrs      map[contract.EndpointID][]netip.Addr
+	flushIPs   map[netip.Addr]struct{}    // forget every flow of these addresses
+	flushPairs map[[2]netip.Addr]struct{} // forget flows between these two
+	jobs       chan<- conntrackJob        // the worker's queue while Run runs; nil: delete inline
+}
+
+type conntrackJob map[netlink.InetFamily][]netlink.CustomConntrackFilter
+
+func newConntrackManager(k conntrackDeleter, log *slog.Logger, m *metrics) *conntrackManager {
+	return &conntrackManager{kernel: k, log: log, metrics: m, addrs: map[contract.EndpointID][]netip.Addr{},
+		flushIPs: map[netip.Addr]struct{}{}, flushPairs: map[[2]netip.Addr]struct{}{}}
+}
+
+// SetEndpoint records the addresses of a local endpoint.
+func (c *conntrackManager) SetEndpoint(id contract.EndpointID, ep *contract.EndpointUpdate) {
 	var out []netip.Addr
-	for _, n := range append(append([]netip.Prefix(nil), ep.IPv4Nets...), ep.IPv6Nets...) {
+	for _, n := range ep.IPv4Nets {
 		out = append(out, n.Addr())
 	}
-	return out
+	for _, n := range ep.IPv6Nets {
+		out = append(out, n.Addr())
+	}
+	c.addrs[id] = out
 }
 
-// forgetFlowsOf forgets every flow to or from an endpoint.
-func (d *Dataplane) forgetFlowsOf(ep *contract.EndpointUpdate) {
-	if !d.st.appliedOnce {
+// RemoveEndpoint forgets an endpoint's addresses.
+func (c *conntrackManager) RemoveEndpoint(id contract.EndpointID) { delete(c.addrs, id) }
+
+// ForgetEndpoints forgets every flow to or from the endpoints' addresses
+// (their policies changed, or they went).
+func (c *conntrackManager) ForgetEndpoints(ids ...contract.EndpointID) {
+	if !c.armed {
 		return // the first apply changes nothing a flow was relying on
 	}
-	for _, a := range d.addresses(ep) {
-		d.st.flushIPs[a] = struct{}{}
-	}
-}
-
-// forgetFlowsOfChain forgets the flows of every endpoint using a policy
-// or profile chain whose rules changed.
-func (d *Dataplane) forgetFlowsOfChain(chain string) {
-	for id := range d.st.chainEPs[chain] {
-		if ep := d.st.endpoints[id]; ep != nil {
-			d.forgetFlowsOf(ep)
+	for _, id := range ids {
+		for _, a := range c.addrs[id] {
+			c.flushIPs[a] = struct{}{}
 		}
 	}
 }
 
-// forgetFlowsOfRemovedMembers forgets flows between addresses that left a
-// set and the endpoints whose policies use the set.
-func (d *Dataplane) forgetFlowsOfRemovedMembers(x contract.IPSetDelta) {
-	if len(x.Removed) == 0 || !d.st.appliedOnce {
+// ForgetPairs forgets flows between the endpoints and addresses that left
+// a set their policies use.
+func (c *conntrackManager) ForgetPairs(ids []contract.EndpointID, removed []contract.Member) {
+	if !c.armed || len(removed) == 0 {
 		return
 	}
-	for chain := range d.st.setPolicies[x.ID] {
-		for id := range d.st.chainEPs[chain] {
-			ep := d.st.endpoints[id]
-			if ep == nil {
-				continue
-			}
-			for _, local := range d.addresses(ep) {
-				for _, m := range x.Removed {
-					if m.Net.IsSingleIP() && m.Net.Addr().Is4() == local.Is4() {
-						d.st.flushPairs[[2]netip.Addr{local, m.Net.Addr()}] = struct{}{}
-					}
+	for _, id := range ids {
+		for _, local := range c.addrs[id] {
+			for _, m := range removed {
+				if m.Net.IsSingleIP() && m.Net.Addr().Is4() == local.Is4() {
+					c.flushPairs[[2]netip.Addr{local, m.Net.Addr()}] = struct{}{}
 				}
 			}
 		}
 	}
 }
 
-// flushConntrack deletes the entries collected since the last apply, one
-// netlink dump per family.
-func (d *Dataplane) flushConntrack() {
-	if len(d.st.flushIPs)+len(d.st.flushPairs) == 0 {
+// Pending reports whether Flush has work.
+func (c *conntrackManager) Pending() bool { return len(c.flushIPs)+len(c.flushPairs) > 0 }
+
+// Flush deletes the entries collected since the last apply, one netlink
+// dump per family, on the worker if it runs.
+func (c *conntrackManager) Flush() {
+	if !c.Pending() {
 		return
 	}
-	byFamily := map[netlink.InetFamily][]netlink.CustomConntrackFilter{}
+	job := conntrackJob{}
 	fam := func(a netip.Addr) netlink.InetFamily {
 		if a.Is4() {
 			return unix.AF_INET
 		}
 		return unix.AF_INET6
 	}
-	for a := range d.st.flushIPs {
+	for a := range c.flushIPs {
 		for _, t := range []netlink.ConntrackFilterType{netlink.ConntrackOrigSrcIP, netlink.ConntrackOrigDstIP} {
 			f := &netlink.ConntrackFilter{}
-			f.AddIP(t, net.IP(a.AsSlice()))
-			byFamily[fam(a)] = append(byFamily[fam(a)], f)
+			_ = f.AddIP(t, net.IP(a.AsSlice()))
+			job[fam(a)] = append(job[fam(a)], f)
 		}
 	}
-	for p := range d.st.flushPairs {
+	for p := range c.flushPairs {
 		for _, dir := range [][2]netip.Addr{{p[0], p[1]}, {p[1], p[0]}} {
 			f := &netlink.ConntrackFilter{}
-			f.AddIP(netlink.ConntrackOrigSrcIP, net.IP(dir[0].AsSlice()))
-			f.AddIP(netlink.ConntrackOrigDstIP, net.IP(dir[1].AsSlice()))
-			byFamily[fam(p[0])] = append(byFamily[fam(p[0])], f)
+			_ = f.AddIP(netlink.ConntrackOrigSrcIP, net.IP(dir[0].AsSlice()))
+			_ = f.AddIP(netlink.ConntrackOrigDstIP, net.IP(dir[1].AsSlice()))
+			job[fam(p[0])] = append(job[fam(p[0])], f)
 		}
 	}
-	clear(d.st.flushIPs)
-	clear(d.st.flushPairs)
-	if d.conntrackJobs == nil { // no Run loop (tests driving apply directly)
-		d.deleteConntrack(byFamily)
+	clear(c.flushIPs)
+	clear(c.flushPairs)
+	if c.jobs == nil { // no worker (tests and benchmarks driving apply directly)
+		c.delete(job)
 		return
 	}
-	d.conntrackJobs <- byFamily
+	c.jobs <- job
 }
 
-// startConntrackWorker moves conntrack deletion off the apply path until
-// ctx ends.
-func (d *Dataplane) startConntrackWorker(ctx context.Context) {
-	jobs := make(chan map[netlink.InetFamily][]netlink.CustomConntrackFilter, 16)
-	go d.conntrackWorker(ctx, jobs)
-	d.conntrackJobs = jobs
-}
-
-// conntrackWorker deletes entries off the apply path: a dump of the
-// conntrack table takes milliseconds, and the next change should not wait
-// for it. The rules that made the flows stale are already in place.
-func (d *Dataplane) conntrackWorker(ctx context.Context, jobs <-chan map[netlink.InetFamily][]netlink.CustomConntrackFilter) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case job := <-jobs:
-			d.deleteConntrack(job)
+// Start moves deletion onto a worker until ctx ends: a dump of the
+// conntrack table takes milliseconds, and the next change should not
+// wait for it.
+func (c *conntrackManager) Start(ctx context.Context) {
+	jobs := make(chan conntrackJob, 16)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case job := <-jobs:
+				c.delete(job)
+			}
 		}
-	}
+	}()
+	c.jobs = jobs
 }
 
-func (d *Dataplane) deleteConntrack(byFamily map[netlink.InetFamily][]netlink.CustomConntrackFilter) {
-	for family, filters := range byFamily {
-		n, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, family, filters...)
+func (c *conntrackManager) delete(job conntrackJob) {
+	for family, filters := range job {
+		n, err := c.kernel.ConntrackDeleteFilters(netlink.ConntrackTable, family, filters...)
 		if err != nil {
-			d.log.Warn("forgetting conntrack entries failed", "err", err)
+			c.log.Warn("forgetting conntrack entries failed", "err", err)
 			continue
 		}
 		if n > 0 {
-			d.log.Debug("forgot conntrack entries of flows whose policy changed", "entries", n)
-			conntrackFlushed.Add(float64(n))
+			c.log.Debug("forgot conntrack entries of flows whose policy changed", "entries", n)
+			c.metrics.conntrackGone.Add(float64(n))
 		}
 	}
 }

@@ -1,20 +1,3 @@
-// Package dataplane owns the kernel. It receives the calc messages and
-// makes this host enforce them: IP sets, iptables chains in four tables
-// for IPv4 and IPv6, per-endpoint routes and neighbour entries, per-tap
-// sysctls, and conntrack cleanup when something that allowed a flow goes.
-//
-// Managers (state.go, iface.go) turn messages into desired kernel state
-// cheaply; drivers (iptables, ipsets, routing) bring the kernel in line.
-// One goroutine (Run) owns that state: it collects messages and applies in
-// the safe order — per family (IPv4 and IPv6 concurrently) sets first,
-// then every table in one restore, set deletions last; then routes and
-// sysctls. Whatever arrives during an apply goes into the next one. It
-// re-reads the kernel periodically to repair drift and writes nothing
-// before calc has sent InSync (reading ahead meanwhile). A worker deletes
-// stale conntrack entries once the rules that made them stale are in.
-//
-// Never flush on start or exit: the first apply takes over what it
-// recognises (Felix's chains and sets included) and sweeps only that.
 package dataplane
 
 import (
@@ -24,14 +7,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vishvananda/netlink"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"ocelot/contract"
 	"ocelot/dataplane/ifacemon"
 	"ocelot/dataplane/ipsets"
 	ipt "ocelot/dataplane/iptables"
-	"ocelot/dataplane/routing"
 	"ocelot/dataplane/rules"
+	"ocelot/internal/backoff"
 )
 
 // Config configures the dataplane.
@@ -67,35 +50,30 @@ type Config struct {
 	OnInSync func()
 }
 
-// family is the kernel state of one IP family.
-type family struct {
-	v      int
-	rules  *rules.Config
-	tables []*ipt.Table // raw, mangle, nat, filter
-	filter *ipt.Table
-	nat    *ipt.Table
-	raw    *ipt.Table
-	sets   *ipsets.IPSets
-}
-
-// Dataplane applies calc messages to the kernel.
+// Dataplane applies calc messages to the kernel. It owns the managers,
+// each the only owner of its state, and the one goroutine (Run) that
+// drives them: messages go to the managers, which change desired state in
+// the drivers cheaply; applies bring the kernel in line in the safe order.
 type Dataplane struct {
 	cfg      Config
 	log      *slog.Logger
+	metrics  *metrics
+	kernel   kernel
 	families []*family
-	routes   *routing.Table
 	msgs     chan []contract.Message
-	// conntrackJobs feeds the conntrack worker while Run runs.
-	conntrackJobs chan<- map[netlink.InetFamily][]netlink.CustomConntrackFilter
 
-	st state
+	endpoints *endpointManager
+	policies  *policyManager
+	ipsets    *ipsetManager
+	routes    *routeManager
+	conntrack *conntrackManager
 
-	mu        sync.Mutex // guards the fields below
-	healthy   bool
-	lastErr   error
-	applied   time.Time
-	loopAlive time.Time
-	inSync    bool
+	calcInSync  bool // calc sent InSync: the state is complete
+	appliedOnce bool
+	retryApply  bool // the last apply failed somewhere
+
+	mu     sync.Mutex // guards health
+	health HealthState
 }
 
 // HealthState is the dataplane's health for the agent's reporters.
@@ -107,67 +85,48 @@ type HealthState struct {
 	Err       error     // the last apply's error
 }
 
-// New prepares the dataplane: it chooses the iptables backend and builds
-// the drivers. It touches nothing until Run's first apply.
-func New(cfg Config) (*Dataplane, error) {
+// New prepares the dataplane on this host's kernel: it chooses the
+// iptables backend, builds the managers and drivers, and registers its
+// metrics on reg (nil: not registered). It touches nothing until Run's
+// first apply.
+func New(cfg Config, reg prometheus.Registerer) (*Dataplane, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	k, backend := realKernel(cfg, cfg.Log)
+	d, err := newDataplane(cfg, reg, k)
+	if err != nil {
+		return nil, err
+	}
+	d.log.Info("dataplane ready", "iptables_backend", backend, "ipv6", cfg.IPv6)
+	return d, nil
+}
+
+// newDataplane builds the dataplane on any kernel (unit tests give a fake).
+func newDataplane(cfg Config, reg prometheus.Registerer, k kernel) (*Dataplane, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.MaxIpsetSize == 0 {
 		cfg.MaxIpsetSize = 1048576
 	}
-	backend := ipt.DetectBackend(cfg.Backend, cfg.Log)
-	d := &Dataplane{cfg: cfg, log: cfg.Log, msgs: make(chan []contract.Message, 256),
-		routes: routing.New(cfg.RouteProtocol, cfg.RemoveExternalRoutes, cfg.Log)}
-	d.st.init()
-	fams := []int{4}
-	if cfg.IPv6 {
-		fams = append(fams, 6)
-	}
-	for _, v := range fams {
-		cmds, err := ipt.CommandsFor(backend, v, cfg.LockProbe)
+	d := &Dataplane{cfg: cfg, log: cfg.Log, metrics: newMetrics(reg), kernel: k, msgs: make(chan []contract.Message, 256)}
+	tm, sm := ipt.NewMetrics(reg), ipsets.NewMetrics(reg)
+	for _, v := range []int{4, 6} {
+		if v == 6 && !cfg.IPv6 {
+			continue
+		}
+		f, err := newFamily(v, cfg, k, d.log, tm, sm)
 		if err != nil {
-			return nil, fmt.Errorf("IPv%d: %w", v, err)
+			return nil, err
 		}
-		sets := ipsets.New(v, cfg.MaxIpsetSize, cfg.Log)
-		rc := cfg.Rules
-		rc.Family = v
-		rc.SetName = sets.Name
-		f := &family{v: v, rules: &rc, sets: sets}
-		for _, name := range []string{"raw", "mangle", "nat", "filter"} {
-			t := ipt.NewTable(name, v, cmds, cfg.InsertMode, cfg.Log)
-			f.tables = append(f.tables, t)
-			switch name {
-			case "filter":
-				f.filter = t
-			case "nat":
-				f.nat = t
-			case "raw":
-				f.raw = t
-			}
-		}
-		static, hooks := rc.Static()
-		for _, t := range f.tables {
-			for _, ch := range static[t.Name] {
-				t.UpdateChain(ch)
-			}
-			for kc, rs := range hooks[t.Name].Inserts {
-				t.SetInserts(kc, rs)
-			}
-			for kc, rs := range hooks[t.Name].Appends {
-				t.SetAppends(kc, rs)
-			}
-		}
-		for _, ch := range rc.DispatchChains(nil) {
-			f.filter.UpdateChain(ch)
-		}
-		for _, ch := range rc.FloatingIPChains(nil) {
-			f.nat.UpdateChain(ch)
-		}
-		f.raw.UpdateChain(rc.RPFSkipChain(nil))
 		d.families = append(d.families, f)
 	}
-	d.log.Info("dataplane ready", "iptables_backend", backend, "ipv6", cfg.IPv6)
+	d.conntrack = newConntrackManager(k.conntrack, d.log, d.metrics)
+	d.routes = newRouteManager(k, cfg, d.log)
+	d.policies = newPolicyManager(d.families, d.conntrack)
+	d.ipsets = newIPSetManager(d.families, d.policies, d.conntrack, d.log)
+	d.endpoints = newEndpointManager(d.families, d.policies, d.routes, d.conntrack, cfg, d.log)
 	return d, nil
 }
 
@@ -183,30 +142,29 @@ func (d *Dataplane) Send(msgs []contract.Message) {
 func (d *Dataplane) Health() HealthState {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return HealthState{InSync: d.inSync, Healthy: d.healthy, LastApply: d.applied, LoopAlive: d.loopAlive, Err: d.lastErr}
+	return d.health
 }
 
 // Run applies messages until ctx ends. It leaves the kernel as it is when
 // it returns.
 func (d *Dataplane) Run(ctx context.Context) error {
-	d.configureKernel()
-	d.startConntrackWorker(ctx)
+	d.routes.ConfigureHost(d.cfg.IPForwarding)
+	d.conntrack.Start(ctx)
 	d.readAhead(ctx)
 	ifaceEvents := make(chan ifacemon.Event, 64)
-	mon := &ifacemon.Monitor{Prefixes: d.cfg.Rules.Prefixes, Resync: d.cfg.InterfaceRefresh, Log: d.log}
-	go mon.Run(ctx, ifaceEvents)
+	go d.kernel.watchIfaces(ctx, ifaceEvents)
 
 	timers := newTimers(d.cfg)
 	defer timers.stop()
-	var retry backoff
-	lastApply := time.Time{}
+	retry := backoff.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}
+	var retryAt, lastApply time.Time
 	wake := time.NewTimer(time.Hour)
 	defer wake.Stop()
 	alive := time.NewTicker(2 * time.Second)
 	defer alive.Stop()
 	for {
 		d.mu.Lock()
-		d.loopAlive = time.Now()
+		d.health.LoopAlive = time.Now()
 		d.mu.Unlock()
 		select {
 		case <-ctx.Done():
@@ -234,14 +192,14 @@ func (d *Dataplane) Run(ctx context.Context) error {
 			timers.routes.Reset(d.cfg.RouteRefresh)
 		case <-wake.C:
 		}
-		if !d.st.calcInSync || !d.st.ifacesSynced || !d.dirty() {
+		if !d.calcInSync || !d.routes.synced || !d.dirty() {
 			continue
 		}
 		if wait := time.Until(lastApply.Add(d.cfg.MinApplyInterval)); wait > 0 {
 			wake.Reset(wait) // coalesce: apply once the interval has passed
 			continue
 		}
-		if wait := retry.until(); wait > 0 {
+		if wait := time.Until(retryAt); wait > 0 {
 			wake.Reset(wait)
 			continue
 		}
@@ -251,11 +209,14 @@ func (d *Dataplane) Run(ctx context.Context) error {
 			timers.wrote()
 		}
 		if err != nil {
-			applyFailures.Inc()
-			d.log.Warn("dataplane apply failed; will retry", "err", err, "retry_in", retry.next())
-			wake.Reset(retry.until())
+			d.metrics.applyFailures.Inc()
+			delay := retry.Next()
+			retryAt = time.Now().Add(delay)
+			d.log.Warn("dataplane apply failed; will retry", "err", err, "retry_in", delay)
+			wake.Reset(delay)
 		} else {
-			retry.reset()
+			retry.Reset()
+			retryAt = time.Time{}
 		}
 	}
 }
@@ -274,141 +235,152 @@ func (d *Dataplane) drain(ifaceEvents chan ifacemon.Event) {
 	}
 }
 
-func (d *Dataplane) invalidateTables() {
-	for _, f := range d.families {
-		for _, t := range f.tables {
-			t.Invalidate()
+// onMessages hands calc messages to their managers. Cheap: no kernel I/O;
+// the drivers do the work at the next apply.
+func (d *Dataplane) onMessages(msgs []contract.Message) {
+	d.metrics.batchSize.Observe(float64(len(msgs)))
+	for _, m := range msgs {
+		switch x := m.(type) {
+		case contract.IPSetUpdate:
+			d.metrics.messages.WithLabelValues("IPSetUpdate").Inc()
+			d.ipsets.OnUpdate(&x)
+		case contract.IPSetDelta:
+			d.metrics.messages.WithLabelValues("IPSetDelta").Inc()
+			d.ipsets.OnDelta(&x)
+		case contract.IPSetRemove:
+			d.metrics.messages.WithLabelValues("IPSetRemove").Inc()
+			d.ipsets.OnRemove(&x)
+		case contract.PolicyUpdate:
+			d.metrics.messages.WithLabelValues("PolicyUpdate").Inc()
+			d.policies.OnPolicyUpdate(&x)
+		case contract.PolicyRemove:
+			d.metrics.messages.WithLabelValues("PolicyRemove").Inc()
+			d.policies.OnPolicyRemove(x.ID)
+		case contract.ProfileUpdate:
+			d.metrics.messages.WithLabelValues("ProfileUpdate").Inc()
+			d.policies.OnProfileUpdate(&x)
+		case contract.ProfileRemove:
+			d.metrics.messages.WithLabelValues("ProfileRemove").Inc()
+			d.policies.OnProfileRemove(x.ID)
+		case contract.EndpointUpdate:
+			d.metrics.messages.WithLabelValues("EndpointUpdate").Inc()
+			d.endpoints.OnUpdate(&x)
+		case contract.EndpointRemove:
+			d.metrics.messages.WithLabelValues("EndpointRemove").Inc()
+			d.endpoints.OnRemove(x.ID)
+		case contract.InSync:
+			d.metrics.messages.WithLabelValues("InSync").Inc()
+			d.calcInSync = true
+		default:
+			// The contract's set of types is closed; reaching here is a bug
+			// in this switch, and dropping the message silently could leave
+			// a rule in force that calc removed.
+			panic(fmt.Sprintf("dataplane: unhandled contract message %T", m))
 		}
 	}
 }
 
+// onIfaces hands interface states to the route manager; endpoint
+// statuses follow them.
+func (d *Dataplane) onIfaces(ev ifacemon.Event) {
+	d.metrics.ifaceBatchSize.Observe(float64(len(ev.States)))
+	d.routes.OnIfaces(ev)
+	if len(ev.States) > 0 {
+		d.endpoints.statusDirty = true
+	}
+}
+
+func (d *Dataplane) invalidateTables() {
+	for _, f := range d.families {
+		f.tables.Invalidate()
+	}
+}
+
 func (d *Dataplane) dirty() bool {
-	if d.st.needsApply || d.routes.Dirty() || d.st.statusDirty || len(d.st.flushIPs) > 0 || len(d.st.sysctlPending) > 0 {
+	if d.retryApply || d.routes.Dirty() || d.endpoints.Dirty() || d.conntrack.Pending() {
 		return true
 	}
 	for _, f := range d.families {
-		if f.sets.Dirty() {
+		if f.sets.Dirty() || f.tables.Dirty() {
 			return true
-		}
-		for _, t := range f.tables {
-			if t.Dirty() {
-				return true
-			}
 		}
 	}
 	return false
 }
 
-// apply brings the kernel in line, in the safe order: IP sets created and
-// filled; tables written; stale sets destroyed; routes, sysctls and
-// conntrack cleanup; then statuses.
+// apply brings the kernel in line, in the safe order: the managers'
+// deferred work; per family (IPv4 and IPv6 concurrently) sets created and
+// filled, tables written, stale sets destroyed; then sysctls and routes;
+// then conntrack cleanup (once the rules that made flows stale are in)
+// and statuses.
 func (d *Dataplane) apply(ctx context.Context) (wrote bool, err error) {
 	start := time.Now()
-	first := !d.st.appliedOnce
-	d.st.render(d)
+	first := !d.appliedOnce
+	d.ipsets.CompleteDeferredWork()
+	d.endpoints.CompleteDeferredWork()
 	// Families are independent (v4 rules use v4 sets only), so they apply
-	// concurrently; each runs its own set, table and deletion steps.
-	famErrs := make([][]error, len(d.families))
+	// concurrently.
+	famErrs := make([]error, len(d.families))
 	famWrote := make([]bool, len(d.families))
 	var wg sync.WaitGroup
 	for i, f := range d.families {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			famWrote[i], famErrs[i] = d.applyFamily(ctx, f)
-		}()
+		wg.Go(func() { famWrote[i], famErrs[i] = f.apply(ctx, d.log) })
 	}
 	wg.Wait()
 	var errs []error
 	for i := range d.families {
-		errs = append(errs, famErrs[i]...)
+		if famErrs[i] != nil {
+			errs = append(errs, famErrs[i])
+		}
 		wrote = wrote || famWrote[i]
 	}
-	d.configureInterfaces()
-	for iface, err := range d.routes.Apply() {
-		errs = append(errs, fmt.Errorf("routes of %s: %w", iface, err))
-	}
-	routesGauge.Set(float64(d.routes.NumRoutes()))
+	errs = append(errs, d.routes.Apply()...)
+	d.metrics.routes.Set(float64(d.routes.NumRoutes()))
 	if len(errs) == 0 {
-		d.flushConntrack()
+		d.conntrack.Flush()
 	}
-	d.st.needsApply = len(errs) > 0
-	d.reportStatuses()
+	d.retryApply = len(errs) > 0
+	d.endpoints.ReportStatuses()
 
 	elapsed := time.Since(start)
 	d.mu.Lock()
-	d.healthy = len(errs) == 0
+	d.health.Healthy = len(errs) == 0
 	if len(errs) > 0 {
-		d.lastErr = fmt.Errorf("%d errors, first: %w", len(errs), errs[0])
+		d.health.Err = fmt.Errorf("%d errors, first: %w", len(errs), errs[0])
 	} else {
-		d.lastErr = nil
-		d.applied = time.Now()
+		d.health.Err = nil
+		d.health.LastApply = time.Now()
 	}
+	err = d.health.Err
 	d.mu.Unlock()
-	if len(errs) > 0 {
-		return wrote, d.lastErr
+	if err != nil {
+		return wrote, err
 	}
 	if first {
-		d.st.appliedOnce = true
+		d.appliedOnce = true
+		d.conntrack.armed = true
 		d.mu.Lock()
-		d.inSync = true
+		d.health.InSync = true
 		d.mu.Unlock()
-		initialResync.Set(elapsed.Seconds())
+		d.metrics.initialResync.Set(elapsed.Seconds())
 		d.log.Info("dataplane in sync", "took", elapsed)
 		if d.cfg.OnInSync != nil {
 			d.cfg.OnInSync()
 		}
 	} else {
-		applyTime.Observe(elapsed.Seconds())
+		d.metrics.applyTime.Observe(elapsed.Seconds())
 	}
 	return wrote, nil
 }
 
-// readAhead reads the kernel's IP sets and tables of every family while
-// the datastore is still being listed, so that the first apply only
-// writes. Failures are left for the apply to meet again.
+// readAhead reads the kernel's sets and tables of every family while the
+// datastore is still being listed, so that the first apply only writes.
 func (d *Dataplane) readAhead(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, f := range d.families {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f.sets.Read(ctx); err != nil {
-				d.log.Debug("reading IP sets ahead failed", "ip_version", f.v, "err", err)
-			}
-			if err := ipt.ReadTables(ctx, f.tables...); err != nil {
-				d.log.Debug("reading iptables ahead failed", "ip_version", f.v, "err", err)
-			}
-		}()
+		wg.Go(func() { f.readAhead(ctx, d.log) })
 	}
 	wg.Wait()
-}
-
-// applyFamily brings one family's IP sets and tables in line: sets created
-// and filled; then all tables in one restore (rules may refer to sets that
-// failed to appear, so not after a set failure); then stale sets destroyed.
-func (d *Dataplane) applyFamily(ctx context.Context, f *family) (wrote bool, errs []error) {
-	if err := f.sets.ApplyUpdates(ctx); err != nil {
-		return false, []error{err}
-	}
-	before := 0
-	for _, t := range f.tables {
-		before += t.LinesWritten
-	}
-	err := ipt.ApplyTables(ctx, f.tables...)
-	for _, t := range f.tables {
-		before -= t.LinesWritten
-		ipt.Chains.WithLabelValues(fmt.Sprint(f.v), t.Name).Set(float64(t.NumChains()))
-		ipt.Rules.WithLabelValues(fmt.Sprint(f.v), t.Name).Set(float64(t.NumRules()))
-	}
-	if err != nil {
-		return before != 0, []error{err}
-	}
-	if err := f.sets.ApplyDeletions(ctx); err != nil {
-		d.log.Debug("IP set deletion deferred", "err", err)
-	}
-	ipsets.Calico.WithLabelValues(map[int]string{4: "inet", 6: "inet6"}[f.v]).Set(float64(f.sets.NumSets()))
-	return before != 0, nil
 }
 
 // timers drive the periodic re-reads.
@@ -420,13 +392,12 @@ type timers struct {
 func newTimers(cfg Config) *timers {
 	mk := func(d time.Duration) *time.Timer {
 		if d <= 0 {
-			d = 1000 * time.Hour
+			d = never
 		}
 		return time.NewTimer(d)
 	}
-	t := &timers{iptables: mk(cfg.IptablesRefresh), postWrite: mk(0), ipsets: mk(cfg.IpsetsRefresh), routes: mk(cfg.RouteRefresh),
+	return &timers{iptables: mk(cfg.IptablesRefresh), postWrite: mk(0), ipsets: mk(cfg.IpsetsRefresh), routes: mk(cfg.RouteRefresh),
 		postWriteBase: max(cfg.PostWriteCheck, 50*time.Millisecond), max: max(cfg.IptablesRefresh, time.Hour)}
-	return t
 }
 
 // wrote schedules re-reads after a write: at PostWriteCheck, then at
@@ -448,21 +419,3 @@ func (t *timers) stop() {
 		x.Stop()
 	}
 }
-
-// backoff spaces retries after failed applies: 100ms doubling to 10s.
-type backoff struct {
-	n    int
-	when time.Time
-}
-
-func (b *backoff) next() time.Duration {
-	d := 100 * time.Millisecond << min(b.n, 7)
-	b.n++
-	d = min(d, 10*time.Second)
-	b.when = time.Now().Add(d)
-	return d
-}
-
-func (b *backoff) until() time.Duration { return time.Until(b.when) }
-
-func (b *backoff) reset() { b.n, b.when = 0, time.Time{} }

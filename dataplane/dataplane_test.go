@@ -64,7 +64,7 @@ func newLab(t *testing.T) *lab {
 	}
 	var once sync.Once
 	cfg.OnInSync = func() { once.Do(func() { close(l.ready) }) }
-	dp, err := New(cfg)
+	dp, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func TestEnforcement(t *testing.T) {
 	// Tampering is repaired by the periodic re-read.
 	backend := ipt.DetectBackend("auto", nil)
 	iptables := map[string]string{ipt.Legacy: "iptables-legacy", ipt.NFT: "iptables-nft"}[backend]
-	polChain := rules.PolicyChain(contract.PolicyID{Kind: "NetworkPolicy", Namespace: ns, Name: "ossg.default.web"}, true)
+	polChain := rules.PolicyChainName(contract.PolicyID{Kind: "NetworkPolicy", Namespace: ns, Name: "ossg.default.web"}, true)
 	netlab.Run(t, iptables, "-F", polChain)
 	netlab.Eventually(t, "flushed policy chain repaired", timeout, func() bool { return netlab.Connects(cli.NS, addr(web.IP, 80), time.Second) })
 	cross, _ := selector.EntityRuleSelectors(selector.MustParse("has("+sgCli+")"), nil, nil, ns)

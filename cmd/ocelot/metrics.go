@@ -6,9 +6,6 @@ import (
 
 	"ocelot/calc"
 	"ocelot/config"
-	"ocelot/dataplane"
-	"ocelot/dataplane/ipsets"
-	ipt "ocelot/dataplane/iptables"
 	"ocelot/datastore"
 )
 
@@ -56,9 +53,7 @@ func newRegistry(cfg *config.Config) *prometheus.Registry {
 		ConstLabels: prometheus.Labels{"version": version, "commit": commit, "region": cfg.OpenstackRegion}})
 	build.Set(1)
 	r.MustRegister(host, build)
-	for _, group := range [][]prometheus.Collector{datastore.Collectors(), dataplane.Collectors(), ipt.Collectors(), ipsets.Collectors()} {
-		r.MustRegister(group...)
-	}
+	r.MustRegister(datastore.Collectors()...)
 	if cfg.PrometheusGoMetricsEnabled {
 		r.MustRegister(collectors.NewGoCollector())
 	}

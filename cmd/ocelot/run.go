@@ -169,7 +169,7 @@ func (a *agent) run() int {
 		a.status.SetEndpointStatus(datastore.EndpointStatusID{Orchestrator: id.Orchestrator, WorkloadID: id.WorkloadID, EndpointID: id.EndpointID}, s)
 	}
 	dpCfg.OnInSync = func() { close(inSync) }
-	if a.dp, err = dataplane.New(dpCfg); err != nil {
+	if a.dp, err = dataplane.New(dpCfg, registry); err != nil {
 		a.log.Error("cannot start the dataplane", "err", err)
 		return exitConfig
 	}

@@ -1,18 +1,21 @@
 // Package ipsets is the IP-set driver: it holds the desired sets of one IP
-// family and brings the kernel in line through batched "ipset restore"
-// runs, writing only the members that changed.
+// family and brings the kernel in line, writing only the members that
+// changed.
 //
 // Ownership: sets named cali4* (IPv4) or cali6* (IPv6), Felix's names, so a
 // takeover from Felix keeps the sets it finds with the right content. Sets
-// whose type or size changes are rebuilt in a temporary set and swapped in
-// atomically. Sets no longer wanted are destroyed only in ApplyDeletions,
-// which the dataplane runs after iptables stopped referring to them.
+// whose size limit changes, or whose kernel content cannot be read back,
+// are rebuilt in a temporary set and swapped in atomically. Sets no longer
+// wanted are destroyed only in ApplyDeletions, which the dataplane runs
+// after iptables stopped referring to them.
 //
-// Writes go through "ipset restore -exist", except small member changes
-// to hash:net sets (a VM joining or leaving a group), which go straight to
-// the kernel over netlink: no process to start, so a join is enforced in
-// well under a millisecond. Anything the netlink path cannot do, or any
-// error on it, falls back to the restore (every line is idempotent).
+// Changes are planned as typed operations (Op: create, add, del, swap,
+// destroy) and written one of two ways: as "ipset restore -exist" text
+// through a Runner, or, for small member changes of hash:net sets (a VM
+// joining or leaving a group), straight to the kernel over Netlink — no
+// process to start, so a join is enforced in well under a millisecond.
+// Anything the netlink path cannot do, or any error on it, falls back to
+// the restore (every operation is idempotent).
 package ipsets
 
 import (
@@ -21,14 +24,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
-	"os/exec"
+	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
-	"github.com/vishvananda/netlink"
-
-	"ocelot/internal/cidr"
+	"ocelot/contract"
 )
 
 // NetlinkMaxChanges is the largest member change written over netlink;
@@ -51,47 +52,75 @@ type meta struct {
 
 type desiredSet struct {
 	meta
-	members map[string]struct{}
-	touched map[string]bool // members changed since the last apply -> present before
-	full    bool            // compare every member at the next apply
+	members map[contract.Member]struct{}
+	touched map[contract.Member]bool // members changed since the last apply -> present before
+	full    bool                     // compare every member at the next apply
 }
 
 // kernelSet is what the kernel has. members is known only right after a
 // read; otherwise (nil) the set matches what was last written.
 type kernelSet struct {
 	meta
-	members map[string]struct{}
+	members  map[contract.Member]struct{}
+	unparsed bool // a member could not be read back: rebuild the set
+}
+
+// Options configure a family's driver.
+type Options struct {
+	MaxSize int    // maxelem of new sets
+	Runner  Runner // the ipset tool; Command{} if nil
+	// Netlink lets small member changes bypass the tool; nil writes
+	// everything through Runner.
+	Netlink Netlink
+	Log     *slog.Logger
+	Metrics *Metrics // nil counts into instruments nobody registered
 }
 
 // IPSets drives the sets of one family. It is not safe for concurrent use.
 type IPSets struct {
 	Family  int // 4 or 6
 	MaxSize int // maxelem for new sets
-	Binary  string
-	// Netlink lets small member changes bypass the ipset binary.
-	Netlink bool
+
+	runner  Runner
+	netlink Netlink
 	log     *slog.Logger
+	metrics *Metrics
 
 	desired map[string]*desiredSet // by kernel name
 	kernel  map[string]*kernelSet  // nil: read before the next apply
 	dirty   map[string]struct{}    // names to create or update
 	temp    int
 
-	// LinesWritten counts restore lines written (tests and benchmarks).
+	// LinesWritten counts operations written (tests and benchmarks);
+	// BytesWritten the bytes of restore input.
 	LinesWritten int
 	BytesWritten int
 }
 
 // New returns a driver for one family.
-func New(family, maxSize int, log *slog.Logger) *IPSets {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+func New(family int, opts Options) *IPSets {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &IPSets{Family: family, MaxSize: maxSize, Binary: "ipset", Netlink: true, log: log.With("ip_version", family),
+	if opts.Runner == nil {
+		opts.Runner = Command{}
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(nil)
+	}
+	return &IPSets{Family: family, MaxSize: opts.MaxSize, runner: opts.Runner, netlink: opts.Netlink,
+		log: opts.Log.With("ip_version", family), metrics: opts.Metrics,
 		desired: map[string]*desiredSet{}, dirty: map[string]struct{}{}}
 }
 
-func (s *IPSets) prefix() string { return fmt.Sprintf("cali%d", s.Family) }
+func (s *IPSets) prefix() string { return "cali" + strconv.Itoa(s.Family) }
+
+func (s *IPSets) familyName() string {
+	if s.Family == 6 {
+		return "inet6"
+	}
+	return "inet"
+}
 
 // Name is the kernel name of a set ID: cali<family>0<id>, cut to 31
 // characters, as Felix names it.
@@ -103,12 +132,25 @@ func (s *IPSets) Name(id string) string {
 	return n
 }
 
-// Replace sets a set's type and full membership.
-func (s *IPSets) Replace(id, typ string, members []string) {
+// ours reports whether a member belongs in this family's sets.
+func (s *IPSets) ours(m contract.Member) bool { return m.Net.Addr().Is6() == (s.Family == 6) }
+
+func normal(m contract.Member) contract.Member {
+	if m.Proto == 0 {
+		m.Net = m.Net.Masked()
+	}
+	return m
+}
+
+// Replace sets a set's type and full membership. Members of the other
+// family are left out.
+func (s *IPSets) Replace(id, typ string, members []contract.Member) {
 	name := s.Name(id)
-	d := &desiredSet{meta: meta{typ, s.MaxSize}, members: make(map[string]struct{}, len(members)), full: true}
+	d := &desiredSet{meta: meta{typ, s.MaxSize}, members: make(map[contract.Member]struct{}, len(members)), full: true}
 	for _, m := range members {
-		d.members[m] = struct{}{}
+		if s.ours(m) {
+			d.members[normal(m)] = struct{}{}
+		}
 	}
 	s.desired[name] = d
 	s.dirty[name] = struct{}{}
@@ -118,11 +160,11 @@ func (s *IPSets) Replace(id, typ string, members []string) {
 }
 
 // AddMembers and RemoveMembers change a set already given to Replace.
-func (s *IPSets) AddMembers(id string, members []string) { s.change(id, members, true) }
+func (s *IPSets) AddMembers(id string, members []contract.Member) { s.change(id, members, true) }
 
-func (s *IPSets) RemoveMembers(id string, members []string) { s.change(id, members, false) }
+func (s *IPSets) RemoveMembers(id string, members []contract.Member) { s.change(id, members, false) }
 
-func (s *IPSets) change(id string, members []string, add bool) {
+func (s *IPSets) change(id string, members []contract.Member, add bool) {
 	name := s.Name(id)
 	d := s.desired[name]
 	if d == nil {
@@ -130,9 +172,13 @@ func (s *IPSets) change(id string, members []string, add bool) {
 		return
 	}
 	if d.touched == nil {
-		d.touched = map[string]bool{}
+		d.touched = map[contract.Member]bool{}
 	}
 	for _, m := range members {
+		if !s.ours(m) {
+			continue
+		}
+		m = normal(m)
 		if _, seen := d.touched[m]; !seen {
 			_, was := d.members[m]
 			d.touched[m] = was
@@ -155,6 +201,15 @@ func (s *IPSets) Remove(id string) {
 
 // Has reports whether a set is desired.
 func (s *IPSets) Has(id string) bool { _, ok := s.desired[s.Name(id)]; return ok }
+
+// Members returns a desired set's members, sorted (tests).
+func (s *IPSets) Members(id string) []contract.Member {
+	d := s.desired[s.Name(id)]
+	if d == nil {
+		return nil
+	}
+	return slices.SortedFunc(maps.Keys(d.members), compareMembers)
+}
 
 // NumSets is the number of desired sets.
 func (s *IPSets) NumSets() int { return len(s.desired) }
@@ -179,24 +234,27 @@ func (s *IPSets) Read(ctx context.Context) error {
 	if s.kernel != nil {
 		return nil
 	}
-	k, err := s.read(ctx)
+	s.metrics.calls.Inc()
+	out, err := s.runner.Save(ctx)
 	if err != nil {
+		s.metrics.errors.Inc()
 		return err
 	}
-	s.kernel = k
+	s.kernel = parseSave(out, s.prefix())
 	return nil
 }
 
 // ApplyUpdates creates sets and writes member changes.
 func (s *IPSets) ApplyUpdates(ctx context.Context) error {
+	defer s.publish()
 	if err := s.Read(ctx); err != nil {
 		return err
 	}
-	script := s.planUpdates()
-	if script == "" {
+	ops := s.planUpdates()
+	if len(ops) == 0 {
 		return nil
 	}
-	if err := s.write(ctx, script); err != nil {
+	if err := s.write(ctx, ops); err != nil {
 		s.Resync()
 		return err
 	}
@@ -209,58 +267,60 @@ func (s *IPSets) ApplyUpdates(ctx context.Context) error {
 	return nil
 }
 
-// planUpdates writes the restore input for the dirty sets: create what is
-// missing, swap in a rebuilt set when type or size changed, otherwise add
-// and delete the members that changed.
-func (s *IPSets) planUpdates() string {
-	var b strings.Builder
-	family := "inet"
-	if s.Family == 6 {
-		family = "inet6"
+func (s *IPSets) publish() {
+	s.metrics.sets.WithLabelValues(s.familyName()).Set(float64(len(s.desired)))
+}
+
+// planUpdates plans the dirty sets: create what is missing, swap in a
+// rebuilt set when its type or size changed (or its content could not be
+// read), otherwise add and delete the members that changed.
+func (s *IPSets) planUpdates() []Op {
+	var ops []Op
+	sorted := func(m map[contract.Member]struct{}) []contract.Member {
+		return slices.SortedFunc(maps.Keys(m), compareMembers)
 	}
-	names := slices.Sorted(keys(s.dirty))
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(s.dirty)) {
 		d := s.desired[name]
 		k := s.kernel[name]
+		fill := func(set string) {
+			ops = append(ops, Op{Kind: OpCreate, Set: set, Type: d.typ, MaxElem: d.maxElem})
+			for _, m := range sorted(d.members) {
+				ops = append(ops, Op{Kind: OpAdd, Set: set, Member: m})
+			}
+		}
 		switch {
 		case k == nil:
-			fmt.Fprintf(&b, "create %s %s family %s maxelem %d\n", name, d.typ, family, d.maxElem)
-			for _, m := range slices.Sorted(keys(d.members)) {
-				fmt.Fprintf(&b, "add %s %s\n", name, m)
-			}
-		case k.meta != d.meta:
+			fill(name)
+		case k.meta != d.meta || k.unparsed:
 			temp := s.tempName()
-			fmt.Fprintf(&b, "create %s %s family %s maxelem %d\n", temp, d.typ, family, d.maxElem)
-			for _, m := range slices.Sorted(keys(d.members)) {
-				fmt.Fprintf(&b, "add %s %s\n", temp, m)
-			}
-			fmt.Fprintf(&b, "swap %s %s\ndestroy %s\n", name, temp, temp)
+			fill(temp)
+			ops = append(ops, Op{Kind: OpSwap, Set: name, Other: temp}, Op{Kind: OpDestroy, Set: temp})
 		case d.full || k.members != nil:
 			// Compare everything with what was read.
-			for _, m := range slices.Sorted(keys(d.members)) {
+			for _, m := range sorted(d.members) {
 				if _, have := k.members[m]; !have {
-					fmt.Fprintf(&b, "add %s %s\n", name, m)
+					ops = append(ops, Op{Kind: OpAdd, Set: name, Member: m})
 				}
 			}
-			for _, m := range slices.Sorted(keys(k.members)) {
+			for _, m := range sorted(k.members) {
 				if _, want := d.members[m]; !want {
-					fmt.Fprintf(&b, "del %s %s\n", name, m)
+					ops = append(ops, Op{Kind: OpDel, Set: name, Member: m})
 				}
 			}
 		default:
 			// Only what changed since the last write.
-			for _, m := range slices.Sorted(keysB(d.touched)) {
+			for _, m := range slices.SortedFunc(maps.Keys(d.touched), compareMembers) {
 				_, want := d.members[m]
 				switch was := d.touched[m]; {
 				case want && !was:
-					fmt.Fprintf(&b, "add %s %s\n", name, m)
+					ops = append(ops, Op{Kind: OpAdd, Set: name, Member: m})
 				case was && !want:
-					fmt.Fprintf(&b, "del %s %s\n", name, m)
+					ops = append(ops, Op{Kind: OpDel, Set: name, Member: m})
 				}
 			}
 		}
 	}
-	return b.String()
+	return ops
 }
 
 func (s *IPSets) tempName() string {
@@ -273,161 +333,96 @@ func (s *IPSets) tempName() string {
 	}
 }
 
-func keysB(m map[string]bool) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
-
-func keys(m map[string]struct{}) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
-
 // ApplyDeletions destroys owned sets that are no longer wanted. A set that
 // iptables still refers to cannot be destroyed; it is retried next time.
 func (s *IPSets) ApplyDeletions(ctx context.Context) error {
+	defer s.publish()
 	if s.kernel == nil {
 		return nil
 	}
-	var stale []string
-	for name := range s.kernel {
+	var ops []Op
+	for _, name := range slices.Sorted(maps.Keys(s.kernel)) {
 		if _, want := s.desired[name]; !want {
-			stale = append(stale, name)
+			ops = append(ops, Op{Kind: OpDestroy, Set: name})
 		}
 	}
-	if len(stale) == 0 {
+	if len(ops) == 0 {
 		return nil
 	}
-	slices.Sort(stale)
-	var b strings.Builder
-	for _, name := range stale {
-		fmt.Fprintf(&b, "destroy %s\n", name)
-	}
-	if err := s.restore(ctx, b.String()); err == nil {
-		for _, name := range stale {
-			delete(s.kernel, name)
+	if err := s.restore(ctx, ops); err == nil {
+		for _, o := range ops {
+			delete(s.kernel, o.Set)
 		}
 		return nil
 	}
 	var firstErr error
-	for _, name := range stale { // one at a time, to destroy what can be
-		if err := s.restore(ctx, "destroy "+name+"\n"); err != nil {
+	for _, o := range ops { // one at a time, to destroy what can be
+		if err := s.restore(ctx, []Op{o}); err != nil {
 			if firstErr == nil {
 				firstErr = err
 			}
 			continue
 		}
-		delete(s.kernel, name)
+		delete(s.kernel, o.Set)
 	}
 	return firstErr
 }
 
-// write applies update lines, over netlink when they are few member
-// changes of hash:net sets, otherwise (or if netlink fails) with restore.
-func (s *IPSets) write(ctx context.Context, script string) error {
-	if s.Netlink && strings.Count(script, "\n") <= NetlinkMaxChanges {
-		if ops, ok := s.netlinkOps(script); ok {
-			err := applyNetlink(ops)
-			if err == nil {
-				s.LinesWritten += len(ops)
-				s.BytesWritten += len(script)
-				return nil
-			}
-			netlinkErrors.Inc()
-			s.log.Debug("ipset over netlink failed; using ipset restore", "err", err)
+// write applies update ops, over netlink when they are few member changes
+// of hash:net sets, otherwise (or if netlink fails) with restore.
+func (s *IPSets) write(ctx context.Context, ops []Op) error {
+	if s.netlink != nil && len(ops) <= NetlinkMaxChanges && s.netlinkable(ops) {
+		err := s.applyNetlink(ops)
+		if err == nil {
+			s.LinesWritten += len(ops)
+			return nil
+		}
+		s.metrics.netlinkErrors.Inc()
+		s.log.Debug("ipset over netlink failed; using ipset restore", "err", err)
+	}
+	return s.restore(ctx, ops)
+}
+
+// netlinkable reports whether every op is a member change of a hash:net
+// set of this family.
+func (s *IPSets) netlinkable(ops []Op) bool {
+	for _, o := range ops {
+		d := s.desired[o.Set]
+		if _, ok := o.netlinkEntry(); !ok || d == nil || d.typ != TypeNet || !s.ours(o.Member) {
+			return false
 		}
 	}
-	return s.restore(ctx, script)
+	return true
 }
 
-// netlinkOp is one member change.
-type netlinkOp struct {
-	add   bool
-	set   string
-	entry netlink.IPSetEntry
-}
-
-// netlinkOps turns "add|del <set> <addr or CIDR>" lines into netlink
-// operations; ok is false when any line is something else.
-func (s *IPSets) netlinkOps(script string) (ops []netlinkOp, ok bool) {
-	for line := range strings.Lines(script) {
-		f := strings.Fields(line)
-		if len(f) != 3 || (f[0] != "add" && f[0] != "del") {
-			return nil, false
-		}
-		if d := s.desired[f[1]]; d == nil || d.typ != TypeNet {
-			return nil, false
-		}
-		p, err := cidr.Parse(f[2])
-		if err != nil {
-			return nil, false
-		}
-		if (s.Family == 4) != p.Addr().Is4() {
-			return nil, false
-		}
-		// Replace is -exist: adding a present member or deleting an
-		// absent one is not an error, as in the restore.
-		ops = append(ops, netlinkOp{add: f[0] == "add", set: f[1],
-			entry: netlink.IPSetEntry{IP: net.IP(p.Addr().AsSlice()), CIDR: uint8(p.Bits()), Replace: true}})
-	}
-	return ops, len(ops) > 0
-}
-
-func applyNetlink(ops []netlinkOp) error {
-	for _, op := range ops {
+func (s *IPSets) applyNetlink(ops []Op) error {
+	for _, o := range ops {
+		e, _ := o.netlinkEntry()
 		var err error
-		if op.add {
-			err = netlink.IpsetAdd(op.set, &op.entry)
+		if o.Kind == OpAdd {
+			err = s.netlink.IpsetAdd(o.Set, e)
 		} else {
-			err = netlink.IpsetDel(op.set, &op.entry)
+			err = s.netlink.IpsetDel(o.Set, e)
 		}
-		netlinkChanges.Inc()
+		s.metrics.netlinkChanges.Inc()
 		if err != nil {
-			return fmt.Errorf("%s %s: %w", op.set, op.entry.IP, err)
+			return fmt.Errorf("%s %s: %w", o.Set, o.Member, err)
 		}
 	}
 	return nil
 }
 
-func (s *IPSets) restore(ctx context.Context, script string) error {
-	ipsetCalls.Inc()
-	lines := strings.Count(script, "\n")
-	ipsetLines.Add(float64(lines))
-	s.LinesWritten += lines
+func (s *IPSets) restore(ctx context.Context, ops []Op) error {
+	script := render(ops, s.familyName())
+	s.metrics.calls.Inc()
+	s.metrics.lines.Add(float64(len(ops)))
+	s.LinesWritten += len(ops)
 	s.BytesWritten += len(script)
-	cmd := exec.CommandContext(ctx, s.Binary, "restore", "-exist")
-	cmd.Stdin = strings.NewReader(script)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		ipsetErrors.Inc()
-		return fmt.Errorf("ipset restore: %w: %s", err, strings.TrimSpace(out.String()))
+	if err := s.runner.Restore(ctx, script); err != nil {
+		s.metrics.errors.Inc()
+		return err
 	}
 	return nil
-}
-
-// read lists the owned sets of this family with their members.
-func (s *IPSets) read(ctx context.Context) (map[string]*kernelSet, error) {
-	ipsetCalls.Inc()
-	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, s.Binary, "save")
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		ipsetErrors.Inc()
-		return nil, fmt.Errorf("ipset save: %w: %s", err, strings.TrimSpace(stderr.String()))
-	}
-	return parseSave(out, s.prefix()), nil
 }
 
 // parseSave reads "ipset save" output, keeping sets whose names start with
@@ -443,16 +438,20 @@ func parseSave(out []byte, prefix string) map[string]*kernelSet {
 		}
 		switch f[0] {
 		case "create":
-			k := &kernelSet{meta: meta{typ: f[2]}, members: map[string]struct{}{}}
+			k := &kernelSet{meta: meta{typ: f[2]}, members: map[contract.Member]struct{}{}}
 			for i := 3; i+1 < len(f); i++ {
 				if f[i] == "maxelem" {
-					fmt.Sscan(f[i+1], &k.maxElem)
+					k.maxElem, _ = strconv.Atoi(f[i+1])
 				}
 			}
 			sets[f[1]] = k
 		case "add":
 			if k := sets[f[1]]; k != nil {
-				k.members[f[2]] = struct{}{}
+				if m, ok := parseMember(k.typ, f[2]); ok {
+					k.members[m] = struct{}{}
+				} else {
+					k.unparsed = true
+				}
 			}
 		}
 	}

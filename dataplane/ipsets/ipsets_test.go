@@ -6,24 +6,42 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/vishvananda/netlink"
 
+	"ocelot/contract"
 	"ocelot/internal/netlab"
 )
+
+// members parses members as ipset prints them.
+func members(t *testing.T, typ string, ss ...string) []contract.Member {
+	t.Helper()
+	var out []contract.Member
+	for _, s := range ss {
+		m, ok := parseMember(typ, s)
+		if !ok {
+			t.Fatalf("bad member %q", s)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func nets(t *testing.T, ss ...string) []contract.Member { return members(t, TypeNet, ss...) }
 
 func TestMain(m *testing.M) { netlab.Main(m) }
 
 func TestNames(t *testing.T) {
-	s := New(4, 1048576, nil)
+	s := New(4, Options{MaxSize: 1048576})
 	if got := s.Name("s:bnhJRqUSRy3lLnoKpL4N8es39Kv7B1tayge5xQ"); got != "cali40s:bnhJRqUSRy3lLnoKpL4N8es" {
 		t.Errorf("name %q (Felix: cali40s:bnhJRqUSRy3lLnoKpL4N8es)", got)
 	}
-	if got := New(6, 1, nil).Name("n:x"); got != "cali60n:x" {
+	if got := New(6, Options{}).Name("n:x"); got != "cali60n:x" {
 		t.Errorf("v6 name %q", got)
 	}
 }
 
 func TestPlanUpdates(t *testing.T) {
-	s := New(4, 1000, nil)
+	s := New(4, Options{MaxSize: 1000})
 	s.kernel = parseSave([]byte(`create cali40s:a hash:net family inet hashsize 1024 maxelem 1000 bucketsize 12 initval 0x1
 add cali40s:a 10.0.0.1
 add cali40s:a 10.0.0.9
@@ -35,9 +53,9 @@ create cali60s:a hash:net family inet6 maxelem 1000
 	if _, ok := s.kernel["other"]; ok || len(s.kernel) != 2 {
 		t.Fatalf("foreign or other-family sets read as ours: %v", s.kernel)
 	}
-	s.Replace("s:a", TypeNet, []string{"10.0.0.1", "10.0.0.2"})      // existing: diff against what was read
-	s.Replace("s:b", TypeIPAndPort, []string{"10.0.0.3,tcp:80"})     // type changed: rebuild and swap
-	s.Replace("s:new", TypeNet, []string{"10.0.0.5", "10.1.0.0/16"}) // missing: create
+	s.Replace("s:a", TypeNet, nets(t, "10.0.0.1", "10.0.0.2"))                    // existing: diff against what was read
+	s.Replace("s:b", TypeIPAndPort, members(t, TypeIPAndPort, "10.0.0.3,tcp:80")) // type changed: rebuild and swap
+	s.Replace("s:new", TypeNet, nets(t, "10.0.0.5", "10.1.0.0/16"))               // missing: create
 	want := `add cali40s:a 10.0.0.2
 del cali40s:a 10.0.0.9
 create cali4t1 hash:ip,port family inet maxelem 1000
@@ -48,7 +66,7 @@ create cali40s:new hash:net family inet maxelem 1000
 add cali40s:new 10.0.0.5
 add cali40s:new 10.1.0.0/16
 `
-	if got := s.planUpdates(); got != want {
+	if got := render(s.planUpdates(), "inet"); got != want {
 		t.Errorf("plan:\n%s\nwant:\n%s", got, want)
 	}
 
@@ -58,9 +76,9 @@ add cali40s:new 10.1.0.0/16
 		s.desired[name].touched, s.desired[name].full = nil, false
 	}
 	clear(s.dirty)
-	s.AddMembers("s:a", []string{"10.0.0.7", "10.0.0.8"})
-	s.RemoveMembers("s:a", []string{"10.0.0.1", "10.0.0.8"})
-	if got := s.planUpdates(); got != "del cali40s:a 10.0.0.1\nadd cali40s:a 10.0.0.7\n" {
+	s.AddMembers("s:a", nets(t, "10.0.0.7", "10.0.0.8"))
+	s.RemoveMembers("s:a", nets(t, "10.0.0.1", "10.0.0.8"))
+	if got := render(s.planUpdates(), "inet"); got != "del cali40s:a 10.0.0.1\nadd cali40s:a 10.0.0.7\n" {
 		t.Errorf("delta plan:\n%s", got)
 	}
 }
@@ -69,9 +87,10 @@ add cali40s:new 10.1.0.0/16
 func TestKernel(t *testing.T) {
 	netlab.Require(t)
 	ctx := context.Background()
-	s := New(4, 65536, nil)
-	s.Replace("s:one", TypeNet, []string{"198.18.0.1", "198.18.0.2"})
-	s.Replace("n:port", TypeIPAndPort, []string{"198.18.0.1,tcp:80"})
+	m := NewMetrics(nil)
+	s := New(4, Options{MaxSize: 65536, Netlink: &netlink.Handle{}, Metrics: m})
+	s.Replace("s:one", TypeNet, nets(t, "198.18.0.1", "198.18.0.2"))
+	s.Replace("n:port", TypeIPAndPort, members(t, TypeIPAndPort, "198.18.0.1,tcp:80"))
 	if err := s.ApplyUpdates(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -83,13 +102,13 @@ func TestKernel(t *testing.T) {
 		}
 	}
 	// A one-member change writes one line, over netlink: no ipset run.
-	lines, calls, nl := s.LinesWritten, testutil.ToFloat64(ipsetCalls), testutil.ToFloat64(netlinkChanges)
-	s.AddMembers("s:one", []string{"198.18.0.3", "198.18.0.9"})
-	s.RemoveMembers("s:one", []string{"198.18.0.9"})
+	lines, calls, nl := s.LinesWritten, testutil.ToFloat64(m.calls), testutil.ToFloat64(m.netlinkChanges)
+	s.AddMembers("s:one", nets(t, "198.18.0.3", "198.18.0.9"))
+	s.RemoveMembers("s:one", nets(t, "198.18.0.9"))
 	if err := s.ApplyUpdates(ctx); err != nil || s.LinesWritten-lines != 1 {
 		t.Errorf("one-member change wrote %d lines (err %v)", s.LinesWritten-lines, err)
 	}
-	if c, n := testutil.ToFloat64(ipsetCalls)-calls, testutil.ToFloat64(netlinkChanges)-nl; c != 0 || n != 1 {
+	if c, n := testutil.ToFloat64(m.calls)-calls, testutil.ToFloat64(m.netlinkChanges)-nl; c != 0 || n != 1 {
 		t.Errorf("one-member change: %v ipset runs and %v netlink changes, want 0 and 1", c, n)
 	}
 	if out := save(); !strings.Contains(out, "add cali40s:one 198.18.0.3") || strings.Contains(out, "198.18.0.9") {
@@ -97,8 +116,8 @@ func TestKernel(t *testing.T) {
 	}
 	// Removing over netlink, and a member already gone (-exist semantics).
 	netlab.Run(t, "ipset", "del", "cali40s:one", "198.18.0.2")
-	s.RemoveMembers("s:one", []string{"198.18.0.2", "198.18.0.3"})
-	s.AddMembers("s:one", []string{"198.18.0.0/24"})
+	s.RemoveMembers("s:one", nets(t, "198.18.0.2", "198.18.0.3"))
+	s.AddMembers("s:one", nets(t, "198.18.0.0/24"))
 	if err := s.ApplyUpdates(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -106,13 +125,13 @@ func TestKernel(t *testing.T) {
 		t.Errorf("netlink removal/CIDR add not in the kernel:\n%s", out)
 	}
 	// A change to a set of another type goes to ipset restore.
-	calls = testutil.ToFloat64(ipsetCalls)
-	s.AddMembers("n:port", []string{"198.18.0.2,tcp:443"})
-	if err := s.ApplyUpdates(ctx); err != nil || testutil.ToFloat64(ipsetCalls)-calls != 1 {
-		t.Errorf("hash:ip,port change: %v ipset runs (err %v), want 1", testutil.ToFloat64(ipsetCalls)-calls, err)
+	calls = testutil.ToFloat64(m.calls)
+	s.AddMembers("n:port", members(t, TypeIPAndPort, "198.18.0.2,tcp:443"))
+	if err := s.ApplyUpdates(ctx); err != nil || testutil.ToFloat64(m.calls)-calls != 1 {
+		t.Errorf("hash:ip,port change: %v ipset runs (err %v), want 1", testutil.ToFloat64(m.calls)-calls, err)
 	}
-	s.RemoveMembers("s:one", []string{"198.18.0.0/24"})
-	s.AddMembers("s:one", []string{"198.18.0.3"})
+	s.RemoveMembers("s:one", nets(t, "198.18.0.0/24"))
+	s.AddMembers("s:one", nets(t, "198.18.0.3"))
 	if err := s.ApplyUpdates(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"time"
 
 	goipt "github.com/coreos/go-iptables/iptables"
 )
@@ -40,19 +39,6 @@ func binary(family int, mode, suffix string) (string, error) {
 		return p, nil
 	}
 	return "", fmt.Errorf("%w: neither %s nor %s is installed", ErrNoBinary, name, plain)
-}
-
-// CommandsFor returns the save and restore binaries of a backend.
-func CommandsFor(backend string, family int, lockProbe time.Duration) (Commands, error) {
-	save, err := binary(family, backend, "save")
-	if err != nil {
-		return Commands{}, err
-	}
-	restore, err := binary(family, backend, "restore")
-	if err != nil {
-		return Commands{}, err
-	}
-	return Commands{Save: save, Restore: restore, LockProbe: lockProbe}, nil
 }
 
 // DetectBackend resolves IptablesBackend (auto, legacy or nft) as Felix

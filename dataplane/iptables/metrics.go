@@ -2,19 +2,29 @@ package iptables
 
 import "github.com/prometheus/client_golang/prometheus"
 
-var (
-	saveCalls     = prometheus.NewCounter(prometheus.CounterOpts{Name: "felix_iptables_save_calls", Help: "iptables-save executions."})
-	saveErrors    = prometheus.NewCounter(prometheus.CounterOpts{Name: "felix_iptables_save_errors", Help: "Failed iptables-save executions."})
-	restoreCalls  = prometheus.NewCounter(prometheus.CounterOpts{Name: "felix_iptables_restore_calls", Help: "iptables-restore executions."})
-	restoreErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "felix_iptables_restore_errors", Help: "Failed iptables-restore executions."})
-	linesExecuted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "felix_iptables_lines_executed",
-		Help: "Lines written to iptables-restore."}, []string{"ip_version", "table"})
-	// Chains and Rules are set by the owner of the tables after each apply.
-	Chains = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "felix_iptables_chains", Help: "Chains programmed."}, []string{"ip_version", "table"})
-	Rules  = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "felix_iptables_rules", Help: "Rules programmed."}, []string{"ip_version", "table"})
-)
+// Metrics are the table driver's instruments, by Felix's names. One set
+// serves both families (the ip_version label tells them apart).
+type Metrics struct {
+	saveCalls, saveErrors, restoreCalls, restoreErrors prometheus.Counter
+	linesExecuted                                      *prometheus.CounterVec
+	chains, rules                                      *prometheus.GaugeVec
+}
 
-// Collectors returns the package's metrics for registration.
-func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{saveCalls, saveErrors, restoreCalls, restoreErrors, linesExecuted, Chains, Rules}
+// NewMetrics creates the driver's instruments and registers them on reg
+// (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		saveCalls:     prometheus.NewCounter(prometheus.CounterOpts{Name: "felix_iptables_save_calls", Help: "iptables-save executions."}),
+		saveErrors:    prometheus.NewCounter(prometheus.CounterOpts{Name: "felix_iptables_save_errors", Help: "Failed iptables-save executions."}),
+		restoreCalls:  prometheus.NewCounter(prometheus.CounterOpts{Name: "felix_iptables_restore_calls", Help: "iptables-restore executions."}),
+		restoreErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "felix_iptables_restore_errors", Help: "Failed iptables-restore executions."}),
+		linesExecuted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "felix_iptables_lines_executed",
+			Help: "Lines written to iptables-restore."}, []string{"ip_version", "table"}),
+		chains: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "felix_iptables_chains", Help: "Chains programmed."}, []string{"ip_version", "table"}),
+		rules:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "felix_iptables_rules", Help: "Rules programmed."}, []string{"ip_version", "table"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.saveCalls, m.saveErrors, m.restoreCalls, m.restoreErrors, m.linesExecuted, m.chains, m.rules)
+	}
+	return m
 }

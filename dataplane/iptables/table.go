@@ -3,31 +3,36 @@ package iptables
 import (
 	"bufio"
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
-	"time"
 )
 
-// KernelChains are the built-in chains of each table.
-var KernelChains = map[string][]string{
-	"filter": {"INPUT", "FORWARD", "OUTPUT"},
-	"nat":    {"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"},
-	"mangle": {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"},
-	"raw":    {"PREROUTING", "OUTPUT"},
+// KernelChains returns the built-in chains of a table, in the order
+// iptables lists them.
+func KernelChains(table string) []string {
+	switch table {
+	case "filter":
+		return []string{"INPUT", "FORWARD", "OUTPUT"}
+	case "nat":
+		return []string{"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"}
+	case "mangle":
+		return []string{"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
+	case "raw":
+		return []string{"PREROUTING", "OUTPUT"}
+	}
+	return nil
 }
 
-// OwnedChainPrefixes are the chain-name prefixes this driver owns (Felix's,
-// including historic ones), so a takeover from any Felix sweeps its chains.
-var OwnedChainPrefixes = []string{"cali-", "califw-", "calitw-", "califh-", "calith-", "calipi-", "calipo-"}
+// ownedChainPrefixes are the chain-name prefixes this driver owns
+// (Felix's, including historic ones), so a takeover from any Felix sweeps
+// its chains.
+const ownedChainPrefixes = "cali- califw- calitw- califh- calith- calipi- calipo-"
 
 func owned(chain string) bool {
-	for _, p := range OwnedChainPrefixes {
+	for _, p := range strings.Fields(ownedChainPrefixes) {
 		if strings.HasPrefix(chain, p) {
 			return true
 		}
@@ -39,7 +44,7 @@ var (
 	hashRE = regexp.MustCompile(`--comment "?` + HashPrefix + `([a-zA-Z0-9_-]+)"?`)
 	// A rule in a kernel chain that jumps to an owned chain without a hash
 	// comment is a leftover of an old agent: ours to remove.
-	oldRuleRE = regexp.MustCompile(`(?:-j|--jump|-g|--goto) (?:` + strings.Join(OwnedChainPrefixes, "|") + `)`)
+	oldRuleRE = regexp.MustCompile(`(?:-j|--jump|-g|--goto) (?:` + strings.Join(strings.Fields(ownedChainPrefixes), "|") + `)`)
 )
 
 // savedRule is one rule as iptables-save printed it.
@@ -102,20 +107,12 @@ func parseSave(out []byte) (*kernelState, error) {
 	return st, sc.Err()
 }
 
-// Commands are the binaries of one backend and family.
-type Commands struct {
-	Save, Restore string
-	// LockProbe is the --wait-interval for iptables-restore.
-	LockProbe time.Duration
-}
-
-// Table holds the desired state of one table of one family and applies it.
-// It is not safe for concurrent use.
+// Table holds the desired state of one table of one family. It is not
+// safe for concurrent use; Tables applies it.
 type Table struct {
 	Name   string // filter, nat, mangle, raw
 	Family int    // 4 or 6
 
-	cmds       Commands
 	insertMode bool
 	log        *slog.Logger
 
@@ -133,13 +130,8 @@ type Table struct {
 	BytesWritten int
 }
 
-// NewTable returns a table driver. insertMode places hooks at the top of
-// kernel chains (ChainInsertMode=insert) rather than after foreign rules.
-func NewTable(name string, family int, cmds Commands, insertMode bool, log *slog.Logger) *Table {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Table{Name: name, Family: family, cmds: cmds, insertMode: insertMode,
+func newTable(name string, family int, insertMode bool, log *slog.Logger) *Table {
+	return &Table{Name: name, Family: family, insertMode: insertMode,
 		log:    log.With("table", name, "ip_version", family),
 		chains: map[string]*Chain{}, hashes: map[string][]string{},
 		inserts: map[string][]Rule{}, appends: map[string][]Rule{}, dirty: true}
@@ -179,15 +171,6 @@ func (t *Table) SetAppends(kernelChain string, rules []Rule) {
 	t.dirty = true
 }
 
-// Invalidate forces the next Apply to read the kernel and repair any drift.
-func (t *Table) Invalidate() {
-	t.kernel = nil
-	t.dirty = true
-}
-
-// Dirty reports whether Apply has work to do.
-func (t *Table) Dirty() bool { return t.dirty }
-
 // NumChains and NumRules describe the desired state (for metrics).
 func (t *Table) NumChains() int { return len(t.chains) }
 
@@ -197,81 +180,6 @@ func (t *Table) NumRules() int {
 		n += len(c.Rules)
 	}
 	return n
-}
-
-// Apply brings the kernel in line: read (if the cached view is stale),
-// compute the minimal restore script, write it. On a write failure the
-// state is re-read and the write retried a few times with back-off.
-func (t *Table) Apply(ctx context.Context) error { return ApplyTables(ctx, t) }
-
-// ApplyTables applies several tables of one family (sharing Commands)
-// together: one iptables-save for all whose cached view is stale and one
-// iptables-restore for all that need writing. At start-up that is two
-// processes per family instead of eight. On a write failure every table
-// written is re-read and the write retried a few times with back-off.
-func ApplyTables(ctx context.Context, tables ...*Table) error {
-	var lastErr error
-	delay := 10 * time.Millisecond
-	for attempt := 0; attempt < 4; attempt++ {
-		dirty := dirtyTables(tables)
-		if len(dirty) == 0 {
-			return nil
-		}
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(delay):
-			}
-			delay *= 3
-		}
-		if err := ReadTables(ctx, dirty...); err != nil {
-			lastErr = err
-			continue
-		}
-		var script strings.Builder
-		var written []*Table
-		plans := map[*Table]plan{}
-		states := map[*Table]*kernelState{}
-		for _, t := range dirty {
-			p := t.plan(t.kernel)
-			if p.script == "" {
-				t.dirty = false
-				continue
-			}
-			script.WriteString(p.script)
-			written = append(written, t)
-			plans[t], states[t] = p, t.kernel
-			t.kernel = nil // until the write is known to have worked
-		}
-		if len(written) == 0 {
-			return nil
-		}
-		if err := restore(ctx, written, script.String(), plans); err != nil {
-			lastErr = err
-			written[0].log.Warn("iptables-restore failed; re-reading and retrying", "attempt", attempt+1, "err", err)
-			continue
-		}
-		for _, t := range written {
-			t.wrote(plans[t], states[t])
-		}
-		return nil
-	}
-	names := make([]string, len(tables))
-	for i, t := range tables {
-		names[i] = t.Name
-	}
-	return fmt.Errorf("%s (IPv%d): %w", strings.Join(names, ", "), tables[0].Family, lastErr)
-}
-
-func dirtyTables(tables []*Table) []*Table {
-	var out []*Table
-	for _, t := range tables {
-		if t.dirty {
-			out = append(out, t)
-		}
-	}
-	return out
 }
 
 // wrote records a successful write. The kernel now holds what we wrote,
@@ -295,85 +203,6 @@ func (t *Table) wrote(p plan, st *kernelState) {
 		delete(st.chains, name)
 	}
 	t.kernel = st
-}
-
-// ReadTables reads the tables whose cached view is stale: one with -t,
-// several with one iptables-save of every table (a table the kernel has
-// not instantiated yet is absent there and read on its own). Apply calls
-// it; the dataplane also calls it ahead of the first apply.
-func ReadTables(ctx context.Context, tables ...*Table) error {
-	var stale []*Table
-	for _, t := range tables {
-		if t.kernel == nil {
-			stale = append(stale, t)
-		}
-	}
-	if len(stale) > 1 {
-		all, err := save(ctx, stale[0].cmds.Save)
-		if err != nil {
-			return err
-		}
-		for _, t := range stale {
-			t.kernel = all[t.Name]
-		}
-	}
-	for _, t := range stale {
-		if t.kernel != nil {
-			continue
-		}
-		all, err := save(ctx, t.cmds.Save, "-t", t.Name)
-		if err != nil {
-			return err
-		}
-		if t.kernel = all[t.Name]; t.kernel == nil {
-			t.kernel = &kernelState{chains: map[string][]savedRule{}}
-		}
-	}
-	return nil
-}
-
-// save runs iptables-save and parses each table it prints.
-func save(ctx context.Context, bin string, args ...string) (map[string]*kernelState, error) {
-	saveCalls.Inc()
-	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		saveErrors.Inc()
-		return nil, fmt.Errorf("%s %s: %w: %s", bin, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	all, err := parseSaveAll(out)
-	if err != nil {
-		saveErrors.Inc()
-	}
-	return all, err
-}
-
-// restore writes one script covering the given tables.
-func restore(ctx context.Context, tables []*Table, script string, plans map[*Table]plan) error {
-	cmds := tables[0].cmds
-	restoreCalls.Inc()
-	args := []string{"--noflush", "--wait", "10"}
-	if cmds.LockProbe > 0 {
-		args = append(args, "--wait-interval", fmt.Sprint(cmds.LockProbe.Microseconds()))
-	}
-	cmd := exec.CommandContext(ctx, cmds.Restore, args...)
-	cmd.Stdin = strings.NewReader(script)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	for _, t := range tables {
-		s := plans[t].script
-		lines := strings.Count(s, "\n")
-		t.LinesWritten += lines
-		t.BytesWritten += len(s)
-		linesExecuted.WithLabelValues(fmt.Sprint(t.Family), t.Name).Add(float64(lines))
-	}
-	if err := cmd.Run(); err != nil {
-		restoreErrors.Inc()
-		return fmt.Errorf("%s: %w: %s", cmds.Restore, err, strings.TrimSpace(out.String()))
-	}
-	return nil
 }
 
 // plan is the restore input that turns a kernel state into the desired
@@ -422,7 +251,7 @@ func (t *Table) plan(st *kernelState) plan {
 		fmt.Fprintf(&dels, "-X %s\n", name)
 	}
 	p.deleted = stale
-	for _, kc := range KernelChains[t.Name] {
+	for _, kc := range KernelChains(t.Name) {
 		t.planHooks(&hooks, kc, st.chains[kc])
 	}
 	p.hooks = hooks.Len() > 0
@@ -503,6 +332,3 @@ func (t *Table) hooksInPlace(have []savedRule, insH, appH []string) bool {
 	}
 	return true
 }
-
-// ErrNoBinary means neither backend's binaries were found.
-var ErrNoBinary = errors.New("no iptables binaries found")

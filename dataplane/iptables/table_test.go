@@ -2,11 +2,13 @@ package iptables
 
 import (
 	"context"
+	"log/slog"
 	"os/exec"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"ocelot/internal/netlab"
@@ -69,7 +71,7 @@ func TestLimitedName(t *testing.T) {
 }
 
 func newTestTable(insert bool) *Table {
-	tb := NewTable("filter", 4, Commands{}, insert, nil)
+	tb := newTable("filter", 4, insert, slog.New(slog.DiscardHandler))
 	tb.UpdateChain(&Chain{Name: "cali-FORWARD", Rules: []Rule{{Action: Jump("cali-from-wl-dispatch")}}})
 	tb.UpdateChain(&Chain{Name: "cali-from-wl-dispatch", Rules: []Rule{{Comment: []string{"Unknown interface"}, Action: Drop}}})
 	tb.SetInserts("FORWARD", []Rule{{Action: Jump("cali-FORWARD")}})
@@ -202,7 +204,7 @@ func TestParseSaveAll(t *testing.T) {
 	}
 }
 
-// TestApplyTables writes several tables with one save and one restore,
+// TestApplyTables writes a family's tables with one save and one restore,
 // and reads a table the kernel has not instantiated on its own.
 func TestApplyTables(t *testing.T) {
 	netlab.Require(t)
@@ -211,47 +213,46 @@ func TestApplyTables(t *testing.T) {
 		netlab.Unavailable(t, "%v", err)
 	}
 	ctx := context.Background()
-	var tables []*Table
-	for _, name := range []string{"raw", "mangle", "filter"} {
-		tb := NewTable(name, 4, cmds, true, nil)
-		tb.UpdateChain(&Chain{Name: "cali-" + name, Rules: []Rule{{Action: Accept}}})
-		tb.SetInserts(KernelChains[name][0], []Rule{{Action: Jump("cali-" + name)}})
-		tables = append(tables, tb)
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	ts := NewTables(4, cmds.Runner(), Options{InsertMode: true, Metrics: m})
+	for _, tb := range []*Table{ts.Raw, ts.Mangle, ts.Filter} {
+		tb.UpdateChain(&Chain{Name: "cali-" + tb.Name, Rules: []Rule{{Action: Accept}}})
+		tb.SetInserts(KernelChains(tb.Name)[0], []Rule{{Action: Jump("cali-" + tb.Name)}})
 	}
-	saves, restores := testutil.ToFloat64(saveCalls), testutil.ToFloat64(restoreCalls)
-	if err := ApplyTables(ctx, tables...); err != nil {
+	saves, restores := testutil.ToFloat64(m.saveCalls), testutil.ToFloat64(m.restoreCalls)
+	if _, err := ts.Apply(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := testutil.ToFloat64(restoreCalls) - restores; n != 1 {
+	if n := testutil.ToFloat64(m.restoreCalls) - restores; n != 1 {
 		t.Errorf("%v restores for three tables, want 1", n)
 	}
-	if n := testutil.ToFloat64(saveCalls) - saves; n > 4 {
-		t.Errorf("%v saves for three tables", n)
+	if n := testutil.ToFloat64(m.saveCalls) - saves; n > 5 {
+		t.Errorf("%v saves for four tables: want one, plus one per table the kernel had not instantiated", n)
 	}
-	for _, tb := range tables {
+	for _, tb := range []*Table{ts.Raw, ts.Mangle, ts.Filter} {
 		out, err := exec.Command(cmds.Save, "-t", tb.Name).CombinedOutput()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(string(out), "-A "+KernelChains[tb.Name][0]+" -m comment") || !strings.Contains(string(out), "-j cali-"+tb.Name) {
+		if !strings.Contains(string(out), "-A "+KernelChains(tb.Name)[0]+" -m comment") || !strings.Contains(string(out), "-j cali-"+tb.Name) {
 			t.Errorf("%s table lacks its hook:\n%s", tb.Name, out)
 		}
 	}
-	// All cached after our write: a second apply with nothing changed runs nothing.
-	saves, restores = testutil.ToFloat64(saveCalls), testutil.ToFloat64(restoreCalls)
-	for _, tb := range tables {
-		tb.Invalidate()
+	if got := testutil.ToFloat64(m.chains.WithLabelValues("4", "filter")); got != 1 {
+		t.Errorf("felix_iptables_chains{filter} = %v, want 1", got)
 	}
-	if err := ApplyTables(ctx, tables...); err != nil {
+	// All cached after our write: a second apply with nothing changed runs nothing.
+	saves, restores = testutil.ToFloat64(m.saveCalls), testutil.ToFloat64(m.restoreCalls)
+	ts.Invalidate()
+	if _, err := ts.Apply(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if s, r := testutil.ToFloat64(saveCalls)-saves, testutil.ToFloat64(restoreCalls)-restores; s != 1 || r != 0 {
-		t.Errorf("re-reading three unchanged tables took %v saves and %v restores, want 1 and 0", s, r)
+	if s, r := testutil.ToFloat64(m.saveCalls)-saves, testutil.ToFloat64(m.restoreCalls)-restores; s != 1 || r != 0 {
+		t.Errorf("re-reading four unchanged tables took %v saves and %v restores, want 1 and 0", s, r)
 	}
-	for _, tb := range tables {
-		if err := NewTable(tb.Name, 4, cmds, true, nil).Apply(ctx); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := NewTables(4, cmds.Runner(), Options{InsertMode: true}).Apply(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -266,7 +267,8 @@ func TestKernel(t *testing.T) {
 				netlab.Unavailable(t, "%v", err)
 			}
 			ctx := context.Background()
-			tb := NewTable("filter", 4, cmds, true, nil)
+			ts := NewTables(4, cmds.Runner(), Options{InsertMode: true})
+			tb := ts.Filter
 			tb.UpdateChain(&Chain{Name: "cali-FORWARD", Rules: []Rule{
 				{Match: Match{}.InInterface("tap+"), Action: Jump("cali-from-wl-dispatch")},
 				{Match: Match{}.Protocol("tcp").DestPorts("22,80:90"), Action: Accept},
@@ -274,7 +276,7 @@ func TestKernel(t *testing.T) {
 			tb.UpdateChain(&Chain{Name: "cali-from-wl-dispatch", Rules: []Rule{{Comment: []string{"Unknown interface"}, Action: Drop}}})
 			tb.SetInserts("FORWARD", []Rule{{Action: Jump("cali-FORWARD")}})
 			tb.SetAppends("FORWARD", []Rule{{Match: Match{}.MarkSet(0x10000), Action: Accept}})
-			if err := tb.Apply(ctx); err != nil {
+			if _, err := ts.Apply(ctx); err != nil {
 				t.Fatal(err)
 			}
 			save := func() string {
@@ -292,16 +294,16 @@ func TestKernel(t *testing.T) {
 			}
 			// Idempotent: a fresh read finds nothing to write.
 			lines := tb.LinesWritten
-			tb.Invalidate()
-			if err := tb.Apply(ctx); err != nil || tb.LinesWritten != lines {
+			ts.Invalidate()
+			if _, err := ts.Apply(ctx); err != nil || tb.LinesWritten != lines {
 				t.Errorf("re-apply wrote %d lines (err %v)", tb.LinesWritten-lines, err)
 			}
 			// Tamper: delete a rule of ours, insert a foreign rule on top, add a stray chain.
 			netlab.Run(t, strings.TrimSuffix(cmds.Save, "-save"), "-D", "cali-FORWARD", "2")
 			netlab.Run(t, strings.TrimSuffix(cmds.Save, "-save"), "-I", "FORWARD", "1", "-j", "ACCEPT")
 			netlab.Run(t, strings.TrimSuffix(cmds.Save, "-save"), "-N", "cali-stray")
-			tb.Invalidate()
-			if err := tb.Apply(ctx); err != nil {
+			ts.Invalidate()
+			if _, err := ts.Apply(ctx); err != nil {
 				t.Fatal(err)
 			}
 			s = save()
@@ -318,8 +320,8 @@ func TestKernel(t *testing.T) {
 				t.Errorf("FORWARD order wrong after repair: %q", fwd)
 			}
 			// Clean up for the other backend's run.
-			empty := NewTable("filter", 4, cmds, true, nil)
-			if err := empty.Apply(ctx); err != nil {
+			empty := NewTables(4, cmds.Runner(), Options{InsertMode: true})
+			if _, err := empty.Apply(ctx); err != nil {
 				t.Fatal(err)
 			}
 			if s = save(); strings.Contains(s, "cali") {

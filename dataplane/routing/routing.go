@@ -7,7 +7,7 @@
 // Ownership: routes on workload interfaces with our protocol are ours;
 // with RemoveExternalRoutes, any other non-kernel route on a workload
 // interface is removed too (after a grace period for a new interface, as
-// Felix). It talks netlink and nothing else.
+// Felix). It talks netlink, through the Netlink seam, and nothing else.
 package routing
 
 import (
@@ -35,10 +35,44 @@ type ifaceRoutes struct {
 	up   bool
 }
 
+// Netlink is the seam between the route logic and the kernel. Kernel is
+// the real one; unit tests give a fake.
+type Netlink interface {
+	// LinkIndex returns an interface's index; found is false when there
+	// is no such interface.
+	LinkIndex(name string) (index int, found bool, err error)
+	RouteListFiltered(family int, filter *netlink.Route, filterMask uint64) ([]netlink.Route, error)
+	RouteReplace(route *netlink.Route) error
+	RouteDel(route *netlink.Route) error
+	NeighSet(neigh *netlink.Neigh) error
+	NeighList(linkIndex, family int) ([]netlink.Neigh, error)
+	NeighDel(neigh *netlink.Neigh) error
+}
+
+// Kernel is netlink in the network namespace of the calling thread.
+type Kernel struct{ *netlink.Handle }
+
+// NewKernel returns netlink of the current network namespace.
+func NewKernel() Kernel { return Kernel{&netlink.Handle{}} }
+
+// LinkIndex implements Netlink.
+func (k Kernel) LinkIndex(name string) (int, bool, error) {
+	link, err := k.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return 0, false, nil
+		}
+		return 0, false, fmt.Errorf("looking up %s: %w", name, err)
+	}
+	return link.Attrs().Index, true, nil
+}
+
 // Table is the desired routes per workload interface.
 type Table struct {
 	Protocol       int
 	RemoveExternal bool
+	nl             Netlink
 	log            *slog.Logger
 
 	desired    map[string]*ifaceRoutes
@@ -47,12 +81,12 @@ type Table struct {
 	programmed map[string][]netip.Prefix // what the last apply left on each interface
 }
 
-// New returns an empty table.
-func New(protocol int, removeExternal bool, log *slog.Logger) *Table {
+// New returns an empty table that programs the kernel through nl.
+func New(nl Netlink, protocol int, removeExternal bool, log *slog.Logger) *Table {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Table{Protocol: protocol, RemoveExternal: removeExternal, log: log,
+	return &Table{Protocol: protocol, RemoveExternal: removeExternal, nl: nl, log: log,
 		desired: map[string]*ifaceRoutes{}, dirty: map[string]struct{}{}, firstSeen: map[string]time.Time{},
 		programmed: map[string][]netip.Prefix{}}
 }
@@ -129,17 +163,15 @@ func (t *Table) OK(iface string) bool {
 }
 
 func (t *Table) applyIface(iface string) error {
-	link, err := netlink.LinkByName(iface)
+	idx, found, err := t.nl.LinkIndex(iface)
 	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) {
-			delete(t.programmed, iface)
-			delete(t.firstSeen, iface)
-			return nil // no interface, no routes
-		}
-		return fmt.Errorf("looking up %s: %w", iface, err)
+		return err
 	}
-	idx := link.Attrs().Index
+	if !found {
+		delete(t.programmed, iface)
+		delete(t.firstSeen, iface)
+		return nil // no interface, no routes
+	}
 	want := map[netip.Prefix]bool{}
 	r := t.desired[iface]
 	if r != nil && r.up {
@@ -147,7 +179,7 @@ func (t *Table) applyIface(iface string) error {
 			want[n] = true
 		}
 	}
-	have, err := listRoutes(idx)
+	have, err := t.listRoutes(idx)
 	if err != nil {
 		return err
 	}
@@ -165,7 +197,7 @@ func (t *Table) applyIface(iface string) error {
 		}
 		foreign := !ours && rt.Protocol != unix.RTPROT_KERNEL && !dst.Addr().IsLinkLocalUnicast()
 		if ours || (foreign && t.RemoveExternal && graceOver) {
-			if err := netlink.RouteDel(&rt); err != nil && !errors.Is(err, unix.ESRCH) {
+			if err := t.nl.RouteDel(&rt); err != nil && !errors.Is(err, unix.ESRCH) {
 				return fmt.Errorf("deleting route %s on %s: %w", dst, iface, err)
 			}
 		}
@@ -175,7 +207,7 @@ func (t *Table) applyIface(iface string) error {
 		if !present[dst] {
 			rt := &netlink.Route{LinkIndex: idx, Dst: toIPNet(dst), Scope: netlink.SCOPE_LINK,
 				Protocol: netlink.RouteProtocol(t.Protocol), Priority: Metric, Table: unix.RT_TABLE_MAIN}
-			if err := netlink.RouteReplace(rt); err != nil {
+			if err := t.nl.RouteReplace(rt); err != nil {
 				return fmt.Errorf("adding route %s on %s: %w", dst, iface, err)
 			}
 		}
@@ -183,17 +215,17 @@ func (t *Table) applyIface(iface string) error {
 		if dst.Addr().Is4() && r.mac != nil {
 			n := &netlink.Neigh{LinkIndex: idx, Family: unix.AF_INET, State: netlink.NUD_PERMANENT,
 				IP: dst.Addr().AsSlice(), HardwareAddr: r.mac}
-			if err := netlink.NeighSet(n); err != nil {
+			if err := t.nl.NeighSet(n); err != nil {
 				return fmt.Errorf("setting neighbour %s on %s: %w", dst.Addr(), iface, err)
 			}
 		}
 	}
 	// Permanent neighbours of addresses no longer routed here.
-	if neighs, err := netlink.NeighList(idx, unix.AF_INET); err == nil {
+	if neighs, err := t.nl.NeighList(idx, unix.AF_INET); err == nil {
 		for _, n := range neighs {
 			a, ok := netip.AddrFromSlice(n.IP)
 			if ok && n.State&netlink.NUD_PERMANENT != 0 && !want[netip.PrefixFrom(a.Unmap(), 32)] {
-				netlink.NeighDel(&n)
+				t.nl.NeighDel(&n)
 			}
 		}
 	}
@@ -203,12 +235,12 @@ func (t *Table) applyIface(iface string) error {
 
 // listRoutes lists the main-table routes via an interface, retrying a dump
 // the kernel interrupted.
-func listRoutes(idx int) ([]netlink.Route, error) {
+func (t *Table) listRoutes(idx int) ([]netlink.Route, error) {
 	filter := &netlink.Route{LinkIndex: idx, Table: unix.RT_TABLE_MAIN}
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		var rs []netlink.Route
-		rs, err = netlink.RouteListFiltered(netlink.FAMILY_ALL, filter, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+		rs, err = t.nl.RouteListFiltered(netlink.FAMILY_ALL, filter, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
 		if err == nil {
 			return rs, nil
 		}

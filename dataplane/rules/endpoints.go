@@ -15,8 +15,8 @@ import (
 // final drop.
 func (c *Config) EndpointChains(ep *contract.EndpointUpdate) []*ipt.Chain {
 	return []*ipt.Chain{
-		{Name: ToWorkloadChain(ep.Name), Rules: c.endpointRules(ep, true)},
-		{Name: FromWorkloadChain(ep.Name), Rules: c.endpointRules(ep, false)},
+		{Name: ToWorkloadChainName(ep.Name), Rules: c.endpointRules(ep, true)},
+		{Name: FromWorkloadChainName(ep.Name), Rules: c.endpointRules(ep, false)},
 	}
 }
 
@@ -52,7 +52,7 @@ func (c *Config) endpointRules(ep *contract.EndpointUpdate, ingress bool) []ipt.
 		r = append(r, ipt.Rule{Comment: []string{"Start of tier " + tier.Name}, Action: ipt.ClearMark(m.Pass)})
 		for _, id := range pols {
 			r = append(r,
-				ipt.Rule{Match: ipt.Match{}.MarkClear(m.Pass), Action: ipt.Jump(PolicyChain(id, ingress))},
+				ipt.Rule{Match: ipt.Match{}.MarkClear(m.Pass), Action: ipt.Jump(PolicyChainName(id, ingress))},
 				ipt.Rule{Comment: []string{"Return if policy accepted"}, Match: ipt.Match{}.MarkSet(m.Accept), Action: ipt.Return})
 		}
 		if tier.DefaultAction != "Pass" {
@@ -62,7 +62,7 @@ func (c *Config) endpointRules(ep *contract.EndpointUpdate, ingress bool) []ipt.
 	}
 	for _, p := range ep.ProfileIDs {
 		r = append(r,
-			ipt.Rule{Action: ipt.Jump(ProfileChain(p, ingress))},
+			ipt.Rule{Action: ipt.Jump(ProfileChainName(p, ingress))},
 			ipt.Rule{Comment: []string{"Return if profile accepted"}, Match: ipt.Match{}.MarkSet(m.Accept), Action: ipt.Return})
 	}
 	r = append(r, ipt.Rule{Comment: []string{c.denyVerb() + " if no profiles matched"}, Action: c.deny()})
@@ -93,14 +93,14 @@ func (c *Config) DispatchChains(ifaces []string) []*ipt.Chain {
 		bucket := names[i:j]
 		if len(bucket) == 1 {
 			n := bucket[0]
-			from.Rules = append(from.Rules, ipt.Rule{Match: ipt.Match{}.InInterface(n), Action: ipt.Goto(FromWorkloadChain(n))})
-			to.Rules = append(to.Rules, ipt.Rule{Match: ipt.Match{}.OutInterface(n), Action: ipt.Goto(ToWorkloadChain(n))})
+			from.Rules = append(from.Rules, ipt.Rule{Match: ipt.Match{}.InInterface(n), Action: ipt.Goto(FromWorkloadChainName(n))})
+			to.Rules = append(to.Rules, ipt.Rule{Match: ipt.Match{}.OutInterface(n), Action: ipt.Goto(ToWorkloadChainName(n))})
 		} else {
 			childFrom := &ipt.Chain{Name: ChainFromWorkloadDispatch + "-" + key}
 			childTo := &ipt.Chain{Name: ChainToWorkloadDispatch + "-" + key}
 			for _, n := range bucket {
-				childFrom.Rules = append(childFrom.Rules, ipt.Rule{Match: ipt.Match{}.InInterface(n), Action: ipt.Goto(FromWorkloadChain(n))})
-				childTo.Rules = append(childTo.Rules, ipt.Rule{Match: ipt.Match{}.OutInterface(n), Action: ipt.Goto(ToWorkloadChain(n))})
+				childFrom.Rules = append(childFrom.Rules, ipt.Rule{Match: ipt.Match{}.InInterface(n), Action: ipt.Goto(FromWorkloadChainName(n))})
+				childTo.Rules = append(childTo.Rules, ipt.Rule{Match: ipt.Match{}.OutInterface(n), Action: ipt.Goto(ToWorkloadChainName(n))})
 			}
 			childFrom.Rules = append(childFrom.Rules, unknown)
 			childTo.Rules = append(childTo.Rules, unknown)

@@ -13,22 +13,34 @@ import (
 
 // PolicyChains renders a policy's inbound and outbound chains.
 func (c *Config) PolicyChains(u *contract.PolicyUpdate) []*ipt.Chain {
+	return []*ipt.Chain{c.PolicyChain(u, true), c.PolicyChain(u, false)}
+}
+
+// PolicyChain renders one direction of a policy: its inbound (cali-pi-)
+// or outbound (cali-po-) chain.
+func (c *Config) PolicyChain(u *contract.PolicyUpdate, inbound bool) *ipt.Chain {
 	who := u.ID.Kind + " " + u.ID.Name
 	if u.ID.Namespace != "" {
 		who = u.ID.Kind + " " + u.ID.Namespace + "/" + u.ID.Name
 	}
-	return []*ipt.Chain{
-		{Name: PolicyChain(u.ID, true), Rules: c.ruleChain(u.Inbound, who+" ingress")},
-		{Name: PolicyChain(u.ID, false), Rules: c.ruleChain(u.Outbound, who+" egress")},
+	if inbound {
+		return &ipt.Chain{Name: PolicyChainName(u.ID, true), Rules: c.ruleChain(u.Inbound, who+" ingress")}
 	}
+	return &ipt.Chain{Name: PolicyChainName(u.ID, false), Rules: c.ruleChain(u.Outbound, who+" egress")}
 }
 
 // ProfileChains renders a profile's inbound and outbound chains.
 func (c *Config) ProfileChains(u *contract.ProfileUpdate) []*ipt.Chain {
-	return []*ipt.Chain{
-		{Name: ProfileChain(u.ID, true), Rules: c.ruleChain(u.Inbound, "Profile "+u.ID+" ingress")},
-		{Name: ProfileChain(u.ID, false), Rules: c.ruleChain(u.Outbound, "Profile "+u.ID+" egress")},
+	return []*ipt.Chain{c.ProfileChain(u, true), c.ProfileChain(u, false)}
+}
+
+// ProfileChain renders one direction of a profile: its inbound
+// (cali-pri-) or outbound (cali-pro-) chain.
+func (c *Config) ProfileChain(u *contract.ProfileUpdate, inbound bool) *ipt.Chain {
+	if inbound {
+		return &ipt.Chain{Name: ProfileChainName(u.ID, true), Rules: c.ruleChain(u.Inbound, "Profile "+u.ID+" ingress")}
 	}
+	return &ipt.Chain{Name: ProfileChainName(u.ID, false), Rules: c.ruleChain(u.Outbound, "Profile "+u.ID+" egress")}
 }
 
 // ruleChain renders rules, strips trailing RETURNs (falling off a chain

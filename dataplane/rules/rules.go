@@ -83,7 +83,7 @@ const (
 )
 
 // PolicyChain names the inbound (cali-pi-) or outbound (cali-po-) chain of a policy.
-func PolicyChain(id contract.PolicyID, inbound bool) string {
+func PolicyChainName(id contract.PolicyID, inbound bool) string {
 	if inbound {
 		return ipt.LimitedName("cali-pi-", id.String())
 	}
@@ -91,7 +91,7 @@ func PolicyChain(id contract.PolicyID, inbound bool) string {
 }
 
 // ProfileChain names the inbound (cali-pri-) or outbound (cali-pro-) chain of a profile.
-func ProfileChain(id string, inbound bool) string {
+func ProfileChainName(id string, inbound bool) string {
 	if inbound {
 		return ipt.LimitedName("cali-pri-", id)
 	}
@@ -99,8 +99,8 @@ func ProfileChain(id string, inbound bool) string {
 }
 
 // ToWorkloadChain and FromWorkloadChain name an endpoint's chains.
-func ToWorkloadChain(iface string) string   { return ipt.LimitedName("cali-tw-", iface) }
-func FromWorkloadChain(iface string) string { return ipt.LimitedName("cali-fw-", iface) }
+func ToWorkloadChainName(iface string) string   { return ipt.LimitedName("cali-tw-", iface) }
+func FromWorkloadChainName(iface string) string { return ipt.LimitedName("cali-fw-", iface) }
 
 // Hooks are the rules a table keeps in the kernel's chains.
 type Hooks struct {

@@ -265,7 +265,7 @@ func TestEndpointChainsTiersAndProfiles(t *testing.T) {
 		"-m conntrack --ctstate INVALID --jump DROP",
 		"--jump MARK --set-mark 0/0x30000",
 		"Start of tier admin --jump MARK --set-mark 0/0x20000",
-		"-m mark --mark 0/0x20000 --jump " + PolicyChain(a, true),
+		"-m mark --mark 0/0x20000 --jump " + PolicyChainName(a, true),
 		"Return if policy accepted -m mark --mark 0x10000/0x10000 --jump RETURN",
 		"--jump cali-pri-prof",
 		"Return if profile accepted -m mark --mark 0x10000/0x10000 --jump RETURN",

@@ -1,0 +1,38 @@
+// Package dataplane owns the kernel. It receives the calc messages and
+// makes this host enforce them: IP sets, iptables chains in four tables
+// for IPv4 and IPv6, per-endpoint routes and neighbour entries, per-tap
+// sysctls, and conntrack cleanup when something that allowed a flow goes.
+//
+// Managers turn messages into desired kernel state, cheaply and without
+// I/O; each is the only owner of its maps:
+//
+//   - endpointManager: local endpoints, which endpoint owns which
+//     interface, the per-endpoint, dispatch, floating-IP and
+//     anti-spoofing chains, endpoint statuses.
+//   - policyManager: policies and profiles, their chains, which endpoints
+//     jump to each chain (a chain lives while one does), which sets each
+//     chain uses.
+//   - ipsetManager: which sets exist; a set a chain uses is not removed.
+//   - routeManager: workload interfaces' state, their routes, neighbours
+//     and sysctls.
+//   - conntrackManager: endpoint addresses and the flows to forget.
+//
+// Drivers bring the kernel in line with the desired state: ipsets and
+// iptables (per family, behind a Runner seam each), routing (behind a
+// netlink seam); sysctls and conntrack sit behind small interfaces too
+// (kernel.go). Unit tests swap the whole kernel for
+// dataplane/internal/fakekernel and run without root; the kernel tests
+// run the real tools in network namespaces.
+//
+// One goroutine (Run) owns all of it: it collects messages and interface
+// events and applies in the safe order — the managers' deferred work; per
+// family (IPv4 and IPv6 concurrently) sets first, then every table in one
+// restore, set deletions last; then sysctls and routes; then conntrack
+// cleanup (on a worker) and statuses. Whatever arrives during an apply
+// goes into the next one. It re-reads the kernel periodically to repair
+// drift and writes nothing before calc has sent InSync and the interfaces
+// have been listed (reading ahead meanwhile).
+//
+// Never flush on start or exit: the first apply takes over what it
+// recognises (Felix's chains and sets included) and sweeps only that.
+package dataplane

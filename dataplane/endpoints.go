@@ -1,0 +1,297 @@
+package dataplane
+
+import (
+	"cmp"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"reflect"
+	"slices"
+
+	"ocelot/contract"
+)
+
+// chainRefs are the policy and profile chains an interface's endpoint
+// chains jump to, held in the policy manager in the owner's name.
+type chainRefs struct {
+	owner contract.EndpointID
+	keys  []chainKey
+}
+
+// endpointManager owns the local endpoints calc sent and what follows from
+// which endpoint owns which interface: the per-endpoint chains (cali-tw-,
+// cali-fw-), the dispatch chains that send each interface to them, the
+// floating-IP NAT chains (cali-fip-dnat, cali-fip-snat) and the
+// anti-spoofing exemptions (cali-rpf-skip), in every family. When two
+// endpoints name one interface, the least endpoint ID owns it and the
+// other waits, shadowed, until it goes. The manager tells the policy
+// manager which chains each owner's endpoint chains jump to (a shadowed
+// endpoint holds no references: nothing in the kernel jumps for it), the
+// route manager which
+// routes each interface carries, and the conntrack manager each
+// endpoint's addresses; it reports endpoint statuses.
+type endpointManager struct {
+	families []*family
+	policies *policyManager
+	routes   *routeManager
+	flows    *conntrackManager
+	log      *slog.Logger
+	ipv6     bool
+	fips     bool // FloatingIPs=Enabled: every endpoint's floating IPs are routed
+	onStatus func(contract.EndpointID, string)
+
+	endpoints map[contract.EndpointID]*contract.EndpointUpdate
+	claims    map[string]map[contract.EndpointID]struct{} // interface -> endpoints naming it
+	owners    map[string]contract.EndpointID              // interface -> the claimant that owns it
+	chains    map[string][]string                         // interface -> its endpoint chains, as programmed
+	refs      map[string]chainRefs                        // interface -> the policy chains they jump to
+	dispatch  map[int][]string                            // family -> dispatch chains, as programmed
+
+	dispatchDirty, natDirty, rpfDirty bool
+	statusDirty                       bool
+	reported                          map[contract.EndpointID]string
+}
+
+func newEndpointManager(families []*family, policies *policyManager, routes *routeManager, flows *conntrackManager,
+	cfg Config, log *slog.Logger) *endpointManager {
+	m := &endpointManager{families: families, policies: policies, routes: routes, flows: flows, log: log,
+		ipv6: cfg.IPv6, fips: cfg.FloatingIPs, onStatus: cfg.OnStatus,
+		endpoints: map[contract.EndpointID]*contract.EndpointUpdate{}, claims: map[string]map[contract.EndpointID]struct{}{},
+		owners: map[string]contract.EndpointID{}, chains: map[string][]string{}, refs: map[string]chainRefs{}, dispatch: map[int][]string{},
+		dispatchDirty: true, natDirty: true, rpfDirty: true, reported: map[contract.EndpointID]string{}}
+	m.CompleteDeferredWork() // the chains the static ones jump to, empty
+	return m
+}
+
+// OnUpdate records an endpoint: its policies, its claim on its interface,
+// and, if it owns the interface, its chains and routes.
+func (m *endpointManager) OnUpdate(u *contract.EndpointUpdate) {
+	old := m.endpoints[u.ID]
+	if old != nil && (!reflect.DeepEqual(old.Tiers, u.Tiers) || !slices.Equal(old.ProfileIDs, u.ProfileIDs)) {
+		m.flows.ForgetEndpoints(u.ID) // its policies changed: re-check its flows against the new ones
+	}
+	m.flows.SetEndpoint(u.ID, u)
+	m.endpoints[u.ID] = u
+	if old != nil && old.Name != u.Name {
+		m.unclaim(old.Name, u.ID)
+	}
+	m.claim(u.Name, u.ID)
+	m.reconcile(u.Name, u.ID)
+	if old == nil || !slices.Equal(old.IPv4NAT, u.IPv4NAT) || !slices.Equal(old.IPv6NAT, u.IPv6NAT) {
+		m.natDirty = true
+	}
+	if old == nil || !slices.Equal(old.AllowSpoofedSourcePrefixes, u.AllowSpoofedSourcePrefixes) {
+		m.rpfDirty = true
+	}
+	m.statusDirty = true
+}
+
+// OnRemove forgets an endpoint; a shadowed claimant takes its interface.
+func (m *endpointManager) OnRemove(id contract.EndpointID) {
+	ep := m.endpoints[id]
+	if ep == nil {
+		return
+	}
+	m.flows.ForgetEndpoints(id)
+	m.flows.RemoveEndpoint(id)
+	delete(m.endpoints, id)
+	m.unclaim(ep.Name, id)
+	m.natDirty, m.rpfDirty, m.statusDirty = true, true, true
+}
+
+func (m *endpointManager) claim(iface string, id contract.EndpointID) {
+	if m.claims[iface] == nil {
+		m.claims[iface] = map[contract.EndpointID]struct{}{}
+	}
+	m.claims[iface][id] = struct{}{}
+}
+
+func (m *endpointManager) unclaim(iface string, id contract.EndpointID) {
+	delete(m.claims[iface], id)
+	if len(m.claims[iface]) == 0 {
+		delete(m.claims, iface)
+	}
+	m.reconcile(iface, contract.EndpointID{})
+}
+
+// reconcile gives an interface to its least claimant, (re)programming its
+// chains and routes when the owner changes or is the endpoint that
+// changed; with no claimant left, its chains and routes go.
+func (m *endpointManager) reconcile(iface string, changed contract.EndpointID) {
+	claimants := m.claims[iface]
+	prev, had := m.owners[iface]
+	if len(claimants) == 0 {
+		if had {
+			m.release(iface)
+		}
+		return
+	}
+	owner := slices.MinFunc(slices.Collect(maps.Keys(claimants)), compareEndpoints)
+	if len(claimants) > 1 && changed != (contract.EndpointID{}) {
+		shadowed := changed
+		if changed == owner {
+			shadowed = prev
+		}
+		m.log.Warn("two endpoints claim one interface; the first by ID owns it", "iface", iface, "owner", owner.String(), "shadowed", shadowed.String())
+	}
+	if had && prev == owner && changed != owner {
+		return
+	}
+	m.owners[iface] = owner
+	if !had {
+		m.dispatchDirty = true
+	}
+	if had && prev != owner {
+		m.natDirty, m.rpfDirty = true, true
+	}
+	m.program(iface, m.endpoints[owner])
+}
+
+func compareEndpoints(a, b contract.EndpointID) int {
+	return cmp.Or(cmp.Compare(a.Orchestrator, b.Orchestrator), cmp.Compare(a.WorkloadID, b.WorkloadID), cmp.Compare(a.EndpointID, b.EndpointID))
+}
+
+// program writes an interface's endpoint chains in every family,
+// references the policy chains they jump to (before dropping the previous
+// references, so a chain both use stays programmed) and declares the
+// interface's routes.
+func (m *endpointManager) program(iface string, ep *contract.EndpointUpdate) {
+	keys := chainKeysOf(ep)
+	m.policies.Ref(ep.ID, keys)
+	if prev, ok := m.refs[iface]; ok {
+		m.policies.Unref(prev.owner, slices.DeleteFunc(slices.Clone(prev.keys), func(k chainKey) bool {
+			return prev.owner == ep.ID && slices.Contains(keys, k)
+		}))
+	}
+	m.refs[iface] = chainRefs{owner: ep.ID, keys: keys}
+	var names []string
+	for _, f := range m.families {
+		for _, ch := range f.rules.EndpointChains(ep) {
+			f.tables.Filter.UpdateChain(ch)
+			if !slices.Contains(names, ch.Name) {
+				names = append(names, ch.Name)
+			}
+		}
+	}
+	for _, stale := range m.chains[iface] {
+		if !slices.Contains(names, stale) {
+			m.removeChain(stale)
+		}
+	}
+	m.chains[iface] = names
+	m.routes.SetRoutes(iface, m.routedNets(ep), ep.MAC)
+}
+
+// release drops what an interface carried: no endpoint claims it now.
+func (m *endpointManager) release(iface string) {
+	for _, name := range m.chains[iface] {
+		m.removeChain(name)
+	}
+	delete(m.chains, iface)
+	if prev, ok := m.refs[iface]; ok {
+		m.policies.Unref(prev.owner, prev.keys)
+		delete(m.refs, iface)
+	}
+	delete(m.owners, iface)
+	m.routes.RemoveRoutes(iface)
+	m.dispatchDirty, m.natDirty, m.rpfDirty = true, true, true
+}
+
+func (m *endpointManager) removeChain(name string) {
+	for _, f := range m.families {
+		f.tables.Filter.RemoveChain(name)
+	}
+}
+
+// routedNets are an endpoint's addresses plus, for OpenStack endpoints (or
+// with FloatingIPs enabled), its floating IPs.
+func (m *endpointManager) routedNets(u *contract.EndpointUpdate) []netip.Prefix {
+	nets := append([]netip.Prefix(nil), u.IPv4Nets...)
+	if m.ipv6 {
+		nets = append(nets, u.IPv6Nets...)
+	}
+	if u.ID.Orchestrator == "openstack" || m.fips {
+		for _, n := range u.IPv4NAT {
+			nets = append(nets, netip.PrefixFrom(n.External, 32))
+		}
+		if m.ipv6 {
+			for _, n := range u.IPv6NAT {
+				nets = append(nets, netip.PrefixFrom(n.External, 128))
+			}
+		}
+	}
+	return nets
+}
+
+// Dirty reports whether CompleteDeferredWork or a status report is due.
+func (m *endpointManager) Dirty() bool {
+	return m.dispatchDirty || m.natDirty || m.rpfDirty || m.statusDirty
+}
+
+// CompleteDeferredWork renders the chains that depend on every owning
+// endpoint (dispatch, floating IPs, spoofing exemptions) once per apply,
+// when a change touched them. Dispatch chains no longer rendered are
+// removed: the manager knows which it programmed.
+func (m *endpointManager) CompleteDeferredWork() {
+	if !m.dispatchDirty && !m.natDirty && !m.rpfDirty {
+		return
+	}
+	names := slices.Sorted(maps.Keys(m.owners))
+	eps := make([]*contract.EndpointUpdate, len(names))
+	for i, name := range names {
+		eps[i] = m.endpoints[m.owners[name]]
+	}
+	for _, f := range m.families {
+		if m.dispatchDirty {
+			var programmed []string
+			for _, ch := range f.rules.DispatchChains(names) {
+				f.tables.Filter.UpdateChain(ch)
+				programmed = append(programmed, ch.Name)
+			}
+			for _, old := range m.dispatch[f.v] {
+				if !slices.Contains(programmed, old) {
+					f.tables.Filter.RemoveChain(old)
+				}
+			}
+			m.dispatch[f.v] = programmed
+		}
+		if m.natDirty {
+			for _, ch := range f.rules.FloatingIPChains(eps) {
+				f.tables.NAT.UpdateChain(ch)
+			}
+		}
+		if m.rpfDirty {
+			f.tables.Raw.UpdateChain(f.rules.RPFSkipChain(eps))
+		}
+	}
+	m.dispatchDirty, m.natDirty, m.rpfDirty = false, false, false
+}
+
+// ReportStatuses sends each endpoint's status when it changed: "up" when
+// it owns its interface and the interface is ready, "" when it is gone.
+func (m *endpointManager) ReportStatuses() {
+	m.statusDirty = false
+	if m.onStatus == nil {
+		return
+	}
+	for _, id := range slices.SortedFunc(maps.Keys(m.endpoints), compareEndpoints) {
+		ep := m.endpoints[id]
+		status := "down"
+		if m.owners[ep.Name] == id && m.routes.Ready(ep.Name) {
+			status = "up"
+		}
+		if m.reported[id] != status {
+			m.reported[id] = status
+			m.onStatus(id, status)
+		}
+	}
+	for _, id := range slices.SortedFunc(maps.Keys(m.reported), compareEndpoints) {
+		if _, ok := m.endpoints[id]; !ok {
+			delete(m.reported, id)
+			m.onStatus(id, "")
+		}
+	}
+}
+
+// status returns an endpoint's last reported status (tests).
+func (m *endpointManager) status(id contract.EndpointID) string { return m.reported[id] }

@@ -1,0 +1,75 @@
+package dataplane
+
+import (
+	"log/slog"
+	"maps"
+	"slices"
+
+	"ocelot/contract"
+)
+
+// ipsetManager owns which IP sets calc asked for, in every family's set
+// driver (each driver keeps its family's members), and holds back the
+// removal of a set that a policy or profile still uses: a set is
+// destroyed only after no chain refers to it. Calc's ordering already
+// guarantees that; the manager does not rely on it. When members leave a
+// set, the flows between them and the endpoints whose policies use the
+// set are forgotten.
+type ipsetManager struct {
+	families []*family
+	policies *policyManager
+	flows    *conntrackManager
+	log      *slog.Logger
+
+	removing map[string]struct{} // sets calc removed that a chain still uses
+}
+
+func newIPSetManager(families []*family, policies *policyManager, flows *conntrackManager, log *slog.Logger) *ipsetManager {
+	return &ipsetManager{families: families, policies: policies, flows: flows, log: log, removing: map[string]struct{}{}}
+}
+
+// OnUpdate creates a set or replaces its members.
+func (m *ipsetManager) OnUpdate(x *contract.IPSetUpdate) {
+	delete(m.removing, x.ID)
+	for _, f := range m.families {
+		f.sets.Replace(x.ID, string(x.Type), x.Members)
+	}
+}
+
+// OnDelta changes a set's members.
+func (m *ipsetManager) OnDelta(x *contract.IPSetDelta) {
+	for _, f := range m.families {
+		f.sets.AddMembers(x.ID, x.Added)
+		f.sets.RemoveMembers(x.ID, x.Removed)
+	}
+	if len(x.Removed) > 0 {
+		m.flows.ForgetPairs(m.policies.EndpointsUsingSet(x.ID), x.Removed)
+	}
+}
+
+// OnRemove removes a set, or, while a chain still uses it, marks it for
+// removal once none does.
+func (m *ipsetManager) OnRemove(x *contract.IPSetRemove) {
+	if m.policies.SetInUse(x.ID) {
+		m.log.Warn("IP set removed while a policy still uses it; keeping it until none does", "set", x.ID)
+		m.removing[x.ID] = struct{}{}
+		return
+	}
+	m.remove(x.ID)
+}
+
+// CompleteDeferredWork removes the held-back sets no chain uses any more.
+func (m *ipsetManager) CompleteDeferredWork() {
+	for _, id := range slices.Sorted(maps.Keys(m.removing)) {
+		if !m.policies.SetInUse(id) {
+			delete(m.removing, id)
+			m.remove(id)
+		}
+	}
+}
+
+func (m *ipsetManager) remove(id string) {
+	for _, f := range m.families {
+		f.sets.Remove(id)
+	}
+}

@@ -1,0 +1,137 @@
+package ipsets
+
+import (
+	"cmp"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+
+	"ocelot/contract"
+	"ocelot/internal/cidr"
+)
+
+// OpKind is what an Op does.
+type OpKind uint8
+
+// The operations the driver writes. Add and Del are idempotent (a present
+// member added, or an absent one deleted, is not an error), as with
+// "ipset restore -exist".
+const (
+	OpCreate  OpKind = iota + 1 // create Set with Type and MaxElem
+	OpAdd                       // add Member to Set
+	OpDel                       // delete Member from Set
+	OpSwap                      // exchange the contents of Set and Other
+	OpDestroy                   // destroy Set
+)
+
+// Op is one change to the kernel's IP sets. The driver plans changes as
+// ops; "ipset restore" text is one way to write them (restoreLine), a
+// netlink message the other (netlinkEntry).
+type Op struct {
+	Kind    OpKind
+	Set     string
+	Type    string          // OpCreate
+	MaxElem int             // OpCreate
+	Member  contract.Member // OpAdd, OpDel
+	Other   string          // OpSwap
+}
+
+// restoreLine renders the op as one line of "ipset restore" input. Names
+// and members are the driver's own (set names from Name, members from
+// parsed addresses), so nothing here can add a line or a field.
+func (o Op) restoreLine(family string) string {
+	switch o.Kind {
+	case OpCreate:
+		return fmt.Sprintf("create %s %s family %s maxelem %d\n", o.Set, o.Type, family, o.MaxElem)
+	case OpAdd:
+		return "add " + o.Set + " " + o.Member.String() + "\n"
+	case OpDel:
+		return "del " + o.Set + " " + o.Member.String() + "\n"
+	case OpSwap:
+		return "swap " + o.Set + " " + o.Other + "\n"
+	case OpDestroy:
+		return "destroy " + o.Set + "\n"
+	}
+	panic(fmt.Sprintf("ipsets: unknown op kind %d", o.Kind))
+}
+
+// netlinkEntry is the op as a netlink entry, for a member change of a
+// hash:net set; ok is false for anything else.
+func (o Op) netlinkEntry() (e *netlink.IPSetEntry, ok bool) {
+	if (o.Kind != OpAdd && o.Kind != OpDel) || o.Member.Proto != 0 {
+		return nil, false
+	}
+	p := o.Member.Net
+	// Replace gives -exist semantics to both add and del.
+	return &netlink.IPSetEntry{IP: net.IP(p.Addr().AsSlice()), CIDR: uint8(p.Bits()), Replace: true}, true
+}
+
+func render(ops []Op, family string) string {
+	var b strings.Builder
+	for _, o := range ops {
+		b.WriteString(o.restoreLine(family))
+	}
+	return b.String()
+}
+
+// parseMember reads a member as "ipset save" prints it for a set type:
+// an address or CIDR (hash:net), or "addr,proto:port" (hash:ip,port).
+func parseMember(typ, s string) (contract.Member, bool) {
+	switch typ {
+	case TypeNet:
+		p, err := cidr.Parse(s)
+		if err != nil {
+			return contract.Member{}, false
+		}
+		return contract.Member{Net: p.Masked()}, true
+	case TypeIPAndPort:
+		a, pp, ok := strings.Cut(s, ",")
+		if !ok {
+			return contract.Member{}, false
+		}
+		addr, err := netip.ParseAddr(a)
+		proto, port, ok2 := strings.Cut(pp, ":")
+		n, err2 := strconv.ParseUint(port, 10, 16)
+		num, ok3 := protoNumber(proto)
+		if err != nil || !ok2 || err2 != nil || !ok3 {
+			return contract.Member{}, false
+		}
+		return contract.Member{Net: netip.PrefixFrom(addr, addr.BitLen()), Proto: num, Port: uint16(n)}, true
+	}
+	return contract.Member{}, false
+}
+
+// protoNumber reads a protocol as ipset prints it: by name for the ones
+// it names, by number otherwise.
+func protoNumber(s string) (uint8, bool) {
+	switch s {
+	case "tcp":
+		return 6, true
+	case "udp":
+		return 17, true
+	case "sctp":
+		return 132, true
+	case "udplite":
+		return 136, true
+	}
+	n, err := strconv.ParseUint(s, 10, 8)
+	return uint8(n), err == nil
+}
+
+// compareMembers orders members for deterministic output.
+func compareMembers(a, b contract.Member) int {
+	if c := a.Net.Addr().Compare(b.Net.Addr()); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Net.Bits(), b.Net.Bits()); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Proto, b.Proto); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Port, b.Port)
+}

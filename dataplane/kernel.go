@@ -1,0 +1,103 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"ocelot/dataplane/ifacemon"
+	"ocelot/dataplane/ipsets"
+	ipt "ocelot/dataplane/iptables"
+	"ocelot/dataplane/routing"
+)
+
+// kernel is every way the dataplane reaches the kernel: the seams between
+// the managers' decisions and the system. realKernel is the host's; unit
+// tests build one on dataplane/internal/fakekernel and run as a normal
+// user.
+type kernel struct {
+	iptables    func(family int) (ipt.Runner, error) // the chosen backend's save and restore
+	ipsets      ipsets.Runner
+	ipsetsNL    ipsets.Netlink // nil: every set write goes through ipsets
+	routes      routing.Netlink
+	sysctls     sysctls
+	conntrack   conntrackDeleter
+	watchIfaces func(ctx context.Context, out chan<- ifacemon.Event)
+}
+
+// sysctls reads and writes kernel parameters by their path under
+// /proc/sys ("net/ipv4/ip_forward").
+type sysctls interface {
+	ReadSysctl(path string) (string, error)
+	WriteSysctl(path, value string) error
+}
+
+// conntrackDeleter deletes conntrack entries; *netlink.Handle is one.
+type conntrackDeleter interface {
+	ConntrackDeleteFilters(table netlink.ConntrackTableType, family netlink.InetFamily, filters ...netlink.CustomConntrackFilter) (uint, error)
+}
+
+// realKernel is the host's kernel, with the iptables backend chosen as
+// Felix chooses it (IptablesBackend, or what is in use already).
+func realKernel(cfg Config, log *slog.Logger) (kernel, string) {
+	backend := ipt.DetectBackend(cfg.Backend, log)
+	nl := &netlink.Handle{} // netlink of the calling thread's namespace
+	mon := &ifacemon.Monitor{Prefixes: cfg.Rules.Prefixes, Resync: cfg.InterfaceRefresh, Log: log}
+	return kernel{
+		iptables: func(family int) (ipt.Runner, error) {
+			cmds, err := ipt.CommandsFor(backend, family, cfg.LockProbe)
+			if err != nil {
+				return nil, err
+			}
+			return cmds.Runner(), nil
+		},
+		ipsets:      ipsets.Command{},
+		ipsetsNL:    nl,
+		routes:      routing.Kernel{Handle: nl},
+		sysctls:     procSys{},
+		conntrack:   nl,
+		watchIfaces: mon.Run,
+	}, backend
+}
+
+// procSys is /proc/sys.
+type procSys struct{}
+
+func (procSys) path(p string) (string, error) {
+	clean := filepath.Clean("/proc/sys/" + p)
+	if !strings.HasPrefix(clean, "/proc/sys/") {
+		return "", fmt.Errorf("sysctl %q is outside /proc/sys", p)
+	}
+	return clean, nil
+}
+
+func (s procSys) ReadSysctl(p string) (string, error) {
+	path, err := s.path(p)
+	if err != nil {
+		return "", err
+	}
+	v, err := os.ReadFile(path)
+	return strings.TrimSpace(string(v)), err
+}
+
+func (s procSys) WriteSysctl(p, value string) error {
+	path, err := s.path(p)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(value), 0o644)
+}
+
+// isNotExist reports a sysctl that does not exist (a module not loaded,
+// an interface gone).
+func isNotExist(err error) bool { return errors.Is(err, os.ErrNotExist) }
+
+// never is a timer period long enough not to fire.
+const never = 1000 * time.Hour

@@ -1,0 +1,163 @@
+package dataplane
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+
+	"ocelot/dataplane/ifacemon"
+	"ocelot/dataplane/routing"
+)
+
+// ifaceState is a workload interface as the interface monitor last
+// reported it.
+type ifaceState struct {
+	index       int
+	up, running bool
+}
+
+// routeManager owns the workload interfaces' kernel state as the monitor
+// reports it; their routes and permanent neighbours (through
+// routing.Table: routes exist while the interface is operationally up);
+// and their sysctls (proxy ARP/NDP, forwarding, route_localnet,
+// rp_filter, accept_ra), written when an interface becomes operationally
+// up. It says whether an interface is ready for its endpoint to be
+// reported up.
+type routeManager struct {
+	table   *routing.Table
+	sysctls sysctls
+	log     *slog.Logger
+	ipv6    bool
+
+	synced  bool // the monitor has listed every interface once
+	ifaces  map[string]ifaceState
+	pending map[string]struct{} // interfaces whose sysctls are to be written
+	failed  map[string]bool     // interfaces whose sysctls could not be written
+}
+
+func newRouteManager(k kernel, cfg Config, log *slog.Logger) *routeManager {
+	return &routeManager{table: routing.New(k.routes, cfg.RouteProtocol, cfg.RemoveExternalRoutes, log),
+		sysctls: k.sysctls, log: log, ipv6: cfg.IPv6,
+		ifaces: map[string]ifaceState{}, pending: map[string]struct{}{}, failed: map[string]bool{}}
+}
+
+// OnIfaces records interface states. An interface that becomes
+// operationally up is queued for its sysctls; routes follow its state.
+func (m *routeManager) OnIfaces(ev ifacemon.Event) {
+	for _, s := range ev.States {
+		old := m.ifaces[s.Name]
+		if s.Gone {
+			delete(m.ifaces, s.Name)
+			delete(m.failed, s.Name)
+			delete(m.pending, s.Name)
+		} else {
+			m.ifaces[s.Name] = ifaceState{index: s.Index, up: s.Up, running: s.Running}
+			if s.Running && (!old.running || old.index != s.Index) {
+				m.pending[s.Name] = struct{}{}
+			}
+		}
+		m.table.SetUp(s.Name, s.Running && !s.Gone)
+	}
+	if ev.Synced {
+		m.synced = true
+	}
+}
+
+// SetRoutes declares the routes and MAC of the endpoint that owns an
+// interface.
+func (m *routeManager) SetRoutes(iface string, nets []netip.Prefix, mac string) {
+	m.table.Set(iface, nets, mac)
+	m.table.SetUp(iface, m.ifaces[iface].running)
+}
+
+// RemoveRoutes drops an interface's routes: no endpoint owns it now.
+func (m *routeManager) RemoveRoutes(iface string) { m.table.Remove(iface) }
+
+// Dirty reports whether Apply has work.
+func (m *routeManager) Dirty() bool { return m.table.Dirty() || len(m.pending) > 0 }
+
+// Resync re-checks every interface's routes at the next apply.
+func (m *routeManager) Resync() { m.table.Resync() }
+
+// NumRoutes counts the routes in place.
+func (m *routeManager) NumRoutes() int { return m.table.NumRoutes() }
+
+// Ready reports whether an interface exists, is up and running, has its
+// sysctls and its routes.
+func (m *routeManager) Ready(iface string) bool {
+	s, ok := m.ifaces[iface]
+	return ok && s.up && s.running && !m.failed[iface] && m.table.OK(iface)
+}
+
+// Apply writes the pending sysctls, then the routes. Failures stay
+// pending for the next apply.
+func (m *routeManager) Apply() []error {
+	m.configureInterfaces()
+	var errs []error
+	for iface, err := range m.table.Apply() {
+		errs = append(errs, fmt.Errorf("routes of %s: %w", iface, err))
+	}
+	return errs
+}
+
+// ConfigureHost sets the host-wide sysctls Felix sets at start.
+func (m *routeManager) ConfigureHost(ipForwarding bool) {
+	if ipForwarding {
+		m.sysctl("net/ipv4/ip_forward", "1")
+		if m.ipv6 {
+			m.sysctl("net/ipv6/conf/all/forwarding", "1")
+		}
+	}
+	m.sysctl("net/netfilter/nf_conntrack_acct", "1")
+	if v, err := m.sysctls.ReadSysctl("net/netfilter/nf_conntrack_tcp_loose"); err == nil && v == "0" {
+		m.log.Warn("nf_conntrack_tcp_loose is 0: TCP flows whose conntrack entries Ocelot forgets after a policy change cannot be picked up again, even when still allowed")
+	}
+}
+
+func (m *routeManager) sysctl(path, value string) error {
+	err := m.sysctls.WriteSysctl(path, value)
+	if err != nil && !isNotExist(err) {
+		m.log.Warn("writing sysctl failed", "path", path, "value", value, "err", err)
+	}
+	return err
+}
+
+// rpFilter is the value Felix copies to each workload interface: the
+// host's default (strict reverse-path filtering is done in iptables).
+func (m *routeManager) rpFilter() string {
+	if v, err := m.sysctls.ReadSysctl("net/ipv4/conf/default/rp_filter"); err == nil {
+		return v
+	}
+	return "1"
+}
+
+// configureInterfaces writes the per-interface sysctls of interfaces that
+// came up: proxy ARP/NDP so the VM's gateway is the host, forwarding,
+// route_localnet for the metadata DNAT to 127.0.0.1, no router adverts.
+func (m *routeManager) configureInterfaces() {
+	for name := range m.pending {
+		var failed bool
+		set := func(path, value string, must bool) {
+			if err := m.sysctl(path, value); err != nil && must {
+				failed = true
+			}
+		}
+		set("net/ipv6/conf/"+name+"/accept_ra", "0", false)
+		set("net/ipv4/conf/"+name+"/route_localnet", "1", true)
+		set("net/ipv4/neigh/"+name+"/proxy_delay", "0", false)
+		set("net/ipv4/conf/"+name+"/proxy_arp", "1", true)
+		set("net/ipv4/conf/"+name+"/forwarding", "1", true)
+		set("net/ipv4/conf/"+name+"/rp_filter", m.rpFilter(), true)
+		if m.ipv6 {
+			set("net/ipv6/conf/"+name+"/proxy_ndp", "1", false)
+			set("net/ipv6/conf/"+name+"/forwarding", "1", false)
+		}
+		if _, exists := m.ifaces[name]; !exists {
+			failed = false // it went away meanwhile; nothing to configure
+		}
+		m.failed[name] = failed
+		if !failed {
+			delete(m.pending, name)
+		}
+	}
+}
