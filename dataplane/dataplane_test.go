@@ -69,7 +69,9 @@ func newLab(t *testing.T) *lab {
 		t.Fatal(err)
 	}
 	l.dp = dp
-	l.graph = calc.New(calc.Config{Hostname: host, Namespace: ns, InterfacePrefixes: []string{"tap"}}, nil)
+	// WorkloadSourceSpoofing = Any, so that AllowSpoofedSourcePrefixes
+	// reaches the dataplane (the anti-spoofing test exempts a source).
+	l.graph = calc.New(calc.Config{Hostname: host, Namespace: ns, InterfacePrefixes: []string{"tap"}, WorkloadSourceSpoofingAny: true}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { dp.Run(ctx); close(done) }()
@@ -112,7 +114,53 @@ func allowFrom(sg string, proto string, port uint16) resource.Rule {
 	return r
 }
 
+func allowNet(cidr, proto string, port uint16) resource.Rule {
+	p, _ := resource.ParseProtocol(proto)
+	return resource.Rule{Action: resource.Allow, Protocol: &p, Source: resource.EntityRule{Nets: []netip.Prefix{netip.MustParsePrefix(cidr)}},
+		Destination: resource.EntityRule{Ports: []resource.Port{{First: port, Last: port}}}}
+}
+
 func addr(ip string, port int) string { return net.JoinHostPort(ip, fmt.Sprint(port)) }
+
+// udpSources counts the datagrams a UDP socket receives, by source.
+type udpSources struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (u *udpSources) from(ip string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.n[ip]
+}
+
+// recordUDP listens on addr inside ns until the test ends.
+func recordUDP(t *testing.T, ns *netlab.NS, addr string) *udpSources {
+	t.Helper()
+	u := &udpSources{n: map[string]int{}}
+	var pc net.PacketConn
+	if err := ns.Do(func() error {
+		var err error
+		pc, err = net.ListenPacket("udp4", addr)
+		return err
+	}); err != nil {
+		t.Fatalf("listen on %s: %v", addr, err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			u.mu.Lock()
+			u.n[from.(*net.UDPAddr).IP.String()]++
+			u.mu.Unlock()
+		}
+	}()
+	return u
+}
 
 func TestEnforcement(t *testing.T) {
 	netlab.Require(t)
@@ -183,24 +231,43 @@ func TestEnforcement(t *testing.T) {
 	netlab.Eventually(t, "ping clients -> web", timeout, func() bool { return netlab.Pings(cli.NS, web.IP, 500*time.Millisecond) })
 	netlab.Eventually(t, "IPv6 clients -> web:8080", timeout, func() bool { return netlab.Connects(cli.NS, addr(web.IP6, 8080), time.Second) })
 
-	// Anti-spoofing: the same VM with a source address that is not its own is dropped.
-	cli.MustExec(t, "ip", "addr", "add", "198.18.1.99/32", "dev", "eth0")
-	spoofed := func() bool {
-		var ok bool
+	// Anti-spoofing. The client VM sends UDP from an address that is not
+	// its own. The policy allows that source, so only the reverse-path
+	// check can stop it; web records the sources of what reaches it.
+	// Controls over the same path: the VM's own address gets through, and
+	// so does the spoofed one once the endpoint is exempted with
+	// AllowSpoofedSourcePrefixes.
+	const spoof = "198.18.1.99"
+	cli.MustExec(t, "ip", "addr", "add", spoof+"/32", "dev", "eth0")
+	udp := recordUDP(t, web.NS, addr(web.IP, 9))
+	send := func(src string) {
 		cli.Do(func() error {
-			d := net.Dialer{Timeout: 500 * time.Millisecond, LocalAddr: &net.TCPAddr{IP: net.ParseIP("198.18.1.99")}}
-			c, err := d.Dial("tcp", addr(web.IP, 80))
-			if err == nil {
-				ok = netlab.Echoes(c, 500*time.Millisecond)
-				c.Close()
+			c, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(src)}, &net.UDPAddr{IP: net.ParseIP(web.IP), Port: 9})
+			if err != nil {
+				return err
 			}
-			return nil
+			defer c.Close()
+			_, err = c.Write([]byte("hello"))
+			return err
 		})
-		return ok
 	}
-	if spoofed() {
-		t.Error("a spoofed source address got through")
+	udpRules := []resource.Rule{allowFrom(sgCli, "TCP", 80), allowFrom(sgCli, "ICMP", 0), allowFrom(sgCli, "TCP", 8080), allowFrom(sgCli, "UDP", 9), allowNet(spoof+"/32", "UDP", 9)}
+	l.update(sgPolicy("ossg.default.web", "has("+sgWeb+")", udpRules))
+	netlab.Eventually(t, "UDP from the client's own address reaches web", timeout, func() bool { send(cli.IP); return udp.from(cli.IP) > 0 })
+	before := udp.from(cli.IP)
+	for range 5 {
+		send(spoof)
 	}
+	send(cli.IP) // sent after the spoofed ones over the same path: once it is in, they had their chance
+	netlab.Eventually(t, "the datagram sent after the spoofed ones arrives", timeout, func() bool { return udp.from(cli.IP) > before })
+	if n := udp.from(spoof); n > 0 {
+		t.Errorf("%d datagrams with a spoofed source got through", n)
+	}
+	exempt := epUpdate(cli, "port-cli", map[string]string{sgCli: ""})
+	exempt.Value.(*resource.Endpoint).AllowSpoofedSourcePrefixes = []netip.Prefix{netip.MustParsePrefix(spoof + "/32")}
+	l.update(exempt)
+	netlab.Eventually(t, "the spoofed source, exempted, reaches web", timeout, func() bool { send(spoof); return udp.from(spoof) > 0 })
+	l.update(cliEP)
 	if !netlab.Connects(cli.NS, addr(web.IP, 80), time.Second) {
 		t.Error("control: the real address no longer connects")
 	}
