@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -13,42 +14,8 @@ import (
 	"ocelot/dataplane/ifacemon"
 	"ocelot/dataplane/ipsets"
 	ipt "ocelot/dataplane/iptables"
-	"ocelot/dataplane/rules"
 	"ocelot/internal/backoff"
 )
-
-// Config configures the dataplane.
-type Config struct {
-	Rules        rules.Config // rendering; Family and SetName are filled in per family
-	IPv6         bool
-	Backend      string // auto, legacy or nft
-	InsertMode   bool   // ChainInsertMode=insert
-	LockProbe    time.Duration
-	MaxIpsetSize int
-
-	IptablesRefresh  time.Duration // full re-read of iptables (0: never)
-	PostWriteCheck   time.Duration // first re-read after a write
-	IpsetsRefresh    time.Duration
-	RouteRefresh     time.Duration
-	InterfaceRefresh time.Duration
-
-	RouteProtocol        int
-	RemoveExternalRoutes bool
-	IPForwarding         bool
-	FloatingIPs          bool // FloatingIPs=Enabled; OpenStack endpoints always get theirs
-
-	// MinApplyInterval spaces applies under sustained change; a burst that
-	// arrives within it costs one apply. Zero applies at once: changes
-	// that arrive while an apply runs are still batched into the next.
-	MinApplyInterval time.Duration
-
-	Log *slog.Logger
-	// OnStatus receives endpoint status changes: "up", "down", or "" when
-	// the endpoint is gone. Called from the dataplane goroutine.
-	OnStatus func(id contract.EndpointID, status string)
-	// OnInSync is called once, after the first complete apply.
-	OnInSync func()
-}
 
 // Dataplane applies calc messages to the kernel. It owns the managers,
 // each the only owner of its state, and the one goroutine (Run) that
@@ -93,6 +60,12 @@ func New(cfg Config, reg prometheus.Registerer) (*Dataplane, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Rules.OpenStack && cfg.Rules.MetadataAddr != "" {
+		if _, err := netip.ParseAddr(cfg.Rules.MetadataAddr); err != nil {
+			cfg.Log.Warn("MetadataAddr is not an IP address; like Felix, Ocelot programs metadata rules only for an IP address",
+				"MetadataAddr", cfg.Rules.MetadataAddr)
+		}
+	}
 	k, backend := realKernel(cfg, cfg.Log)
 	d, err := newDataplane(cfg, reg, k)
 	if err != nil {
@@ -109,6 +82,9 @@ func newDataplane(cfg Config, reg prometheus.Registerer, k kernel) (*Dataplane, 
 	}
 	if cfg.MaxIpsetSize == 0 {
 		cfg.MaxIpsetSize = 1048576
+	}
+	if err := cfg.Rules.Validate(); err != nil {
+		return nil, fmt.Errorf("rule configuration: %w", err)
 	}
 	d := &Dataplane{cfg: cfg, log: cfg.Log, metrics: newMetrics(reg), kernel: k, msgs: make(chan []contract.Message, 256)}
 	tm, sm := ipt.NewMetrics(reg), ipsets.NewMetrics(reg)

@@ -15,6 +15,7 @@ import (
 	"ocelot/contract"
 	ipt "ocelot/dataplane/iptables"
 	"ocelot/dataplane/rules"
+	"ocelot/dataplane/ruleset"
 	"ocelot/datastore/resource"
 	"ocelot/internal/netlab"
 	"ocelot/selector"
@@ -33,8 +34,8 @@ const (
 func testConfig(t testing.TB) Config {
 	marks, _ := rules.MarksFromMask(0xffff0000)
 	return Config{
-		Rules: rules.Config{Prefixes: []string{"tap"}, Marks: marks, FilterAllow: "ACCEPT", MangleAllow: "ACCEPT",
-			Deny: "DROP", EndpointToHost: "DROP", OpenStack: true, MetadataAddr: "127.0.0.1", MetadataPort: 8775,
+		Rules: rules.Config{Prefixes: []string{"tap"}, Marks: marks, FilterAllow: ruleset.Accept{}, MangleAllow: ruleset.Accept{},
+			Deny: ruleset.Drop{}, EndpointToHost: ruleset.Drop{}, OpenStack: true, MetadataAddr: "127.0.0.1", MetadataPort: 8775,
 			VXLANPort: 4789, LogPrefix: "calico-packet"},
 		IPv6: true, Backend: "auto", InsertMode: true, LockProbe: 50 * time.Millisecond,
 		IptablesRefresh: 300 * time.Millisecond, PostWriteCheck: 5 * time.Second, IpsetsRefresh: 300 * time.Millisecond,

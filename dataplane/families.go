@@ -29,9 +29,8 @@ func newFamily(v int, cfg Config, k kernel, log *slog.Logger, tm *ipt.Metrics, s
 	sets := ipsets.New(v, ipsets.Options{MaxSize: cfg.MaxIpsetSize, Runner: k.ipsets, Netlink: k.ipsetsNL, Log: log, Metrics: sm})
 	rc := cfg.Rules
 	rc.Family = v
-	rc.SetName = sets.Name
 	f := &family{v: v, rules: &rc, sets: sets,
-		tables: ipt.NewTables(v, runner, ipt.Options{InsertMode: cfg.InsertMode, Log: log, Metrics: tm})}
+		tables: ipt.NewTables(v, runner, ipt.Options{InsertMode: cfg.InsertMode, SetName: sets.Name, Log: log, Metrics: tm})}
 	static, hooks := rc.Static()
 	for _, t := range f.tables.All() {
 		for _, ch := range static[t.Name] {

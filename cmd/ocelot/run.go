@@ -23,7 +23,6 @@ import (
 	"ocelot/config"
 	"ocelot/contract"
 	"ocelot/dataplane"
-	"ocelot/dataplane/rules"
 	"ocelot/datastore"
 	"ocelot/datastore/resource"
 )
@@ -158,7 +157,7 @@ func (a *agent) run() int {
 	a.syncer = syncer
 	a.health.register(datastoreReporter, 0)
 
-	dpCfg, err := dataplaneConfig(cfg, a.log)
+	dpCfg, err := dataplane.FromConfig(cfg)
 	if err != nil {
 		a.log.Error("invalid dataplane configuration", "err", err)
 		return exitConfig
@@ -169,6 +168,7 @@ func (a *agent) run() int {
 		a.status.SetEndpointStatus(datastore.EndpointStatusID{Orchestrator: id.Orchestrator, WorkloadID: id.WorkloadID, EndpointID: id.EndpointID}, s)
 	}
 	dpCfg.OnInSync = func() { close(inSync) }
+	dpCfg.Log = a.log
 	if a.dp, err = dataplane.New(dpCfg, registry); err != nil {
 		a.log.Error("cannot start the dataplane", "err", err)
 		return exitConfig
@@ -422,30 +422,4 @@ func statusConfig(cfg *config.Config) datastore.StatusConfig {
 	return datastore.StatusConfig{Hostname: cfg.FelixHostname, RegionString: cfg.RegionString(),
 		Interval: cfg.ReportingIntervalSecs, TTL: cfg.ReportingTTLSecs,
 		EndpointReporting: cfg.EndpointReportingEnabled, EndpointDelay: cfg.EndpointReportingDelaySecs}
-}
-
-// dataplaneConfig translates the configuration for the dataplane.
-func dataplaneConfig(cfg *config.Config, log *slog.Logger) (dataplane.Config, error) {
-	marks, err := rules.MarksFromMask(cfg.IptablesMarkMask)
-	if err != nil {
-		return dataplane.Config{}, err
-	}
-	if cfg.OpenstackActive() && cfg.MetadataAddr != "" {
-		if _, err := net.ResolveIPAddr("ip", cfg.MetadataAddr); err == nil && net.ParseIP(cfg.MetadataAddr) == nil {
-			log.Warn("MetadataAddr is a host name; like Felix, Ocelot programs metadata rules only for an IP address", "MetadataAddr", cfg.MetadataAddr)
-		}
-	}
-	return dataplane.Config{
-		Rules: rules.Config{Prefixes: cfg.InterfacePrefix, Marks: marks, FilterAllow: cfg.IptablesFilterAllowAction,
-			MangleAllow: cfg.IptablesMangleAllowAction, Deny: cfg.IptablesFilterDenyAction, EndpointToHost: cfg.DefaultEndpointToHostAction,
-			OpenStack: cfg.OpenstackActive(), MetadataAddr: cfg.MetadataAddr, MetadataPort: cfg.MetadataPort,
-			NoInvalidCheck: cfg.DisableConntrackInvalidCheck, AllowVXLAN: cfg.AllowVXLANPacketsFromWorkloads,
-			AllowIPIP: cfg.AllowIPIPPacketsFromWorkloads, VXLANPort: cfg.VXLANPort, LogPrefix: cfg.LogPrefix},
-		IPv6: cfg.Ipv6Support, Backend: cfg.IptablesBackend, InsertMode: cfg.ChainInsertMode == "insert",
-		LockProbe: cfg.IptablesLockProbeIntervalMillis, MaxIpsetSize: cfg.MaxIpsetSize,
-		IptablesRefresh: cfg.IptablesRefreshInterval, PostWriteCheck: cfg.IptablesPostWriteCheckIntervalSecs,
-		IpsetsRefresh: cfg.IpsetsRefreshInterval, RouteRefresh: cfg.RouteRefreshInterval, InterfaceRefresh: cfg.InterfaceRefreshInterval,
-		RouteProtocol: cfg.DeviceRouteProtocol, RemoveExternalRoutes: cfg.RemoveExternalRoutes, IPForwarding: cfg.IPForwarding == "Enabled",
-		FloatingIPs: cfg.FloatingIPs == "Enabled", Log: log,
-	}, nil
 }

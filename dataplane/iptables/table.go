@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"ocelot/dataplane/ruleset"
 )
 
 // KernelChains returns the built-in chains of a table, in the order
@@ -107,19 +109,20 @@ func parseSave(out []byte) (*kernelState, error) {
 	return st, sc.Err()
 }
 
-// Table holds the desired state of one table of one family. It is not
-// safe for concurrent use; Tables applies it.
+// Table holds the desired state of one table of one family, rendered:
+// each chain's rules as restore text and their hashes, computed once per
+// change. It is not safe for concurrent use; Tables applies it.
 type Table struct {
 	Name   string // filter, nat, mangle, raw
 	Family int    // 4 or 6
 
 	insertMode bool
+	render     Renderer
 	log        *slog.Logger
 
-	chains  map[string]*Chain
-	hashes  map[string][]string
-	inserts map[string][]Rule // kernel chain -> rules at the top (or before appends)
-	appends map[string][]Rule // kernel chain -> rules always at the bottom
+	chains  map[string]*rendered
+	inserts map[string]*rendered // kernel chain -> rules at the top (or before appends)
+	appends map[string]*rendered // kernel chain -> rules always at the bottom
 
 	kernel *kernelState // cached read; nil means read before the next write
 	dirty  bool
@@ -130,20 +133,33 @@ type Table struct {
 	BytesWritten int
 }
 
-func newTable(name string, family int, insertMode bool, log *slog.Logger) *Table {
-	return &Table{Name: name, Family: family, insertMode: insertMode,
+// rendered is a list of rules as restore text and their hashes.
+type rendered struct {
+	bodies, hashes []string
+}
+
+func (t *Table) renderRules(hashedAs string, rules []ruleset.Rule) *rendered {
+	r := &rendered{bodies: make([]string, len(rules))}
+	for i, x := range rules {
+		r.bodies[i] = t.render.Rule(x)
+	}
+	r.hashes = hashes(hashedAs, r.bodies)
+	return r
+}
+
+func newTable(name string, family int, insertMode bool, render Renderer, log *slog.Logger) *Table {
+	return &Table{Name: name, Family: family, insertMode: insertMode, render: render,
 		log:    log.With("table", name, "ip_version", family),
-		chains: map[string]*Chain{}, hashes: map[string][]string{},
-		inserts: map[string][]Rule{}, appends: map[string][]Rule{}, dirty: true}
+		chains: map[string]*rendered{}, inserts: map[string]*rendered{}, appends: map[string]*rendered{}, dirty: true}
 }
 
 // UpdateChain sets a chain's desired rules.
-func (t *Table) UpdateChain(c *Chain) {
-	h := Hashes(c.Name, c.Rules)
-	if old, ok := t.hashes[c.Name]; ok && slices.Equal(old, h) {
+func (t *Table) UpdateChain(c *ruleset.Chain) {
+	r := t.renderRules(c.Name, c.Rules)
+	if old, ok := t.chains[c.Name]; ok && slices.Equal(old.hashes, r.hashes) {
 		return
 	}
-	t.chains[c.Name], t.hashes[c.Name] = c, h
+	t.chains[c.Name] = r
 	t.dirty = true
 }
 
@@ -151,23 +167,23 @@ func (t *Table) UpdateChain(c *Chain) {
 func (t *Table) RemoveChain(name string) {
 	if _, ok := t.chains[name]; ok {
 		delete(t.chains, name)
-		delete(t.hashes, name)
 		t.dirty = true
 	}
 }
 
-// Chain returns a desired chain, or nil.
-func (t *Table) Chain(name string) *Chain { return t.chains[name] }
+// HasChain reports whether a chain is desired.
+func (t *Table) HasChain(name string) bool { _, ok := t.chains[name]; return ok }
 
 // SetInserts sets the rules kept at the top of a kernel chain.
-func (t *Table) SetInserts(kernelChain string, rules []Rule) {
-	t.inserts[kernelChain] = rules
+func (t *Table) SetInserts(kernelChain string, rules []ruleset.Rule) {
+	t.inserts[kernelChain] = t.renderRules(kernelChain, rules)
 	t.dirty = true
 }
 
-// SetAppends sets the rules kept at the bottom of a kernel chain.
-func (t *Table) SetAppends(kernelChain string, rules []Rule) {
-	t.appends[kernelChain] = rules
+// SetAppends sets the rules kept at the bottom of a kernel chain. They
+// are hashed as "<chain>*appends*", as Felix hashes them.
+func (t *Table) SetAppends(kernelChain string, rules []ruleset.Rule) {
+	t.appends[kernelChain] = t.renderRules(kernelChain+"*appends*", rules)
 	t.dirty = true
 }
 
@@ -177,7 +193,7 @@ func (t *Table) NumChains() int { return len(t.chains) }
 func (t *Table) NumRules() int {
 	n := 0
 	for _, c := range t.chains {
-		n += len(c.Rules)
+		n += len(c.bodies)
 	}
 	return n
 }
@@ -227,17 +243,17 @@ func (t *Table) plan(st *kernelState) plan {
 	}
 	slices.Sort(names)
 	for _, name := range names {
-		want := t.hashes[name]
+		c := t.chains[name]
 		have, exists := st.chains[name]
-		if exists && sameHashes(have, want) {
+		if exists && sameHashes(have, c.hashes) {
 			continue
 		}
 		fmt.Fprintf(&decl, ":%s - [0:0]\n", name)
-		for i, r := range t.chains[name].Rules {
-			rules.WriteString(r.render("-A", name, want[i]))
+		for i, body := range c.bodies {
+			rules.WriteString(line("-A", name, c.hashes[i], body))
 			rules.WriteByte('\n')
 		}
-		p.rewritten[name] = want
+		p.rewritten[name] = c.hashes
 	}
 	var stale []string
 	for name := range st.chains {
@@ -280,9 +296,13 @@ func sameHashes(have []savedRule, want []string) bool {
 // layout is wrong, all our rules are deleted by value and written again.
 func (t *Table) planHooks(b *strings.Builder, kc string, have []savedRule) {
 	ins, app := t.inserts[kc], t.appends[kc]
-	insName, appName := kc, kc+"*appends*"
-	insH, appH := Hashes(insName, ins), Hashes(appName, app)
-	if t.hooksInPlace(have, insH, appH) {
+	if ins == nil {
+		ins = &rendered{}
+	}
+	if app == nil {
+		app = &rendered{}
+	}
+	if t.hooksInPlace(have, ins.hashes, app.hashes) {
 		return
 	}
 	for _, r := range have {
@@ -291,17 +311,17 @@ func (t *Table) planHooks(b *strings.Builder, kc string, have []savedRule) {
 		}
 	}
 	if t.insertMode {
-		for i := len(ins) - 1; i >= 0; i-- {
-			b.WriteString(ins[i].render("-I", kc+" 1", insH[i]) + "\n")
+		for i := len(ins.bodies) - 1; i >= 0; i-- {
+			b.WriteString(line("-I", kc+" 1", ins.hashes[i], ins.bodies[i]) + "\n")
 		}
 	} else {
-		for i, r := range ins {
-			b.WriteString(r.render("-A", kc, insH[i]) + "\n")
+		for i, body := range ins.bodies {
+			b.WriteString(line("-A", kc, ins.hashes[i], body) + "\n")
 		}
 	}
-	for i, r := range app {
+	for i, body := range app.bodies {
 		// Appended rules render under the kernel chain, hashed as "<chain>*appends*".
-		b.WriteString(r.render("-A", kc, appH[i]) + "\n")
+		b.WriteString(line("-A", kc, app.hashes[i], body) + "\n")
 	}
 }
 

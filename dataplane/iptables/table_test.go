@@ -3,6 +3,7 @@ package iptables
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"os/exec"
 	"reflect"
 	"strings"
@@ -11,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"ocelot/contract"
+	rs "ocelot/dataplane/ruleset"
 	"ocelot/internal/netlab"
 )
 
@@ -20,62 +23,48 @@ func TestMain(m *testing.M) { netlab.Main(m) }
 // rendering the same rules must give the same hashes, so that taking over
 // from Felix rewrites nothing it need not.
 func TestHashesMatchFelix(t *testing.T) {
+	tcp, udp := contract.Protocol{Name: "tcp", Num: 6}, contract.Protocol{Name: "udp", Num: 17}
+	port := rs.Port
 	cases := []struct {
 		chain string
-		rules []Rule
+		rules []rs.Rule
 		want  []string
 	}{
-		{"cali-PREROUTING", []Rule{
-			{Action: ClearMark(0x1b0000)},
-			{Match: Match{}.InInterface("tap+"), Action: SetMark(0x80000)},
-			{Match: Match{}.MarkSet(0x80000), Action: Jump("cali-rpf-skip")},
-			{Match: Match{}.Protocol("udp").SourceNet("0.0.0.0").SourcePorts("68").DestPorts("67"), Action: Accept},
-			{Match: Match{}.MarkSet(0x80000).RPFCheckFailed(), Action: Drop},
-			{Match: Match{}.MarkClear(0x80000), Action: Jump("cali-from-host-endpoint")},
-			{Match: Match{}.MarkSet(0x10000), Action: Accept},
+		{"cali-PREROUTING", []rs.Rule{
+			{Action: rs.SetMark{Mask: 0x1b0000}},
+			{Match: rs.Match{}.InInterface("tap+"), Action: rs.SetMark{Value: 0x80000, Mask: 0x80000}},
+			{Match: rs.Match{}.MarkSet(0x80000), Action: rs.Jump{Chain: "cali-rpf-skip"}},
+			{Match: rs.Match{}.Protocol(udp).SourceAddr(netip.IPv4Unspecified()).SourcePorts(port(68)).DestPorts(port(67)), Action: rs.Accept{}},
+			{Match: rs.Match{}.MarkSet(0x80000).RPFCheckFailed(), Action: rs.Drop{}},
+			{Match: rs.Match{}.MarkClear(0x80000), Action: rs.Jump{Chain: "cali-from-host-endpoint"}},
+			{Match: rs.Match{}.MarkSet(0x10000), Action: rs.Accept{}},
 		}, []string{"DQ6LK2guiBRMyrLK", "XMZhobkmxFRr47JH", "mxMr93gWLjKrStgI", "7tBUxRfuZCN_C8lD", "fM33gXkpYy0g8aKU", "MVHq8VR8KHVV0YSv", "PFxT5Fv_nlJB2B1p"}},
-		{"PREROUTING", []Rule{{Action: Jump("cali-PREROUTING")}}, []string{"6gwbT8clXdHdC1b1"}},
-		{"FORWARD*appends*", []Rule{
-			{Comment: []string{"Policy explicitly accepted packet."}, Match: Match{}.MarkSet(0x10000), Action: Accept},
-			{Action: SetMark(0x10000)},
+		{"PREROUTING", []rs.Rule{{Action: rs.Jump{Chain: "cali-PREROUTING"}}}, []string{"6gwbT8clXdHdC1b1"}},
+		{"FORWARD*appends*", []rs.Rule{
+			{Comment: []string{"Policy explicitly accepted packet."}, Match: rs.Match{}.MarkSet(0x10000), Action: rs.Accept{}},
+			{Action: rs.SetMark{Value: 0x10000, Mask: 0x10000}},
 		}, []string{"S93hcgKJrXEqnTfs", "mp77cMpurHhyjLrM"}},
-		{"cali-wl-to-host", []Rule{
-			{Match: Match{}.Protocol("tcp").DestNet("127.0.0.1").DestPorts("8775"), Action: Accept},
-			{Match: Match{}.Protocol("udp").SourcePorts("68").DestPorts("67"), Action: Accept},
-			{Match: Match{}.Protocol("udp").DestPorts("53"), Action: Accept},
-			{Action: Jump("cali-from-wl-dispatch")},
-			{Comment: []string{"Configured DefaultEndpointToHostAction"}, Action: Drop},
+		{"cali-wl-to-host", []rs.Rule{
+			{Match: rs.Match{}.Protocol(tcp).DestAddr(netip.MustParseAddr("127.0.0.1")).DestPorts(port(8775)), Action: rs.Accept{}},
+			{Match: rs.Match{}.Protocol(udp).SourcePorts(port(68)).DestPorts(port(67)), Action: rs.Accept{}},
+			{Match: rs.Match{}.Protocol(udp).DestPorts(port(53)), Action: rs.Accept{}},
+			{Action: rs.Jump{Chain: "cali-from-wl-dispatch"}},
+			{Comment: []string{"Configured DefaultEndpointToHostAction"}, Action: rs.Drop{}},
 		}, []string{"-vXUofTLryr7HVgj", "cm1zXAo3z3kjevkA", "-thuN7QGrDDKYG-4", "4hIIl4HpA_1_MiUF", "i0x2DORLEwRzK31h"}},
 	}
 	for _, c := range cases {
-		if got := Hashes(c.chain, c.rules); !reflect.DeepEqual(got, c.want) {
+		if got := (Renderer{}).Hashes(c.chain, c.rules); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s:\n got %v\nwant %v", c.chain, got, c.want)
 		}
 	}
 }
 
-func TestLimitedName(t *testing.T) {
-	cases := map[[2]string]string{
-		{"cali-tw-", "tap1a2b3c4d-5e"}:                             "cali-tw-tap1a2b3c4d-5e",
-		{"cali-pi-", "np/openstack-region-regionone/allow-tcp-80"}: "cali-pi-_RGEREAU0BOwMmLa7Pa1",
-		{"cali-pi-", "12345678901234567890"}:                       "cali-pi-12345678901234567890",
-	}
-	for in, want := range cases {
-		if got := LimitedName(in[0], in[1]); got != want || len(got) > MaxChainNameLength {
-			t.Errorf("LimitedName(%q, %q) = %q, want %q", in[0], in[1], got, want)
-		}
-	}
-	if got := LimitedName("cali-pi-", "_234567890123456789x"); !strings.HasPrefix(got, "cali-pi-_") || got == "cali-pi-_234567890123456789x" {
-		t.Errorf("a 28-character name whose suffix starts with _ must be hashed: %q", got)
-	}
-}
-
 func newTestTable(insert bool) *Table {
-	tb := newTable("filter", 4, insert, slog.New(slog.DiscardHandler))
-	tb.UpdateChain(&Chain{Name: "cali-FORWARD", Rules: []Rule{{Action: Jump("cali-from-wl-dispatch")}}})
-	tb.UpdateChain(&Chain{Name: "cali-from-wl-dispatch", Rules: []Rule{{Comment: []string{"Unknown interface"}, Action: Drop}}})
-	tb.SetInserts("FORWARD", []Rule{{Action: Jump("cali-FORWARD")}})
-	tb.SetAppends("FORWARD", []Rule{{Action: SetMark(0x10000)}})
+	tb := newTable("filter", 4, insert, Renderer{}, slog.New(slog.DiscardHandler))
+	tb.UpdateChain(&rs.Chain{Name: "cali-FORWARD", Rules: []rs.Rule{{Action: rs.Jump{Chain: "cali-from-wl-dispatch"}}}})
+	tb.UpdateChain(&rs.Chain{Name: "cali-from-wl-dispatch", Rules: []rs.Rule{{Comment: []string{"Unknown interface"}, Action: rs.Drop{}}}})
+	tb.SetInserts("FORWARD", []rs.Rule{{Action: rs.Jump{Chain: "cali-FORWARD"}}})
+	tb.SetAppends("FORWARD", []rs.Rule{{Action: rs.SetMark{Value: 0x10000, Mask: 0x10000}}})
 	return tb
 }
 
@@ -90,10 +79,10 @@ func mustParse(t *testing.T, save string) *kernelState {
 
 func TestPlan(t *testing.T) {
 	tb := newTestTable(true)
-	fwd := Hashes("cali-FORWARD", tb.chains["cali-FORWARD"].Rules)[0]
-	disp := Hashes("cali-from-wl-dispatch", tb.chains["cali-from-wl-dispatch"].Rules)[0]
-	hook := Hashes("FORWARD", tb.inserts["FORWARD"])[0]
-	tail := Hashes("FORWARD*appends*", tb.appends["FORWARD"])[0]
+	fwd := tb.chains["cali-FORWARD"].hashes[0]
+	disp := tb.chains["cali-from-wl-dispatch"].hashes[0]
+	hook := tb.inserts["FORWARD"].hashes[0]
+	tail := tb.appends["FORWARD"].hashes[0]
 
 	empty := "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD -j FOREIGN\nCOMMIT\n"
 	want := "*filter\n" +
@@ -162,7 +151,7 @@ func TestPlan(t *testing.T) {
 
 	// Removing a chain from the desired state deletes it.
 	tb.RemoveChain("cali-from-wl-dispatch")
-	tb.UpdateChain(&Chain{Name: "cali-FORWARD"})
+	tb.UpdateChain(&rs.Chain{Name: "cali-FORWARD"})
 	got := tb.plan(mustParse(t, inPlace)).script
 	if !strings.Contains(got, "-X cali-from-wl-dispatch\n") || !strings.Contains(got, ":cali-FORWARD - [0:0]\n") {
 		t.Errorf("removal:\n%s", got)
@@ -217,8 +206,8 @@ func TestApplyTables(t *testing.T) {
 	m := NewMetrics(reg)
 	ts := NewTables(4, cmds.Runner(), Options{InsertMode: true, Metrics: m})
 	for _, tb := range []*Table{ts.Raw, ts.Mangle, ts.Filter} {
-		tb.UpdateChain(&Chain{Name: "cali-" + tb.Name, Rules: []Rule{{Action: Accept}}})
-		tb.SetInserts(KernelChains(tb.Name)[0], []Rule{{Action: Jump("cali-" + tb.Name)}})
+		tb.UpdateChain(&rs.Chain{Name: "cali-" + tb.Name, Rules: []rs.Rule{{Action: rs.Accept{}}}})
+		tb.SetInserts(KernelChains(tb.Name)[0], []rs.Rule{{Action: rs.Jump{Chain: "cali-" + tb.Name}}})
 	}
 	saves, restores := testutil.ToFloat64(m.saveCalls), testutil.ToFloat64(m.restoreCalls)
 	if _, err := ts.Apply(ctx); err != nil {
@@ -269,13 +258,13 @@ func TestKernel(t *testing.T) {
 			ctx := context.Background()
 			ts := NewTables(4, cmds.Runner(), Options{InsertMode: true})
 			tb := ts.Filter
-			tb.UpdateChain(&Chain{Name: "cali-FORWARD", Rules: []Rule{
-				{Match: Match{}.InInterface("tap+"), Action: Jump("cali-from-wl-dispatch")},
-				{Match: Match{}.Protocol("tcp").DestPorts("22,80:90"), Action: Accept},
+			tb.UpdateChain(&rs.Chain{Name: "cali-FORWARD", Rules: []rs.Rule{
+				{Match: rs.Match{}.InInterface("tap+"), Action: rs.Jump{Chain: "cali-from-wl-dispatch"}},
+				{Match: rs.Match{}.Protocol(contract.Protocol{Name: "tcp", Num: 6}).DestPorts(rs.Port(22), contract.PortRange{First: 80, Last: 90}), Action: rs.Accept{}},
 			}})
-			tb.UpdateChain(&Chain{Name: "cali-from-wl-dispatch", Rules: []Rule{{Comment: []string{"Unknown interface"}, Action: Drop}}})
-			tb.SetInserts("FORWARD", []Rule{{Action: Jump("cali-FORWARD")}})
-			tb.SetAppends("FORWARD", []Rule{{Match: Match{}.MarkSet(0x10000), Action: Accept}})
+			tb.UpdateChain(&rs.Chain{Name: "cali-from-wl-dispatch", Rules: []rs.Rule{{Comment: []string{"Unknown interface"}, Action: rs.Drop{}}}})
+			tb.SetInserts("FORWARD", []rs.Rule{{Action: rs.Jump{Chain: "cali-FORWARD"}}})
+			tb.SetAppends("FORWARD", []rs.Rule{{Match: rs.Match{}.MarkSet(0x10000), Action: rs.Accept{}}})
 			if _, err := ts.Apply(ctx); err != nil {
 				t.Fatal(err)
 			}

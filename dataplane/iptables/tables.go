@@ -19,7 +19,9 @@ type Options struct {
 	// InsertMode places hooks at the top of kernel chains
 	// (ChainInsertMode=insert) rather than after foreign rules.
 	InsertMode bool
-	Log        *slog.Logger
+	// SetName gives the kernel name of an IP set of this family.
+	SetName func(id string) string
+	Log     *slog.Logger
 	// Metrics receives the driver's counters; nil counts into instruments
 	// nobody registered.
 	Metrics *Metrics
@@ -51,7 +53,7 @@ func NewTables(family int, runner Runner, opts Options) *Tables {
 	}
 	ts := &Tables{Family: family, runner: runner, metrics: opts.Metrics, log: opts.Log}
 	for _, name := range tableNames {
-		t := newTable(name, family, opts.InsertMode, opts.Log)
+		t := newTable(name, family, opts.InsertMode, Renderer{SetName: opts.SetName}, opts.Log)
 		ts.all = append(ts.all, t)
 		switch name {
 		case "raw":

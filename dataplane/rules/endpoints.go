@@ -2,43 +2,43 @@ package rules
 
 import (
 	"sort"
-	"strconv"
 	"strings"
 
 	"ocelot/contract"
-	ipt "ocelot/dataplane/iptables"
+	rs "ocelot/dataplane/ruleset"
 )
 
 // EndpointChains renders a workload's to (ingress) and from (egress)
 // chains: conntrack, mark reset, encapsulation drops (egress), each tier's
 // policies with Pass and the tier's end-of-tier drop, the profiles, and a
 // final drop.
-func (c *Config) EndpointChains(ep *contract.EndpointUpdate) []*ipt.Chain {
-	return []*ipt.Chain{
+func (c *Config) EndpointChains(ep *contract.EndpointUpdate) []*rs.Chain {
+	return []*rs.Chain{
 		{Name: ToWorkloadChainName(ep.Name), Rules: c.endpointRules(ep, true)},
 		{Name: FromWorkloadChainName(ep.Name), Rules: c.endpointRules(ep, false)},
 	}
 }
 
-func (c *Config) endpointRules(ep *contract.EndpointUpdate, ingress bool) []ipt.Rule {
+func (c *Config) endpointRules(ep *contract.EndpointUpdate, ingress bool) []rs.Rule {
 	m := c.Marks
-	var r []ipt.Rule
-	if c.FilterAllow == "RETURN" {
-		r = append(r, ipt.Rule{Match: ipt.Match{}.ConntrackState("RELATED,ESTABLISHED"), Action: ipt.SetMark(m.Accept)})
+	var r []rs.Rule
+	established := rs.Match{}.ConntrackState(rs.CtRelated, rs.CtEstablished)
+	if c.FilterAllow == rs.Action(rs.Return{}) {
+		r = append(r, rs.Rule{Match: established, Action: rs.SetMark{Value: m.Accept, Mask: m.Accept}})
 	}
-	r = append(r, ipt.Rule{Match: ipt.Match{}.ConntrackState("RELATED,ESTABLISHED"), Action: c.allow()})
+	r = append(r, rs.Rule{Match: established, Action: c.FilterAllow})
 	if !c.NoInvalidCheck {
-		r = append(r, ipt.Rule{Match: ipt.Match{}.ConntrackState("INVALID"), Action: c.deny()})
+		r = append(r, rs.Rule{Match: rs.Match{}.ConntrackState(rs.CtInvalid), Action: c.Deny})
 	}
-	r = append(r, ipt.Rule{Action: ipt.ClearMark(m.Accept | m.Pass)})
+	r = append(r, rs.Rule{Action: rs.SetMark{Mask: m.Accept | m.Pass}})
 	if !ingress {
 		if !c.AllowVXLAN {
-			r = append(r, ipt.Rule{Comment: []string{"Drop VXLAN encapped packets originating in workloads"},
-				Match: ipt.Match{}.Protocol("17").DestPorts(strconv.Itoa(c.VXLANPort)), Action: c.deny()})
+			r = append(r, rs.Rule{Comment: []string{"Drop VXLAN encapped packets originating in workloads"},
+				Match: rs.Match{}.Protocol(protoNum(17)).DestPorts(port(uint16(c.VXLANPort))), Action: c.Deny})
 		}
 		if !c.AllowIPIP {
-			r = append(r, ipt.Rule{Comment: []string{"Drop IPinIP encapped packets originating in workloads"},
-				Match: ipt.Match{}.Protocol("4"), Action: c.deny()})
+			r = append(r, rs.Rule{Comment: []string{"Drop IPinIP encapped packets originating in workloads"},
+				Match: rs.Match{}.Protocol(protoNum(4)), Action: c.Deny})
 		}
 	}
 	for _, tier := range ep.Tiers {
@@ -49,23 +49,23 @@ func (c *Config) endpointRules(ep *contract.EndpointUpdate, ingress bool) []ipt.
 		if len(pols) == 0 {
 			continue
 		}
-		r = append(r, ipt.Rule{Comment: []string{"Start of tier " + tier.Name}, Action: ipt.ClearMark(m.Pass)})
+		r = append(r, rs.Rule{Comment: []string{"Start of tier " + tier.Name}, Action: rs.SetMark{Mask: m.Pass}})
 		for _, id := range pols {
 			r = append(r,
-				ipt.Rule{Match: ipt.Match{}.MarkClear(m.Pass), Action: ipt.Jump(PolicyChainName(id, ingress))},
-				ipt.Rule{Comment: []string{"Return if policy accepted"}, Match: ipt.Match{}.MarkSet(m.Accept), Action: ipt.Return})
+				rs.Rule{Match: rs.Match{}.MarkClear(m.Pass), Action: rs.Jump{Chain: PolicyChainName(id, ingress)}},
+				rs.Rule{Comment: []string{"Return if policy accepted"}, Match: rs.Match{}.MarkSet(m.Accept), Action: rs.Return{}})
 		}
 		if tier.DefaultAction != "Pass" {
-			r = append(r, ipt.Rule{Comment: []string{"End of tier " + tier.Name + ". " + c.denyVerb() + " if no policies passed packet"},
-				Match: ipt.Match{}.MarkClear(m.Pass), Action: c.deny()})
+			r = append(r, rs.Rule{Comment: []string{"End of tier " + tier.Name + ". " + c.denyVerb() + " if no policies passed packet"},
+				Match: rs.Match{}.MarkClear(m.Pass), Action: c.Deny})
 		}
 	}
 	for _, p := range ep.ProfileIDs {
 		r = append(r,
-			ipt.Rule{Action: ipt.Jump(ProfileChainName(p, ingress))},
-			ipt.Rule{Comment: []string{"Return if profile accepted"}, Match: ipt.Match{}.MarkSet(m.Accept), Action: ipt.Return})
+			rs.Rule{Action: rs.Jump{Chain: ProfileChainName(p, ingress)}},
+			rs.Rule{Comment: []string{"Return if profile accepted"}, Match: rs.Match{}.MarkSet(m.Accept), Action: rs.Return{}})
 	}
-	r = append(r, ipt.Rule{Comment: []string{c.denyVerb() + " if no profiles matched"}, Action: c.deny()})
+	r = append(r, rs.Rule{Comment: []string{c.denyVerb() + " if no profiles matched"}, Action: c.Deny})
 	return r
 }
 
@@ -75,15 +75,15 @@ func (c *Config) endpointRules(ep *contract.EndpointUpdate, ingress bool) []ipt.
 // ends by dropping: an interface with a workload prefix that no endpoint
 // claims (a VM plugged before the agent knows it, or while it is down)
 // fails closed.
-func (c *Config) DispatchChains(ifaces []string) []*ipt.Chain {
+func (c *Config) DispatchChains(ifaces []string) []*rs.Chain {
 	names := append([]string(nil), ifaces...)
 	sort.Strings(names)
 	names = dedupe(names)
 	prefix := commonPrefix(names)
-	from := &ipt.Chain{Name: ChainFromWorkloadDispatch}
-	to := &ipt.Chain{Name: ChainToWorkloadDispatch}
-	chains := []*ipt.Chain{from, to}
-	unknown := ipt.Rule{Comment: []string{"Unknown interface"}, Action: c.deny()}
+	from := &rs.Chain{Name: ChainFromWorkloadDispatch}
+	to := &rs.Chain{Name: ChainToWorkloadDispatch}
+	chains := []*rs.Chain{from, to}
+	unknown := rs.Rule{Comment: []string{"Unknown interface"}, Action: c.Deny}
 	for i := 0; i < len(names); {
 		key := bucketKey(names[i], prefix)
 		j := i
@@ -93,19 +93,19 @@ func (c *Config) DispatchChains(ifaces []string) []*ipt.Chain {
 		bucket := names[i:j]
 		if len(bucket) == 1 {
 			n := bucket[0]
-			from.Rules = append(from.Rules, ipt.Rule{Match: ipt.Match{}.InInterface(n), Action: ipt.Goto(FromWorkloadChainName(n))})
-			to.Rules = append(to.Rules, ipt.Rule{Match: ipt.Match{}.OutInterface(n), Action: ipt.Goto(ToWorkloadChainName(n))})
+			from.Rules = append(from.Rules, rs.Rule{Match: rs.Match{}.InInterface(n), Action: rs.Goto{Chain: FromWorkloadChainName(n)}})
+			to.Rules = append(to.Rules, rs.Rule{Match: rs.Match{}.OutInterface(n), Action: rs.Goto{Chain: ToWorkloadChainName(n)}})
 		} else {
-			childFrom := &ipt.Chain{Name: ChainFromWorkloadDispatch + "-" + key}
-			childTo := &ipt.Chain{Name: ChainToWorkloadDispatch + "-" + key}
+			childFrom := &rs.Chain{Name: ChainFromWorkloadDispatch + "-" + key}
+			childTo := &rs.Chain{Name: ChainToWorkloadDispatch + "-" + key}
 			for _, n := range bucket {
-				childFrom.Rules = append(childFrom.Rules, ipt.Rule{Match: ipt.Match{}.InInterface(n), Action: ipt.Goto(FromWorkloadChainName(n))})
-				childTo.Rules = append(childTo.Rules, ipt.Rule{Match: ipt.Match{}.OutInterface(n), Action: ipt.Goto(ToWorkloadChainName(n))})
+				childFrom.Rules = append(childFrom.Rules, rs.Rule{Match: rs.Match{}.InInterface(n), Action: rs.Goto{Chain: FromWorkloadChainName(n)}})
+				childTo.Rules = append(childTo.Rules, rs.Rule{Match: rs.Match{}.OutInterface(n), Action: rs.Goto{Chain: ToWorkloadChainName(n)}})
 			}
 			childFrom.Rules = append(childFrom.Rules, unknown)
 			childTo.Rules = append(childTo.Rules, unknown)
-			from.Rules = append(from.Rules, ipt.Rule{Match: ipt.Match{}.InInterface(prefix + key + "+"), Action: ipt.Goto(childFrom.Name)})
-			to.Rules = append(to.Rules, ipt.Rule{Match: ipt.Match{}.OutInterface(prefix + key + "+"), Action: ipt.Goto(childTo.Name)})
+			from.Rules = append(from.Rules, rs.Rule{Match: rs.Match{}.InInterface(prefix + key + "+"), Action: rs.Goto{Chain: childFrom.Name}})
+			to.Rules = append(to.Rules, rs.Rule{Match: rs.Match{}.OutInterface(prefix + key + "+"), Action: rs.Goto{Chain: childTo.Name}})
 			chains = append(chains, childFrom, childTo)
 		}
 		i = j
@@ -150,43 +150,41 @@ func dedupe(sorted []string) []string {
 // FloatingIPChains render the 1:1 NATs of local endpoints (OpenStack
 // floating IPs): DNAT from the external address, and SNAT for a VM that
 // talks to its own floating IP.
-func (c *Config) FloatingIPChains(eps []*contract.EndpointUpdate) []*ipt.Chain {
-	type nat struct{ in, ext string }
-	var nats []nat
+func (c *Config) FloatingIPChains(eps []*contract.EndpointUpdate) []*rs.Chain {
+	var nats []contract.NAT
 	for _, ep := range eps {
-		list := ep.IPv4NAT
 		if c.Family == 6 {
-			list = ep.IPv6NAT
-		}
-		for _, n := range list {
-			nats = append(nats, nat{n.Internal.String(), n.External.String()})
+			nats = append(nats, ep.IPv6NAT...)
+		} else {
+			nats = append(nats, ep.IPv4NAT...)
 		}
 	}
+	// Sorted by the addresses' text, as they have always been ordered.
 	sort.Slice(nats, func(i, j int) bool {
-		if nats[i].ext != nats[j].ext {
-			return nats[i].ext < nats[j].ext
+		if a, b := nats[i].External.String(), nats[j].External.String(); a != b {
+			return a < b
 		}
-		return nats[i].in < nats[j].in
+		return nats[i].Internal.String() < nats[j].Internal.String()
 	})
-	dnat := &ipt.Chain{Name: ChainFIPDNAT}
-	snat := &ipt.Chain{Name: ChainFIPSNAT}
+	dnat := &rs.Chain{Name: ChainFIPDNAT}
+	snat := &rs.Chain{Name: ChainFIPSNAT}
 	for _, n := range nats {
-		dnat.Rules = append(dnat.Rules, ipt.Rule{Match: ipt.Match{}.DestNet(n.ext), Action: ipt.DNAT(n.in, 0)})
-		snat.Rules = append(snat.Rules, ipt.Rule{Match: ipt.Match{}.DestNet(n.in).SourceNet(n.in), Action: ipt.SNAT(n.ext)})
+		dnat.Rules = append(dnat.Rules, rs.Rule{Match: rs.Match{}.DestAddr(n.External), Action: rs.DNAT{Addr: n.Internal}})
+		snat.Rules = append(snat.Rules, rs.Rule{Match: rs.Match{}.DestAddr(n.Internal).SourceAddr(n.Internal), Action: rs.SNAT{Addr: n.External}})
 	}
-	return []*ipt.Chain{dnat, snat}
+	return []*rs.Chain{dnat, snat}
 }
 
 // RPFSkipChain exempts each endpoint's AllowSpoofedSourcePrefixes from the
 // reverse-path check.
-func (c *Config) RPFSkipChain(eps []*contract.EndpointUpdate) *ipt.Chain {
-	ch := &ipt.Chain{Name: ChainRPFSkip}
+func (c *Config) RPFSkipChain(eps []*contract.EndpointUpdate) *rs.Chain {
+	ch := &rs.Chain{Name: ChainRPFSkip}
 	sorted := append([]*contract.EndpointUpdate(nil), eps...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 	for _, ep := range sorted {
 		for _, p := range ep.AllowSpoofedSourcePrefixes {
 			if p.Addr().Is4() == (c.Family == 4) {
-				ch.Rules = append(ch.Rules, ipt.Rule{Match: ipt.Match{}.InInterface(ep.Name).SourceNet(p.String()), Action: ipt.Accept})
+				ch.Rules = append(ch.Rules, rs.Rule{Match: rs.Match{}.InInterface(ep.Name).SourceNet(p), Action: rs.Accept{}})
 			}
 		}
 	}

@@ -5,316 +5,317 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
-	"strings"
 
 	"ocelot/contract"
-	ipt "ocelot/dataplane/iptables"
+	rs "ocelot/dataplane/ruleset"
 )
 
 // PolicyChains renders a policy's inbound and outbound chains.
-func (c *Config) PolicyChains(u *contract.PolicyUpdate) []*ipt.Chain {
-	return []*ipt.Chain{c.PolicyChain(u, true), c.PolicyChain(u, false)}
+func (c *Config) PolicyChains(u *contract.PolicyUpdate) []*rs.Chain {
+	return []*rs.Chain{c.PolicyChain(u, true), c.PolicyChain(u, false)}
 }
 
 // PolicyChain renders one direction of a policy: its inbound (cali-pi-)
 // or outbound (cali-po-) chain.
-func (c *Config) PolicyChain(u *contract.PolicyUpdate, inbound bool) *ipt.Chain {
+func (c *Config) PolicyChain(u *contract.PolicyUpdate, inbound bool) *rs.Chain {
 	who := u.ID.Kind + " " + u.ID.Name
 	if u.ID.Namespace != "" {
 		who = u.ID.Kind + " " + u.ID.Namespace + "/" + u.ID.Name
 	}
 	if inbound {
-		return &ipt.Chain{Name: PolicyChainName(u.ID, true), Rules: c.ruleChain(u.Inbound, who+" ingress")}
+		return &rs.Chain{Name: PolicyChainName(u.ID, true), Rules: c.ruleChain(u.Inbound, who+" ingress")}
 	}
-	return &ipt.Chain{Name: PolicyChainName(u.ID, false), Rules: c.ruleChain(u.Outbound, who+" egress")}
+	return &rs.Chain{Name: PolicyChainName(u.ID, false), Rules: c.ruleChain(u.Outbound, who+" egress")}
 }
 
 // ProfileChains renders a profile's inbound and outbound chains.
-func (c *Config) ProfileChains(u *contract.ProfileUpdate) []*ipt.Chain {
-	return []*ipt.Chain{c.ProfileChain(u, true), c.ProfileChain(u, false)}
+func (c *Config) ProfileChains(u *contract.ProfileUpdate) []*rs.Chain {
+	return []*rs.Chain{c.ProfileChain(u, true), c.ProfileChain(u, false)}
 }
 
 // ProfileChain renders one direction of a profile: its inbound
 // (cali-pri-) or outbound (cali-pro-) chain.
-func (c *Config) ProfileChain(u *contract.ProfileUpdate, inbound bool) *ipt.Chain {
+func (c *Config) ProfileChain(u *contract.ProfileUpdate, inbound bool) *rs.Chain {
 	if inbound {
-		return &ipt.Chain{Name: ProfileChainName(u.ID, true), Rules: c.ruleChain(u.Inbound, "Profile "+u.ID+" ingress")}
+		return &rs.Chain{Name: ProfileChainName(u.ID, true), Rules: c.ruleChain(u.Inbound, "Profile "+u.ID+" ingress")}
 	}
-	return &ipt.Chain{Name: ProfileChainName(u.ID, false), Rules: c.ruleChain(u.Outbound, "Profile "+u.ID+" egress")}
+	return &rs.Chain{Name: ProfileChainName(u.ID, false), Rules: c.ruleChain(u.Outbound, "Profile "+u.ID+" egress")}
 }
 
 // ruleChain renders rules, strips trailing RETURNs (falling off a chain
 // returns anyway) and puts the chain's description on its first rule.
-func (c *Config) ruleChain(rules []contract.Rule, comment string) []ipt.Rule {
-	var out []ipt.Rule
+func (c *Config) ruleChain(rules []contract.Rule, comment string) []rs.Rule {
+	var out []rs.Rule
 	for _, r := range rules {
 		out = append(out, c.Rule(r)...)
 	}
-	for len(out) > 0 && out[len(out)-1].Action == ipt.Return {
+	for len(out) > 0 && out[len(out)-1].Action == rs.Action(rs.Return{}) {
 		out = out[:len(out)-1]
 	}
 	if len(out) == 0 {
-		return []ipt.Rule{{Comment: []string{comment}}}
+		return []rs.Rule{{Comment: []string{comment}}}
 	}
 	out[0].Comment = append([]string{comment}, out[0].Comment...)
 	return out
 }
 
-// maxMultiportSlots is how many ports one multiport match takes (a range
-// counts twice).
-const maxMultiportSlots = 15
-
-// splitPorts groups ports into multiport lists of at most 15 slots.
-func splitPorts(ports []contract.PortRange) []string {
-	var out []string
-	var cur []string
+// splitPorts groups ports into lists of at most MaxPortSlots slots (a
+// range counts twice).
+func splitPorts(ports []contract.PortRange) [][]contract.PortRange {
+	var out [][]contract.PortRange
+	var cur []contract.PortRange
 	slots := 0
 	for _, p := range ports {
 		n := 1
 		if p.First != p.Last {
 			n = 2
 		}
-		if slots+n > maxMultiportSlots {
-			out = append(out, strings.Join(cur, ","))
+		if slots+n > rs.MaxPortSlots {
+			out = append(out, cur)
 			cur, slots = nil, 0
 		}
-		cur = append(cur, p.String())
+		cur = append(cur, p)
 		slots += n
 	}
 	if len(cur) > 0 {
-		out = append(out, strings.Join(cur, ","))
+		out = append(out, cur)
 	}
 	return out
 }
 
-// filterNets keeps the CIDRs of this family. ok is false when a non-empty
-// list loses all its entries: the rule cannot match in this family.
-func (c *Config) filterNets(nets []netip.Prefix) (kept []string, ok bool) {
-	for _, n := range nets {
-		if n.Addr().Is4() == (c.Family == 4) {
-			kept = append(kept, n.String())
-		}
+// side is what a rule matches at one end of a packet.
+type side struct {
+	dir             rs.Dir
+	nets, notNets   []netip.Prefix
+	sets, notSets   []string
+	ports, notPorts []contract.PortRange
+	named, notNamed []string // named-port sets
+}
+
+func sides(r contract.Rule) (src, dst side) {
+	return side{rs.Src, r.SrcNets, r.NotSrcNets, r.SrcIPSetIDs, r.NotSrcIPSetIDs, r.SrcPorts, r.NotSrcPorts, r.SrcNamedPortIPSetIDs, r.NotSrcNamedPortIPSetIDs},
+		side{rs.Dst, r.DstNets, r.NotDstNets, r.DstIPSetIDs, r.NotDstIPSetIDs, r.DstPorts, r.NotDstPorts, r.DstNamedPortIPSetIDs, r.NotDstNamedPortIPSetIDs}
+}
+
+// inFamily keeps the side's CIDRs of this family. It is false when the
+// side cannot match here: a list that had CIDRs has none of this family,
+// or a negated list holds this family's catch-all (negating everything
+// matches nothing).
+func (c *Config) inFamily(s *side) bool {
+	ours := func(n netip.Prefix) bool { return n.Addr().Is4() == (c.Family == 4) }
+	keep := func(nets []netip.Prefix) ([]netip.Prefix, bool) {
+		kept := slices.DeleteFunc(slices.Clone(nets), func(n netip.Prefix) bool { return !ours(n) })
+		return kept, len(nets) == 0 || len(kept) > 0
 	}
-	return kept, len(nets) == 0 || len(kept) > 0
+	var ok1, ok2 bool
+	s.nets, ok1 = keep(s.nets)
+	s.notNets, ok2 = keep(s.notNets)
+	catchAll := slices.ContainsFunc(s.notNets, func(n netip.Prefix) bool { return n.Bits() == 0 })
+	return ok1 && ok2 && !catchAll
+}
+
+// portAlts are the alternatives of a side's positive ports: each port
+// list (with the protocol) and each named-port set.
+func (s side) portAlts(proto *contract.Protocol) []rs.Match {
+	var alts []rs.Match
+	for _, list := range splitPorts(s.ports) {
+		var m rs.Match
+		if proto != nil {
+			m = m.Protocol(*proto)
+		}
+		alts = append(alts, m.With(rs.Ports{Dir: s.dir, Ports: list}))
+	}
+	for _, id := range s.named {
+		alts = append(alts, rs.Match{}.With(rs.IPPortSet{Dir: s.dir, ID: id}))
+	}
+	return alts
+}
+
+func netAlts(dir rs.Dir, nets []netip.Prefix) []rs.Match {
+	alts := make([]rs.Match, len(nets))
+	for i, n := range nets {
+		alts[i] = rs.Match{}.With(rs.Net{Dir: dir, Net: n})
+	}
+	return alts
 }
 
 // block is a group of alternatives at least one of which must match (or,
 // negated, none of which may match), evaluated with scratch marks because
-// one iptables rule cannot express an OR.
+// one rule cannot express an OR.
 type block struct {
-	alts    []ipt.Match
+	alts    []rs.Match
 	negated bool
 }
 
+// plan is how a rule is split: the OR blocks it needs, and which parts of
+// each side are in blocks rather than in the main match.
+type plan struct {
+	blocks                   []block
+	srcPortsOR, dstPortsOR   bool // positive ports and named ports
+	srcNotNetOR, dstNotNetOR bool
+}
+
+// planBlocks decides the OR blocks, in Felix's order: source ports, then
+// destination ports, then several positive CIDRs per side, then negated
+// CIDRs that cannot be a single negation.
+func planBlocks(src, dst side, proto *contract.Protocol) plan {
+	var p plan
+	if alts := src.portAlts(proto); len(alts) > 1 {
+		p.blocks, p.srcPortsOR = append(p.blocks, block{alts: alts}), true
+	}
+	if alts := dst.portAlts(proto); len(alts) > 1 {
+		p.blocks, p.dstPortsOR = append(p.blocks, block{alts: alts}), true
+	}
+	for _, s := range []side{src, dst} {
+		if len(s.nets) > 1 {
+			p.blocks = append(p.blocks, block{alts: netAlts(s.dir, s.nets)})
+		}
+	}
+	for _, s := range []side{src, dst} {
+		if len(s.notNets) > 0 && len(s.nets)+len(s.notNets) > 1 {
+			p.blocks = append(p.blocks, block{alts: netAlts(s.dir, s.notNets), negated: true})
+			if s.dir == rs.Src {
+				p.srcNotNetOR = true
+			} else {
+				p.dstNotNetOR = true
+			}
+		}
+	}
+	return p
+}
+
+// blockRules evaluate the blocks into Scratch0: it ends up set only if
+// every positive block had a matching alternative and no negated block
+// did (Scratch1 carries a positive block's result after the first).
+func (c *Config) blockRules(blocks []block) []rs.Rule {
+	m := c.Marks
+	var out []rs.Rule
+	for i, b := range blocks {
+		switch {
+		case i == 0 && b.negated:
+			out = append(out, rs.Rule{Action: rs.SetMark{Value: m.Scratch0, Mask: m.Scratch0 | m.Scratch1}})
+		case i == 0:
+			out = append(out, rs.Rule{Action: rs.SetMark{Mask: m.Scratch0 | m.Scratch1}})
+		case !b.negated:
+			out = append(out, rs.Rule{Action: rs.SetMark{Mask: m.Scratch1}})
+		}
+		for _, alt := range b.alts {
+			switch {
+			case b.negated:
+				out = append(out, rs.Rule{Match: alt, Action: rs.SetMark{Mask: m.Scratch0}})
+			case i == 0:
+				out = append(out, rs.Rule{Match: alt, Action: rs.SetMark{Value: m.Scratch0, Mask: m.Scratch0}})
+			default:
+				out = append(out, rs.Rule{Match: alt, Action: rs.SetMark{Value: m.Scratch1, Mask: m.Scratch1}})
+			}
+		}
+		if i > 0 && !b.negated {
+			out = append(out, rs.Rule{Match: rs.Match{}.MarkClear(m.Scratch1), Action: rs.SetMark{Mask: m.Scratch0}})
+		}
+	}
+	return out
+}
+
+// positive appends what a side requires: its CIDR (when only one), its
+// sets, and its ports unless they are in a block.
+func (s side) positive(mt rs.Match, portsOR bool) rs.Match {
+	if len(s.nets) == 1 {
+		mt = mt.With(rs.Net{Dir: s.dir, Net: s.nets[0]})
+	}
+	for _, id := range s.sets {
+		mt = mt.With(rs.IPSet{Dir: s.dir, ID: id})
+	}
+	if !portsOR {
+		if len(s.ports) > 0 {
+			mt = mt.With(rs.Ports{Dir: s.dir, Ports: splitPorts(s.ports)[0]})
+		}
+		for _, id := range s.named {
+			mt = mt.With(rs.IPPortSet{Dir: s.dir, ID: id})
+		}
+	}
+	return mt
+}
+
+// negative appends what a side excludes: its negated CIDR (unless in a
+// block), sets, port lists (each negated: none may match) and named
+// ports.
+func (s side) negative(mt rs.Match, notNetOR bool) rs.Match {
+	if len(s.notNets) == 1 && !notNetOR {
+		mt = mt.With(rs.Net{Dir: s.dir, Net: s.notNets[0], Negate: true})
+	}
+	for _, id := range s.notSets {
+		mt = mt.With(rs.IPSet{Dir: s.dir, ID: id, Negate: true})
+	}
+	for _, list := range splitPorts(s.notPorts) {
+		mt = mt.With(rs.Ports{Dir: s.dir, Ports: list, Negate: true})
+	}
+	for _, id := range s.notNamed {
+		mt = mt.With(rs.IPPortSet{Dir: s.dir, ID: id, Negate: true})
+	}
+	return mt
+}
+
 // Rule renders one resolved rule for this family: nothing when it cannot
-// match here, otherwise its match and action rules, preceded by block
-// rules when it needs ORs (several port lists or named-port sets, several
-// CIDRs on one side).
-func (c *Config) Rule(r contract.Rule) []ipt.Rule {
+// match here; otherwise the block rules it needs for ORs (several port
+// lists or named-port sets, several CIDRs on one side), then its main
+// match, in Felix's order, with its action.
+func (c *Config) Rule(r contract.Rule) []rs.Rule {
 	if r.IPVersion != 0 && r.IPVersion != c.Family {
 		return nil
 	}
 	if r.Protocol != nil && ((r.Protocol.Num == 1 && c.Family == 6) || (r.Protocol.Num == 58 && c.Family == 4)) {
 		return nil
 	}
-	src, ok1 := c.filterNets(r.SrcNets)
-	notSrc, ok2 := c.filterNets(r.NotSrcNets)
-	dst, ok3 := c.filterNets(r.DstNets)
-	notDst, ok4 := c.filterNets(r.NotDstNets)
-	if !(ok1 && ok2 && ok3 && ok4) {
+	src, dst := sides(r)
+	if !c.inFamily(&src) || !c.inFamily(&dst) {
 		return nil
 	}
-	for _, n := range append(append([]netip.Prefix(nil), r.NotSrcNets...), r.NotDstNets...) {
-		if n.Bits() == 0 && n.Addr().Is4() == (c.Family == 4) {
-			return nil // negating everything matches nothing
-		}
-	}
-	proto := ""
+	p := planBlocks(src, dst, r.Protocol)
+
+	var mt rs.Match
 	if r.Protocol != nil {
-		proto = r.Protocol.String()
+		mt = mt.Protocol(*r.Protocol)
 	}
-	m := c.Marks
-	var blocks []block
-	portAlts := func(ports []contract.PortRange, named []string, source bool) []ipt.Match {
-		var alts []ipt.Match
-		for _, list := range splitPorts(ports) {
-			if source {
-				alts = append(alts, ipt.Match{}.Protocol(proto).SourcePorts(list))
-			} else {
-				alts = append(alts, ipt.Match{}.Protocol(proto).DestPorts(list))
-			}
-		}
-		for _, id := range named {
-			if source {
-				alts = append(alts, ipt.Match{}.SourceIPPortSet(c.SetName(id)))
-			} else {
-				alts = append(alts, ipt.Match{}.DestIPPortSet(c.SetName(id)))
-			}
-		}
-		return alts
-	}
-	srcPortAlts := portAlts(r.SrcPorts, r.SrcNamedPortIPSetIDs, true)
-	dstPortAlts := portAlts(r.DstPorts, r.DstNamedPortIPSetIDs, false)
-	srcPortsInBlock, dstPortsInBlock := len(srcPortAlts) > 1, len(dstPortAlts) > 1
-	if srcPortsInBlock {
-		blocks = append(blocks, block{alts: srcPortAlts})
-	}
-	if dstPortsInBlock {
-		blocks = append(blocks, block{alts: dstPortAlts})
-	}
-	netAlts := func(nets []string, source bool) []ipt.Match {
-		var alts []ipt.Match
-		for _, n := range nets {
-			if source {
-				alts = append(alts, ipt.Match{}.SourceNet(n))
-			} else {
-				alts = append(alts, ipt.Match{}.DestNet(n))
-			}
-		}
-		return alts
-	}
-	if len(src) > 1 {
-		blocks = append(blocks, block{alts: netAlts(src, true)})
-	}
-	if len(dst) > 1 {
-		blocks = append(blocks, block{alts: netAlts(dst, false)})
-	}
-	notSrcInBlock := len(notSrc) > 0 && len(src)+len(notSrc) > 1
-	notDstInBlock := len(notDst) > 0 && len(dst)+len(notDst) > 1
-	if notSrcInBlock {
-		blocks = append(blocks, block{alts: netAlts(notSrc, true), negated: true})
-	}
-	if notDstInBlock {
-		blocks = append(blocks, block{alts: netAlts(notDst, false), negated: true})
-	}
-
-	var out []ipt.Rule
-	// Blocks: S0 ends up set only if every positive block had a matching
-	// alternative and no negated block did.
-	for i, b := range blocks {
-		switch {
-		case i == 0 && b.negated:
-			out = append(out, ipt.Rule{Action: ipt.SetMaskedMark(m.Scratch0, m.Scratch0|m.Scratch1)})
-		case i == 0:
-			out = append(out, ipt.Rule{Action: ipt.ClearMark(m.Scratch0 | m.Scratch1)})
-		case !b.negated:
-			out = append(out, ipt.Rule{Action: ipt.ClearMark(m.Scratch1)})
-		}
-		for _, alt := range b.alts {
-			switch {
-			case b.negated:
-				out = append(out, ipt.Rule{Match: alt, Action: ipt.ClearMark(m.Scratch0)})
-			case i == 0:
-				out = append(out, ipt.Rule{Match: alt, Action: ipt.SetMark(m.Scratch0)})
-			default:
-				out = append(out, ipt.Rule{Match: alt, Action: ipt.SetMark(m.Scratch1)})
-			}
-		}
-		if i > 0 && !b.negated {
-			out = append(out, ipt.Rule{Match: ipt.Match{}.MarkClear(m.Scratch1), Action: ipt.ClearMark(m.Scratch0)})
-		}
-	}
-
-	// The main match, in Felix's order.
-	var mt ipt.Match
-	if proto != "" {
-		mt = mt.Protocol(proto)
-	}
-	if len(src) == 1 {
-		mt = mt.SourceNet(src[0])
-	}
-	for _, id := range r.SrcIPSetIDs {
-		mt = mt.SourceIPSet(c.SetName(id))
-	}
-	if !srcPortsInBlock {
-		if len(r.SrcPorts) > 0 {
-			mt = mt.SourcePorts(splitPorts(r.SrcPorts)[0])
-		}
-		for _, id := range r.SrcNamedPortIPSetIDs {
-			mt = mt.SourceIPPortSet(c.SetName(id))
-		}
-	}
-	if len(dst) == 1 {
-		mt = mt.DestNet(dst[0])
-	}
-	for _, id := range r.DstIPSetIDs {
-		mt = mt.DestIPSet(c.SetName(id))
-	}
-	if !dstPortsInBlock {
-		if len(r.DstPorts) > 0 {
-			mt = mt.DestPorts(splitPorts(r.DstPorts)[0])
-		}
-		for _, id := range r.DstNamedPortIPSetIDs {
-			mt = mt.DestIPPortSet(c.SetName(id))
-		}
-	}
+	mt = src.positive(mt, p.srcPortsOR)
+	mt = dst.positive(mt, p.dstPortsOR)
 	if r.ICMP != nil {
-		mt = c.icmp(mt, r.ICMP, false)
+		mt = mt.ICMP(c.Family == 6, *r.ICMP)
 	}
 	if r.NotProtocol != nil {
-		mt = mt.NotProtocol(r.NotProtocol.String())
+		mt = mt.NotProtocol(*r.NotProtocol)
 	}
-	if len(notSrc) == 1 && !notSrcInBlock {
-		mt = mt.NotSourceNet(notSrc[0])
-	}
-	for _, id := range r.NotSrcIPSetIDs {
-		mt = mt.NotSourceIPSet(c.SetName(id))
-	}
-	for _, list := range splitPorts(r.NotSrcPorts) {
-		mt = mt.NotSourcePorts(list)
-	}
-	for _, id := range r.NotSrcNamedPortIPSetIDs {
-		mt = mt.NotSourceIPPortSet(c.SetName(id))
-	}
-	if len(notDst) == 1 && !notDstInBlock {
-		mt = mt.NotDestNet(notDst[0])
-	}
-	for _, id := range r.NotDstIPSetIDs {
-		mt = mt.NotDestIPSet(c.SetName(id))
-	}
-	for _, list := range splitPorts(r.NotDstPorts) {
-		mt = mt.NotDestPorts(list)
-	}
-	for _, id := range r.NotDstNamedPortIPSetIDs {
-		mt = mt.NotDestIPPortSet(c.SetName(id))
-	}
+	mt = src.negative(mt, p.srcNotNetOR)
+	mt = dst.negative(mt, p.dstNotNetOR)
 	if r.NotICMP != nil {
-		mt = c.icmp(mt, r.NotICMP, true)
+		mt = mt.NotICMP(c.Family == 6, *r.NotICMP)
 	}
-	if len(blocks) > 0 {
-		mt = mt.MarkSet(m.Scratch0)
+	if len(p.blocks) > 0 {
+		mt = mt.MarkSet(c.Marks.Scratch0)
 	}
+	return append(c.blockRules(p.blocks), c.actionRules(r, mt)...)
+}
 
+// actionRules apply a rule's action to packets its match selects: Allow,
+// Pass and Deny set their mark bit and act on it (so a Pass or Allow
+// returns from the policy chain); Log logs and carries on.
+func (c *Config) actionRules(r contract.Rule, mt rs.Match) []rs.Rule {
 	var comments []string
 	for _, k := range slices.Sorted(maps.Keys(r.Annotations)) {
 		comments = append(comments, k+"="+r.Annotations[k])
 	}
+	mark := func(bit uint32, then rs.Action) []rs.Rule {
+		return []rs.Rule{{Match: mt, Action: rs.SetMark{Value: bit, Mask: bit}, Comment: comments},
+			{Match: rs.Match{}.MarkSet(bit), Action: then}}
+	}
 	switch r.Action {
 	case contract.ActionAllow:
-		out = append(out, ipt.Rule{Match: mt, Action: ipt.SetMark(m.Accept), Comment: comments},
-			ipt.Rule{Match: ipt.Match{}.MarkSet(m.Accept), Action: ipt.Return})
+		return mark(c.Marks.Accept, rs.Return{})
 	case contract.ActionPass:
-		out = append(out, ipt.Rule{Match: mt, Action: ipt.SetMark(m.Pass), Comment: comments},
-			ipt.Rule{Match: ipt.Match{}.MarkSet(m.Pass), Action: ipt.Return})
+		return mark(c.Marks.Pass, rs.Return{})
 	case contract.ActionDeny:
-		out = append(out, ipt.Rule{Match: mt, Action: ipt.SetMark(m.Drop), Comment: comments},
-			ipt.Rule{Match: ipt.Match{}.MarkSet(m.Drop), Action: c.deny()})
+		return mark(c.Marks.Drop, c.Deny)
 	case contract.ActionLog:
-		out = append(out, ipt.Rule{Match: mt, Action: ipt.Log(c.LogPrefix), Comment: comments})
-	default:
-		panic(fmt.Sprintf("rules: unknown action %q", r.Action))
+		return []rs.Rule{{Match: mt, Action: rs.Log{Prefix: c.LogPrefix}, Comment: comments}}
 	}
-	return out
-}
-
-func (c *Config) icmp(mt ipt.Match, i *contract.ICMPMatch, negated bool) ipt.Match {
-	switch {
-	case c.Family == 4 && negated:
-		return mt.NotICMPType(i.String())
-	case c.Family == 4:
-		return mt.ICMPType(i.String())
-	case negated:
-		return mt.NotICMPv6Type(i.String())
-	}
-	return mt.ICMPv6Type(i.String())
+	panic(fmt.Sprintf("rules: unknown action %q", r.Action))
 }

@@ -1,14 +1,16 @@
-// Package rules renders Ocelot's desired state as iptables chains: the
-// static skeleton hooked into the kernel's chains, the dispatch chains that
-// send each workload interface to its own chains (and drop any unknown
-// one), the per-endpoint chains that walk tiers and profiles, and the
-// policy and profile chains that hold the rules.
+// Package rules renders Ocelot's desired state as chains of the neutral
+// rule model (dataplane/ruleset): the static skeleton hooked into the
+// kernel's chains, the dispatch chains that send each workload interface
+// to its own chains (and drop any unknown one), the per-endpoint chains
+// that walk tiers and profiles, and the policy and profile chains that
+// hold the rules. It names the chains; backends render and write them.
 //
 // The chains are those Felix renders in iptables mode (docs/calico.md,
-// "Felix's rendering"), rule for rule, so that their hash comments match Felix's; the
-// tests check them against what Felix programmed on a real host. Known
-// differences: no DSCP rule in mangle (no DSCP manager), and overflow
-// blocks re-clear their scratch mark (Felix's S1 quirk is fixed).
+// "Felix's rendering"), rule for rule, so that rendered as iptables text
+// their hash comments match Felix's; the tests check them against what
+// Felix programmed on a real host. Known differences: no DSCP rule in
+// mangle (no DSCP manager), and overflow blocks re-clear their scratch
+// mark (Felix's S1 quirk is fixed).
 //
 // Pure: no I/O.
 package rules
@@ -17,9 +19,10 @@ import (
 	"fmt"
 	"math/bits"
 	"net/netip"
+	"strings"
 
 	"ocelot/contract"
-	ipt "ocelot/dataplane/iptables"
+	rs "ocelot/dataplane/ruleset"
 )
 
 // Marks are the mark bits the rules use, allocated from IptablesMarkMask.
@@ -42,176 +45,183 @@ func MarksFromMask(mask uint32) (Marks, error) {
 
 // Config is what rendering needs to know.
 type Config struct {
-	Family          int      // 4 or 6
-	Prefixes        []string // InterfacePrefix
-	Marks           Marks
-	FilterAllow     string // ACCEPT or RETURN
-	MangleAllow     string // ACCEPT or RETURN
-	Deny            string // DROP or REJECT
-	EndpointToHost  string // DROP, RETURN or ACCEPT
-	OpenStack       bool   // OpenStack special cases (metadata, DHCP, DNS)
-	MetadataAddr    string
-	MetadataPort    int
-	NoInvalidCheck  bool // DisableConntrackInvalidCheck
-	AllowVXLAN      bool
-	AllowIPIP       bool
-	VXLANPort       int
-	LogPrefix       string
-	SetName         func(id string) string // the kernel name of an IP set in this family
-	FloatingIPsOpen bool                   // FloatingIPs=Enabled (OpenStack endpoints always get theirs)
+	Family         int      // 4 or 6
+	Prefixes       []string // InterfacePrefix
+	Marks          Marks
+	FilterAllow    rs.Action // Accept or Return (IptablesFilterAllowAction)
+	MangleAllow    rs.Action // Accept or Return (IptablesMangleAllowAction)
+	Deny           rs.Action // Drop or Reject (IptablesFilterDenyAction)
+	EndpointToHost rs.Action // Drop, Return or Accept (DefaultEndpointToHostAction)
+	OpenStack      bool      // OpenStack special cases (metadata, DHCP, DNS)
+	MetadataAddr   string
+	MetadataPort   int
+	NoInvalidCheck bool // DisableConntrackInvalidCheck
+	AllowVXLAN     bool
+	AllowIPIP      bool
+	VXLANPort      int
+	LogPrefix      string
 }
 
-func (c *Config) allow() string { return "--jump " + c.FilterAllow }
-func (c *Config) deny() string  { return "--jump " + c.Deny }
+// Validate checks what the renderer relies on: verdicts of the right
+// kinds, ports in range.
+func (c *Config) Validate() error {
+	check := func(name string, a rs.Action, allowed ...rs.Action) error {
+		var names []string
+		for _, x := range allowed {
+			if a == x {
+				return nil
+			}
+			names = append(names, fmt.Sprintf("%T", x))
+		}
+		return fmt.Errorf("%s is %T; it must be one of %s", name, a, strings.Join(names, ", "))
+	}
+	if err := check("filter allow action", c.FilterAllow, rs.Accept{}, rs.Return{}); err != nil {
+		return err
+	}
+	if err := check("mangle allow action", c.MangleAllow, rs.Accept{}, rs.Return{}); err != nil {
+		return err
+	}
+	if err := check("deny action", c.Deny, rs.Drop{}, rs.Reject{}); err != nil {
+		return err
+	}
+	if err := check("endpoint-to-host action", c.EndpointToHost, rs.Drop{}, rs.Return{}, rs.Accept{}); err != nil {
+		return err
+	}
+	if c.MetadataPort < 0 || c.MetadataPort > 65535 || c.VXLANPort < 0 || c.VXLANPort > 65535 {
+		return fmt.Errorf("port out of range: metadata %d, VXLAN %d", c.MetadataPort, c.VXLANPort)
+	}
+	return nil
+}
 
 // denyVerb names the deny action in comments ("Drop" or "Reject").
 func (c *Config) denyVerb() string {
-	if c.Deny == "REJECT" {
+	if c.Deny == (rs.Reject{}) {
 		return "Reject"
 	}
 	return "Drop"
 }
 
-// Chain names.
-const (
-	ChainFromWorkloadDispatch = "cali-from-wl-dispatch"
-	ChainToWorkloadDispatch   = "cali-to-wl-dispatch"
-	ChainWorkloadToHost       = "cali-wl-to-host"
-	ChainRPFSkip              = "cali-rpf-skip"
-	ChainFIPDNAT              = "cali-fip-dnat"
-	ChainFIPSNAT              = "cali-fip-snat"
+var (
+	tcp = contract.Protocol{Name: "tcp", Num: 6}
+	udp = contract.Protocol{Name: "udp", Num: 17}
 )
 
-// PolicyChain names the inbound (cali-pi-) or outbound (cali-po-) chain of a policy.
-func PolicyChainName(id contract.PolicyID, inbound bool) string {
-	if inbound {
-		return ipt.LimitedName("cali-pi-", id.String())
-	}
-	return ipt.LimitedName("cali-po-", id.String())
-}
+func protoNum(n uint8) contract.Protocol { return contract.Protocol{Num: n} }
 
-// ProfileChain names the inbound (cali-pri-) or outbound (cali-pro-) chain of a profile.
-func ProfileChainName(id string, inbound bool) string {
-	if inbound {
-		return ipt.LimitedName("cali-pri-", id)
-	}
-	return ipt.LimitedName("cali-pro-", id)
-}
-
-// ToWorkloadChain and FromWorkloadChain name an endpoint's chains.
-func ToWorkloadChainName(iface string) string   { return ipt.LimitedName("cali-tw-", iface) }
-func FromWorkloadChainName(iface string) string { return ipt.LimitedName("cali-fw-", iface) }
+func port(p uint16) contract.PortRange { return rs.Port(p) }
 
 // Hooks are the rules a table keeps in the kernel's chains.
 type Hooks struct {
-	Inserts map[string][]ipt.Rule
-	Appends map[string][]ipt.Rule
+	Inserts map[string][]rs.Rule
+	Appends map[string][]rs.Rule
 }
 
 // Static returns the skeleton chains of each table and their hooks.
-func (c *Config) Static() (map[string][]*ipt.Chain, map[string]Hooks) {
+func (c *Config) Static() (map[string][]*rs.Chain, map[string]Hooks) {
 	m := c.Marks
 	all := m.Accept | m.Pass | m.Scratch0 | m.Scratch1
-	chains := map[string][]*ipt.Chain{}
+	chains := map[string][]*rs.Chain{}
 	hooks := map[string]Hooks{}
-	jump := func(chain string) []ipt.Rule { return []ipt.Rule{{Action: ipt.Jump(chain)}} }
+	jump := func(chain string) []rs.Rule { return []rs.Rule{{Action: rs.Jump{Chain: chain}}} }
+	clearMark := func(bits uint32) rs.Action { return rs.SetMark{Mask: bits} }
+	setMark := func(bits uint32) rs.Action { return rs.SetMark{Value: bits, Mask: bits} }
 
 	// raw: mark packets from workloads, strict reverse-path check against
 	// their routes (anti-spoofing), with the DHCP discover exception.
-	pre := []ipt.Rule{{Action: ipt.ClearMark(all)}}
+	pre := []rs.Rule{{Action: clearMark(all)}}
 	for _, p := range c.Prefixes {
-		pre = append(pre, ipt.Rule{Match: ipt.Match{}.InInterface(p + "+"), Action: ipt.SetMark(m.Scratch0)})
+		pre = append(pre, rs.Rule{Match: rs.Match{}.InInterface(p + "+"), Action: setMark(m.Scratch0)})
 	}
-	pre = append(pre, ipt.Rule{Match: ipt.Match{}.MarkSet(m.Scratch0), Action: ipt.Jump(ChainRPFSkip)})
+	pre = append(pre, rs.Rule{Match: rs.Match{}.MarkSet(m.Scratch0), Action: rs.Jump{Chain: ChainRPFSkip}})
 	if c.OpenStack && c.Family == 4 {
-		pre = append(pre, ipt.Rule{Match: ipt.Match{}.Protocol("udp").SourceNet("0.0.0.0").SourcePorts("68").DestPorts("67"), Action: ipt.Accept})
+		pre = append(pre, rs.Rule{Match: rs.Match{}.Protocol(udp).SourceAddr(netip.IPv4Unspecified()).SourcePorts(port(68)).DestPorts(port(67)),
+			Action: rs.Accept{}})
 	}
 	pre = append(pre,
-		ipt.Rule{Match: ipt.Match{}.MarkSet(m.Scratch0).RPFCheckFailed(), Action: c.deny()},
-		ipt.Rule{Match: ipt.Match{}.MarkClear(m.Scratch0), Action: ipt.Jump("cali-from-host-endpoint")},
-		ipt.Rule{Match: ipt.Match{}.MarkSet(m.Accept), Action: ipt.Accept},
+		rs.Rule{Match: rs.Match{}.MarkSet(m.Scratch0).RPFCheckFailed(), Action: c.Deny},
+		rs.Rule{Match: rs.Match{}.MarkClear(m.Scratch0), Action: rs.Jump{Chain: "cali-from-host-endpoint"}},
+		rs.Rule{Match: rs.Match{}.MarkSet(m.Accept), Action: rs.Accept{}},
 	)
-	chains["raw"] = []*ipt.Chain{
+	chains["raw"] = []*rs.Chain{
 		{Name: "cali-PREROUTING", Rules: pre},
-		{Name: "cali-OUTPUT", Rules: []ipt.Rule{
-			{Action: ipt.ClearMark(all)},
-			{Action: ipt.Jump("cali-to-host-endpoint")},
-			{Match: ipt.Match{}.MarkSet(m.Accept), Action: ipt.Accept},
+		{Name: "cali-OUTPUT", Rules: []rs.Rule{
+			{Action: clearMark(all)},
+			{Action: rs.Jump{Chain: "cali-to-host-endpoint"}},
+			{Match: rs.Match{}.MarkSet(m.Accept), Action: rs.Accept{}},
 		}},
 		{Name: "cali-from-host-endpoint"}, {Name: "cali-to-host-endpoint"},
 	}
-	hooks["raw"] = Hooks{Inserts: map[string][]ipt.Rule{"PREROUTING": jump("cali-PREROUTING"), "OUTPUT": jump("cali-OUTPUT")}}
+	hooks["raw"] = Hooks{Inserts: map[string][]rs.Rule{"PREROUTING": jump("cali-PREROUTING"), "OUTPUT": jump("cali-OUTPUT")}}
 
 	// mangle: accept what is established or already accepted early.
-	mangleAllow := "--jump " + c.MangleAllow
 	hepOK := []string{"Host endpoint policy accepted packet."}
-	chains["mangle"] = []*ipt.Chain{
-		{Name: "cali-PREROUTING", Rules: []ipt.Rule{
-			{Match: ipt.Match{}.ConntrackState("RELATED,ESTABLISHED"), Action: mangleAllow},
-			{Match: ipt.Match{}.MarkSet(m.Accept), Action: mangleAllow},
-			{Action: ipt.Jump("cali-from-host-endpoint")},
-			{Comment: hepOK, Match: ipt.Match{}.MarkSet(m.Accept), Action: mangleAllow},
+	chains["mangle"] = []*rs.Chain{
+		{Name: "cali-PREROUTING", Rules: []rs.Rule{
+			{Match: rs.Match{}.ConntrackState(rs.CtRelated, rs.CtEstablished), Action: c.MangleAllow},
+			{Match: rs.Match{}.MarkSet(m.Accept), Action: c.MangleAllow},
+			{Action: rs.Jump{Chain: "cali-from-host-endpoint"}},
+			{Comment: hepOK, Match: rs.Match{}.MarkSet(m.Accept), Action: c.MangleAllow},
 		}},
-		{Name: "cali-POSTROUTING", Rules: []ipt.Rule{
-			{Match: ipt.Match{}.MarkSet(m.Accept), Action: ipt.Return},
-			{Action: ipt.ClearMark(all)},
-			{Match: ipt.Match{}.ConntrackState("DNAT"), Action: ipt.Jump("cali-to-host-endpoint")},
-			{Comment: hepOK, Match: ipt.Match{}.MarkSet(m.Accept), Action: ipt.Return},
+		{Name: "cali-POSTROUTING", Rules: []rs.Rule{
+			{Match: rs.Match{}.MarkSet(m.Accept), Action: rs.Return{}},
+			{Action: clearMark(all)},
+			{Match: rs.Match{}.ConntrackState(rs.CtDNAT), Action: rs.Jump{Chain: "cali-to-host-endpoint"}},
+			{Comment: hepOK, Match: rs.Match{}.MarkSet(m.Accept), Action: rs.Return{}},
 		}},
 		{Name: "cali-from-host-endpoint"}, {Name: "cali-to-host-endpoint"},
 	}
-	hooks["mangle"] = Hooks{Inserts: map[string][]ipt.Rule{"PREROUTING": jump("cali-PREROUTING"), "POSTROUTING": jump("cali-POSTROUTING")}}
+	hooks["mangle"] = Hooks{Inserts: map[string][]rs.Rule{"PREROUTING": jump("cali-PREROUTING"), "POSTROUTING": jump("cali-POSTROUTING")}}
 
 	// nat: floating IPs and the metadata DNAT.
-	natPre := []ipt.Rule{{Action: ipt.Jump(ChainFIPDNAT)}}
-	if c.OpenStack && c.Family == 4 && c.metadataIP() != "" {
-		natPre = append(natPre, ipt.Rule{
-			Match:  ipt.Match{}.Protocol("tcp").DestPorts("80").DestNet("169.254.169.254/32"),
-			Action: ipt.DNAT(c.metadataIP(), uint16(c.MetadataPort)),
+	natPre := []rs.Rule{{Action: rs.Jump{Chain: ChainFIPDNAT}}}
+	if md := c.metadataIP(); c.OpenStack && c.Family == 4 && md.IsValid() {
+		natPre = append(natPre, rs.Rule{
+			Match:  rs.Match{}.Protocol(tcp).DestPorts(port(80)).DestNet(netip.MustParsePrefix("169.254.169.254/32")),
+			Action: rs.DNAT{Addr: md, Port: uint16(c.MetadataPort)},
 		})
 	}
-	chains["nat"] = []*ipt.Chain{
+	chains["nat"] = []*rs.Chain{
 		{Name: "cali-PREROUTING", Rules: natPre},
 		{Name: "cali-OUTPUT", Rules: jump(ChainFIPDNAT)},
-		{Name: "cali-POSTROUTING", Rules: []ipt.Rule{{Action: ipt.Jump(ChainFIPSNAT)}, {Action: ipt.Jump("cali-nat-outgoing")}}},
+		{Name: "cali-POSTROUTING", Rules: []rs.Rule{{Action: rs.Jump{Chain: ChainFIPSNAT}}, {Action: rs.Jump{Chain: "cali-nat-outgoing"}}}},
 		{Name: "cali-nat-outgoing"},
 	}
 	hooks["nat"] = Hooks{
-		Inserts: map[string][]ipt.Rule{"PREROUTING": jump("cali-PREROUTING"), "OUTPUT": jump("cali-OUTPUT")},
-		Appends: map[string][]ipt.Rule{"POSTROUTING": jump("cali-POSTROUTING")},
+		Inserts: map[string][]rs.Rule{"PREROUTING": jump("cali-PREROUTING"), "OUTPUT": jump("cali-OUTPUT")},
+		Appends: map[string][]rs.Rule{"POSTROUTING": jump("cali-POSTROUTING")},
 	}
 
 	// filter.
-	forward := []ipt.Rule{
-		{Action: ipt.ClearMark(m.Pass | m.Scratch0 | m.Scratch1)},
-		{Match: ipt.Match{}.MarkClear(m.Accept), Action: ipt.Jump("cali-from-hep-forward")},
+	forward := []rs.Rule{
+		{Action: clearMark(m.Pass | m.Scratch0 | m.Scratch1)},
+		{Match: rs.Match{}.MarkClear(m.Accept), Action: rs.Jump{Chain: "cali-from-hep-forward"}},
 	}
 	for _, p := range c.Prefixes {
 		forward = append(forward,
-			ipt.Rule{Match: ipt.Match{}.InInterface(p + "+"), Action: ipt.Jump(ChainFromWorkloadDispatch)},
-			ipt.Rule{Match: ipt.Match{}.OutInterface(p + "+"), Action: ipt.Jump(ChainToWorkloadDispatch)})
+			rs.Rule{Match: rs.Match{}.InInterface(p + "+"), Action: rs.Jump{Chain: ChainFromWorkloadDispatch}},
+			rs.Rule{Match: rs.Match{}.OutInterface(p + "+"), Action: rs.Jump{Chain: ChainToWorkloadDispatch}})
 	}
-	forward = append(forward, ipt.Rule{Action: ipt.Jump("cali-to-hep-forward")}, ipt.Rule{Action: ipt.Jump("cali-cidr-block")})
-	var input []ipt.Rule
+	forward = append(forward, rs.Rule{Action: rs.Jump{Chain: "cali-to-hep-forward"}}, rs.Rule{Action: rs.Jump{Chain: "cali-cidr-block"}})
+	var input []rs.Rule
 	for _, p := range c.Prefixes {
-		input = append(input, ipt.Rule{Match: ipt.Match{}.InInterface(p + "+"), Action: ipt.Goto(ChainWorkloadToHost)})
+		input = append(input, rs.Rule{Match: rs.Match{}.InInterface(p + "+"), Action: rs.Goto{Chain: ChainWorkloadToHost}})
 	}
 	input = append(input,
-		ipt.Rule{Match: ipt.Match{}.MarkSet(m.Accept), Action: c.allow()},
-		ipt.Rule{Action: ipt.ClearMark(all)},
-		ipt.Rule{Action: ipt.Jump("cali-from-host-endpoint")},
-		ipt.Rule{Comment: hepOK, Match: ipt.Match{}.MarkSet(m.Accept), Action: c.allow()},
+		rs.Rule{Match: rs.Match{}.MarkSet(m.Accept), Action: c.FilterAllow},
+		rs.Rule{Action: clearMark(all)},
+		rs.Rule{Action: rs.Jump{Chain: "cali-from-host-endpoint"}},
+		rs.Rule{Comment: hepOK, Match: rs.Match{}.MarkSet(m.Accept), Action: c.FilterAllow},
 	)
-	output := []ipt.Rule{{Match: ipt.Match{}.MarkSet(m.Accept), Action: c.allow()}}
+	output := []rs.Rule{{Match: rs.Match{}.MarkSet(m.Accept), Action: c.FilterAllow}}
 	for _, p := range c.Prefixes {
-		output = append(output, ipt.Rule{Match: ipt.Match{}.OutInterface(p + "+"), Action: ipt.Return})
+		output = append(output, rs.Rule{Match: rs.Match{}.OutInterface(p + "+"), Action: rs.Return{}})
 	}
 	output = append(output,
-		ipt.Rule{Action: ipt.ClearMark(all)},
-		ipt.Rule{Match: ipt.Match{}.NotConntrackState("DNAT"), Action: ipt.Jump("cali-to-host-endpoint")},
-		ipt.Rule{Comment: hepOK, Match: ipt.Match{}.MarkSet(m.Accept), Action: c.allow()},
+		rs.Rule{Action: clearMark(all)},
+		rs.Rule{Match: rs.Match{}.NotConntrackState(rs.CtDNAT), Action: rs.Jump{Chain: "cali-to-host-endpoint"}},
+		rs.Rule{Comment: hepOK, Match: rs.Match{}.MarkSet(m.Accept), Action: c.FilterAllow},
 	)
-	chains["filter"] = []*ipt.Chain{
+	chains["filter"] = []*rs.Chain{
 		{Name: "cali-FORWARD", Rules: forward},
 		{Name: "cali-INPUT", Rules: input},
 		{Name: "cali-OUTPUT", Rules: output},
@@ -220,10 +230,10 @@ func (c *Config) Static() (map[string][]*ipt.Chain, map[string]Hooks) {
 		{Name: "cali-from-host-endpoint"}, {Name: "cali-to-host-endpoint"},
 	}
 	hooks["filter"] = Hooks{
-		Inserts: map[string][]ipt.Rule{"INPUT": jump("cali-INPUT"), "FORWARD": jump("cali-FORWARD"), "OUTPUT": jump("cali-OUTPUT")},
-		Appends: map[string][]ipt.Rule{"FORWARD": {
-			{Comment: []string{"Policy explicitly accepted packet."}, Match: ipt.Match{}.MarkSet(m.Accept), Action: c.allow()},
-			{Action: ipt.SetMark(m.Accept)},
+		Inserts: map[string][]rs.Rule{"INPUT": jump("cali-INPUT"), "FORWARD": jump("cali-FORWARD"), "OUTPUT": jump("cali-OUTPUT")},
+		Appends: map[string][]rs.Rule{"FORWARD": {
+			{Comment: []string{"Policy explicitly accepted packet."}, Match: rs.Match{}.MarkSet(m.Accept), Action: c.FilterAllow},
+			{Action: setMark(m.Accept)},
 		}},
 	}
 	return chains, hooks
@@ -231,37 +241,37 @@ func (c *Config) Static() (map[string][]*ipt.Chain, map[string]Hooks) {
 
 // metadataIP is MetadataAddr when it is an address of this family, as
 // Felix renders it (a host name gives no metadata rules).
-func (c *Config) metadataIP() string {
+func (c *Config) metadataIP() netip.Addr {
 	a, err := netip.ParseAddr(c.MetadataAddr)
 	if err != nil || a.Is4() != (c.Family == 4) {
-		return ""
+		return netip.Addr{}
 	}
-	return a.String()
+	return a
 }
 
 // workloadToHost is the chain for traffic from a VM to the host: neighbour
 // discovery (IPv6), then OpenStack's metadata, DHCP and DNS, accepted
 // before and regardless of the VM's egress policy; then the egress policy;
 // then DefaultEndpointToHostAction.
-func (c *Config) workloadToHost() []ipt.Rule {
-	var r []ipt.Rule
+func (c *Config) workloadToHost() []rs.Rule {
+	var r []rs.Rule
 	if c.Family == 6 {
-		for _, t := range []string{"130", "131", "132", "133", "135", "136"} {
-			r = append(r, ipt.Rule{Match: ipt.Match{}.Protocol("58").ICMPv6Type(t), Action: c.allow()})
+		for _, t := range []int{130, 131, 132, 133, 135, 136} {
+			r = append(r, rs.Rule{Match: rs.Match{}.Protocol(protoNum(58)).ICMP(true, contract.ICMPMatch{Type: t}), Action: c.FilterAllow})
 		}
 	}
 	if c.OpenStack {
-		if c.Family == 4 && c.metadataIP() != "" {
-			r = append(r, ipt.Rule{Match: ipt.Match{}.Protocol("tcp").DestNet(c.metadataIP()).DestPorts(fmt.Sprint(c.MetadataPort)), Action: c.allow()})
+		if md := c.metadataIP(); c.Family == 4 && md.IsValid() {
+			r = append(r, rs.Rule{Match: rs.Match{}.Protocol(tcp).DestAddr(md).DestPorts(port(uint16(c.MetadataPort))), Action: c.FilterAllow})
 		}
 		if c.Family == 4 {
-			r = append(r, ipt.Rule{Match: ipt.Match{}.Protocol("udp").SourcePorts("68").DestPorts("67"), Action: c.allow()})
+			r = append(r, rs.Rule{Match: rs.Match{}.Protocol(udp).SourcePorts(port(68)).DestPorts(port(67)), Action: c.FilterAllow})
 		} else {
-			r = append(r, ipt.Rule{Match: ipt.Match{}.Protocol("udp").SourcePorts("546").DestPorts("547"), Action: c.allow()})
+			r = append(r, rs.Rule{Match: rs.Match{}.Protocol(udp).SourcePorts(port(546)).DestPorts(port(547)), Action: c.FilterAllow})
 		}
-		r = append(r, ipt.Rule{Match: ipt.Match{}.Protocol("udp").DestPorts("53"), Action: c.allow()})
+		r = append(r, rs.Rule{Match: rs.Match{}.Protocol(udp).DestPorts(port(53)), Action: c.FilterAllow})
 	}
-	r = append(r, ipt.Rule{Action: ipt.Jump(ChainFromWorkloadDispatch)})
-	r = append(r, ipt.Rule{Comment: []string{"Configured DefaultEndpointToHostAction"}, Action: "--jump " + c.EndpointToHost})
+	r = append(r, rs.Rule{Action: rs.Jump{Chain: ChainFromWorkloadDispatch}})
+	r = append(r, rs.Rule{Comment: []string{"Configured DefaultEndpointToHostAction"}, Action: c.EndpointToHost})
 	return r
 }

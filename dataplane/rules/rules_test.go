@@ -11,22 +11,36 @@ import (
 
 	"ocelot/contract"
 	ipt "ocelot/dataplane/iptables"
+	rs "ocelot/dataplane/ruleset"
 )
 
 func felixConfig(family int) *Config {
 	marks, _ := MarksFromMask(0xffff0000)
 	return &Config{
 		Family: family, Prefixes: []string{"tap"}, Marks: marks,
-		FilterAllow: "ACCEPT", MangleAllow: "ACCEPT", Deny: "DROP", EndpointToHost: "DROP",
+		FilterAllow: rs.Accept{}, MangleAllow: rs.Accept{}, Deny: rs.Drop{}, EndpointToHost: rs.Drop{},
 		OpenStack: true, MetadataAddr: "127.0.0.1", MetadataPort: 8775, VXLANPort: 4789, LogPrefix: "calico-packet",
-		SetName: func(id string) string {
-			n := "cali" + string(rune('0'+family)) + "0" + id
-			if len(n) > 31 {
-				n = n[:31]
-			}
-			return n
-		},
 	}
+}
+
+// setName names sets as the IPv4 set driver does.
+func setName(id string) string {
+	n := "cali40" + id
+	if len(n) > 31 {
+		n = n[:31]
+	}
+	return n
+}
+
+// renderer renders as the iptables driver of a family does.
+func renderer(family int) ipt.Renderer {
+	return ipt.Renderer{SetName: func(id string) string {
+		n := "cali" + string(rune('0'+family)) + "0" + id
+		if len(n) > 31 {
+			n = n[:31]
+		}
+		return n
+	}}
 }
 
 var hashRE = regexp.MustCompile(`--comment "cali:([a-zA-Z0-9_-]+)"`)
@@ -81,7 +95,8 @@ func TestChainsMatchFelix(t *testing.T) {
 		want := observed(t, tc.file)
 		ep, pol := felixScenario()
 		static, hooks := c.Static()
-		rendered := map[string][]*ipt.Chain{}
+		rendered := map[string][]*rs.Chain{}
+		r := renderer(tc.family)
 		for table, chains := range static {
 			rendered[table] = chains
 		}
@@ -103,19 +118,19 @@ func TestChainsMatchFelix(t *testing.T) {
 					t.Errorf("IPv%d %s: Felix has no chain %s", tc.family, table, ch.Name)
 					continue
 				}
-				if got := ipt.Hashes(ch.Name, ch.Rules); !reflect.DeepEqual(got, f) && !(len(got) == 0 && len(f) == 0) {
+				if got := r.Hashes(ch.Name, ch.Rules); !reflect.DeepEqual(got, f) && !(len(got) == 0 && len(f) == 0) {
 					t.Errorf("IPv%d %s %s:\n got %v\nwant %v", tc.family, table, ch.Name, got, f)
 				}
 				checked++
 			}
 			for kc, rules := range hooks[table].Inserts {
-				if got := ipt.Hashes(kc, rules); !reflect.DeepEqual(got, felix[kc][:len(got)]) {
+				if got := r.Hashes(kc, rules); !reflect.DeepEqual(got, felix[kc][:len(got)]) {
 					t.Errorf("IPv%d %s %s hooks: got %v, Felix %v", tc.family, table, kc, got, felix[kc])
 				}
 			}
 			for kc, rules := range hooks[table].Appends {
 				f := felix[kc]
-				if got := ipt.Hashes(kc+"*appends*", rules); !reflect.DeepEqual(got, f[len(f)-len(got):]) {
+				if got := r.Hashes(kc+"*appends*", rules); !reflect.DeepEqual(got, f[len(f)-len(got):]) {
 					t.Errorf("IPv%d %s %s appends: got %v, Felix %v", tc.family, table, kc, got, f)
 				}
 			}
@@ -136,11 +151,18 @@ func TestMarks(t *testing.T) {
 	}
 }
 
-func render(rules []ipt.Rule) []string {
+// render writes rules as the iptables renderer does, with comments
+// joined by "|" in front.
+func render(rules []rs.Rule) []string {
 	var out []string
-	for _, r := range rules {
+	r := renderer(4)
+	for _, x := range rules {
 		var parts []string
-		for _, p := range []string{strings.Join(r.Comment, "|"), r.Match.String(), r.Action} {
+		action := ""
+		if x.Action != nil {
+			action = ipt.Action(x.Action)
+		}
+		for _, p := range []string{strings.Join(x.Comment, "|"), r.Match(x.Match), action} {
 			if p != "" {
 				parts = append(parts, p)
 			}
@@ -152,7 +174,7 @@ func render(rules []ipt.Rule) []string {
 
 func TestRuleRendering(t *testing.T) {
 	c := felixConfig(4)
-	set := func(id string) string { return c.SetName(id) }
+	set := setName
 	tcp := &contract.Protocol{Name: "tcp", Num: 6}
 	code := 0
 	cases := []struct {
@@ -280,7 +302,7 @@ func TestEndpointChainsTiersAndProfiles(t *testing.T) {
 		t.Errorf("egress: %q", got)
 	}
 	// REJECT and RETURN variants.
-	c.Deny, c.FilterAllow = "REJECT", "RETURN"
+	c.Deny, c.FilterAllow = rs.Reject{}, rs.Return{}
 	got = render(c.EndpointChains(ep)[0].Rules)
 	if got[0] != "-m conntrack --ctstate RELATED,ESTABLISHED --jump MARK --set-mark 0x10000/0x10000" || got[len(got)-1] != "Reject if no profiles matched --jump REJECT" {
 		t.Errorf("variants: %q", got)
@@ -313,5 +335,20 @@ func TestFloatingIPsAndRPFSkip(t *testing.T) {
 	}
 	if got := render(c.RPFSkipChain([]*contract.EndpointUpdate{ep}).Rules); !reflect.DeepEqual(got, []string{"--in-interface tapx --source 10.9.0.0/16 --jump ACCEPT"}) {
 		t.Errorf("rpf skip %q", got)
+	}
+}
+func TestLimitedName(t *testing.T) {
+	cases := map[[2]string]string{
+		{"cali-tw-", "tap1a2b3c4d-5e"}:                             "cali-tw-tap1a2b3c4d-5e",
+		{"cali-pi-", "np/openstack-region-regionone/allow-tcp-80"}: "cali-pi-_RGEREAU0BOwMmLa7Pa1",
+		{"cali-pi-", "12345678901234567890"}:                       "cali-pi-12345678901234567890",
+	}
+	for in, want := range cases {
+		if got := LimitedName(in[0], in[1]); got != want || len(got) > MaxChainNameLength {
+			t.Errorf("LimitedName(%q, %q) = %q, want %q", in[0], in[1], got, want)
+		}
+	}
+	if got := LimitedName("cali-pi-", "_234567890123456789x"); !strings.HasPrefix(got, "cali-pi-_") || got == "cali-pi-_234567890123456789x" {
+		t.Errorf("a 28-character name whose suffix starts with _ must be hashed: %q", got)
 	}
 }

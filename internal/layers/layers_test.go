@@ -34,6 +34,10 @@ var allowed = map[string][]string{
 	"datastore/...":       {"datastore/...", "config", "internal/..."},
 	"calc/...":            {"calc/...", "contract", "selector/...", "datastore/resource", "internal/..."},
 	"dataplane/...":       {"dataplane/...", "contract", "config", "internal/..."},
+	// The neutral rule model and what renders desired state into it know
+	// no backend: iptables and nftables render the same chains.
+	"dataplane/ruleset": {"contract"},
+	"dataplane/rules":   {"contract", "dataplane/ruleset"},
 	// cmd wires the layers together; the dataplane's drivers stay behind
 	// the dataplane package.
 	// TODO(layers): cmd/ocelot still builds the rule configuration and reads
@@ -72,6 +76,7 @@ func TestTableRefusesUpwardImports(t *testing.T) {
 	for _, c := range []struct{ from, to string }{
 		{"datastore/resource", "calc"}, {"calc", "datastore"}, {"dataplane", "calc"},
 		{"dataplane/rules", "datastore/resource"}, {"contract", "selector"}, {"cmd/ocelot", "dataplane/routing"},
+		{"dataplane/rules", "dataplane/iptables"}, {"dataplane/ruleset", "dataplane/iptables"},
 	} {
 		rule, _ := ruleFor(c.from)
 		if permits(rule, c.to) {

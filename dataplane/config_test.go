@@ -1,0 +1,52 @@
+package dataplane
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"ocelot/config"
+	"ocelot/dataplane/ruleset"
+)
+
+func defaults(t *testing.T) *config.Config {
+	t.Helper()
+	cfg, problems := config.ReadLocal(filepath.Join(t.TempDir(), "absent.cfg"), nil).Resolve()
+	if problems.Fatal() {
+		t.Fatalf("defaults: %v", problems)
+	}
+	return cfg
+}
+
+func TestFromConfig(t *testing.T) {
+	cfg := defaults(t)
+	dc, err := FromConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dc.Rules.FilterAllow != ruleset.Action(ruleset.Accept{}) || dc.Rules.Deny != ruleset.Action(ruleset.Drop{}) ||
+		dc.Rules.Marks.Accept != 0x10000 || dc.Rules.Marks.Scratch1 != 0x100000 {
+		t.Errorf("defaults translated to %+v", dc.Rules)
+	}
+	cfg.IptablesFilterDenyAction, cfg.IptablesFilterAllowAction = "REJECT", "RETURN"
+	if dc, err = FromConfig(cfg); err != nil || dc.Rules.Deny != ruleset.Action(ruleset.Reject{}) || dc.Rules.FilterAllow != ruleset.Action(ruleset.Return{}) {
+		t.Errorf("REJECT/RETURN: %+v %v", dc.Rules, err)
+	}
+
+	// What the dataplane cannot enforce is refused, naming the parameter.
+	bad := defaults(t)
+	bad.IptablesMarkMask = 0xf
+	if _, err := FromConfig(bad); err == nil || !strings.Contains(err.Error(), "IptablesMarkMask") {
+		t.Errorf("a 4-bit mark mask: %v", err)
+	}
+	bad = defaults(t)
+	bad.IptablesFilterDenyAction = "ACCEPT"
+	if _, err := FromConfig(bad); err == nil {
+		t.Error("ACCEPT as the deny action was accepted")
+	}
+	bad = defaults(t)
+	bad.DefaultEndpointToHostAction = "DROP\n-A INPUT -j ACCEPT"
+	if _, err := FromConfig(bad); err == nil || !strings.Contains(err.Error(), "DefaultEndpointToHostAction") {
+		t.Errorf("a verdict with a line in it: %v", err)
+	}
+}

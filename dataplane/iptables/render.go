@@ -1,0 +1,211 @@
+package iptables
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"ocelot/dataplane/ruleset"
+)
+
+// HashPrefix starts every hash comment (shared with Felix).
+const HashPrefix = "cali:"
+
+// hashLength is the length of a rule hash.
+const hashLength = 16
+
+// Renderer writes the neutral rule model as iptables-restore text, as
+// Felix writes the same rules, so that the hashes of the text match
+// Felix's. SetName gives the kernel name of a set in the family rendered
+// (nil: the ID itself).
+type Renderer struct {
+	SetName func(id string) string
+}
+
+// Rule renders a rule's comments, match and action, the part of a
+// restore line after "-A <chain>" and the hash comment.
+func (r Renderer) Rule(x ruleset.Rule) string {
+	parts := make([]string, 0, len(x.Comment)+2)
+	for _, c := range x.Comment {
+		parts = append(parts, commentFragment(c))
+	}
+	if m := r.Match(x.Match); m != "" {
+		parts = append(parts, m)
+	}
+	if x.Action != nil {
+		parts = append(parts, Action(x.Action))
+	}
+	return strings.Join(parts, " ")
+}
+
+// Match renders a conjunction of criteria, in order.
+func (r Renderer) Match(m ruleset.Match) string {
+	parts := make([]string, len(m))
+	for i, c := range m {
+		parts[i] = r.criterion(c)
+	}
+	return strings.Join(parts, " ")
+}
+
+func not(negate bool) string {
+	if negate {
+		return "! "
+	}
+	return ""
+}
+
+// hexOrZero writes a mark as Felix does: 0 plainly, anything else in hex.
+func hexOrZero(v uint32) string {
+	if v == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%#x", v)
+}
+
+func (r Renderer) set(id string) string {
+	if r.SetName == nil {
+		return id
+	}
+	return r.SetName(id)
+}
+
+func (r Renderer) criterion(c ruleset.Criterion) string {
+	src := func(d ruleset.Dir, s, dst string) string {
+		if d == ruleset.Src {
+			return s
+		}
+		return dst
+	}
+	switch x := c.(type) {
+	case ruleset.Mark:
+		return fmt.Sprintf("-m mark %s--mark %s/%#x", not(x.Negate), hexOrZero(x.Value), x.Mask)
+	case ruleset.InInterface:
+		return "--in-interface " + x.Name
+	case ruleset.OutInterface:
+		return "--out-interface " + x.Name
+	case ruleset.RPFCheckFailed:
+		return "-m rpfilter --invert --validmark"
+	case ruleset.ConntrackState:
+		states := make([]string, len(x.States))
+		for i, s := range x.States {
+			states[i] = string(s)
+		}
+		return "-m conntrack " + not(x.Negate) + "--ctstate " + strings.Join(states, ",")
+	case ruleset.Protocol:
+		return not(x.Negate) + "-p " + x.Proto.String()
+	case ruleset.Net:
+		return not(x.Negate) + src(x.Dir, "--source ", "--destination ") + x.Net.String()
+	case ruleset.Addr:
+		return not(x.Negate) + src(x.Dir, "--source ", "--destination ") + x.Addr.String()
+	case ruleset.IPSet:
+		return "-m set " + not(x.Negate) + "--match-set " + r.set(x.ID) + src(x.Dir, " src", " dst")
+	case ruleset.IPPortSet:
+		return "-m set " + not(x.Negate) + "--match-set " + r.set(x.ID) + src(x.Dir, " src,src", " dst,dst")
+	case ruleset.Ports:
+		ports := make([]string, len(x.Ports))
+		for i, p := range x.Ports {
+			ports[i] = p.String()
+		}
+		return "-m multiport " + not(x.Negate) + src(x.Dir, "--source-ports ", "--destination-ports ") + strings.Join(ports, ",")
+	case ruleset.ICMP:
+		if x.V6 {
+			return "-m icmp6 " + not(x.Negate) + "--icmpv6-type " + x.Type.String()
+		}
+		return "-m icmp " + not(x.Negate) + "--icmp-type " + x.Type.String()
+	}
+	panic(fmt.Sprintf("iptables: no rendering for match criterion %T", c))
+}
+
+// Action renders an action.
+func Action(a ruleset.Action) string {
+	switch x := a.(type) {
+	case ruleset.Accept:
+		return "--jump ACCEPT"
+	case ruleset.Drop:
+		return "--jump DROP"
+	case ruleset.Reject:
+		return "--jump REJECT"
+	case ruleset.Return:
+		return "--jump RETURN"
+	case ruleset.Jump:
+		return "--jump " + x.Chain
+	case ruleset.Goto:
+		return "--goto " + x.Chain
+	case ruleset.SetMark:
+		return fmt.Sprintf("--jump MARK --set-mark %s/%#x", hexOrZero(x.Value), x.Mask)
+	case ruleset.DNAT:
+		if x.Port == 0 {
+			return "--jump DNAT --to-destination " + x.Addr.String()
+		}
+		return fmt.Sprintf("--jump DNAT --to-destination %s:%d", x.Addr, x.Port)
+	case ruleset.SNAT:
+		return "--jump SNAT --to-source " + x.Addr.String()
+	case ruleset.Log:
+		return fmt.Sprintf(`--jump LOG --log-prefix "%s: " --log-level 5`, x.Prefix)
+	}
+	panic(fmt.Sprintf("iptables: no rendering for action %T", a))
+}
+
+var unsafeComment = regexp.MustCompile(`[^\w @%+=:,./-]`)
+
+// maxCommentLength is iptables' limit on a comment.
+const maxCommentLength = 256
+
+func commentFragment(c string) string {
+	c = unsafeComment.ReplaceAllString(c, "_")
+	if len(c) > maxCommentLength {
+		c = c[:maxCommentLength]
+	}
+	return `-m comment --comment "` + c + `"`
+}
+
+// Hashes returns the hash of each rule of a chain. A rule's hash covers
+// the chain's name, its own text and every rule before it.
+func (r Renderer) Hashes(chain string, rules []ruleset.Rule) []string {
+	bodies := make([]string, len(rules))
+	for i, x := range rules {
+		bodies[i] = r.Rule(x)
+	}
+	return hashes(chain, bodies)
+}
+
+// hashes chains SHA-224 over the chain name and each rule's text as
+// "-A <chain> HASH <body>", Felix's hash input.
+func hashes(chain string, bodies []string) []string {
+	out := make([]string, len(bodies))
+	h := sha256.Sum224([]byte(chain))
+	sum := h[:]
+	for i, b := range bodies {
+		d := sha256.New224()
+		d.Write(sum)
+		d.Write([]byte(line("-A", chain, "HASH", b)))
+		sum = d.Sum(nil)
+		out[i] = base64.RawURLEncoding.EncodeToString(sum)[:hashLength]
+	}
+	return out
+}
+
+// line writes "<verb> <chain> <hash> <body>": with hash "HASH", the text
+// hashes are computed over; otherwise a restore line with the hash
+// comment.
+func line(verb, chain, hash, body string) string {
+	var b strings.Builder
+	b.Grow(len(verb) + len(chain) + len(body) + 48)
+	b.WriteString(verb)
+	b.WriteByte(' ')
+	b.WriteString(chain)
+	switch hash {
+	case "":
+	case "HASH":
+		b.WriteString(" HASH")
+	default:
+		b.WriteString(` -m comment --comment "` + HashPrefix + hash + `"`)
+	}
+	if body != "" {
+		b.WriteByte(' ')
+		b.WriteString(body)
+	}
+	return b.String()
+}

@@ -1,0 +1,51 @@
+package iptables
+
+import (
+	"strings"
+	"testing"
+
+	rs "ocelot/dataplane/ruleset"
+)
+
+// Every kind of the model renders (a kind the renderer does not know
+// panics), each to its own text, negated where it can be.
+func TestRendersEveryKind(t *testing.T) {
+	r := Renderer{SetName: func(id string) string { return "cali40" + id }}
+	crit, acts := rs.Examples()
+	seen := map[string]bool{}
+	for _, c := range crit {
+		text := r.Match(rs.Match{c})
+		if text == "" || seen[text] {
+			t.Errorf("%T renders as %q", c, text)
+		}
+		seen[text] = true
+	}
+	for _, a := range acts {
+		if text := Action(a); text == "" || seen[text] {
+			t.Errorf("%T renders as %q", a, text)
+		} else {
+			seen[text] = true
+		}
+	}
+	for _, c := range []struct {
+		in   rs.Criterion
+		want string
+	}{
+		{rs.Mark{Mask: 0x30000, Negate: true}, "-m mark ! --mark 0/0x30000"},
+		{rs.IPSet{Dir: rs.Dst, ID: "s:x", Negate: true}, "-m set ! --match-set cali40s:x dst"},
+		{rs.IPPortSet{Dir: rs.Src, ID: "n:x"}, "-m set --match-set cali40n:x src,src"},
+		{rs.ConntrackState{States: []rs.CtState{rs.CtDNAT}, Negate: true}, "-m conntrack ! --ctstate DNAT"},
+		{rs.ICMP{V6: true, Negate: true}, "-m icmp6 ! --icmpv6-type 0"},
+	} {
+		if got := r.Match(rs.Match{c.in}); got != c.want {
+			t.Errorf("%#v renders as %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestCommentsCannotBreakTheLine(t *testing.T) {
+	got := Renderer{}.Rule(rs.Rule{Comment: []string{"x\" --jump ACCEPT\n-A INPUT"}})
+	if strings.ContainsAny(strings.TrimSuffix(strings.TrimPrefix(got, `-m comment --comment "`), `"`), "\"\n") {
+		t.Errorf("comment escaped its quotes: %q", got)
+	}
+}
