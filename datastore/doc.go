@@ -19,6 +19,14 @@
 // validate are reported once and emitted as *resource.Invalid so that calc
 // can fail closed. docs/design/datastore.md describes each fault.
 //
+// The configuration resources that apply to a host (FelixConfiguration
+// "default" and "node.<hostname>", ClusterInformation "default") are
+// named in one place, hostconfig.go: the start-up read, the syncer's
+// filter and StartupState.Apply (the agent's view of later changes) use
+// it. The package's instruments are created once by NewMetrics on the
+// agent's registry and shared by the start-up read, the syncer and the
+// status writer; retries back off with internal/backoff.
+//
 // The package never touches the kernel and knows nothing of calc's
 // indexes; selectors are parsed once, in resource, where they enter.
 package datastore

@@ -17,6 +17,8 @@ type StartupState struct {
 	ClusterInfo *resource.ClusterInformation // nil when absent
 	Global      *resource.FelixConfiguration // felixconfigurations/default, nil when absent
 	Host        *resource.FelixConfiguration // felixconfigurations/node.<hostname>, nil when absent
+
+	hostname string
 }
 
 // Ready reports whether clusterinformations/default says datastoreReady: true.
@@ -25,13 +27,12 @@ func (s StartupState) Ready() bool {
 }
 
 // ReadStartupState reads the three start-up keys at one revision. A value
-// that does not decode is logged and treated as absent.
-func ReadStartupState(ctx context.Context, cli *clientv3.Client, hostname string, log *slog.Logger) (StartupState, error) {
-	keys := []resource.Key{
-		{Kind: resource.KindClusterInformation, Name: "default"},
-		{Kind: resource.KindFelixConfiguration, Name: "default"},
-		{Kind: resource.KindFelixConfiguration, Name: "node." + hostname},
-	}
+// that does not decode is logged, counted on m (which may be nil) and
+// treated as absent.
+func ReadStartupState(ctx context.Context, cli *clientv3.Client, hostname string, log *slog.Logger, m *Metrics) (StartupState, error) {
+	m = m.orNew()
+	cluster, global, host := configKeys(hostname)
+	keys := []resource.Key{cluster, global, host}
 	ops := make([]clientv3.Op, len(keys))
 	for i, k := range keys {
 		ops[i] = clientv3.OpGet(k.Path())
@@ -42,7 +43,7 @@ func ReadStartupState(ctx context.Context, cli *clientv3.Client, hostname string
 	if err != nil {
 		return StartupState{}, fmt.Errorf("reading start-up configuration: %w", err)
 	}
-	st := StartupState{Revision: resp.Header.Revision}
+	st := StartupState{Revision: resp.Header.Revision, hostname: hostname}
 	for i, r := range resp.Responses {
 		kvs := r.GetResponseRange().Kvs
 		if len(kvs) == 0 {
@@ -53,7 +54,7 @@ func ReadStartupState(ctx context.Context, cli *clientv3.Client, hostname string
 			if log != nil {
 				log.Warn("invalid resource in the datastore; ignored", "key", keys[i].Path(), "reason", err.Error())
 			}
-			invalidResources.WithLabelValues(string(keys[i].Kind)).Inc()
+			m.invalidResources.WithLabelValues(string(keys[i].Kind)).Inc()
 			continue
 		}
 		switch i {

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"ocelot/datastore/resource"
 	"sort"
 	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"ocelot/datastore/resource"
+	"ocelot/internal/backoff"
 )
 
 // StatusConfig configures the StatusWriter; every field may change live.
@@ -46,9 +48,10 @@ const sweepEvery = 180
 // (status with a lease, last_reported_status without) and, when enabled,
 // one {"status": "up"|"down"} key per local endpoint.
 type StatusWriter struct {
-	cli   *clientv3.Client
-	log   *slog.Logger
-	start time.Time
+	cli     *clientv3.Client
+	log     *slog.Logger
+	metrics *Metrics
+	start   time.Time
 
 	mu          sync.Mutex
 	cfg         StatusConfig
@@ -60,12 +63,13 @@ type StatusWriter struct {
 	changed     chan struct{} // config changed
 }
 
-// NewStatusWriter returns a writer; call Run to start it.
-func NewStatusWriter(cli *clientv3.Client, cfg StatusConfig, log *slog.Logger) *StatusWriter {
+// NewStatusWriter returns a writer that counts its writes on m (nil: on
+// instruments nobody registered); call Run to start it.
+func NewStatusWriter(cli *clientv3.Client, cfg StatusConfig, log *slog.Logger, m *Metrics) *StatusWriter {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &StatusWriter{cli: cli, log: log, start: time.Now(), cfg: cfg, firstUpdate: true,
+	return &StatusWriter{cli: cli, log: log, metrics: m.orNew(), start: time.Now(), cfg: cfg, firstUpdate: true,
 		desired: map[string]string{}, dirty: map[string]struct{}{}, changed: make(chan struct{}, 1)}
 }
 
@@ -134,30 +138,44 @@ type heartbeat struct {
 	FirstUpdate bool    `json:"first_update"`
 }
 
+// runHeartbeat writes the heartbeat every interval; after a failure it
+// retries sooner, backing off from a second (or the interval, if
+// shorter) up to 5 seconds.
 func (w *StatusWriter) runHeartbeat(ctx context.Context) {
 	next := time.Now()
+	var retry backoff.Backoff
 	for {
 		w.mu.Lock()
 		interval := w.cfg.Interval
 		w.mu.Unlock()
 		var tick <-chan time.Time
+		var t *time.Timer
 		if interval > 0 {
-			t := time.NewTimer(time.Until(next))
+			t = time.NewTimer(time.Until(next))
 			tick = t.C
-			defer t.Stop()
 		}
 		select {
 		case <-ctx.Done():
-			return
 		case <-w.changed:
-			continue
 		case <-tick:
 		}
+		if t != nil {
+			t.Stop()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if tick == nil || time.Now().Before(next) {
+			continue // woken by a configuration change
+		}
 		if err := w.ReportNow(ctx); err != nil {
-			w.log.Warn("writing the agent heartbeat failed", "err", err)
-			next = time.Now().Add(min(interval, 5*time.Second))
+			retry.Min, retry.Max, retry.Jitter = min(interval, time.Second), min(interval, 5*time.Second), 0.2
+			delay := retry.Next()
+			w.log.Warn("writing the agent heartbeat failed", "err", err, "retry_in", delay)
+			next = time.Now().Add(delay)
 			continue
 		}
+		retry.Reset()
 		next = time.Now().Add(interval)
 	}
 }
@@ -177,7 +195,7 @@ func (w *StatusWriter) ReportNow(ctx context.Context) error {
 	}
 	lease, err := w.cli.Grant(ctx, ttl)
 	if err != nil {
-		statusWrites.WithLabelValues("heartbeat", "error").Inc()
+		w.metrics.statusWrites.WithLabelValues("heartbeat", "error").Inc()
 		return fmt.Errorf("granting a %ds lease: %w", ttl, err)
 	}
 	value, _ := json.Marshal(heartbeat{
@@ -190,11 +208,11 @@ func (w *StatusWriter) ReportNow(ctx context.Context) error {
 		clientv3.OpPut(cfg.HostPrefix()+"last_reported_status", string(value)),
 	).Commit()
 	if err != nil {
-		statusWrites.WithLabelValues("heartbeat", "error").Inc()
+		w.metrics.statusWrites.WithLabelValues("heartbeat", "error").Inc()
 		w.cli.Revoke(context.WithoutCancel(ctx), lease.ID)
 		return fmt.Errorf("writing %sstatus: %w", cfg.HostPrefix(), err)
 	}
-	statusWrites.WithLabelValues("heartbeat", "ok").Inc()
+	w.metrics.statusWrites.WithLabelValues("heartbeat", "ok").Inc()
 	w.mu.Lock()
 	w.firstUpdate = false
 	w.prevLease = lease.ID
@@ -264,10 +282,10 @@ func (w *StatusWriter) FlushEndpoints(ctx context.Context) error {
 		_, err := w.cli.Txn(tctx).Then(ops...).Commit()
 		cancel()
 		if err != nil {
-			statusWrites.WithLabelValues("endpoint", "error").Add(float64(len(chunk)))
+			w.metrics.statusWrites.WithLabelValues("endpoint", "error").Add(float64(len(chunk)))
 			return fmt.Errorf("writing %d endpoint status keys: %w", len(chunk), err)
 		}
-		statusWrites.WithLabelValues("endpoint", "ok").Add(float64(len(chunk)))
+		w.metrics.statusWrites.WithLabelValues("endpoint", "ok").Add(float64(len(chunk)))
 		w.mu.Lock()
 		for _, p := range chunk {
 			if w.desired[p.key] == p.status { // unchanged since we wrote it

@@ -26,7 +26,7 @@ func TestHeartbeat(t *testing.T) {
 	srv := startEtcd(t, embedetcd.Options{})
 	cli := connect(t, srv.ClientURL)
 	cfg := StatusConfig{Hostname: "r1-compute1", RegionString: "region-RegionOne", Interval: 200 * time.Millisecond, TTL: 2 * time.Second}
-	w := NewStatusWriter(cli, cfg, testLog(t))
+	w := NewStatusWriter(cli, cfg, testLog(t), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { w.Run(ctx); close(done) }()
@@ -85,7 +85,7 @@ func TestEndpointStatus(t *testing.T) {
 	srv := startEtcd(t, embedetcd.Options{})
 	cli := connect(t, srv.ClientURL)
 	cfg := StatusConfig{Hostname: "r1-compute1", RegionString: "region-RegionOne", EndpointReporting: true, EndpointDelay: 50 * time.Millisecond}
-	w := NewStatusWriter(cli, cfg, testLog(t))
+	w := NewStatusWriter(cli, cfg, testLog(t), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go w.Run(ctx)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"runtime"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"ocelot/datastore/resource"
+	"ocelot/internal/backoff"
 )
 
 // Batch is a group of updates in order. InSync is set, once, on the batch
@@ -32,6 +32,7 @@ type SyncerConfig struct {
 	Namespace string // the local region's namespace: the only one whose NetworkPolicies are read
 	PageSize  int    // keys per list request; 0 means 2000
 	Log       *slog.Logger
+	Metrics   *Metrics // nil: counted into instruments nobody registered
 
 	// Client, when it lists endpoints, gives each watch a connection of
 	// its own to one member, taken in turn, so that a watch that fails
@@ -93,6 +94,7 @@ func NewSyncer(cli *clientv3.Client, cfg SyncerConfig) *Syncer {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	cfg.Metrics = cfg.Metrics.orNew()
 	s := &Syncer{cli: cli, cfg: cfg, log: cfg.Log, state: map[string]int64{},
 		checkEvery: 3 * time.Second, staleAfter: 5 * time.Second,
 		status: Status{Since: time.Now(), Err: errors.New("not connected yet")}}
@@ -114,8 +116,8 @@ func NewSyncer(cli *clientv3.Client, cfg SyncerConfig) *Syncer {
 // is away it sends nothing. A watch that ends is resumed after the last
 // revision emitted; only a compaction past that revision costs a re-list.
 func (s *Syncer) Run(ctx context.Context, out chan<- Batch) error {
-	bo := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
-	resyncState.Set(resyncStateWaiting)
+	bo := backoff.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}
+	s.cfg.Metrics.resyncState.Set(resyncStateWaiting)
 	needList := true
 	for ctx.Err() == nil {
 		if needList {
@@ -125,8 +127,8 @@ func (s *Syncer) Run(ctx context.Context, out chan<- Batch) error {
 					break
 				}
 				s.setDisconnected(err)
-				s.log.Warn("listing the datastore failed; retrying", "err", err, "retry_in", bo.peek())
-				bo.wait(ctx)
+				s.log.Warn("listing the datastore failed; retrying", "err", err, "retry_in", bo.Peek())
+				_ = bo.Wait(ctx)
 				continue
 			}
 			s.setConnected()
@@ -159,7 +161,7 @@ func (s *Syncer) Run(ctx context.Context, out chan<- Batch) error {
 			}
 			s.log.Log(ctx, level, "watch failed; resuming", "err", err, "revision", s.rev)
 		}
-		bo.wait(ctx)
+		_ = bo.Wait(ctx)
 	}
 	return ctx.Err()
 }
@@ -198,7 +200,7 @@ func (s *Syncer) send(ctx context.Context, out chan<- Batch, b Batch) error {
 	case out <- b:
 		if b.InSync {
 			s.inSyncSent = true
-			resyncState.Set(resyncStateInSync)
+			s.cfg.Metrics.resyncState.Set(resyncStateInSync)
 		}
 		return nil
 	case <-ctx.Done():
@@ -210,9 +212,9 @@ func (s *Syncer) send(ctx context.Context, out chan<- Batch, b Batch) error {
 // what was emitted before: updates for new and changed keys, deletes for
 // keys that vanished, nothing for unchanged ones. It returns the revision.
 func (s *Syncer) resync(ctx context.Context, out chan<- Batch) (int64, error) {
-	resyncsStarted.Inc()
+	s.cfg.Metrics.resyncsStarted.Inc()
 	if s.inSyncSent {
-		resyncState.Set(resyncStateResyncing)
+		s.cfg.Metrics.resyncState.Set(resyncStateResyncing)
 	}
 	var rev int64
 	began := time.Now()
@@ -358,13 +360,7 @@ func (s *Syncer) watched(path string) bool {
 
 // wanted filters keys within watched prefixes that Ocelot does not use.
 func (s *Syncer) wanted(k resource.Key) bool {
-	switch k.Kind {
-	case resource.KindFelixConfiguration:
-		return k.Name == "default" || k.Name == "node."+s.cfg.Hostname
-	case resource.KindClusterInformation:
-		return k.Name == "default"
-	}
-	return true
+	return !otherHostsConfig(k, s.cfg.Hostname)
 }
 
 // convert decodes one stored value into an update, recording it in state.
@@ -385,7 +381,7 @@ func (s *Syncer) record(d decoded) (resource.Update, bool) {
 		}
 		inv.Reason = d.err
 		s.log.Warn("invalid resource in the datastore; failing closed", "key", d.path, "reason", d.err.Error(), "revision", d.rev)
-		invalidResources.WithLabelValues(string(d.key.Kind)).Inc()
+		s.cfg.Metrics.invalidResources.WithLabelValues(string(d.key.Kind)).Inc()
 		s.state[d.path] = d.rev
 		return resource.Update{Key: d.key, Value: inv, Revision: d.rev}, true
 	}
@@ -423,29 +419,3 @@ func (s *Syncer) setReady(ready bool) {
 		s.log.Info("datastore ready")
 	}
 }
-
-// backoff is an exponential back-off with ±20% jitter.
-type backoff struct {
-	min, max, cur time.Duration
-}
-
-func (b *backoff) peek() time.Duration {
-	if b.cur == 0 {
-		return b.min
-	}
-	return b.cur
-}
-
-func (b *backoff) wait(ctx context.Context) {
-	d := b.peek()
-	b.cur = min(2*d, b.max)
-	d = time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
-
-func (b *backoff) reset() { b.cur = 0 }

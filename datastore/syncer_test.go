@@ -132,9 +132,10 @@ func TestMalformedValueThenFix(t *testing.T) {
 	srv := startEtcd(t, embedetcd.Options{})
 	cli := connect(t, srv.ClientURL)
 	put(t, cli, clusterInfoKey(), readyJSON)
-	c := runSyncer(t, cli, SyncerConfig{Hostname: "h", Namespace: nsOne})
+	m := NewMetrics(nil)
+	c := runSyncer(t, cli, SyncerConfig{Hostname: "h", Namespace: nsOne, Metrics: m})
 	c.waitInSync(t)
-	before := testutil.ToFloat64(invalidResources.WithLabelValues("NetworkPolicy"))
+	before := testutil.ToFloat64(m.invalidResources.WithLabelValues("NetworkPolicy"))
 	key := policyKey(nsOne, "broken")
 	put(t, cli, key, `{"kind": "NetworkPolicy", "spec": {"selector": "has(sg.projectcalico.org/openstack-x)", "ingress": [{"action": "Allow", "protocol": "TCP", "destination": {"ports": ["http-alt:80"]}}]}}`)
 	poll(t, "invalid update", 10*time.Second, func() bool { return c.countFor(key) == 1 })
@@ -142,7 +143,7 @@ func TestMalformedValueThenFix(t *testing.T) {
 	if !ok || inv.Reason == nil || inv.Policy == nil || inv.Policy.Selector.String() != "has(sg.projectcalico.org/openstack-x)" {
 		t.Fatalf("want *resource.Invalid with the recoverable selector, got %#v", c.state()[key])
 	}
-	if got := testutil.ToFloat64(invalidResources.WithLabelValues("NetworkPolicy")) - before; got != 1 {
+	if got := testutil.ToFloat64(m.invalidResources.WithLabelValues("NetworkPolicy")) - before; got != 1 {
 		t.Errorf("invalid counter rose by %v, want 1", got)
 	}
 	put(t, cli, key, `not json at all`)
@@ -261,14 +262,14 @@ func TestReadStartupState(t *testing.T) {
 	srv := startEtcd(t, embedetcd.Options{})
 	cli := connect(t, srv.ClientURL)
 	ctx := context.Background()
-	st, err := ReadStartupState(ctx, cli, "h1", nil)
+	st, err := ReadStartupState(ctx, cli, "h1", nil, nil)
 	if err != nil || st.Ready() || st.Global != nil {
 		t.Fatalf("empty datastore: %+v %v", st, err)
 	}
 	put(t, cli, clusterInfoKey(), readyJSON)
 	put(t, cli, resource.Key{Kind: resource.KindFelixConfiguration, Name: "default"}.Path(), `{"spec": {"interfacePrefix": "tap", "endpointReportingEnabled": true}}`)
 	put(t, cli, resource.Key{Kind: resource.KindFelixConfiguration, Name: "node.h1"}.Path(), `{"spec": {"logSeverityScreen": "Debug"}}`)
-	st, err = ReadStartupState(ctx, cli, "h1", nil)
+	st, err = ReadStartupState(ctx, cli, "h1", nil, nil)
 	if err != nil || !st.Ready() || st.Global.Spec["interfacePrefix"] != "tap" || st.Host.Spec["logSeverityScreen"] != "Debug" ||
 		st.ClusterInfo.ClusterType != "openstack" {
 		t.Fatalf("%+v %v", st, err)
@@ -321,7 +322,7 @@ func TestStatusFollowsEtcd(t *testing.T) {
 	c := runThis(t, s)
 	c.waitInSync(t)
 	poll(t, "connected", 5*time.Second, func() bool { return s.Status().Connected })
-	resyncs := testutil.ToFloat64(resyncsStarted)
+	resyncs := testutil.ToFloat64(s.cfg.Metrics.resyncsStarted)
 
 	srv.Stop()
 	poll(t, "disconnected", 10*time.Second, func() bool { return !s.Status().Connected })
@@ -334,7 +335,7 @@ func TestStatusFollowsEtcd(t *testing.T) {
 	put(t, cli, policyKey(nsOne, "b"), sgPolicyJSON(nsOne, "b"))
 	poll(t, "update after restart", 30*time.Second, func() bool { return c.countFor(policyKey(nsOne, "b")) == 1 })
 	poll(t, "connected again", 10*time.Second, func() bool { return s.Status().Connected })
-	if n := testutil.ToFloat64(resyncsStarted) - resyncs; n != 0 {
+	if n := testutil.ToFloat64(s.cfg.Metrics.resyncsStarted) - resyncs; n != 0 {
 		t.Errorf("%v re-lists after etcd came back; the watch should have resumed", n)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"ocelot/datastore/resource"
+	"ocelot/internal/backoff"
 )
 
 // errWatchStale ends a watch whose member has stopped following the
@@ -34,7 +35,7 @@ var errWatchStale = errors.New("watch is stale")
 // progress report, is abandoned, as is one not created within staleAfter.
 // The caller starts the next watch on the next member. created reports
 // whether the member created the watch before it ended.
-func (s *Syncer) watch(ctx context.Context, out chan<- Batch, bo *backoff) (bool, error) {
+func (s *Syncer) watch(ctx context.Context, out chan<- Batch, bo *backoff.Backoff) (bool, error) {
 	conn, err := s.watchConn()
 	if err != nil {
 		return false, err
@@ -123,7 +124,7 @@ func (s *Syncer) watch(ctx context.Context, out chan<- Batch, bo *backoff) (bool
 			}
 			created = true
 			s.setConnected()
-			bo.reset()
+			bo.Reset()
 			if wr.IsProgressNotify() {
 				f.progress(wr.Header.Revision)
 				continue

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -73,11 +74,14 @@ type agent struct {
 	// Datastore configuration sources, kept to re-resolve on change.
 	global, host, cluster []config.RawValue
 
-	cli    *clientv3.Client
-	syncer datastoreStatus
-	status *datastore.StatusWriter
-	dp     *dataplane.Dataplane
-	graph  *calc.Graph
+	cli      *clientv3.Client
+	syncer   datastoreStatus
+	status   *datastore.StatusWriter
+	dp       *dataplane.Dataplane
+	graph    *calc.Graph
+	registry *prometheus.Registry
+	dsm      *datastore.Metrics
+	metrics  *agentMetrics
 }
 
 func (a *agent) run() int {
@@ -107,6 +111,12 @@ func (a *agent) run() int {
 			}
 		}
 	}()
+
+	// Every component registers its instruments here; the registry is
+	// served once the configuration (from the datastore too) is known.
+	a.registry = prometheus.NewRegistry()
+	a.dsm = datastore.NewMetrics(a.registry)
+	a.metrics = newAgentMetrics(a.registry)
 
 	a.health.register("FelixStartup", 0)
 	a.health.report("FelixStartup", true, false, "connecting to the datastore")
@@ -143,16 +153,17 @@ func (a *agent) run() int {
 	a.cfg = cfg
 	a.logs.setLevels(cfg)
 
-	registry := newRegistry(cfg)
+	registerAgentInfo(a.registry, cfg)
 	if cfg.PrometheusMetricsEnabled {
 		a.serve("metrics", net.JoinHostPort(cfg.PrometheusMetricsHost, strconv.Itoa(cfg.PrometheusMetricsPort)),
-			promhttp.HandlerFor(registry, promhttp.HandlerOpts{Registry: registry}))
+			promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{Registry: a.registry}))
 	}
 
 	// Listing starts now; the dataplane's backend detection and kernel
 	// reads overlap with it (the batches wait in the channel).
 	batches := make(chan datastore.Batch, 16)
-	syncer := datastore.NewSyncer(cli, datastore.SyncerConfig{Hostname: cfg.FelixHostname, Namespace: cfg.Namespace(), Log: a.log, Client: cc})
+	syncer := datastore.NewSyncer(cli, datastore.SyncerConfig{Hostname: cfg.FelixHostname, Namespace: cfg.Namespace(), Log: a.log,
+		Client: cc, Metrics: a.dsm})
 	go syncer.Run(ctx, batches)
 	a.syncer = syncer
 	a.health.register(datastoreReporter, 0)
@@ -162,20 +173,20 @@ func (a *agent) run() int {
 		a.log.Error("invalid dataplane configuration", "err", err)
 		return exitConfig
 	}
-	a.status = datastore.NewStatusWriter(cli, statusConfig(cfg), a.log)
+	a.status = datastore.NewStatusWriter(cli, statusConfig(cfg), a.log, a.dsm)
 	inSync := make(chan struct{})
 	dpCfg.OnStatus = func(id contract.EndpointID, s string) {
 		a.status.SetEndpointStatus(datastore.EndpointStatusID{Orchestrator: id.Orchestrator, WorkloadID: id.WorkloadID, EndpointID: id.EndpointID}, s)
 	}
 	dpCfg.OnInSync = func() { close(inSync) }
 	dpCfg.Log = a.log
-	if a.dp, err = dataplane.New(dpCfg, registry); err != nil {
+	if a.dp, err = dataplane.New(dpCfg, a.registry); err != nil {
 		a.log.Error("cannot start the dataplane", "err", err)
 		return exitConfig
 	}
 	a.graph = calc.New(calc.Config{Hostname: cfg.FelixHostname, Namespace: cfg.Namespace(), InterfacePrefixes: cfg.InterfacePrefix,
 		WorkloadSourceSpoofingAny: cfg.WorkloadSourceSpoofing == "Any"}, func(p calc.Problem) {
-		calcProblems.Inc()
+		a.metrics.calcProblems.Inc()
 		a.log.Warn("fail-closed", "key", p.Key, "reason", p.Reason)
 	})
 
@@ -202,7 +213,7 @@ func (a *agent) run() int {
 func (a *agent) waitForDatastore(ctx context.Context) (datastore.StartupState, error) {
 	for i := 0; ; i++ {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		st, err := datastore.ReadStartupState(rctx, a.cli, a.cfg.FelixHostname, a.log)
+		st, err := datastore.ReadStartupState(rctx, a.cli, a.cfg.FelixHostname, a.log, a.dsm)
 		cancel()
 		switch {
 		case err == nil && st.Ready():
@@ -256,7 +267,6 @@ func (a *agent) loop(ctx context.Context, batches <-chan datastore.Batch, sigs <
 		watchdog = t.C
 	}
 	fileStamp := stampOf(a.path)
-	global, host, cluster := st.Global, st.Host, st.ClusterInfo
 	for {
 		select {
 		case s := <-sigs:
@@ -273,24 +283,9 @@ func (a *agent) loop(ctx context.Context, batches <-chan datastore.Batch, sigs <
 			start := time.Now()
 			configChanged := false
 			for _, u := range b.Updates {
-				calcUpdates.WithLabelValues(string(u.Key.Kind)).Inc()
-				switch v := u.Value.(type) {
-				case *resource.FelixConfiguration:
-					if u.Key.Name == "default" {
-						global = v
-					} else {
-						host = v
-					}
+				a.metrics.calcUpdates.WithLabelValues(string(u.Key.Kind)).Inc()
+				if st.Apply(u) {
 					configChanged = true
-				case *resource.ClusterInformation:
-					cluster, configChanged = v, true
-				case nil:
-					switch {
-					case u.Key.Kind == resource.KindFelixConfiguration && u.Key.Name == "default":
-						global, configChanged = nil, true
-					case u.Key.Kind == resource.KindFelixConfiguration:
-						host, configChanged = nil, true
-					}
 				}
 			}
 			a.graph.OnUpdates(b.Updates)
@@ -299,12 +294,12 @@ func (a *agent) loop(ctx context.Context, batches <-chan datastore.Batch, sigs <
 				a.log.Debug("calculation graph in sync", "took_last_batch", time.Since(start))
 			}
 			msgs := a.graph.Flush()
-			calcOutput.Add(float64(len(msgs)))
+			a.metrics.calcOutput.Add(float64(len(msgs)))
 			a.dp.Send(msgs)
-			calcUpdateTime.Observe(time.Since(start).Seconds())
-			publishStats(a.graph.Stats())
+			a.metrics.calcUpdateTime.Observe(time.Since(start).Seconds())
+			a.metrics.publishStats(a.graph.Stats())
 			if configChanged {
-				a.setDatastoreConfig(global, host, cluster)
+				a.setDatastoreConfig(st.Global, st.Host, st.ClusterInfo)
 				if code, stop := a.reconfigure("datastore"); stop {
 					return code
 				}
@@ -355,7 +350,7 @@ func (a *agent) reload(why string) (code int, stop bool) {
 		a.log.Warn("configuration reload", "problem", p.String())
 	}
 	if problems.RejectsReload() {
-		configRejected.Inc()
+		a.metrics.configRejected.Inc()
 		a.log.Error("configuration edit rejected; keeping the running configuration", "trigger", why)
 		return 0, false
 	}
@@ -370,7 +365,7 @@ func (a *agent) reconfigure(why string) (code int, stop bool) {
 		for _, p := range problems {
 			a.log.Error("configuration from the datastore rejected; keeping the running configuration", "problem", p.String())
 		}
-		configRejected.Inc()
+		a.metrics.configRejected.Inc()
 		return 0, false
 	}
 	return a.apply(cfg, why)
