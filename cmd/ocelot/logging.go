@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -67,46 +66,10 @@ func (l *logging) setLevels(cfg *config.Config) {
 	l.sys.Set(levelOf(cfg.LogSeveritySys))
 }
 
-func (l *logging) logger() *slog.Logger { return slog.New(fanout(l.handlers)) }
+func (l *logging) logger() *slog.Logger { return slog.New(slog.NewMultiHandler(l.handlers...)) }
 
 func (l *logging) close() {
 	for _, c := range l.closers {
 		c.Close()
 	}
-}
-
-type fanout []slog.Handler
-
-func (f fanout) Enabled(ctx context.Context, lv slog.Level) bool {
-	for _, h := range f {
-		if h.Enabled(ctx, lv) {
-			return true
-		}
-	}
-	return false
-}
-
-func (f fanout) Handle(ctx context.Context, r slog.Record) error {
-	for _, h := range f {
-		if h.Enabled(ctx, r.Level) {
-			h.Handle(ctx, r.Clone())
-		}
-	}
-	return nil
-}
-
-func (f fanout) WithAttrs(as []slog.Attr) slog.Handler {
-	out := make(fanout, len(f))
-	for i, h := range f {
-		out[i] = h.WithAttrs(as)
-	}
-	return out
-}
-
-func (f fanout) WithGroup(name string) slog.Handler {
-	out := make(fanout, len(f))
-	for i, h := range f {
-		out[i] = h.WithGroup(name)
-	}
-	return out
 }

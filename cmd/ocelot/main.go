@@ -4,6 +4,12 @@
 //	ocelot config show [-c FILE]              print every parameter's effective value and origin
 //	ocelot config check [-c FILE]             validate configuration; exit 1 if anything is invalid
 //	ocelot version                            print version, commit and build date
+//	ocelot help (or -h, --help)               list the commands
+//
+// This package only wires: it reads the configuration and connects the
+// datastore, the calculation graph, the dataplane and the status writer,
+// each built from the configuration by its own package, with one metrics
+// registry they all register on.
 package main
 
 import (
@@ -29,6 +35,12 @@ func main() {
 
 // runMain dispatches a command line and returns the exit code.
 func runMain(args []string, stdout, stderr io.Writer) int {
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" {
+			usage(stdout)
+			return 0
+		}
+	}
 	cmd := "run"
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
@@ -51,11 +63,16 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprint(w, `usage:
-  ocelot [run] [-c FILE]        run the agent (default FILE: /etc/calico/felix.cfg)
-  ocelot config show [-c FILE]  print every parameter's effective value and where it came from
-  ocelot config check [-c FILE] validate the configuration; exit 1 if any value is invalid
-  ocelot version                print the version
+	fmt.Fprint(w, `Ocelot: a Calico policy agent for OpenStack compute hosts, in place of Felix.
+
+Usage:
+  ocelot [run] [-c FILE]         run the agent (Felix's form, ocelot -c FILE, works too)
+  ocelot config show [-c FILE]   print every parameter's effective value and where it came from
+  ocelot config check [-c FILE]  validate the configuration; exit 1 if any value is invalid
+  ocelot version                 print the version, commit and build date
+  ocelot help                    print this list (also -h, --help)
+
+FILE defaults to /etc/calico/felix.cfg (-c or --config-file).
 `)
 }
 

@@ -84,6 +84,27 @@ func TestConfigShow(t *testing.T) {
 	}
 }
 
+// --help, -h and help list every subcommand on stdout and succeed; an
+// unknown command lists them on stderr and fails.
+func TestHelpListsSubcommands(t *testing.T) {
+	subcommands := []string{"ocelot [run]", "ocelot config show", "ocelot config check", "ocelot version", "ocelot help"}
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}, {"run", "--help"}, {"config", "check", "-h"}} {
+		code, out, errOut := run(t, args...)
+		if code != 0 || errOut != "" {
+			t.Errorf("%v: code %d, stderr %q", args, code, errOut)
+		}
+		for _, want := range subcommands {
+			if !strings.Contains(out, want) {
+				t.Errorf("%v: output lacks %q:\n%s", args, want, out)
+			}
+		}
+	}
+	code, out, errOut := run(t, "frobnicate")
+	if code != 2 || out != "" || !strings.Contains(errOut, `unknown command "frobnicate"`) || !strings.Contains(errOut, "ocelot config check") {
+		t.Errorf("unknown command: code %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
 func TestUsageErrors(t *testing.T) {
 	if code, _, _ := run(t, "frobnicate"); code != 2 {
 		t.Errorf("unknown command: code %d", code)

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -417,4 +418,18 @@ func statusConfig(cfg *config.Config) datastore.StatusConfig {
 	return datastore.StatusConfig{Hostname: cfg.FelixHostname, RegionString: cfg.RegionString(),
 		Interval: cfg.ReportingIntervalSecs, TTL: cfg.ReportingTTLSecs,
 		EndpointReporting: cfg.EndpointReportingEnabled, EndpointDelay: cfg.EndpointReportingDelaySecs}
+}
+
+// sdNotify tells systemd a state (READY=1, WATCHDOG=1, STOPPING=1); it
+// does nothing when not run by systemd with a notify socket.
+func sdNotify(state string) { _, _ = daemon.SdNotify(false, state) }
+
+// watchdogInterval is half of systemd's WatchdogSec, or 0 when the
+// watchdog is off or meant for another process.
+func watchdogInterval() time.Duration {
+	d, err := daemon.SdWatchdogEnabled(false)
+	if err != nil || d <= 0 {
+		return 0
+	}
+	return d / 2
 }
