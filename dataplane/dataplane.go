@@ -310,6 +310,9 @@ func (d *Dataplane) apply(ctx context.Context) (wrote bool, err error) {
 		}
 		wrote = wrote || famWrote[i]
 	}
+	if d.routes.Dirty() {
+		d.endpoints.statusDirty = true // sysctls and routes decide readiness
+	}
 	errs = append(errs, d.routes.Apply()...)
 	d.metrics.routes.Set(float64(d.routes.NumRoutes()))
 	if len(errs) == 0 {

@@ -269,11 +269,13 @@ func (m *endpointManager) CompleteDeferredWork() {
 
 // ReportStatuses sends each endpoint's status when it changed: "up" when
 // it owns its interface and the interface is ready, "" when it is gone.
+// It looks only after something that decides a status changed.
 func (m *endpointManager) ReportStatuses() {
-	m.statusDirty = false
-	if m.onStatus == nil {
+	if !m.statusDirty || m.onStatus == nil {
+		m.statusDirty = false
 		return
 	}
+	m.statusDirty = false
 	for _, id := range slices.SortedFunc(maps.Keys(m.endpoints), compareEndpoints) {
 		ep := m.endpoints[id]
 		status := "down"

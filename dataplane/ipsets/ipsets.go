@@ -340,14 +340,19 @@ func (s *IPSets) ApplyDeletions(ctx context.Context) error {
 	if s.kernel == nil {
 		return nil
 	}
-	var ops []Op
-	for _, name := range slices.Sorted(maps.Keys(s.kernel)) {
+	var stale []string
+	for name := range s.kernel {
 		if _, want := s.desired[name]; !want {
-			ops = append(ops, Op{Kind: OpDestroy, Set: name})
+			stale = append(stale, name)
 		}
 	}
-	if len(ops) == 0 {
+	if len(stale) == 0 {
 		return nil
+	}
+	slices.Sort(stale)
+	ops := make([]Op, len(stale))
+	for i, name := range stale {
+		ops[i] = Op{Kind: OpDestroy, Set: name}
 	}
 	if err := s.restore(ctx, ops); err == nil {
 		for _, o := range ops {
