@@ -294,6 +294,3 @@ func (m *endpointManager) ReportStatuses() {
 		}
 	}
 }
-
-// status returns an endpoint's last reported status (tests).
-func (m *endpointManager) status(id contract.EndpointID) string { return m.reported[id] }

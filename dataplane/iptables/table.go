@@ -171,9 +171,6 @@ func (t *Table) RemoveChain(name string) {
 	}
 }
 
-// HasChain reports whether a chain is desired.
-func (t *Table) HasChain(name string) bool { _, ok := t.chains[name]; return ok }
-
 // SetInserts sets the rules kept at the top of a kernel chain.
 func (t *Table) SetInserts(kernelChain string, rules []ruleset.Rule) {
 	t.inserts[kernelChain] = t.renderRules(kernelChain, rules)
