@@ -52,16 +52,16 @@ type meta struct {
 
 type desiredSet struct {
 	meta
-	members map[contract.Member]struct{}
-	touched map[contract.Member]bool // members changed since the last apply -> present before
-	full    bool                     // compare every member at the next apply
+	members map[member]struct{}
+	touched map[member]bool // members changed since the last apply -> present before
+	full    bool            // compare every member at the next apply
 }
 
 // kernelSet is what the kernel has. members is known only right after a
 // read; otherwise (nil) the set matches what was last written.
 type kernelSet struct {
 	meta
-	members  map[contract.Member]struct{}
+	members  map[member]struct{}
 	unparsed bool // a member could not be read back: rebuild the set
 }
 
@@ -135,21 +135,14 @@ func (s *IPSets) Name(id string) string {
 // ours reports whether a member belongs in this family's sets.
 func (s *IPSets) ours(m contract.Member) bool { return m.Net.Addr().Is6() == (s.Family == 6) }
 
-func normal(m contract.Member) contract.Member {
-	if m.Proto == 0 {
-		m.Net = m.Net.Masked()
-	}
-	return m
-}
-
 // Replace sets a set's type and full membership. Members of the other
 // family are left out.
 func (s *IPSets) Replace(id, typ string, members []contract.Member) {
 	name := s.Name(id)
-	d := &desiredSet{meta: meta{typ, s.MaxSize}, members: make(map[contract.Member]struct{}, len(members)), full: true}
+	d := &desiredSet{meta: meta{typ, s.MaxSize}, members: make(map[member]struct{}, len(members)), full: true}
 	for _, m := range members {
 		if s.ours(m) {
-			d.members[normal(m)] = struct{}{}
+			d.members[keyOf(m)] = struct{}{}
 		}
 	}
 	s.desired[name] = d
@@ -172,21 +165,21 @@ func (s *IPSets) change(id string, members []contract.Member, add bool) {
 		return
 	}
 	if d.touched == nil {
-		d.touched = map[contract.Member]bool{}
+		d.touched = map[member]bool{}
 	}
 	for _, m := range members {
 		if !s.ours(m) {
 			continue
 		}
-		m = normal(m)
-		if _, seen := d.touched[m]; !seen {
-			_, was := d.members[m]
-			d.touched[m] = was
+		k := keyOf(m)
+		if _, seen := d.touched[k]; !seen {
+			_, was := d.members[k]
+			d.touched[k] = was
 		}
 		if add {
-			d.members[m] = struct{}{}
+			d.members[k] = struct{}{}
 		} else {
-			delete(d.members, m)
+			delete(d.members, k)
 		}
 	}
 	s.dirty[name] = struct{}{}
@@ -208,7 +201,11 @@ func (s *IPSets) Members(id string) []contract.Member {
 	if d == nil {
 		return nil
 	}
-	return slices.SortedFunc(maps.Keys(d.members), compareMembers)
+	var out []contract.Member
+	for _, k := range slices.SortedFunc(maps.Keys(d.members), compareKeys) {
+		out = append(out, k.member())
+	}
+	return out
 }
 
 // NumSets is the number of desired sets.
@@ -276,16 +273,14 @@ func (s *IPSets) publish() {
 // read), otherwise add and delete the members that changed.
 func (s *IPSets) planUpdates() []Op {
 	var ops []Op
-	sorted := func(m map[contract.Member]struct{}) []contract.Member {
-		return slices.SortedFunc(maps.Keys(m), compareMembers)
-	}
+	sorted := func(m map[member]struct{}) []member { return slices.SortedFunc(maps.Keys(m), compareKeys) }
 	for _, name := range slices.Sorted(maps.Keys(s.dirty)) {
 		d := s.desired[name]
 		k := s.kernel[name]
 		fill := func(set string) {
 			ops = append(ops, Op{Kind: OpCreate, Set: set, Type: d.typ, MaxElem: d.maxElem})
 			for _, m := range sorted(d.members) {
-				ops = append(ops, Op{Kind: OpAdd, Set: set, Member: m})
+				ops = append(ops, Op{Kind: OpAdd, Set: set, Member: m.member()})
 			}
 		}
 		switch {
@@ -299,23 +294,23 @@ func (s *IPSets) planUpdates() []Op {
 			// Compare everything with what was read.
 			for _, m := range sorted(d.members) {
 				if _, have := k.members[m]; !have {
-					ops = append(ops, Op{Kind: OpAdd, Set: name, Member: m})
+					ops = append(ops, Op{Kind: OpAdd, Set: name, Member: m.member()})
 				}
 			}
 			for _, m := range sorted(k.members) {
 				if _, want := d.members[m]; !want {
-					ops = append(ops, Op{Kind: OpDel, Set: name, Member: m})
+					ops = append(ops, Op{Kind: OpDel, Set: name, Member: m.member()})
 				}
 			}
 		default:
 			// Only what changed since the last write.
-			for _, m := range slices.SortedFunc(maps.Keys(d.touched), compareMembers) {
+			for _, m := range slices.SortedFunc(maps.Keys(d.touched), compareKeys) {
 				_, want := d.members[m]
 				switch was := d.touched[m]; {
 				case want && !was:
-					ops = append(ops, Op{Kind: OpAdd, Set: name, Member: m})
+					ops = append(ops, Op{Kind: OpAdd, Set: name, Member: m.member()})
 				case was && !want:
-					ops = append(ops, Op{Kind: OpDel, Set: name, Member: m})
+					ops = append(ops, Op{Kind: OpDel, Set: name, Member: m.member()})
 				}
 			}
 		}
@@ -443,7 +438,7 @@ func parseSave(out []byte, prefix string) map[string]*kernelSet {
 		}
 		switch f[0] {
 		case "create":
-			k := &kernelSet{meta: meta{typ: f[2]}, members: map[contract.Member]struct{}{}}
+			k := &kernelSet{meta: meta{typ: f[2]}, members: map[member]struct{}{}}
 			for i := 3; i+1 < len(f); i++ {
 				if f[i] == "maxelem" {
 					k.maxElem, _ = strconv.Atoi(f[i+1])
@@ -453,7 +448,7 @@ func parseSave(out []byte, prefix string) map[string]*kernelSet {
 		case "add":
 			if k := sets[f[1]]; k != nil {
 				if m, ok := parseMember(k.typ, f[2]); ok {
-					k.members[m] = struct{}{}
+					k.members[keyOf(m)] = struct{}{}
 				} else {
 					k.unparsed = true
 				}
