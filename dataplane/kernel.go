@@ -39,7 +39,7 @@ type sysctls interface {
 	WriteSysctl(path, value string) error
 }
 
-// conntrackDeleter deletes conntrack entries; *netlink.Handle is one.
+// conntrackDeleter deletes conntrack entries.
 type conntrackDeleter interface {
 	ConntrackDeleteFilters(table netlink.ConntrackTableType, family netlink.InetFamily, filters ...netlink.CustomConntrackFilter) (uint, error)
 }
@@ -48,7 +48,6 @@ type conntrackDeleter interface {
 // Felix chooses it (IptablesBackend, or what is in use already).
 func realKernel(cfg Config, log *slog.Logger) (kernel, string) {
 	backend := ipt.DetectBackend(cfg.Backend, log)
-	nl := &netlink.Handle{} // netlink of the calling thread's namespace
 	mon := &ifacemon.Monitor{Prefixes: cfg.Rules.Prefixes, Resync: cfg.InterfaceRefresh, Log: log}
 	return kernel{
 		iptables: func(family int) (ipt.Runner, error) {
@@ -59,12 +58,23 @@ func realKernel(cfg Config, log *slog.Logger) (kernel, string) {
 			return cmds.Runner(), nil
 		},
 		ipsets:      ipsets.Command{},
-		ipsetsNL:    nl,
-		routes:      routing.Kernel{Handle: nl},
+		ipsetsNL:    hostNetlink{},
+		routes:      routing.Kernel{},
 		sysctls:     procSys{},
-		conntrack:   nl,
+		conntrack:   hostNetlink{},
 		watchIfaces: mon.Run,
 	}, backend
+}
+
+// hostNetlink is netlink in the calling thread's namespace, for the IP-set
+// and conntrack calls. Only the calls used are exposed: a *netlink.Handle
+// in an interface would link all of netlink's API into the binary.
+type hostNetlink struct{}
+
+func (hostNetlink) IpsetAdd(set string, e *netlink.IPSetEntry) error { return netlink.IpsetAdd(set, e) }
+func (hostNetlink) IpsetDel(set string, e *netlink.IPSetEntry) error { return netlink.IpsetDel(set, e) }
+func (hostNetlink) ConntrackDeleteFilters(t netlink.ConntrackTableType, f netlink.InetFamily, filters ...netlink.CustomConntrackFilter) (uint, error) {
+	return netlink.ConntrackDeleteFilters(t, f, filters...)
 }
 
 // procSys is /proc/sys.

@@ -88,7 +88,7 @@ func TestKernel(t *testing.T) {
 	netlab.Require(t)
 	ctx := context.Background()
 	m := NewMetrics(nil)
-	s := New(4, Options{MaxSize: 65536, Netlink: &netlink.Handle{}, Metrics: m})
+	s := New(4, Options{MaxSize: 65536, Netlink: kernelNetlink{}, Metrics: m})
 	s.Replace("s:one", TypeNet, nets(t, "198.18.0.1", "198.18.0.2"))
 	s.Replace("n:port", TypeIPAndPort, members(t, TypeIPAndPort, "198.18.0.1,tcp:80"))
 	if err := s.ApplyUpdates(ctx); err != nil {
@@ -169,4 +169,14 @@ func TestKernel(t *testing.T) {
 	if strings.Contains(save(), "cali4") {
 		t.Errorf("sets left:\n%s", save())
 	}
+}
+
+// kernelNetlink is netlink in the test's namespace.
+type kernelNetlink struct{}
+
+func (kernelNetlink) IpsetAdd(set string, e *netlink.IPSetEntry) error {
+	return netlink.IpsetAdd(set, e)
+}
+func (kernelNetlink) IpsetDel(set string, e *netlink.IPSetEntry) error {
+	return netlink.IpsetDel(set, e)
 }

@@ -20,8 +20,8 @@ type Runner interface {
 	Restore(ctx context.Context, script string) error
 }
 
-// Netlink writes set members straight to the kernel. *netlink.Handle
-// implements it.
+// Netlink writes set members straight to the kernel (netlink.IpsetAdd
+// and netlink.IpsetDel).
 type Netlink interface {
 	IpsetAdd(set string, entry *netlink.IPSetEntry) error
 	IpsetDel(set string, entry *netlink.IPSetEntry) error

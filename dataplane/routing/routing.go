@@ -49,15 +49,14 @@ type Netlink interface {
 	NeighDel(neigh *netlink.Neigh) error
 }
 
-// Kernel is netlink in the network namespace of the calling thread.
-type Kernel struct{ *netlink.Handle }
-
-// NewKernel returns netlink of the current network namespace.
-func NewKernel() Kernel { return Kernel{&netlink.Handle{}} }
+// Kernel is netlink in the network namespace of the calling thread. It
+// exposes only the calls the table makes (a *netlink.Handle in an
+// interface would link all of netlink's API into the binary).
+type Kernel struct{}
 
 // LinkIndex implements Netlink.
-func (k Kernel) LinkIndex(name string) (int, bool, error) {
-	link, err := k.LinkByName(name)
+func (Kernel) LinkIndex(name string) (int, bool, error) {
+	link, err := netlink.LinkByName(name)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
 		if errors.As(err, &nf) {
@@ -67,6 +66,17 @@ func (k Kernel) LinkIndex(name string) (int, bool, error) {
 	}
 	return link.Attrs().Index, true, nil
 }
+
+func (Kernel) RouteListFiltered(family int, filter *netlink.Route, mask uint64) ([]netlink.Route, error) {
+	return netlink.RouteListFiltered(family, filter, mask)
+}
+func (Kernel) RouteReplace(r *netlink.Route) error { return netlink.RouteReplace(r) }
+func (Kernel) RouteDel(r *netlink.Route) error     { return netlink.RouteDel(r) }
+func (Kernel) NeighSet(n *netlink.Neigh) error     { return netlink.NeighSet(n) }
+func (Kernel) NeighList(idx, family int) ([]netlink.Neigh, error) {
+	return netlink.NeighList(idx, family)
+}
+func (Kernel) NeighDel(n *netlink.Neigh) error { return netlink.NeighDel(n) }
 
 // Table is the desired routes per workload interface.
 type Table struct {
