@@ -5,8 +5,8 @@
 //
 // Region rules (docs/calico.md, "Regions"): endpoints, network sets and all cluster-scoped
 // kinds are watched in every namespace, so that remote regions' VMs feed
-// IP-set membership; namespaced NetworkPolicies only in the local region's
-// namespace. Endpoints of other hosts leave this package reduced to
+// IP-set membership; namespaced NetworkPolicies and LiveMigrations only in
+// the local region's namespace. Endpoints of other hosts leave this package reduced to
 // namespace, labels and addresses.
 //
 // The stream survives member failures, partitions, dropped connections

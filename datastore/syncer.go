@@ -29,7 +29,7 @@ type Batch struct {
 // SyncerConfig says what to watch.
 type SyncerConfig struct {
 	Hostname  string // FelixHostname: endpoints of other hosts are reduced
-	Namespace string // the local region's namespace: the only one whose NetworkPolicies are read
+	Namespace string // the local region's namespace: the only one whose NetworkPolicies and LiveMigrations are read
 	PageSize  int    // keys per list request; 0 means 2000
 	Log       *slog.Logger
 	Metrics   *Metrics // nil: counted into instruments nobody registered
@@ -107,7 +107,10 @@ func NewSyncer(cli *clientv3.Client, cfg SyncerConfig) *Syncer {
 	} {
 		s.prefixes = append(s.prefixes, watchedPrefix{k, resource.KindPrefix(k, "")})
 	}
-	s.prefixes = append(s.prefixes, watchedPrefix{resource.KindNetworkPolicy, resource.KindPrefix(resource.KindNetworkPolicy, cfg.Namespace)})
+	// Region-scoped kinds: only the local region's driver writes what
+	// this host enforces.
+	s.prefixes = append(s.prefixes, watchedPrefix{resource.KindNetworkPolicy, resource.KindPrefix(resource.KindNetworkPolicy, cfg.Namespace)},
+		watchedPrefix{resource.KindLiveMigration, resource.KindPrefix(resource.KindLiveMigration, cfg.Namespace)})
 	return s
 }
 

@@ -138,6 +138,8 @@ func Decode(kind Kind, namespace, name string, data []byte, opts Options) (any, 
 			return nil, err
 		}
 		return &FelixConfiguration{Name: name, Spec: *w, Annotations: meta.Annotations}, nil
+	case KindLiveMigration:
+		return decodeLiveMigration(namespace, name, data)
 	case KindClusterInformation:
 		_, w, err := unmarshal[wireClusterInfoSpec](kind, data)
 		if err != nil {
@@ -258,20 +260,21 @@ type wirePort struct {
 }
 
 type wireEndpointSpec struct {
-	Orchestrator               string     `json:"orchestrator"`
-	Workload                   string     `json:"workload"`
-	Node                       string     `json:"node"`
-	Endpoint                   string     `json:"endpoint"`
-	ServiceAccountName         string     `json:"serviceAccountName"`
-	IPNetworks                 []string   `json:"ipNetworks"`
-	IPNATs                     []wireNAT  `json:"ipNATs"`
-	IPv4Gateway                string     `json:"ipv4Gateway"`
-	IPv6Gateway                string     `json:"ipv6Gateway"`
-	Profiles                   []string   `json:"profiles"`
-	InterfaceName              string     `json:"interfaceName"`
-	MAC                        string     `json:"mac"`
-	Ports                      []wirePort `json:"ports"`
-	AllowSpoofedSourcePrefixes []string   `json:"allowSpoofedSourcePrefixes"`
+	Orchestrator               string           `json:"orchestrator"`
+	Workload                   string           `json:"workload"`
+	Node                       string           `json:"node"`
+	Endpoint                   string           `json:"endpoint"`
+	ServiceAccountName         string           `json:"serviceAccountName"`
+	IPNetworks                 []string         `json:"ipNetworks"`
+	IPNATs                     []wireNAT        `json:"ipNATs"`
+	IPv4Gateway                string           `json:"ipv4Gateway"`
+	IPv6Gateway                string           `json:"ipv6Gateway"`
+	Profiles                   []string         `json:"profiles"`
+	InterfaceName              string           `json:"interfaceName"`
+	MAC                        string           `json:"mac"`
+	Ports                      []wirePort       `json:"ports"`
+	AllowSpoofedSourcePrefixes []string         `json:"allowSpoofedSourcePrefixes"`
+	QoSControls                *wireQoSControls `json:"qosControls"`
 }
 
 // Reserved label prefixes an endpoint may not set itself (namespace and
@@ -429,6 +432,9 @@ func decodeEndpoint(namespace, name string, meta wireMeta, w *wireEndpointSpec, 
 		}
 	}
 	if e.AllowSpoofedSourcePrefixes, err = parseCIDRs("spec.allowSpoofedSourcePrefixes", w.AllowSpoofedSourcePrefixes, maxAddresses); err != nil {
+		return nil, err
+	}
+	if e.QoS, err = decodeQoS(w.QoSControls); err != nil {
 		return nil, err
 	}
 	return e, nil

@@ -23,6 +23,7 @@ var pluralOf = map[Kind]string{
 	KindHostEndpoint:        "hostendpoints",
 	KindFelixConfiguration:  "felixconfigurations",
 	KindClusterInformation:  "clusterinformations",
+	KindLiveMigration:       "livemigrations",
 }
 
 var kindOf = func() map[string]Kind {
@@ -98,7 +99,7 @@ func EscapeSegment(s string) string {
 // (Value nil). Value is a *Endpoint or *RemoteEndpoint,
 // *Policy, *Profile, *Tier, *NetworkSet,
 // *HostEndpoint, *FelixConfiguration,
-// *ClusterInformation, or *Invalid for a stored value
+// *ClusterInformation, *LiveMigration, or *Invalid for a stored value
 // that did not decode or validate.
 type Update struct {
 	Key      Key

@@ -19,12 +19,13 @@ const (
 	KindHostEndpoint        Kind = "HostEndpoint"
 	KindFelixConfiguration  Kind = "FelixConfiguration"
 	KindClusterInformation  Kind = "ClusterInformation"
+	KindLiveMigration       Kind = "LiveMigration"
 )
 
 // Namespaced reports whether resources of the kind live in a namespace.
 func (k Kind) Namespaced() bool {
 	switch k {
-	case KindWorkloadEndpoint, KindNetworkPolicy, KindNetworkSet:
+	case KindWorkloadEndpoint, KindNetworkPolicy, KindNetworkSet, KindLiveMigration:
 		return true
 	}
 	return false
@@ -53,6 +54,7 @@ type Endpoint struct {
 	IPv6Gateway                netip.Addr
 	Ports                      []NamedPort
 	AllowSpoofedSourcePrefixes []netip.Prefix
+	QoS                        *QoSControls // nil: no limits
 }
 
 // WorkloadID is Felix's v1 workload ID: "<namespace>/<workload>".

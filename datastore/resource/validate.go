@@ -129,8 +129,9 @@ func CheckName(kind Kind, name string) error {
 		rule = "must be a lower-case DNS label, optionally after '<tier>.', or a DNS subdomain after 'ossg.default.' or 'knp.default.'"
 	case KindTier:
 		ok, rule = isDNSLabel(name, false), "must be a lower-case DNS label (1-63 characters of [a-z0-9-])"
-	case KindWorkloadEndpoint:
-		// Neutron builds these from Nova host names, which keep their case.
+	case KindWorkloadEndpoint, KindLiveMigration:
+		// Neutron builds these from Nova host names, which keep their case
+		// (a LiveMigration is named after its destination endpoint).
 		ok = len(name) > 0 && len(name) <= maxNameLength
 		for i := 0; ok && i < len(name); i++ {
 			c := name[i]
