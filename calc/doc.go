@@ -27,6 +27,10 @@
 //   - IP-set members (ipsets.go): label index #2 matches the active sets'
 //     selectors against every endpoint of every region, network sets and
 //     host endpoints; members are reference counted per contributor.
+//   - Live migration (livemigration.go): each local endpoint's role from
+//     the local region's LiveMigrations: target while one names it and
+//     its source endpoint still exists, source while one names it (or its
+//     workload) as the source. QoS controls pass through as validated.
 //
 // Fail closed: an invalid policy is enforced as deny-all where its selector
 // reaches; an invalid or misplaced local endpoint is not programmed; a

@@ -167,6 +167,8 @@ func (g *Graph) endpointUpdate(le *localEndpoint) *contract.EndpointUpdate {
 	if g.cfg.WorkloadSourceSpoofingAny {
 		u.AllowSpoofedSourcePrefixes = ep.AllowSpoofedSourcePrefixes
 	}
+	u.QoS = qosControls(ep.QoS)
+	u.LiveMigration, u.MigrationUID = g.migrationRole(ep)
 	for _, n := range ep.IPv4NAT {
 		u.IPv4NAT = append(u.IPv4NAT, contract.NAT{Internal: n.Internal, External: n.External})
 	}
@@ -258,4 +260,18 @@ func (g *Graph) Stats() Stats {
 		Hosts: len(g.hosts), WorkloadEndpoints: g.numWEPs, Policies: len(g.policies),
 		Profiles: len(g.profiles), Tiers: len(g.tiers),
 	}
+}
+
+// qosControls converts validated controls: every value is in the range
+// Calico's API allows, so the conversions are exact.
+func qosControls(q *resource.QoSControls) *contract.QoSControls {
+	if q == nil || (q.Ingress == resource.QoSDirection{} && q.Egress == resource.QoSDirection{}) {
+		return nil
+	}
+	conv := func(d resource.QoSDirection) contract.QoSLimits {
+		return contract.QoSLimits{Bandwidth: uint64(d.Bandwidth), Burst: uint64(d.Burst), Peakrate: uint64(d.Peakrate),
+			Minburst: uint32(d.Minburst), PacketRate: uint32(d.PacketRate), PacketBurst: uint32(d.PacketBurst),
+			MaxConnections: uint32(d.MaxConnections)}
+	}
+	return &contract.QoSControls{Ingress: conv(q.Ingress), Egress: conv(q.Egress)}
 }

@@ -13,7 +13,8 @@ import (
 // resources replace each other), a flush byte, then the stored JSON (empty:
 // a delete).
 var fuzzKinds = []resource.Kind{resource.KindWorkloadEndpoint, resource.KindNetworkPolicy, resource.KindGlobalNetworkPolicy,
-	resource.KindProfile, resource.KindTier, resource.KindNetworkSet, resource.KindGlobalNetworkSet, resource.KindHostEndpoint}
+	resource.KindProfile, resource.KindTier, resource.KindNetworkSet, resource.KindGlobalNetworkSet, resource.KindHostEndpoint,
+	resource.KindLiveMigration}
 
 var fuzzKeys = []struct{ ns, name string }{
 	{nsOne, "r1--compute1-openstack-vm0-p0"}, {nsOne, "r1--compute1-openstack-vm1-p1"}, {nsTwo, "r1--compute1-openstack-vm2-p2"},
@@ -40,12 +41,16 @@ func FuzzGraph(f *testing.F) {
 	tier := `{"spec":{"order":5,"defaultAction":"Pass"}}`
 	set := `{"metadata":{"labels":{"role":"x"}},"spec":{"nets":["0.0.0.0/0","198.18.9.0/24"]}}`
 	hep := `{"metadata":{"labels":{"role":"x"}},"spec":{"node":"r1-compute1","interfaceName":"eth1","expectedIPs":["198.18.7.7"]}}`
+	// vm0's port migrating here from r2 (where vm3's port is the source).
+	lm := `{"metadata":{"uid":"u1"},"spec":{"source":{"workloadEndpoint":{"hostname":"r2","orchestratorID":"openstack","workloadID":"openstack-region-RegionOne/vm3","endpointID":"p3"}},` +
+		`"target":{"workloadEndpoint":{"hostname":"r1-compute1","orchestratorID":"openstack","workloadID":"openstack-region-RegionOne/vm0","endpointID":"p0"}}}}`
 	var all []byte
 	for _, r := range [][]byte{
 		fuzzRecord(0, 0, false, wep), fuzzRecord(0, 2, false, wep2), fuzzRecord(0, 3, false, wep), fuzzRecord(1, 7, false, np),
 		fuzzRecord(2, 5, false, gnp), fuzzRecord(2, 6, true, np), fuzzRecord(3, 5, false, prof), fuzzRecord(4, 8, false, tier),
 		fuzzRecord(4, 5, false, tier), fuzzRecord(5, 5, true, set), fuzzRecord(6, 5, false, set), fuzzRecord(7, 5, false, hep),
 		fuzzRecord(2, 9, true, gnp), fuzzRecord(2, 10, false, np), fuzzRecord(1, 7, true, ""), fuzzRecord(0, 0, true, `{"spec":`),
+		fuzzRecord(8, 0, true, lm), fuzzRecord(0, 0, false, wep), fuzzRecord(0, 3, true, ""), fuzzRecord(8, 1, true, lm),
 	} {
 		f.Add(r)
 		all = append(all, r...)

@@ -56,6 +56,8 @@ type Graph struct {
 	items    map[resource.Key]*memberItem            // every endpoint, network set, host endpoint
 	sets     map[string]*ipSet                       // referenced (or pending removal) sets
 
+	migrations *migrations // LiveMigrations of the local region
+
 	// Work for the next flush.
 	dirtyEndpoints map[resource.Key]struct{}
 	dirtyPolicies  map[resource.Key]struct{}
@@ -111,7 +113,7 @@ func New(cfg Config, report func(Problem)) *Graph {
 		cfg: cfg, report: report,
 		locals: map[resource.Key]*localEndpoint{}, policies: map[resource.Key]*policyState{},
 		tiers: map[string]*resource.Tier{}, profiles: map[string]*profileState{},
-		items: map[resource.Key]*memberItem{}, sets: map[string]*ipSet{},
+		items: map[resource.Key]*memberItem{}, sets: map[string]*ipSet{}, migrations: newMigrations(),
 		dirtyEndpoints: map[resource.Key]struct{}{}, dirtyPolicies: map[resource.Key]struct{}{},
 		dirtyProfiles: map[string]struct{}{}, dirtySets: map[string]struct{}{}, recheck: map[resource.Key]struct{}{},
 		sentEndpoints: map[resource.Key]*contract.EndpointUpdate{}, sentPolicies: map[resource.Key]*contract.PolicyUpdate{},
@@ -141,7 +143,13 @@ func (g *Graph) onUpdate(u resource.Update) {
 	key := u.Key
 	switch key.Kind {
 	case resource.KindWorkloadEndpoint:
+		_, existed := g.items[key]
 		g.onEndpoint(key, u.Value)
+		if _, exists := g.items[key]; exists != existed {
+			g.onEndpointPresence(key)
+		}
+	case resource.KindLiveMigration:
+		g.onLiveMigration(key, u.Value)
 	case resource.KindNetworkPolicy, resource.KindGlobalNetworkPolicy:
 		g.onPolicy(key, u.Value)
 	case resource.KindProfile:
@@ -210,11 +218,14 @@ func (g *Graph) onEndpoint(key resource.Key, v any) {
 			g.reportEndpoint(key, problem)
 			g.deleteLocal(key)
 		} else {
+			var notes []string
 			if len(ep.AllowSpoofedSourcePrefixes) > 0 && !g.cfg.WorkloadSourceSpoofingAny {
-				g.reportEndpoint(key, "endpoint lists allowSpoofedSourcePrefixes, which only WorkloadSourceSpoofing = Any honours: programmed without them")
-			} else {
-				g.reportEndpoint(key, "")
+				notes = append(notes, "endpoint lists allowSpoofedSourcePrefixes, which only WorkloadSourceSpoofing = Any honours: programmed without them")
 			}
+			if ep.QoS != nil && ep.QoS.DSCP {
+				notes = append(notes, "endpoint asks for DSCP marking (qosControls.dscp), which Ocelot does not do: its other QoS controls are enforced")
+			}
+			g.reportEndpoint(key, strings.Join(notes, "; "))
 			g.updateLocal(key, ep)
 		}
 		g.updateItem(key, ep.Labels, ep.Profiles, ep.Nets(), ep.Ports)

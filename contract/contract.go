@@ -159,6 +159,54 @@ type EndpointUpdate struct {
 	AllowSpoofedSourcePrefixes []netip.Prefix
 	Tiers                      []TierPolicies
 	ProfileIDs                 []string
+	QoS                        *QoSControls // nil: no limits
+
+	// LiveMigration is the endpoint's part in a live migration of its VM,
+	// and MigrationUID the migration's UID (for logs).
+	LiveMigration LiveMigrationRole
+	MigrationUID  string
+}
+
+// LiveMigrationRole is an endpoint's part in a live migration.
+type LiveMigrationRole uint8
+
+const (
+	// NoMigration: the endpoint is not migrating (or its migration ended).
+	NoMigration LiveMigrationRole = iota
+	// MigrationSource: the VM is leaving this endpoint. Its routes stay
+	// as they are.
+	MigrationSource
+	// MigrationTarget: the VM is arriving at this endpoint and has not
+	// taken over yet. Its routes wait for the VM to announce itself.
+	MigrationTarget
+)
+
+func (r LiveMigrationRole) String() string {
+	switch r {
+	case MigrationSource:
+		return "source"
+	case MigrationTarget:
+		return "target"
+	}
+	return "none"
+}
+
+// QoSControls are an endpoint's limits, valid and with defaults applied:
+// every non-zero value is in the range Calico's API allows. Ingress is
+// traffic to the VM, egress traffic from it.
+type QoSControls struct {
+	Ingress, Egress QoSLimits
+}
+
+// QoSLimits are one direction's limits; zero means none.
+type QoSLimits struct {
+	Bandwidth uint64 // bits per second
+	Burst     uint64 // bits
+	Peakrate  uint64 // bits per second
+	Minburst  uint32 // bytes
+	// PacketRate is in packets per second, PacketBurst in packets.
+	PacketRate, PacketBurst uint32
+	MaxConnections          uint32
 }
 
 // EndpointRemove deletes a local endpoint.
