@@ -114,6 +114,13 @@ func (r Renderer) criterion(c ruleset.Criterion) string {
 			return "-m icmp6 " + not(x.Negate) + "--icmpv6-type " + x.Type.String()
 		}
 		return "-m icmp " + not(x.Negate) + "--icmp-type " + x.Type.String()
+	case ruleset.TCPFlags:
+		return "-m tcp --tcp-flags " + tcpFlags(x.Mask) + " " + tcpFlags(x.Set)
+	case ruleset.PacketRate:
+		return fmt.Sprintf("-m limit --limit %d/sec --limit-burst %d", x.Rate, x.Burst)
+	case ruleset.ConnLimit:
+		// Mask 0: every connection in one count, whatever its addresses.
+		return fmt.Sprintf("-m connlimit --connlimit-above %d --connlimit-mask 0", x.Above)
 	}
 	panic(fmt.Sprintf("iptables: no rendering for match criterion %T", c))
 }
@@ -126,6 +133,9 @@ func Action(a ruleset.Action) string {
 	case ruleset.Drop:
 		return "--jump DROP"
 	case ruleset.Reject:
+		if x.With == ruleset.RejectTCPReset {
+			return "-j REJECT --reject-with tcp-reset" // as Felix writes it, for its hash
+		}
 		return "--jump REJECT"
 	case ruleset.Return:
 		return "--jump RETURN"
@@ -146,6 +156,20 @@ func Action(a ruleset.Action) string {
 		return fmt.Sprintf(`--jump LOG --log-prefix "%s: " --log-level 5`, x.Prefix)
 	}
 	panic(fmt.Sprintf("iptables: no rendering for action %T", a))
+}
+
+// tcpFlags names flag bits in the order iptables-save prints them.
+func tcpFlags(bits uint8) string {
+	var names []string
+	for i, n := range []string{"FIN", "SYN", "RST", "PSH", "ACK", "URG"} {
+		if bits&(1<<i) != 0 {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return "NONE"
+	}
+	return strings.Join(names, ",")
 }
 
 var unsafeComment = regexp.MustCompile(`[^\w @%+=:,./-]`)

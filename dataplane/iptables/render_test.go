@@ -36,6 +36,10 @@ func TestRendersEveryKind(t *testing.T) {
 		{rs.IPPortSet{Dir: rs.Src, ID: "n:x"}, "-m set --match-set cali40n:x src,src"},
 		{rs.ConntrackState{States: []rs.CtState{rs.CtDNAT}, Negate: true}, "-m conntrack ! --ctstate DNAT"},
 		{rs.ICMP{V6: true, Negate: true}, "-m icmp6 ! --icmpv6-type 0"},
+		// Felix's text for QoS rules, byte for byte (its hashes).
+		{rs.TCPFlags{Mask: rs.TCPFin | rs.TCPSyn | rs.TCPRst | rs.TCPAck, Set: rs.TCPSyn}, "-m tcp --tcp-flags FIN,SYN,RST,ACK SYN"},
+		{rs.PacketRate{Rate: 100, Burst: 5}, "-m limit --limit 100/sec --limit-burst 5"},
+		{rs.ConnLimit{Above: 4294967295}, "-m connlimit --connlimit-above 4294967295 --connlimit-mask 0"},
 	} {
 		if got := r.Match(rs.Match{c.in}); got != c.want {
 			t.Errorf("%#v renders as %q, want %q", c.in, got, c.want)

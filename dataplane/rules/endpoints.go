@@ -9,9 +9,10 @@ import (
 )
 
 // EndpointChains renders a workload's to (ingress) and from (egress)
-// chains: conntrack, mark reset, encapsulation drops (egress), each tier's
-// policies with Pass and the tier's end-of-tier drop, the profiles, and a
-// final drop.
+// chains: the packet-rate limit (QoS), conntrack, the connection limit
+// (QoS), mark reset, encapsulation drops (egress), each tier's policies
+// with Pass and the tier's end-of-tier drop, the profiles, and a final
+// drop.
 func (c *Config) EndpointChains(ep *contract.EndpointUpdate) []*rs.Chain {
 	return []*rs.Chain{
 		{Name: ToWorkloadChainName(ep.Name), Rules: c.endpointRules(ep, true)},
@@ -21,7 +22,15 @@ func (c *Config) EndpointChains(ep *contract.EndpointUpdate) []*rs.Chain {
 
 func (c *Config) endpointRules(ep *contract.EndpointUpdate, ingress bool) []rs.Rule {
 	m := c.Marks
+	var limits contract.QoSLimits
+	if ep.QoS != nil {
+		limits = ep.QoS.Egress
+		if ingress {
+			limits = ep.QoS.Ingress
+		}
+	}
 	var r []rs.Rule
+	r = c.packetRateRules(r, limits, ingress)
 	established := rs.Match{}.ConntrackState(rs.CtRelated, rs.CtEstablished)
 	if c.FilterAllow == rs.Action(rs.Return{}) {
 		r = append(r, rs.Rule{Match: established, Action: rs.SetMark{Value: m.Accept, Mask: m.Accept}})
@@ -29,6 +38,12 @@ func (c *Config) endpointRules(ep *contract.EndpointUpdate, ingress bool) []rs.R
 	r = append(r, rs.Rule{Match: established, Action: c.FilterAllow})
 	if !c.NoInvalidCheck {
 		r = append(r, rs.Rule{Match: rs.Match{}.ConntrackState(rs.CtInvalid), Action: c.Deny})
+	}
+	if limits.MaxConnections > 0 {
+		// A connection's first packet beyond the limit is refused; the
+		// connections it counts are this interface's, in this direction.
+		r = append(r, rs.Rule{Comment: []string{"Reject connections over " + direction(ingress) + " connection limit"},
+			Match: rs.Match{}.Protocol(tcp).TCPSyn().ConnLimitAbove(limits.MaxConnections), Action: rs.Reject{With: rs.RejectTCPReset}})
 	}
 	r = append(r, rs.Rule{Action: rs.SetMark{Mask: m.Accept | m.Pass}})
 	if !ingress {
@@ -67,6 +82,32 @@ func (c *Config) endpointRules(ep *contract.EndpointUpdate, ingress bool) []rs.R
 	}
 	r = append(r, rs.Rule{Comment: []string{c.denyVerb() + " if no profiles matched"}, Action: c.Deny})
 	return r
+}
+
+// packetRateRules limit the packets of one direction, established or not,
+// as Felix does: a packet within the rate sets the scratch mark; one
+// without it is dropped. The mark is cleared before and after, so nothing
+// downstream sees it.
+func (c *Config) packetRateRules(r []rs.Rule, limits contract.QoSLimits, ingress bool) []rs.Rule {
+	if limits.PacketRate == 0 {
+		return r
+	}
+	dir, s0 := direction(ingress), c.Marks.Scratch0
+	clear := rs.Rule{Comment: []string{"Clear " + dir + " packet rate limit mark"}, Action: rs.SetMark{Mask: s0}}
+	return append(r, clear,
+		rs.Rule{Comment: []string{"Mark packets within " + dir + " packet rate limit"},
+			Match: rs.Match{}.WithinPacketRate(limits.PacketRate, limits.PacketBurst), Action: rs.SetMark{Value: s0, Mask: s0}},
+		rs.Rule{Comment: []string{"Drop packets over " + dir + " packet rate limit"},
+			Match: rs.Match{}.With(rs.Mark{Value: s0, Mask: s0, Negate: true}), Action: rs.Drop{}},
+		clear)
+}
+
+// direction names the endpoint's direction: ingress is to the VM.
+func direction(ingress bool) string {
+	if ingress {
+		return "ingress"
+	}
+	return "egress"
 }
 
 // DispatchChains send each workload interface to its own chains. Names are

@@ -309,6 +309,44 @@ func TestEndpointChainsTiersAndProfiles(t *testing.T) {
 	}
 }
 
+// QoS limits in the endpoint chains, as Felix renders them: the packet
+// rate before conntrack (every packet counts), the connection limit after
+// it (new connections only); each direction in its own chain; nothing
+// when the controls go.
+func TestEndpointChainsQoS(t *testing.T) {
+	c := felixConfig(4)
+	ep := &contract.EndpointUpdate{Name: "tapx", QoS: &contract.QoSControls{
+		Ingress: contract.QoSLimits{PacketRate: 100, PacketBurst: 5, Bandwidth: 1_000_000},
+		Egress:  contract.QoSLimits{MaxConnections: 10}}}
+	chains := c.EndpointChains(ep)
+	want := []string{
+		"Clear ingress packet rate limit mark --jump MARK --set-mark 0/0x80000",
+		"Mark packets within ingress packet rate limit -m limit --limit 100/sec --limit-burst 5 --jump MARK --set-mark 0x80000/0x80000",
+		"Drop packets over ingress packet rate limit -m mark ! --mark 0x80000/0x80000 --jump DROP",
+		"Clear ingress packet rate limit mark --jump MARK --set-mark 0/0x80000",
+		"-m conntrack --ctstate RELATED,ESTABLISHED --jump ACCEPT",
+		"-m conntrack --ctstate INVALID --jump DROP",
+		"--jump MARK --set-mark 0/0x30000",
+	}
+	if got := render(chains[0].Rules); !reflect.DeepEqual(got[:len(want)], want) {
+		t.Errorf("ingress:\n%q\nwant\n%q", got, want)
+	}
+	want = []string{
+		"-m conntrack --ctstate RELATED,ESTABLISHED --jump ACCEPT",
+		"-m conntrack --ctstate INVALID --jump DROP",
+		"Reject connections over egress connection limit -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m connlimit --connlimit-above 10 --connlimit-mask 0 -j REJECT --reject-with tcp-reset",
+		"--jump MARK --set-mark 0/0x30000",
+	}
+	if got := render(chains[1].Rules); !reflect.DeepEqual(got[:len(want)], want) {
+		t.Errorf("egress:\n%q\nwant\n%q", got, want)
+	}
+	plain := c.EndpointChains(&contract.EndpointUpdate{Name: "tapx"})
+	ep.QoS = &contract.QoSControls{Ingress: contract.QoSLimits{Bandwidth: 1_000_000}} // tc's business, not the rules'
+	if !reflect.DeepEqual(c.EndpointChains(ep), plain) {
+		t.Error("bandwidth alone changed the rules")
+	}
+}
+
 func TestPolicyChainsFailClosedAndEmpty(t *testing.T) {
 	c := felixConfig(4)
 	u := &contract.PolicyUpdate{ID: contract.PolicyID{Kind: "GlobalNetworkPolicy", Name: "broken"}, Inbound: []contract.Rule{contract.DenyAll}, FailClosed: true}

@@ -24,8 +24,11 @@ func Examples() ([]Criterion, []Action) {
 			IPPortSet{Dir: Dst, ID: "n:example"},
 			Ports{Dir: Dst, Ports: []contract.PortRange{{First: 80, Last: 80}, {First: 8000, Last: 8080}}},
 			ICMP{Type: contract.ICMPMatch{Type: 8, Code: &code}},
+			TCPFlags{Mask: TCPFin | TCPSyn | TCPRst | TCPAck, Set: TCPSyn},
+			PacketRate{Rate: 100, Burst: 5},
+			ConnLimit{Above: 10},
 		}, []Action{
-			Accept{}, Drop{}, Reject{}, Return{}, Jump{Chain: "cali-x"}, Goto{Chain: "cali-y"},
+			Accept{}, Drop{}, Reject{With: RejectTCPReset}, Return{}, Jump{Chain: "cali-x"}, Goto{Chain: "cali-y"},
 			SetMark{Value: 0x10000, Mask: 0x10000}, DNAT{Addr: netip.MustParseAddr("198.18.0.1"), Port: 80},
 			SNAT{Addr: netip.MustParseAddr("198.18.0.2")}, Log{Prefix: "calico-packet"},
 		}

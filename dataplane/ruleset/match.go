@@ -67,6 +67,21 @@ func (m Match) NotICMP(v6 bool, t contract.ICMPMatch) Match {
 	return m.With(ICMP{V6: v6, Type: t, Negate: true})
 }
 
+// TCPSyn matches a TCP connection's first packet (SYN without FIN, RST or
+// ACK).
+func (m Match) TCPSyn() Match {
+	return m.With(TCPFlags{Mask: TCPFin | TCPSyn | TCPRst | TCPAck, Set: TCPSyn})
+}
+
+// WithinPacketRate matches packets within rate packets per second, with
+// a burst of burst.
+func (m Match) WithinPacketRate(rate, burst uint32) Match {
+	return m.With(PacketRate{Rate: rate, Burst: burst})
+}
+
+// ConnLimitAbove matches connections beyond the first n this rule counts.
+func (m Match) ConnLimitAbove(n uint32) Match { return m.With(ConnLimit{Above: n}) }
+
 // Port is a single port as a range.
 func Port(p uint16) contract.PortRange { return contract.PortRange{First: p, Last: p} }
 

@@ -129,6 +129,32 @@ type ICMP struct {
 	Negate bool
 }
 
+// TCP flag bits, for TCPFlags.
+const (
+	TCPFin uint8 = 1 << iota
+	TCPSyn
+	TCPRst
+	TCPPsh
+	TCPAck
+	TCPUrg
+)
+
+// TCPFlags matches TCP packets whose flags under Mask are exactly Set (a
+// connection's first packet: Mask FIN|SYN|RST|ACK, Set SYN). It needs a
+// Protocol criterion for TCP before it.
+type TCPFlags struct{ Mask, Set uint8 }
+
+// PacketRate matches packets while a token bucket filled at Rate packets
+// per second, holding at most Burst, has a token: the packets within the
+// rate. Each rule has its own bucket.
+type PacketRate struct{ Rate, Burst uint32 }
+
+// ConnLimit matches packets of a connection that would make more than
+// Above connections counted by this rule: the rule counts the live
+// connections whose packets it has seen, all together (not per address).
+// Used after a match on a connection's first packet.
+type ConnLimit struct{ Above uint32 }
+
 func (Mark) criterion()           {}
 func (InInterface) criterion()    {}
 func (OutInterface) criterion()   {}
@@ -141,6 +167,9 @@ func (IPSet) criterion()          {}
 func (IPPortSet) criterion()      {}
 func (Ports) criterion()          {}
 func (ICMP) criterion()           {}
+func (TCPFlags) criterion()       {}
+func (PacketRate) criterion()     {}
+func (ConnLimit) criterion()      {}
 
 // Action is what a matching rule does: one of this package's types.
 type Action interface{ action() }
@@ -151,8 +180,17 @@ type Accept struct{}
 // Drop discards the packet.
 type Drop struct{}
 
-// Reject discards the packet and tells the sender.
-type Reject struct{}
+// Reject discards the packet and tells the sender, by ICMP unless With
+// says otherwise.
+type Reject struct{ With RejectWith }
+
+// RejectWith is how a Reject tells the sender.
+type RejectWith uint8
+
+const (
+	RejectICMP     RejectWith = iota // ICMP port unreachable (the default)
+	RejectTCPReset                   // a TCP reset; the rule must match TCP only
+)
 
 // Return leaves this chain for the one that jumped to it.
 type Return struct{}
