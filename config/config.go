@@ -63,11 +63,11 @@ type Config struct {
 	FailsafeInboundHostPorts  []ProtoPort // planned: host endpoints
 	FailsafeOutboundHostPorts []ProtoPort // planned: host endpoints
 
-	LiveMigrationRouteConvergenceTime time.Duration // planned: live migration
-	IPv4NormalRoutePriority           int           // planned: live migration
-	IPv4ElevatedRoutePriority         int           // planned: live migration
-	IPv6NormalRoutePriority           int           // planned: live migration
-	IPv6ElevatedRoutePriority         int           // planned: live migration
+	LiveMigrationRouteConvergenceTime time.Duration // live migration
+	IPv4NormalRoutePriority           int           // live migration
+	IPv4ElevatedRoutePriority         int           // live migration
+	IPv6NormalRoutePriority           int           // live migration
+	IPv6ElevatedRoutePriority         int           // live migration
 
 	NFTablesMode              string        // planned: "Disabled", "Enabled" or "Auto"
 	NftablesRefreshInterval   time.Duration // planned: nftables

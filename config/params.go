@@ -185,16 +185,15 @@ var params = append(append([]Param{
 
 	// Live migration.
 	{Name: "LiveMigrationRouteConvergenceTime", YAML: "liveMigrationRouteConvergenceTime", Kind: KindSeconds, Default: "30",
-		Status: Planned, Reason: "with live migration (issue 13)",
-		Doc: "how long a migrated VM's route keeps the elevated priority"},
+		Doc: "how long a migrated VM's route keeps the elevated priority after its migration ends"},
 	{Name: "IPv4NormalRoutePriority", YAML: "ipv4NormalRoutePriority", Kind: KindInt, Default: "1024", Min: 1, Max: 2147483646,
-		Status: Planned, Reason: "with live migration (issue 13); routes use 1024 today"},
+		Doc: "metric of VMs' IPv4 routes"},
 	{Name: "IPv4ElevatedRoutePriority", YAML: "ipv4ElevatedRoutePriority", Kind: KindInt, Default: "512", Min: 1, Max: 2147483646,
-		Status: Planned, Reason: "with live migration (issue 13)"},
+		Doc: "metric of a migrated VM's IPv4 routes until they converge (lower wins)"},
 	{Name: "IPv6NormalRoutePriority", YAML: "ipv6NormalRoutePriority", Kind: KindInt, Default: "1024", Min: 1, Max: 2147483646,
-		Status: Planned, Reason: "with live migration (issue 13); routes use 1024 today"},
+		Doc: "metric of VMs' IPv6 routes"},
 	{Name: "IPv6ElevatedRoutePriority", YAML: "ipv6ElevatedRoutePriority", Kind: KindInt, Default: "512", Min: 1, Max: 2147483646,
-		Status: Planned, Reason: "with live migration (issue 13)"},
+		Doc: "metric of a migrated VM's IPv6 routes until they converge (lower wins)"},
 
 	// nftables.
 	{Name: "NFTablesMode", YAML: "nftablesMode", Kind: KindEnum, Default: "Auto", Enum: []string{"Disabled", "Enabled", "Auto"},

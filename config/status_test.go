@@ -81,8 +81,8 @@ func TestNotHonouredIsReported(t *testing.T) {
 		{"EndpointStatusPathPrefix", "none", ""},
 		{"FailsafeInboundHostPorts", "tcp:22", "Ocelot does not honour this parameter yet (planned: with host endpoints (issue 13); until then no host traffic is policed); the value is checked and kept"},
 		{"FailsafeInboundHostPorts", "tcp:22,udp:68,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667", ""},
-		{"LiveMigrationRouteConvergenceTime", "60", "Ocelot does not honour this parameter yet (planned: with live migration (issue 13)); the value is checked and kept"},
-		{"OpenstackRegion", "RegionOne", ""}, // honoured differently: not reported
+		{"LiveMigrationRouteConvergenceTime", "60", ""}, // honoured: not reported
+		{"OpenstackRegion", "RegionOne", ""},            // honoured differently: not reported
 		{"LogSeverityScreen", "debug", ""},
 	}
 	for _, c := range cases {

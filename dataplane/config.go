@@ -7,6 +7,7 @@ import (
 
 	"ocelot/config"
 	"ocelot/contract"
+	"ocelot/dataplane/routing"
 	"ocelot/dataplane/rules"
 	"ocelot/dataplane/ruleset"
 )
@@ -27,9 +28,13 @@ type Config struct {
 	InterfaceRefresh time.Duration
 
 	RouteProtocol        int
+	RoutePriorities      [2]routing.Priorities // IPv4, IPv6; zero: Felix's defaults
 	RemoveExternalRoutes bool
-	IPForwarding         bool
-	FloatingIPs          bool // FloatingIPs=Enabled; OpenStack endpoints always get theirs
+	// LiveMigrationConvergence is how long a migrated VM's routes keep the
+	// elevated priority once its migration is over.
+	LiveMigrationConvergence time.Duration
+	IPForwarding             bool
+	FloatingIPs              bool // FloatingIPs=Enabled; OpenStack endpoints always get theirs
 
 	// MinApplyInterval spaces applies under sustained change; a burst that
 	// arrives within it costs one apply. Zero applies at once: changes
@@ -82,6 +87,10 @@ func FromConfig(c *config.Config) (Config, error) {
 		IptablesRefresh: c.IptablesRefreshInterval, PostWriteCheck: c.IptablesPostWriteCheckIntervalSecs,
 		IpsetsRefresh: c.IpsetsRefreshInterval, RouteRefresh: c.RouteRefreshInterval, InterfaceRefresh: c.InterfaceRefreshInterval,
 		RouteProtocol: c.DeviceRouteProtocol, RemoveExternalRoutes: c.RemoveExternalRoutes, IPForwarding: c.IPForwarding == "Enabled",
-		FloatingIPs: c.FloatingIPs == "Enabled",
+		RoutePriorities: [2]routing.Priorities{
+			{Normal: c.IPv4NormalRoutePriority, Elevated: c.IPv4ElevatedRoutePriority},
+			{Normal: c.IPv6NormalRoutePriority, Elevated: c.IPv6ElevatedRoutePriority}},
+		LiveMigrationConvergence: c.LiveMigrationRouteConvergenceTime,
+		FloatingIPs:              c.FloatingIPs == "Enabled",
 	}, nil
 }

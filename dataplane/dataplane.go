@@ -14,6 +14,8 @@ import (
 	"ocelot/dataplane/ifacemon"
 	"ocelot/dataplane/ipsets"
 	ipt "ocelot/dataplane/iptables"
+	"ocelot/dataplane/livemigration"
+	"ocelot/dataplane/routing"
 	"ocelot/internal/backoff"
 )
 
@@ -34,6 +36,8 @@ type Dataplane struct {
 	ipsets    *ipsetManager
 	routes    *routeManager
 	conntrack *conntrackManager
+
+	migrations *livemigration.Monitor // live migrations' states; they set the routes' modes
 
 	calcInSync  bool // calc sent InSync: the state is complete
 	appliedOnce bool
@@ -103,6 +107,9 @@ func newDataplane(cfg Config, reg prometheus.Registerer, k kernel) (*Dataplane, 
 	d.policies = newPolicyManager(d.families, d.conntrack)
 	d.ipsets = newIPSetManager(d.families, d.policies, d.conntrack, d.log)
 	d.endpoints = newEndpointManager(d.families, d.policies, d.routes, d.conntrack, cfg, d.log)
+	d.routes.SetPriorities(cfg.RoutePriorities)
+	d.migrations = livemigration.New(livemigration.Options{Convergence: cfg.LiveMigrationConvergence,
+		Listen: k.listenPacket, Clock: k.clock, Log: d.log, OnState: d.onMigrationState})
 	return d, nil
 }
 
@@ -129,6 +136,7 @@ func (d *Dataplane) Run(ctx context.Context) error {
 	d.readAhead(ctx)
 	ifaceEvents := make(chan ifacemon.Event, 64)
 	go d.kernel.watchIfaces(ctx, ifaceEvents)
+	defer d.migrations.Close()
 
 	timers := newTimers(d.cfg)
 	defer timers.stop()
@@ -152,6 +160,8 @@ func (d *Dataplane) Run(ctx context.Context) error {
 		case ev := <-ifaceEvents:
 			d.onIfaces(ev)
 			d.drain(ifaceEvents)
+		case ev := <-d.migrations.Events():
+			d.migrations.Handle(ev)
 		case <-timers.iptables.C:
 			d.invalidateTables()
 			timers.iptables.Reset(d.cfg.IptablesRefresh)
@@ -241,9 +251,11 @@ func (d *Dataplane) onMessages(msgs []contract.Message) {
 		case contract.EndpointUpdate:
 			d.metrics.messages.WithLabelValues("EndpointUpdate").Inc()
 			d.endpoints.OnUpdate(&x)
+			d.migrations.OnEndpoint(&x)
 		case contract.EndpointRemove:
 			d.metrics.messages.WithLabelValues("EndpointRemove").Inc()
 			d.endpoints.OnRemove(x.ID)
+			d.migrations.OnRemove(x.ID)
 		case contract.InSync:
 			d.metrics.messages.WithLabelValues("InSync").Inc()
 			d.calcInSync = true
@@ -260,10 +272,31 @@ func (d *Dataplane) onMessages(msgs []contract.Message) {
 // statuses follow them.
 func (d *Dataplane) onIfaces(ev ifacemon.Event) {
 	d.metrics.ifaceBatchSize.Observe(float64(len(ev.States)))
+	for _, s := range ev.States {
+		// A migration target waiting for its VM listens on the
+		// interface that is there now.
+		if old := d.routes.ifaces[s.Name]; s.Running && !s.Gone && (!old.running || old.index != s.Index) {
+			d.migrations.OnInterface(s.Name)
+		}
+	}
 	d.routes.OnIfaces(ev)
 	if len(ev.States) > 0 {
 		d.endpoints.statusDirty = true
 	}
+}
+
+// onMigrationState programs an interface's routes as its migration state
+// wants: none while the VM is still arriving, at the elevated priority
+// from its announcement until the convergence time after the migration.
+func (d *Dataplane) onMigrationState(iface string, s livemigration.State) {
+	mode := routing.Normal
+	switch s {
+	case livemigration.Target:
+		mode = routing.Suppressed
+	case livemigration.Live, livemigration.TimeWait:
+		mode = routing.Elevated
+	}
+	d.routes.SetMode(iface, mode)
 }
 
 func (d *Dataplane) invalidateTables() {

@@ -16,13 +16,17 @@
 //   - routeManager: workload interfaces' state, their routes, neighbours
 //     and sysctls.
 //   - conntrackManager: endpoint addresses and the flows to forget.
+//   - livemigration.Monitor: each migrating endpoint's state (Felix's
+//     state machine); it sets its interface's route mode (held back,
+//     elevated, normal) in the routeManager.
 //
 // Drivers bring the kernel in line with the desired state: ipsets and
 // iptables (per family, behind a Runner seam each), routing (behind a
 // netlink seam); sysctls and conntrack sit behind small interfaces too
-// (kernel.go). Unit tests swap the whole kernel for
-// dataplane/internal/fakekernel and run without root; the kernel tests
-// run the real tools in network namespaces.
+// (kernel.go), as do the migrations' packet captures and clock. Unit
+// tests swap the whole kernel for dataplane/internal/fakekernel and run
+// without root; the kernel tests run the real tools in network
+// namespaces.
 //
 // One goroutine (Run) owns all of it: it collects messages and interface
 // events and applies in the safe order — the managers' deferred work; per

@@ -15,6 +15,7 @@ import (
 	"ocelot/dataplane/ifacemon"
 	"ocelot/dataplane/ipsets"
 	ipt "ocelot/dataplane/iptables"
+	"ocelot/dataplane/livemigration"
 	"ocelot/dataplane/routing"
 )
 
@@ -30,6 +31,10 @@ type kernel struct {
 	sysctls     sysctls
 	conntrack   conntrackDeleter
 	watchIfaces func(ctx context.Context, out chan<- ifacemon.Event)
+	// listenPacket captures ARP and RARP frames on an interface (a
+	// migrating VM's announcement); clock runs the migrations' timers.
+	listenPacket func(iface string) (livemigration.Capture, error)
+	clock        livemigration.Clock
 }
 
 // sysctls reads and writes kernel parameters by their path under
@@ -57,12 +62,14 @@ func realKernel(cfg Config, log *slog.Logger) (kernel, string) {
 			}
 			return cmds.Runner(), nil
 		},
-		ipsets:      ipsets.Command{},
-		ipsetsNL:    hostNetlink{},
-		routes:      routing.Kernel{},
-		sysctls:     procSys{},
-		conntrack:   hostNetlink{},
-		watchIfaces: mon.Run,
+		ipsets:       ipsets.Command{},
+		ipsetsNL:     hostNetlink{},
+		routes:       routing.Kernel{},
+		sysctls:      procSys{},
+		conntrack:    hostNetlink{},
+		watchIfaces:  mon.Run,
+		listenPacket: livemigration.ListenPacket,
+		clock:        livemigration.RealClock{},
 	}, backend
 }
 

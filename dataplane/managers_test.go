@@ -21,21 +21,30 @@ import (
 	"ocelot/dataplane/ifacemon"
 	"ocelot/dataplane/internal/fakekernel"
 	ipt "ocelot/dataplane/iptables"
+	"ocelot/dataplane/livemigration"
 	"ocelot/dataplane/rules"
 )
 
 // harness is a dataplane on a fake kernel, driven directly: messages in,
 // apply, look at the kernel.
 type harness struct {
-	t  *testing.T
-	k  *fakekernel.Kernel
-	d  *Dataplane
-	mu sync.Mutex
-	st map[contract.EndpointID]string
+	t     *testing.T
+	k     *fakekernel.Kernel
+	d     *Dataplane
+	mu    sync.Mutex
+	st    map[contract.EndpointID]string
+	clock *fakeClock
 }
 
 func fakeKernel(k *fakekernel.Kernel) kernel {
 	return kernel{
+		listenPacket: func(iface string) (livemigration.Capture, error) {
+			c, err := k.ListenPacket(iface)
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
+		},
 		iptables:  func(v int) (ipt.Runner, error) { return k.IPTables(v), nil },
 		ipsets:    k.IPSets(),
 		ipsetsNL:  k.IPSets(),
@@ -57,14 +66,16 @@ func fakeKernel(k *fakekernel.Kernel) kernel {
 }
 
 func newHarness(t *testing.T) *harness {
-	h := &harness{t: t, k: fakekernel.New(), st: map[contract.EndpointID]string{}}
+	h := &harness{t: t, k: fakekernel.New(), st: map[contract.EndpointID]string{}, clock: &fakeClock{}}
 	cfg := testConfig(t)
 	cfg.OnStatus = func(id contract.EndpointID, s string) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.st[id] = s
 	}
-	d, err := newDataplane(cfg, nil, fakeKernel(h.k))
+	k := fakeKernel(h.k)
+	k.clock = h.clock
+	d, err := newDataplane(cfg, nil, k)
 	if err != nil {
 		t.Fatal(err)
 	}

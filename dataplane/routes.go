@@ -33,6 +33,8 @@ type routeManager struct {
 	ifaces  map[string]ifaceState
 	pending map[string]struct{} // interfaces whose sysctls are to be written
 	failed  map[string]bool     // interfaces whose sysctls could not be written
+
+	modes map[string]routing.Mode // interfaces whose routes a live migration holds back or elevates
 }
 
 func newRouteManager(k kernel, cfg Config, log *slog.Logger) *routeManager {
@@ -68,6 +70,29 @@ func (m *routeManager) OnIfaces(ev ifacemon.Event) {
 func (m *routeManager) SetRoutes(iface string, nets []netip.Prefix, mac string) {
 	m.table.Set(iface, nets, mac)
 	m.table.SetUp(iface, m.ifaces[iface].running)
+	m.table.SetMode(iface, m.modes[iface])
+}
+
+// SetPriorities sets the route metrics per family (IPv4, IPv6); zero
+// keeps Felix's defaults.
+func (m *routeManager) SetPriorities(p [2]routing.Priorities) {
+	if p[0] != (routing.Priorities{}) {
+		m.table.V4, m.table.V6 = p[0], p[1]
+	}
+}
+
+// SetMode says how a live migration wants an interface's routes: held
+// back, elevated, or (Normal) as usual.
+func (m *routeManager) SetMode(iface string, mode routing.Mode) {
+	if m.modes == nil {
+		m.modes = map[string]routing.Mode{}
+	}
+	if mode == routing.Normal {
+		delete(m.modes, iface)
+	} else {
+		m.modes[iface] = mode
+	}
+	m.table.SetMode(iface, mode)
 }
 
 // RemoveRoutes drops an interface's routes: no endpoint owns it now.

@@ -2,7 +2,10 @@
 // that make a VM reachable on its tap: a host route (/32 or /128) per
 // address, scope link, with Felix's protocol and metric, and for IPv4 a
 // permanent neighbour entry from the endpoint's MAC. Routes exist only
-// while the interface is operationally up.
+// while the interface is operationally up. While a VM migrates, an
+// interface's routes can be held back or programmed at the elevated
+// priority (Mode); a change of priority adds the new route before it
+// deletes the old one.
 //
 // Ownership: routes on workload interfaces with our protocol are ours;
 // with RemoveExternalRoutes, any other non-kernel route on a workload
@@ -22,8 +25,32 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Metric is the priority of endpoint routes (Felix's normal route priority).
-const Metric = 1024
+// Priorities are the metrics of endpoint routes (Felix's route
+// priorities; lower is preferred): Normal, and Elevated while a migrated
+// VM's route must win over its old host's.
+type Priorities struct{ Normal, Elevated int }
+
+// DefaultPriorities are Felix's defaults, for both families.
+var DefaultPriorities = Priorities{Normal: 1024, Elevated: 512}
+
+// Mode is how an interface's routes are programmed while its VM migrates.
+type Mode uint8
+
+const (
+	Normal     Mode = iota // at the normal priority
+	Elevated               // at the elevated priority
+	Suppressed             // not at all (nor its permanent neighbours)
+)
+
+func (m Mode) String() string {
+	switch m {
+	case Elevated:
+		return "elevated"
+	case Suppressed:
+		return "suppressed"
+	}
+	return "normal"
+}
 
 // gracePeriod is how long foreign routes on a newly seen interface are left
 // alone (they may be a VM's routes being moved in by another agent).
@@ -33,6 +60,7 @@ type ifaceRoutes struct {
 	nets []netip.Prefix
 	mac  net.HardwareAddr
 	up   bool
+	mode Mode
 }
 
 // Netlink is the seam between the route logic and the kernel. Kernel is
@@ -82,6 +110,7 @@ func (Kernel) NeighDel(n *netlink.Neigh) error { return netlink.NeighDel(n) }
 type Table struct {
 	Protocol       int
 	RemoveExternal bool
+	V4, V6         Priorities // DefaultPriorities unless set before the first Apply
 	nl             Netlink
 	log            *slog.Logger
 
@@ -96,7 +125,7 @@ func New(nl Netlink, protocol int, removeExternal bool, log *slog.Logger) *Table
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Table{Protocol: protocol, RemoveExternal: removeExternal, nl: nl, log: log,
+	return &Table{Protocol: protocol, RemoveExternal: removeExternal, V4: DefaultPriorities, V6: DefaultPriorities, nl: nl, log: log,
 		desired: map[string]*ifaceRoutes{}, dirty: map[string]struct{}{}, firstSeen: map[string]time.Time{},
 		programmed: map[string][]netip.Prefix{}}
 }
@@ -111,6 +140,16 @@ func (t *Table) Set(iface string, nets []netip.Prefix, mac string) {
 	r.nets = nets
 	r.mac, _ = net.ParseMAC(mac)
 	t.dirty[iface] = struct{}{}
+}
+
+// SetMode sets how the routes of an interface declared with Set are
+// programmed (a migrating VM's are held back, then elevated). Set keeps
+// the mode; Remove forgets it.
+func (t *Table) SetMode(iface string, mode Mode) {
+	if r := t.desired[iface]; r != nil && r.mode != mode {
+		r.mode = mode
+		t.dirty[iface] = struct{}{}
+	}
 }
 
 // Remove forgets an interface's endpoint; its routes go at the next apply.
@@ -184,7 +223,7 @@ func (t *Table) applyIface(iface string) error {
 	}
 	want := map[netip.Prefix]bool{}
 	r := t.desired[iface]
-	if r != nil && r.up {
+	if r != nil && r.up && r.mode != Suppressed {
 		for _, n := range r.nets {
 			want[n] = true
 		}
@@ -195,28 +234,27 @@ func (t *Table) applyIface(iface string) error {
 	}
 	graceOver := time.Since(t.firstSeen[iface]) > gracePeriod
 	present := map[netip.Prefix]bool{}
+	var stale []netlink.Route
 	for _, rt := range have {
 		dst := toPrefix(rt.Dst)
 		if !dst.IsValid() {
 			continue
 		}
 		ours := rt.Protocol == netlink.RouteProtocol(t.Protocol)
-		if want[dst] && ours {
+		if want[dst] && ours && rt.Priority == t.metric(dst, r) {
 			present[dst] = true
 			continue
 		}
 		foreign := !ours && rt.Protocol != unix.RTPROT_KERNEL && !dst.Addr().IsLinkLocalUnicast()
 		if ours || (foreign && t.RemoveExternal && graceOver) {
-			if err := t.nl.RouteDel(&rt); err != nil && !errors.Is(err, unix.ESRCH) {
-				return fmt.Errorf("deleting route %s on %s: %w", dst, iface, err)
-			}
+			stale = append(stale, rt)
 		}
 	}
 	var programmed []netip.Prefix
 	for dst := range want {
 		if !present[dst] {
 			rt := &netlink.Route{LinkIndex: idx, Dst: toIPNet(dst), Scope: netlink.SCOPE_LINK,
-				Protocol: netlink.RouteProtocol(t.Protocol), Priority: Metric, Table: unix.RT_TABLE_MAIN}
+				Protocol: netlink.RouteProtocol(t.Protocol), Priority: t.metric(dst, r), Table: unix.RT_TABLE_MAIN}
 			if err := t.nl.RouteReplace(rt); err != nil {
 				return fmt.Errorf("adding route %s on %s: %w", dst, iface, err)
 			}
@@ -230,6 +268,13 @@ func (t *Table) applyIface(iface string) error {
 			}
 		}
 	}
+	// Stale routes go after the new ones are in: a route changing its
+	// priority is never missing in between.
+	for _, rt := range stale {
+		if err := t.nl.RouteDel(&rt); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("deleting route %s on %s: %w", toPrefix(rt.Dst), iface, err)
+		}
+	}
 	// Permanent neighbours of addresses no longer routed here.
 	if neighs, err := t.nl.NeighList(idx, unix.AF_INET); err == nil {
 		for _, n := range neighs {
@@ -241,6 +286,18 @@ func (t *Table) applyIface(iface string) error {
 	}
 	t.programmed[iface] = programmed
 	return nil
+}
+
+// metric is the priority of a route to dst on an interface in mode r.mode.
+func (t *Table) metric(dst netip.Prefix, r *ifaceRoutes) int {
+	p := t.V4
+	if dst.Addr().Is6() {
+		p = t.V6
+	}
+	if r != nil && r.mode == Elevated {
+		return p.Elevated
+	}
+	return p.Normal
 }
 
 // listRoutes lists the main-table routes via an interface, retrying a dump

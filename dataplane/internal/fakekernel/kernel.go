@@ -1,8 +1,8 @@
 // Package fakekernel is an in-memory kernel for the dataplane's unit
 // tests, which run as a normal user: iptables tables per family (driven by
 // iptables-save and iptables-restore text), IP sets (ipset save and
-// restore text, and netlink), links, routes, neighbours, sysctls and
-// conntrack flows.
+// restore text, and netlink), links, routes, neighbours, sysctls,
+// conntrack flows, packet captures and traffic control.
 //
 // It enforces the kernel's rules that the dataplane's ordering relies on:
 // a rule cannot jump to a chain or match a set that does not exist; a
@@ -37,6 +37,8 @@ type Kernel struct {
 	failing map[string]error // sysctl path -> the error writing it returns
 	flows   []netlink.ConntrackFlow
 	journal []string
+
+	captures []*Capture
 
 	// FailRestore, when set, is asked before each iptables-restore and
 	// ipset restore; an error it returns fails the restore unapplied.

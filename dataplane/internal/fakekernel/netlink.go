@@ -2,10 +2,12 @@ package fakekernel
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -46,23 +48,23 @@ func (k *Kernel) RouteReplace(r *netlink.Route) error {
 		return sameDst(o.Dst, r.Dst) && o.Table == r.Table && o.Priority == r.Priority
 	})
 	k.routes = append(k.routes, *r)
-	k.record("netlink: route replace %s dev %d proto %d", r.Dst, r.LinkIndex, r.Protocol)
+	k.record("netlink: route replace %s dev %d proto %d metric %d", r.Dst, r.LinkIndex, r.Protocol, r.Priority)
 	return nil
 }
 
-// RouteDel deletes the route with the given destination, interface and
-// table.
+// RouteDel deletes the route with the given destination, interface,
+// table and (when not 0) metric.
 func (k *Kernel) RouteDel(r *netlink.Route) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	n := len(k.routes)
 	k.routes = slices.DeleteFunc(k.routes, func(o netlink.Route) bool {
-		return sameDst(o.Dst, r.Dst) && o.LinkIndex == r.LinkIndex && o.Table == r.Table
+		return sameDst(o.Dst, r.Dst) && o.LinkIndex == r.LinkIndex && o.Table == r.Table && (r.Priority == 0 || o.Priority == r.Priority)
 	})
 	if len(k.routes) == n {
 		return unix.ESRCH
 	}
-	k.record("netlink: route del %s dev %d", r.Dst, r.LinkIndex)
+	k.record("netlink: route del %s dev %d metric %d", r.Dst, r.LinkIndex, r.Priority)
 	return nil
 }
 
@@ -86,6 +88,25 @@ func (k *Kernel) Routes(iface string) []string {
 	for _, r := range k.routes {
 		if r.LinkIndex == l.index {
 			out = append(out, r.Dst.String()+" proto "+r.Protocol.String())
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// RouteMetrics returns the destinations routed via an interface with
+// their metrics, as "198.18.1.1/32 metric 1024".
+func (k *Kernel) RouteMetrics(iface string) []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	l := k.links[iface]
+	if l == nil {
+		return nil
+	}
+	var out []string
+	for _, r := range k.routes {
+		if r.LinkIndex == l.index {
+			out = append(out, fmt.Sprintf("%s metric %d", r.Dst, r.Priority))
 		}
 	}
 	slices.Sort(out)
@@ -220,4 +241,79 @@ func (k *Kernel) Links() []LinkState {
 	}
 	slices.SortFunc(out, func(a, b LinkState) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// Capture is a packet capture on a fake interface (see ListenPacket).
+type Capture struct {
+	k      *Kernel
+	iface  string
+	frames chan []byte
+	closed chan struct{}
+	once   sync.Once
+}
+
+// ListenPacket opens a capture on an interface; it fails when the
+// interface does not exist, as binding a packet socket does.
+func (k *Kernel) ListenPacket(iface string) (*Capture, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.links[iface] == nil {
+		return nil, errNoLink
+	}
+	c := &Capture{k: k, iface: iface, frames: make(chan []byte, 16), closed: make(chan struct{})}
+	k.captures = append(k.captures, c)
+	k.record("packet: listen %s", iface)
+	return c, nil
+}
+
+// Next returns the next frame the VM sent (every frame is incoming).
+func (c *Capture) Next(buf []byte) (int, bool, error) {
+	select {
+	case f := <-c.frames:
+		return copy(buf, f), true, nil
+	case <-c.closed:
+		return 0, false, errors.New("capture closed")
+	}
+}
+
+// Close ends the capture.
+func (c *Capture) Close() error {
+	c.once.Do(func() {
+		close(c.closed)
+		c.k.mu.Lock()
+		defer c.k.mu.Unlock()
+		c.k.captures = slices.DeleteFunc(c.k.captures, func(o *Capture) bool { return o == c })
+	})
+	return nil
+}
+
+// SendFrame delivers a frame from the VM behind an interface to every
+// capture open on it, and reports how many there were.
+func (k *Kernel) SendFrame(iface string, frame []byte) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	n := 0
+	for _, c := range k.captures {
+		if c.iface == iface {
+			select {
+			case c.frames <- frame:
+				n++
+			default:
+			}
+		}
+	}
+	return n
+}
+
+// Captures counts the captures open on an interface.
+func (k *Kernel) Captures(iface string) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	n := 0
+	for _, c := range k.captures {
+		if c.iface == iface {
+			n++
+		}
+	}
+	return n
 }
