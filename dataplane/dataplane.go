@@ -15,6 +15,7 @@ import (
 	"ocelot/dataplane/ipsets"
 	ipt "ocelot/dataplane/iptables"
 	"ocelot/dataplane/livemigration"
+	"ocelot/dataplane/qos"
 	"ocelot/dataplane/routing"
 	"ocelot/internal/backoff"
 )
@@ -38,6 +39,7 @@ type Dataplane struct {
 	conntrack *conntrackManager
 
 	migrations *livemigration.Monitor // live migrations' states; they set the routes' modes
+	bandwidth  *qos.Table             // endpoints' bandwidth limits (traffic control)
 
 	calcInSync  bool // calc sent InSync: the state is complete
 	appliedOnce bool
@@ -107,6 +109,8 @@ func newDataplane(cfg Config, reg prometheus.Registerer, k kernel) (*Dataplane, 
 	d.policies = newPolicyManager(d.families, d.conntrack)
 	d.ipsets = newIPSetManager(d.families, d.policies, d.conntrack, d.log)
 	d.endpoints = newEndpointManager(d.families, d.policies, d.routes, d.conntrack, cfg, d.log)
+	d.bandwidth = qos.New(k.tc, k.tick, d.log)
+	d.endpoints.bandwidth = d.bandwidth
 	d.routes.SetPriorities(cfg.RoutePriorities)
 	d.migrations = livemigration.New(livemigration.Options{Convergence: cfg.LiveMigrationConvergence,
 		Listen: k.listenPacket, Clock: k.clock, Log: d.log, OnState: d.onMigrationState})
@@ -175,6 +179,7 @@ func (d *Dataplane) Run(ctx context.Context) error {
 			timers.ipsets.Reset(d.cfg.IpsetsRefresh)
 		case <-timers.routes.C:
 			d.routes.Resync()
+			d.bandwidth.Resync()
 			timers.routes.Reset(d.cfg.RouteRefresh)
 		case <-wake.C:
 		}
@@ -278,6 +283,9 @@ func (d *Dataplane) onIfaces(ev ifacemon.Event) {
 		if old := d.routes.ifaces[s.Name]; s.Running && !s.Gone && (!old.running || old.index != s.Index) {
 			d.migrations.OnInterface(s.Name)
 		}
+		if old, ok := d.routes.ifaces[s.Name]; !s.Gone && (!ok || old.index != s.Index) {
+			d.bandwidth.Touch(s.Name) // a new interface has no qdiscs yet
+		}
 	}
 	d.routes.OnIfaces(ev)
 	if len(ev.States) > 0 {
@@ -306,7 +314,7 @@ func (d *Dataplane) invalidateTables() {
 }
 
 func (d *Dataplane) dirty() bool {
-	if d.retryApply || d.routes.Dirty() || d.endpoints.Dirty() || d.conntrack.Pending() {
+	if d.retryApply || d.routes.Dirty() || d.endpoints.Dirty() || d.conntrack.Pending() || d.bandwidth.Dirty() {
 		return true
 	}
 	for _, f := range d.families {
@@ -347,6 +355,9 @@ func (d *Dataplane) apply(ctx context.Context) (wrote bool, err error) {
 		d.endpoints.statusDirty = true // sysctls and routes decide readiness
 	}
 	errs = append(errs, d.routes.Apply()...)
+	for iface, err := range d.bandwidth.Apply() {
+		errs = append(errs, fmt.Errorf("bandwidth limits of %s: %w", iface, err))
+	}
 	d.metrics.routes.Set(float64(d.routes.NumRoutes()))
 	if len(errs) == 0 {
 		d.conntrack.Flush()

@@ -1,7 +1,9 @@
 // Package dataplane owns the kernel. It receives the calc messages and
 // makes this host enforce them: IP sets, iptables chains in four tables
 // for IPv4 and IPv6, per-endpoint routes and neighbour entries, per-tap
-// sysctls, and conntrack cleanup when something that allowed a flow goes.
+// sysctls and bandwidth limits, routes held back and elevated while a VM
+// migrates, and conntrack cleanup when something that allowed a flow
+// goes.
 //
 // Managers turn messages into desired kernel state, cheaply and without
 // I/O; each is the only owner of its maps:
@@ -16,6 +18,8 @@
 //   - routeManager: workload interfaces' state, their routes, neighbours
 //     and sysctls.
 //   - conntrackManager: endpoint addresses and the flows to forget.
+//   - qos.Table: each interface's bandwidth limits (token buckets on the
+//     tap and an IFB device, over netlink).
 //   - livemigration.Monitor: each migrating endpoint's state (Felix's
 //     state machine); it sets its interface's route mode (held back,
 //     elevated, normal) in the routeManager.
@@ -31,7 +35,8 @@
 // One goroutine (Run) owns all of it: it collects messages and interface
 // events and applies in the safe order — the managers' deferred work; per
 // family (IPv4 and IPv6 concurrently) sets first, then every table in one
-// restore, set deletions last; then sysctls and routes; then conntrack
+// restore, set deletions last; then sysctls, routes and bandwidth
+// limits; then conntrack
 // cleanup (on a worker) and statuses. Whatever arrives during an apply
 // goes into the next one. It re-reads the kernel periodically to repair
 // drift and writes nothing before calc has sent InSync and the interfaces

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"ocelot/contract"
+	"ocelot/dataplane/qos"
 )
 
 // chainRefs are the policy and profile chains an interface's endpoint
@@ -39,6 +40,10 @@ type endpointManager struct {
 	ipv6     bool
 	fips     bool // FloatingIPs=Enabled: every endpoint's floating IPs are routed
 	onStatus func(contract.EndpointID, string)
+
+	// bandwidth gets the QoS controls of each interface's owner (set
+	// after construction).
+	bandwidth *qos.Table
 
 	endpoints map[contract.EndpointID]*contract.EndpointUpdate
 	claims    map[string]map[contract.EndpointID]struct{} // interface -> endpoints naming it
@@ -180,6 +185,9 @@ func (m *endpointManager) program(iface string, ep *contract.EndpointUpdate) {
 	}
 	m.chains[iface] = names
 	m.routes.SetRoutes(iface, m.routedNets(ep), ep.MAC)
+	if m.bandwidth != nil {
+		m.bandwidth.Set(iface, ep.QoS)
+	}
 }
 
 // release drops what an interface carried: no endpoint claims it now.
@@ -194,6 +202,9 @@ func (m *endpointManager) release(iface string) {
 	}
 	delete(m.owners, iface)
 	m.routes.RemoveRoutes(iface)
+	if m.bandwidth != nil {
+		m.bandwidth.Remove(iface)
+	}
 	m.dispatchDirty, m.natDirty, m.rpfDirty = true, true, true
 }
 

@@ -16,6 +16,7 @@ import (
 	"ocelot/dataplane/ipsets"
 	ipt "ocelot/dataplane/iptables"
 	"ocelot/dataplane/livemigration"
+	"ocelot/dataplane/qos"
 	"ocelot/dataplane/routing"
 )
 
@@ -35,6 +36,10 @@ type kernel struct {
 	// migrating VM's announcement); clock runs the migrations' timers.
 	listenPacket func(iface string) (livemigration.Capture, error)
 	clock        livemigration.Clock
+	// tc is traffic control (and IFB devices) for bandwidth limits; tick
+	// is the kernel's scheduler ticks per microsecond.
+	tc   qos.Netlink
+	tick float64
 }
 
 // sysctls reads and writes kernel parameters by their path under
@@ -70,6 +75,8 @@ func realKernel(cfg Config, log *slog.Logger) (kernel, string) {
 		watchIfaces:  mon.Run,
 		listenPacket: livemigration.ListenPacket,
 		clock:        livemigration.RealClock{},
+		tc:           qos.Kernel{},
+		tick:         netlink.TickInUsec(),
 	}, backend
 }
 

@@ -3,11 +3,14 @@ package dataplane
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"ocelot/contract"
+	"ocelot/dataplane/qos"
+	"ocelot/dataplane/rules"
 )
 
 // fakeClock runs the migrations' timers when the test says.
@@ -122,5 +125,64 @@ func TestLiveMigrationRoutes(t *testing.T) {
 	}
 	if r := h.k.RouteMetrics("tap2"); !slices.Equal(r, normalSource) {
 		t.Errorf("source's routes %v", r)
+	}
+}
+
+// An endpoint's QoS controls: the bandwidth limits become token buckets
+// (to the VM on its tap, from the VM on its IFB device, behind a redirect),
+// the packet-rate and connection limits rules in its chains; when the
+// controls go, all of it goes; when the endpoint goes, its IFB device too.
+func TestQoSControls(t *testing.T) {
+	h := newHarness(t)
+	a := epID("a")
+	h.plug("tap1")
+	ep := endpoint(a, "tap1", "198.18.0.1", "p")
+	ep.QoS = &contract.QoSControls{
+		Ingress: contract.QoSLimits{Bandwidth: 10_000_000, Burst: 100_000, PacketRate: 100, PacketBurst: 5},
+		Egress:  contract.QoSLimits{Bandwidth: 20_000_000, Burst: 100_000, MaxConnections: 10}}
+	h.send(policy("p"), ep, contract.InSync{})
+	h.apply()
+	ifb := qos.IFBName("tap1")
+	if rate, ingress, redirect := h.k.TC("tap1"); rate != 1_250_000 || !ingress || redirect != ifb {
+		t.Errorf("tap1: bucket %d B/s, ingress qdisc %v, redirect to %q", rate, ingress, redirect)
+	}
+	if rate, _, _ := h.k.TC(ifb); rate != 2_500_000 {
+		t.Errorf("%s: bucket %d B/s", ifb, rate)
+	}
+	to, from := strings.Join(h.chain(rules.ToWorkloadChainName("tap1")), "\n"), strings.Join(h.chain(rules.FromWorkloadChainName("tap1")), "\n")
+	if !strings.Contains(to, "-m limit --limit 100/sec --limit-burst 5") || strings.Contains(from, "-m limit") ||
+		!strings.Contains(from, "--connlimit-above 10") || strings.Contains(to, "connlimit") {
+		t.Errorf("chains:\nto:\n%s\nfrom:\n%s", to, from)
+	}
+	if h.status(a) != "up" {
+		t.Errorf("status %q", h.status(a))
+	}
+
+	ep.QoS = nil
+	h.send(ep)
+	h.apply()
+	if rate, ingress, redirect := h.k.TC("tap1"); rate != 0 || ingress || redirect != "" {
+		t.Errorf("controls gone, tap1: bucket %d, ingress %v, redirect %q", rate, ingress, redirect)
+	}
+	if _, found, _ := h.k.LinkIndex(ifb); found {
+		t.Errorf("%s left after the controls went", ifb)
+	}
+	if to := strings.Join(h.chain(rules.ToWorkloadChainName("tap1")), "\n"); strings.Contains(to, "limit") {
+		t.Errorf("rate limit left:\n%s", to)
+	}
+
+	ep.QoS = &contract.QoSControls{Egress: contract.QoSLimits{Bandwidth: 20_000_000, Burst: 100_000}}
+	h.send(ep)
+	h.apply()
+	if _, found, _ := h.k.LinkIndex(ifb); !found {
+		t.Fatalf("%s not made", ifb)
+	}
+	h.send(contract.EndpointRemove{ID: a})
+	h.apply()
+	if _, found, _ := h.k.LinkIndex(ifb); found {
+		t.Errorf("%s left after the endpoint went", ifb)
+	}
+	if _, ingress, _ := h.k.TC("tap1"); ingress {
+		t.Error("the redirect's ingress qdisc left on the tap")
 	}
 }

@@ -38,6 +38,8 @@ type harness struct {
 
 func fakeKernel(k *fakekernel.Kernel) kernel {
 	return kernel{
+		tc:   k,
+		tick: 15.625,
 		listenPacket: func(iface string) (livemigration.Capture, error) {
 			c, err := k.ListenPacket(iface)
 			if err != nil {

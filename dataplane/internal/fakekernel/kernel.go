@@ -105,6 +105,9 @@ func (k *Kernel) record(format string, args ...any) {
 type link struct {
 	index       int
 	up, running bool
+	ifb         bool
+	qdiscs      []netlink.Qdisc
+	filters     []netlink.Filter // on the ingress qdisc
 }
 
 // AddLink creates an interface and returns its index. Its per-interface
