@@ -278,13 +278,13 @@ func (d *Dataplane) onMessages(msgs []contract.Message) {
 func (d *Dataplane) onIfaces(ev ifacemon.Event) {
 	d.metrics.ifaceBatchSize.Observe(float64(len(ev.States)))
 	for _, s := range ev.States {
-		// A migration target waiting for its VM listens on the
-		// interface that is there now.
-		if old := d.routes.ifaces[s.Name]; s.Running && !s.Gone && (!old.running || old.index != s.Index) {
-			d.migrations.OnInterface(s.Name)
-		}
 		if old, ok := d.routes.ifaces[s.Name]; !s.Gone && (!ok || old.index != s.Index) {
-			d.bandwidth.Touch(s.Name) // a new interface has no qdiscs yet
+			// A new interface: a migration target waiting for its VM
+			// listens on it (a capture is bound to the interface, and
+			// outlives a loss of carrier but not the interface), and it
+			// has no qdiscs yet.
+			d.migrations.OnInterface(s.Name)
+			d.bandwidth.Touch(s.Name)
 		}
 	}
 	d.routes.OnIfaces(ev)

@@ -197,9 +197,9 @@ func (m *Monitor) OnRemove(id contract.EndpointID) {
 	}
 }
 
-// OnInterface tells the monitor an interface is up (again, or with a new
-// index): a target waiting on it listens afresh, since a capture is bound
-// to the interface that existed when it was opened.
+// OnInterface tells the monitor an interface appeared (or was recreated,
+// with a new index): a target waiting on it listens afresh, since a
+// capture is bound to the interface that existed when it was opened.
 func (m *Monitor) OnInterface(iface string) {
 	for _, f := range m.fsms {
 		if f.state == Target && f.iface == iface {
