@@ -13,6 +13,14 @@
 // ("fault: ..." lines, shown by go test -v -run TestFault);
 // docs/design/datastore.md quotes them.
 //
+// openstack_test.go plays what Nova and the Neutron driver do beyond
+// security groups: a live migration between two hosts (the VM's namespace,
+// and its sockets, move behind a new tap; the core follows the hosts'
+// route metrics as BGP would), and QoS controls measured with bulk TCP,
+// UDP bursts and connection counts from a client outside the cloud
+// (lab/openstack.go). Their numbers are logged (go test -v -run
+// 'TestLiveMigration|TestQoSControls').
+//
 // The tests need root; they run inside a network namespace of their own
 // (netlab.Main) that becomes the lab's core router, and everything they
 // create is removed when they end. Without root or namespaces they skip,

@@ -5,7 +5,8 @@
 // with its own felix.cfg, VMs behind tap-named veths, and a core namespace
 // routing between hosts (standing in for BGP). Resources are written as
 // the Neutron driver and calicoctl write them. kernel.go reads and wipes
-// what an agent programs, to compare two agents' work.
+// what an agent programs, to compare two agents' work. openstack.go adds
+// clients outside the cloud, live migrations and a stand-in for BGP.
 //
 // The caller's process must run in a network namespace of its own (see
 // netlab.Main and netlab.InOwnNetns): it becomes the core router.
@@ -389,6 +390,7 @@ type VM struct {
 	Port   string // Neutron port UUID
 	SGs    map[string]string
 	Region string
+	QoS    map[string]any // spec.qosControls of its endpoint; nil: none
 }
 
 // AddVM creates a VM (namespace and tap) on the host with the n-th address

@@ -67,12 +67,16 @@ func (vm *VM) EndpointJSON() string {
 		}
 	}
 	name := escape(vm.Host.Name) + "-openstack-" + escape(vm.UUID) + "-" + escape(vm.Port)
+	spec := map[string]any{"orchestrator": "openstack", "workload": vm.UUID, "node": vm.Host.Name, "endpoint": vm.Port,
+		"interfaceName": vm.HostSide, "mac": vm.MAC, "ipv4Gateway": "169.254.1.1", "ipNetworks": []string{vm.IP + "/32"}, "allowedIps": []string{}}
+	if vm.QoS != nil {
+		spec["qosControls"] = vm.QoS
+	}
 	return pyJSON(map[string]any{
 		"kind": "WorkloadEndpoint", "apiVersion": "projectcalico.org/v3",
 		"metadata": map[string]any{"name": name, "namespace": ns, "uid": "lab-" + vm.Port, "creationTimestamp": "2026-08-22T10:00:00Z",
 			"labels": labels, "annotations": map[string]string{"openstack.projectcalico.org/network-id": "8f2e4d6c-1a3b-4c5d-9e7f-0a1b2c3d4e5f"}},
-		"spec": map[string]any{"orchestrator": "openstack", "workload": vm.UUID, "node": vm.Host.Name, "endpoint": vm.Port,
-			"interfaceName": vm.HostSide, "mac": vm.MAC, "ipv4Gateway": "169.254.1.1", "ipNetworks": []string{vm.IP + "/32"}, "allowedIps": []string{}},
+		"spec": spec,
 	})
 }
 
