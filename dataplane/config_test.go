@@ -4,8 +4,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"ocelot/config"
+	"ocelot/dataplane/routing"
 	"ocelot/dataplane/ruleset"
 )
 
@@ -27,6 +29,13 @@ func TestFromConfig(t *testing.T) {
 	if dc.Rules.FilterAllow != ruleset.Action(ruleset.Accept{}) || dc.Rules.Deny != ruleset.Action(ruleset.Drop{}) ||
 		dc.Rules.Marks.Accept != 0x10000 || dc.Rules.Marks.Scratch1 != 0x100000 {
 		t.Errorf("defaults translated to %+v", dc.Rules)
+	}
+	if dc.RoutePriorities != [2]routing.Priorities{{Normal: 1024, Elevated: 512}, {Normal: 1024, Elevated: 512}} || dc.LiveMigrationConvergence != 30*time.Second {
+		t.Errorf("live migration defaults: %v %v", dc.RoutePriorities, dc.LiveMigrationConvergence)
+	}
+	cfg.IPv6ElevatedRoutePriority, cfg.LiveMigrationRouteConvergenceTime = 100, 5*time.Second
+	if dc, _ = FromConfig(cfg); dc.RoutePriorities[1].Elevated != 100 || dc.RoutePriorities[0].Elevated != 512 || dc.LiveMigrationConvergence != 5*time.Second {
+		t.Errorf("live migration parameters: %v %v", dc.RoutePriorities, dc.LiveMigrationConvergence)
 	}
 	cfg.IptablesFilterDenyAction, cfg.IptablesFilterAllowAction = "REJECT", "RETURN"
 	if dc, err = FromConfig(cfg); err != nil || dc.Rules.Deny != ruleset.Action(ruleset.Reject{}) || dc.Rules.FilterAllow != ruleset.Action(ruleset.Return{}) {
