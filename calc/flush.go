@@ -45,7 +45,7 @@ func (g *Graph) Flush() []contract.Message {
 		}
 		if !s.sent {
 			members := slices.SortedFunc(maps.Keys(s.members), compareMembers)
-			out = append(out, contract.IPSetUpdate{ID: id, Type: s.spec.typ, Members: members})
+			out = append(out, contract.IPSetUpdate{ID: id, Type: s.spec.typ, Members: members, Selector: s.spec.text()})
 			s.sent = true
 		} else if len(s.added)+len(s.removed) > 0 {
 			out = append(out, contract.IPSetDelta{ID: id,
@@ -163,6 +163,7 @@ func (g *Graph) endpointUpdate(le *localEndpoint) *contract.EndpointUpdate {
 		MAC:      ep.MAC,
 		IPv4Nets: ep.IPv4Nets, IPv6Nets: ep.IPv6Nets,
 		ProfileIDs: ep.Profiles,
+		Labels:     ep.Labels,
 	}
 	if g.cfg.WorkloadSourceSpoofingAny {
 		u.AllowSpoofedSourcePrefixes = ep.AllowSpoofedSourcePrefixes

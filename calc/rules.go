@@ -18,6 +18,19 @@ type setSpec struct {
 	portName string // named-port sets
 }
 
+// text is the set's selector as explanations show it: the canonical
+// selector, and for a named-port set its protocol and port name.
+func (s setSpec) text() string {
+	if s.typ != contract.IPSetIPAndPort {
+		return s.sel.String()
+	}
+	proto := "any protocol"
+	if s.proto != 0 {
+		proto = contract.ProtoName(s.proto)
+	}
+	return s.sel.String() + " port " + s.portName + " (" + proto + ")"
+}
+
 // resolved is a policy's or profile's rules in dataplane form, with the
 // sets they refer to and the problems met on the way.
 type resolved struct {

@@ -72,6 +72,10 @@ type IPSetUpdate struct {
 	ID      string
 	Type    IPSetType
 	Members []Member
+	// Selector is the canonical selector the set stands for (with the
+	// named port, for hash:ip,port sets), for explanations only: nothing
+	// renders it.
+	Selector string
 }
 
 // IPSetDelta changes the members of a set already sent.
@@ -165,6 +169,9 @@ type EndpointUpdate struct {
 	// and MigrationUID the migration's UID (for logs).
 	LiveMigration LiveMigrationRole
 	MigrationUID  string
+	// Labels are the endpoint's own labels (its profiles' labelsToApply
+	// not included), for explanations only: nothing renders them.
+	Labels map[string]string
 }
 
 // LiveMigrationRole is an endpoint's part in a live migration.

@@ -109,6 +109,11 @@ func (r Renderer) criterion(c ruleset.Criterion) string {
 			ports[i] = p.String()
 		}
 		return "-m multiport " + not(x.Negate) + src(x.Dir, "--source-ports ", "--destination-ports ") + strings.Join(ports, ",")
+	case ruleset.Limit:
+		if x.Burst == 0 {
+			return fmt.Sprintf("-m limit --limit %d/%s", x.Count, x.Per)
+		}
+		return fmt.Sprintf("-m limit --limit %d/%s --limit-burst %d", x.Count, x.Per, x.Burst)
 	case ruleset.ICMP:
 		if x.V6 {
 			return "-m icmp6 " + not(x.Negate) + "--icmpv6-type " + x.Type.String()
@@ -154,6 +159,8 @@ func Action(a ruleset.Action) string {
 		return "--jump SNAT --to-source " + x.Addr.String()
 	case ruleset.Log:
 		return fmt.Sprintf(`--jump LOG --log-prefix "%s: " --log-level 5`, x.Prefix)
+	case ruleset.NFLOG:
+		return fmt.Sprintf(`--jump NFLOG --nflog-group %d --nflog-prefix "%s" --nflog-size %d`, x.Group, nflogPrefix(x.Prefix), x.Size)
 	}
 	panic(fmt.Sprintf("iptables: no rendering for action %T", a))
 }
@@ -173,6 +180,17 @@ func tcpFlags(bits uint8) string {
 }
 
 var unsafeComment = regexp.MustCompile(`[^\w @%+=:,./-]`)
+
+var unsafePrefix = regexp.MustCompile(`[^A-Za-z0-9 ._:/|-]`)
+
+// nflogPrefix keeps a prefix inside its quotes and the kernel's length.
+func nflogPrefix(p string) string {
+	p = unsafePrefix.ReplaceAllString(p, "_")
+	if len(p) > ruleset.MaxNFLOGPrefix {
+		p = p[:ruleset.MaxNFLOGPrefix]
+	}
+	return p
+}
 
 // maxCommentLength is iptables' limit on a comment.
 const maxCommentLength = 256

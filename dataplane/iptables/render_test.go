@@ -47,6 +47,14 @@ func TestRendersEveryKind(t *testing.T) {
 	}
 }
 
+func TestNFLOGPrefixCannotBreakTheLine(t *testing.T) {
+	got := Action(rs.NFLOG{Group: 1, Prefix: "x\" --jump ACCEPT\n-A INPUT" + strings.Repeat("y", 80), Size: 80})
+	prefix := strings.TrimSuffix(strings.TrimPrefix(got, `--jump NFLOG --nflog-group 1 --nflog-prefix "`), `" --nflog-size 80`)
+	if strings.ContainsAny(prefix, "\"\n") || len(prefix) > rs.MaxNFLOGPrefix {
+		t.Errorf("prefix escaped its quotes or its length: %q", got)
+	}
+}
+
 func TestCommentsCannotBreakTheLine(t *testing.T) {
 	got := Renderer{}.Rule(rs.Rule{Comment: []string{"x\" --jump ACCEPT\n-A INPUT"}})
 	if strings.ContainsAny(strings.TrimSuffix(strings.TrimPrefix(got, `-m comment --comment "`), `"`), "\"\n") {

@@ -71,8 +71,9 @@ func (c *Config) endpointRules(ep *contract.EndpointUpdate, ingress bool) []rs.R
 				rs.Rule{Comment: []string{"Return if policy accepted"}, Match: rs.Match{}.MarkSet(m.Accept), Action: rs.Return{}})
 		}
 		if tier.DefaultAction != "Pass" {
+			r = append(r, c.dropLogRule(rs.Match{}.MarkClear(m.Pass), DropRef{Tier: tier.Name, Inbound: ingress, Rule: -1})...)
 			r = append(r, rs.Rule{Comment: []string{"End of tier " + tier.Name + ". " + c.denyVerb() + " if no policies passed packet"},
-				Match: rs.Match{}.MarkClear(m.Pass), Action: c.Deny})
+				Match: rs.Match{}.MarkClear(m.Pass), Action: c.policyDeny()})
 		}
 	}
 	for _, p := range ep.ProfileIDs {
@@ -80,7 +81,8 @@ func (c *Config) endpointRules(ep *contract.EndpointUpdate, ingress bool) []rs.R
 			rs.Rule{Action: rs.Jump{Chain: ProfileChainName(p, ingress)}},
 			rs.Rule{Comment: []string{"Return if profile accepted"}, Match: rs.Match{}.MarkSet(m.Accept), Action: rs.Return{}})
 	}
-	r = append(r, rs.Rule{Comment: []string{c.denyVerb() + " if no profiles matched"}, Action: c.Deny})
+	r = append(r, c.dropLogRule(nil, DropRef{Inbound: ingress, Rule: -1})...)
+	r = append(r, rs.Rule{Comment: []string{c.denyVerb() + " if no profiles matched"}, Action: c.policyDeny()})
 	return r
 }
 

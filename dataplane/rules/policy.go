@@ -23,9 +23,9 @@ func (c *Config) PolicyChain(u *contract.PolicyUpdate, inbound bool) *rs.Chain {
 		who = u.ID.Kind + " " + u.ID.Namespace + "/" + u.ID.Name
 	}
 	if inbound {
-		return &rs.Chain{Name: PolicyChainName(u.ID, true), Rules: c.ruleChain(u.Inbound, who+" ingress")}
+		return &rs.Chain{Name: PolicyChainName(u.ID, true), Rules: c.ruleChain(u.Inbound, who+" ingress", DropRef{Policy: u.ID, Inbound: true})}
 	}
-	return &rs.Chain{Name: PolicyChainName(u.ID, false), Rules: c.ruleChain(u.Outbound, who+" egress")}
+	return &rs.Chain{Name: PolicyChainName(u.ID, false), Rules: c.ruleChain(u.Outbound, who+" egress", DropRef{Policy: u.ID})}
 }
 
 // ProfileChains renders a profile's inbound and outbound chains.
@@ -37,17 +37,20 @@ func (c *Config) ProfileChains(u *contract.ProfileUpdate) []*rs.Chain {
 // (cali-pri-) or outbound (cali-pro-) chain.
 func (c *Config) ProfileChain(u *contract.ProfileUpdate, inbound bool) *rs.Chain {
 	if inbound {
-		return &rs.Chain{Name: ProfileChainName(u.ID, true), Rules: c.ruleChain(u.Inbound, "Profile "+u.ID+" ingress")}
+		return &rs.Chain{Name: ProfileChainName(u.ID, true), Rules: c.ruleChain(u.Inbound, "Profile "+u.ID+" ingress", DropRef{Profile: u.ID, Inbound: true})}
 	}
-	return &rs.Chain{Name: ProfileChainName(u.ID, false), Rules: c.ruleChain(u.Outbound, "Profile "+u.ID+" egress")}
+	return &rs.Chain{Name: ProfileChainName(u.ID, false), Rules: c.ruleChain(u.Outbound, "Profile "+u.ID+" egress", DropRef{Profile: u.ID})}
 }
 
 // ruleChain renders rules, strips trailing RETURNs (falling off a chain
 // returns anyway) and puts the chain's description on its first rule.
-func (c *Config) ruleChain(rules []contract.Rule, comment string) []rs.Rule {
+// owner names the policy or profile and direction, for the drop log.
+func (c *Config) ruleChain(rules []contract.Rule, comment string, owner DropRef) []rs.Rule {
 	var out []rs.Rule
-	for _, r := range rules {
-		out = append(out, c.Rule(r)...)
+	for i, r := range rules {
+		ref := owner
+		ref.Rule = i
+		out = append(out, c.rule(r, ref)...)
 	}
 	for len(out) > 0 && out[len(out)-1].Action == rs.Action(rs.Return{}) {
 		out = out[:len(out)-1]
@@ -258,8 +261,12 @@ func (s side) negative(mt rs.Match, notNetOR bool) rs.Match {
 // Rule renders one resolved rule for this family: nothing when it cannot
 // match here; otherwise the block rules it needs for ORs (several port
 // lists or named-port sets, several CIDRs on one side), then its main
-// match, in Felix's order, with its action.
-func (c *Config) Rule(r contract.Rule) []rs.Rule {
+// match, in Felix's order, with its action. A Deny it renders is not
+// drop-logged: PolicyChain and ProfileChain render rules with their
+// owner, which the drop log names.
+func (c *Config) Rule(r contract.Rule) []rs.Rule { return c.rule(r, DropRef{Rule: -1}) }
+
+func (c *Config) rule(r contract.Rule, ref DropRef) []rs.Rule {
 	if r.IPVersion != 0 && r.IPVersion != c.Family {
 		return nil
 	}
@@ -292,13 +299,14 @@ func (c *Config) Rule(r contract.Rule) []rs.Rule {
 	if len(p.blocks) > 0 {
 		mt = mt.MarkSet(c.Marks.Scratch0)
 	}
-	return append(c.blockRules(p.blocks), c.actionRules(r, mt)...)
+	return append(c.blockRules(p.blocks), c.actionRules(r, mt, ref)...)
 }
 
 // actionRules apply a rule's action to packets its match selects: Allow,
 // Pass and Deny set their mark bit and act on it (so a Pass or Allow
-// returns from the policy chain); Log logs and carries on.
-func (c *Config) actionRules(r contract.Rule, mt rs.Match) []rs.Rule {
+// returns from the policy chain; a Deny is drop-logged, as ref, before
+// its verdict); Log logs, within LogLimit, and carries on.
+func (c *Config) actionRules(r contract.Rule, mt rs.Match, ref DropRef) []rs.Rule {
 	var comments []string
 	for _, k := range slices.Sorted(maps.Keys(r.Annotations)) {
 		comments = append(comments, k+"="+r.Annotations[k])
@@ -313,9 +321,17 @@ func (c *Config) actionRules(r contract.Rule, mt rs.Match) []rs.Rule {
 	case contract.ActionPass:
 		return mark(c.Marks.Pass, rs.Return{})
 	case contract.ActionDeny:
-		return mark(c.Marks.Drop, c.Deny)
+		out := mark(c.Marks.Drop, c.policyDeny())
+		if ref.Rule >= 0 {
+			out = slices.Insert(out, 1, c.dropLogRule(rs.Match{}.MarkSet(c.Marks.Drop), ref)...)
+		}
+		return out
 	case contract.ActionLog:
-		return []rs.Rule{{Match: mt, Action: rs.Log{Prefix: c.LogPrefix}, Comment: comments}}
+		var lm rs.Match
+		if c.LogLimit != nil {
+			lm = lm.With(*c.LogLimit)
+		}
+		return []rs.Rule{{Match: append(lm, mt...), Action: rs.Log{Prefix: c.LogPrefix}, Comment: comments}}
 	}
 	panic(fmt.Sprintf("rules: unknown action %q", r.Action))
 }

@@ -60,6 +60,24 @@ type Config struct {
 	AllowIPIP      bool
 	VXLANPort      int
 	LogPrefix      string
+	LogLimit       *rs.Limit // LogActionRateLimit(Burst): Log rules' rate limit; nil: none
+
+	// DropAccept turns policy denials into acceptance
+	// (DropActionOverride Accept and LogAndAccept): a Deny rule, the end of
+	// a tier and the end of the profiles accept where they would deny.
+	DropAccept bool
+	// DropLog hands each policy denial to NFLOG first (DropActionOverride
+	// LogAndDrop and LogAndAccept); nil: denials are not logged.
+	DropLog *DropLog
+}
+
+// DropLog says where policy denials are logged: the NFLOG group the
+// agent reads, the rate limit of each logging rule, and how many bytes of
+// each packet are copied (enough for the headers).
+type DropLog struct {
+	Group uint16
+	Limit rs.Limit
+	Size  uint32
 }
 
 // Validate checks what the renderer relies on: verdicts of the right
@@ -90,7 +108,50 @@ func (c *Config) Validate() error {
 	if c.MetadataPort < 0 || c.MetadataPort > 65535 || c.VXLANPort < 0 || c.VXLANPort > 65535 {
 		return fmt.Errorf("port out of range: metadata %d, VXLAN %d", c.MetadataPort, c.VXLANPort)
 	}
+	for _, l := range []*rs.Limit{c.LogLimit, c.dropLogLimit()} {
+		if l != nil && (l.Count < 1 || l.Count > 10000 || l.Burst > 10000 || !validUnit(l.Per)) {
+			return fmt.Errorf("rate limit %d/%s burst %d out of range (1-10000 per second, minute, hour or day; burst up to 10000)", l.Count, l.Per, l.Burst)
+		}
+	}
+	if c.DropLog != nil && (c.DropLog.Group == 0 || c.DropLog.Size < 40 || c.DropLog.Size > 65535) {
+		return fmt.Errorf("drop log group %d or size %d out of range", c.DropLog.Group, c.DropLog.Size)
+	}
 	return nil
+}
+
+func (c *Config) dropLogLimit() *rs.Limit {
+	if c.DropLog == nil {
+		return nil
+	}
+	return &c.DropLog.Limit
+}
+
+func validUnit(u rs.Unit) bool {
+	switch u {
+	case rs.PerSecond, rs.PerMinute, rs.PerHour, rs.PerDay:
+		return true
+	}
+	return false
+}
+
+// policyDeny is what a policy's denial does: the deny action, or accept
+// under DropActionOverride Accept and LogAndAccept.
+func (c *Config) policyDeny() rs.Action {
+	if c.DropAccept {
+		return rs.Accept{}
+	}
+	return c.Deny
+}
+
+// dropLogRule logs a denial that mt selects to the drop log, as ref; nil
+// when denials are not logged.
+func (c *Config) dropLogRule(mt rs.Match, ref DropRef) []rs.Rule {
+	if c.DropLog == nil {
+		return nil
+	}
+	m := append(rs.Match{}, mt...)
+	m = m.With(c.DropLog.Limit)
+	return []rs.Rule{{Match: m, Action: rs.NFLOG{Group: c.DropLog.Group, Prefix: ref.Prefix(), Size: c.DropLog.Size}}}
 }
 
 // denyVerb names the deny action in comments ("Drop" or "Reject").

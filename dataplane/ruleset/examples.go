@@ -27,9 +27,11 @@ func Examples() ([]Criterion, []Action) {
 			TCPFlags{Mask: TCPFin | TCPSyn | TCPRst | TCPAck, Set: TCPSyn},
 			PacketRate{Rate: 100, Burst: 5},
 			ConnLimit{Above: 10},
+			Limit{Count: 10, Per: PerSecond, Burst: 20},
 		}, []Action{
 			Accept{}, Drop{}, Reject{With: RejectTCPReset}, Return{}, Jump{Chain: "cali-x"}, Goto{Chain: "cali-y"},
 			SetMark{Value: 0x10000, Mask: 0x10000}, DNAT{Addr: netip.MustParseAddr("198.18.0.1"), Port: 80},
 			SNAT{Addr: netip.MustParseAddr("198.18.0.2")}, Log{Prefix: "calico-packet"},
+			NFLOG{Group: 20, Prefix: "DPI0|np/ns/name", Size: 128},
 		}
 }

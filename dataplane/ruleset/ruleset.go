@@ -155,6 +155,29 @@ type PacketRate struct{ Rate, Burst uint32 }
 // Used after a match on a connection's first packet.
 type ConnLimit struct{ Above uint32 }
 
+// Limit matches while a token bucket has a token: at most Count packets
+// per Per on average, Burst at once (0: the backend's default of 5). Each
+// rule that holds one has its own bucket; a packet over the limit does
+// not match, so the rule's action is skipped. It limits logging (the Log
+// action, the drop log), and is written as Felix writes the Log action's
+// limit; PacketRate, per second, is QoS's, written as Felix writes that.
+type Limit struct {
+	Count uint32 // 1-10000
+	Per   Unit
+	Burst uint32 // 0-10000
+}
+
+// Unit is the period of a Limit.
+type Unit string
+
+// The periods a Limit may count in.
+const (
+	PerSecond Unit = "second"
+	PerMinute Unit = "minute"
+	PerHour   Unit = "hour"
+	PerDay    Unit = "day"
+)
+
 func (Mark) criterion()           {}
 func (InInterface) criterion()    {}
 func (OutInterface) criterion()   {}
@@ -170,6 +193,7 @@ func (ICMP) criterion()           {}
 func (TCPFlags) criterion()       {}
 func (PacketRate) criterion()     {}
 func (ConnLimit) criterion()      {}
+func (Limit) criterion()          {}
 
 // Action is what a matching rule does: one of this package's types.
 type Action interface{ action() }
@@ -218,6 +242,19 @@ type SNAT struct{ Addr netip.Addr }
 // Log logs the packet, with Prefix, and continues.
 type Log struct{ Prefix string }
 
+// NFLOG hands the packet's headers (Size bytes of it) to the process
+// bound to netlink log Group, with Prefix, and continues. Prefix holds
+// at most MaxNFLOGPrefix bytes of letters, digits and " ._:/|-";
+// renderers replace any other character with "_".
+type NFLOG struct {
+	Group  uint16
+	Prefix string
+	Size   uint32
+}
+
+// MaxNFLOGPrefix is the longest NFLOG prefix the kernel keeps whole.
+const MaxNFLOGPrefix = 63
+
 func (Accept) action()  {}
 func (Drop) action()    {}
 func (Reject) action()  {}
@@ -228,6 +265,7 @@ func (SetMark) action() {}
 func (DNAT) action()    {}
 func (SNAT) action()    {}
 func (Log) action()     {}
+func (NFLOG) action()   {}
 
 // Verdict turns the name of a configurable verdict (IptablesFilterAllowAction
 // and the like: ACCEPT, DROP, REJECT or RETURN) into its action.

@@ -39,7 +39,7 @@ var builtinChains = map[string][]string{
 
 // builtinTargets are the targets that are not chains.
 var builtinTargets = map[string]bool{"ACCEPT": true, "DROP": true, "RETURN": true, "REJECT": true, "MARK": true,
-	"LOG": true, "DNAT": true, "SNAT": true, "MASQUERADE": true}
+	"LOG": true, "NFLOG": true, "DNAT": true, "SNAT": true, "MASQUERADE": true}
 
 var (
 	targetRE = regexp.MustCompile(`(?:^| )(?:--jump|-j|--goto|-g) (\S+)`)
