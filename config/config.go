@@ -81,9 +81,12 @@ type Config struct {
 	LogSeveritySys          string
 	LogFilePath             string
 	LogPrefix               string
-	LogActionRateLimit      LogRate // planned: zero means no limit
-	LogActionRateLimitBurst int     // planned
-	DropActionOverride      string  // planned: "Drop", "Accept", "LogAndDrop" or "LogAndAccept"
+	LogActionRateLimit      LogRate // zero means no limit
+	LogActionRateLimitBurst int
+	DropActionOverride      string // "Drop", "Accept", "LogAndDrop" or "LogAndAccept"
+	DropLogNflogGroup       int
+	DropLogRateLimit        LogRate
+	DropLogRateLimitBurst   int
 
 	PrometheusMetricsEnabled        bool
 	PrometheusMetricsHost           string
@@ -93,6 +96,7 @@ type Config struct {
 	HealthEnabled                   bool
 	HealthHost                      string
 	HealthPort                      int
+	ExplainSocketPath               string // "" means off
 	DataplaneWatchdogTimeout        time.Duration
 	NetlinkTimeoutSecs              time.Duration // planned
 

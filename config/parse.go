@@ -59,6 +59,15 @@ type LogRate struct {
 	Per   string // second, minute, hour or day
 }
 
+// PerSecond is the rate in events per second (0 for no limit).
+func (r LogRate) PerSecond() float64 {
+	per := map[string]float64{"second": 1, "minute": 60, "hour": 3600, "day": 86400}[r.Per]
+	if r.Count == 0 || per == 0 {
+		return 0
+	}
+	return float64(r.Count) / per
+}
+
 func (r LogRate) String() string {
 	if r.Count == 0 {
 		return ""

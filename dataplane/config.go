@@ -3,6 +3,7 @@ package dataplane
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"ocelot/config"
@@ -36,6 +37,13 @@ type Config struct {
 	IPForwarding             bool
 	FloatingIPs              bool // FloatingIPs=Enabled; OpenStack endpoints always get theirs
 
+	// DropActionOverride is what a policy denial does: Drop, Accept,
+	// LogAndDrop or LogAndAccept (the rules carry it; explanations name it).
+	DropActionOverride string
+	// DropLog configures the reader of logged denials (the Log variants
+	// of DropActionOverride).
+	DropLog DropLogConfig
+
 	// MinApplyInterval spaces applies under sustained change; a burst that
 	// arrives within it costs one apply. Zero applies at once: changes
 	// that arrive while an apply runs are still batched into the next.
@@ -47,6 +55,15 @@ type Config struct {
 	OnStatus func(id contract.EndpointID, status string)
 	// OnInSync is called once, after the first complete apply.
 	OnInSync func()
+}
+
+// DropLogConfig is where policy denials are logged and how many lines
+// the agent writes: Rate lines per second on average, Burst at once.
+type DropLogConfig struct {
+	Enabled bool
+	Group   uint16
+	Rate    float64
+	Burst   int
 }
 
 // FromConfig derives the dataplane's configuration from the agent's: the
@@ -74,7 +91,19 @@ func FromConfig(c *config.Config) (Config, error) {
 		EndpointToHost: verdict("DefaultEndpointToHostAction", c.DefaultEndpointToHostAction),
 		OpenStack:      c.OpenstackActive(), MetadataAddr: c.MetadataAddr, MetadataPort: c.MetadataPort,
 		NoInvalidCheck: c.DisableConntrackInvalidCheck, AllowVXLAN: c.AllowVXLANPacketsFromWorkloads,
-		AllowIPIP: c.AllowIPIPPacketsFromWorkloads, VXLANPort: c.VXLANPort, LogPrefix: c.LogPrefix}
+		AllowIPIP: c.AllowIPIPPacketsFromWorkloads, VXLANPort: c.VXLANPort, LogPrefix: c.LogPrefix,
+		DropAccept: strings.HasSuffix(c.DropActionOverride, "Accept")}
+	if c.LogActionRateLimit.Count > 0 {
+		l := limitOf(c.LogActionRateLimit, c.LogActionRateLimitBurst, 1)
+		rc.LogLimit = &l
+	}
+	dl := DropLogConfig{Enabled: strings.HasPrefix(c.DropActionOverride, "Log"), Group: uint16(c.DropLogNflogGroup),
+		Rate: c.DropLogRateLimit.PerSecond(), Burst: c.DropLogRateLimitBurst}
+	if dl.Enabled {
+		// Each logging rule passes ten times the agent's rate, so that
+		// what the agent does not write is counted, not lost unseen.
+		rc.DropLog = &rules.DropLog{Group: dl.Group, Limit: limitOf(c.DropLogRateLimit, c.DropLogRateLimitBurst, 10), Size: dropLogSize}
+	}
 	if verdictErr != nil {
 		return Config{}, verdictErr
 	}
@@ -92,5 +121,16 @@ func FromConfig(c *config.Config) (Config, error) {
 			{Normal: c.IPv6NormalRoutePriority, Elevated: c.IPv6ElevatedRoutePriority}},
 		LiveMigrationConvergence: c.LiveMigrationRouteConvergenceTime,
 		FloatingIPs:              c.FloatingIPs == "Enabled",
+		DropActionOverride:       c.DropActionOverride, DropLog: dl,
 	}, nil
+}
+
+// dropLogSize is how much of each denied packet reaches the agent: its
+// IP and transport headers (IPv6 with a few extension headers).
+const dropLogSize = 128
+
+// limitOf is a kernel rate limit of times the rate and burst given,
+// within what the kernel takes (10,000).
+func limitOf(r config.LogRate, burst, times int) ruleset.Limit {
+	return ruleset.Limit{Count: uint32(min(r.Count*times, 10000)), Per: ruleset.Unit(r.Per), Burst: uint32(min(burst*times, 10000))}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"ocelot/contract"
+	"ocelot/dataplane/droplog"
 	"ocelot/dataplane/ifacemon"
 	"ocelot/dataplane/ipsets"
 	ipt "ocelot/dataplane/iptables"
@@ -32,11 +33,16 @@ type Dataplane struct {
 	families []*family
 	msgs     chan []contract.Message
 
+	explainReqs chan explainRequest
+	counters    *counterCollector
+	dropLog     *droplog.Reader // nil unless DropActionOverride logs
+
 	endpoints *endpointManager
 	policies  *policyManager
 	ipsets    *ipsetManager
 	routes    *routeManager
 	conntrack *conntrackManager
+	obs       *observer // what the drop log and the counters read, from other goroutines
 
 	migrations *livemigration.Monitor // live migrations' states; they set the routes' modes
 	bandwidth  *qos.Table             // endpoints' bandwidth limits (traffic control)
@@ -92,7 +98,8 @@ func newDataplane(cfg Config, reg prometheus.Registerer, k kernel) (*Dataplane, 
 	if err := cfg.Rules.Validate(); err != nil {
 		return nil, fmt.Errorf("rule configuration: %w", err)
 	}
-	d := &Dataplane{cfg: cfg, log: cfg.Log, metrics: newMetrics(reg), kernel: k, msgs: make(chan []contract.Message, 256)}
+	d := &Dataplane{cfg: cfg, log: cfg.Log, metrics: newMetrics(reg), kernel: k, msgs: make(chan []contract.Message, 256),
+		explainReqs: make(chan explainRequest)}
 	tm, sm := ipt.NewMetrics(reg), ipsets.NewMetrics(reg)
 	for _, v := range []int{4, 6} {
 		if v == 6 && !cfg.IPv6 {
@@ -106,14 +113,28 @@ func newDataplane(cfg Config, reg prometheus.Registerer, k kernel) (*Dataplane, 
 	}
 	d.conntrack = newConntrackManager(k.conntrack, d.log, d.metrics)
 	d.routes = newRouteManager(k, cfg, d.log)
-	d.policies = newPolicyManager(d.families, d.conntrack)
+	d.obs = newObserver()
+	d.policies = newPolicyManager(d.families, d.conntrack, d.obs)
 	d.ipsets = newIPSetManager(d.families, d.policies, d.conntrack, d.log)
-	d.endpoints = newEndpointManager(d.families, d.policies, d.routes, d.conntrack, cfg, d.log)
+	d.endpoints = newEndpointManager(d.families, d.policies, d.routes, d.conntrack, d.obs, cfg, d.log)
 	d.bandwidth = qos.New(k.tc, k.tick, d.log)
 	d.endpoints.bandwidth = d.bandwidth
 	d.routes.SetPriorities(cfg.RoutePriorities)
 	d.migrations = livemigration.New(livemigration.Options{Convergence: cfg.LiveMigrationConvergence,
 		Listen: k.listenPacket, Clock: k.clock, Log: d.log, OnState: d.onMigrationState})
+	d.counters = newCounterCollector(d.obs, d.families, d.log)
+	dm := droplog.NewMetrics(reg)
+	if reg != nil {
+		reg.MustRegister(d.counters)
+	}
+	if dl := cfg.DropLog; dl.Enabled && k.nflog != nil {
+		size := uint32(dropLogSize)
+		if cfg.Rules.DropLog != nil {
+			size = cfg.Rules.DropLog.Size
+		}
+		d.dropLog = &droplog.Reader{Open: func() (droplog.Source, error) { return k.nflog(dl.Group, size) }, Resolve: d.obs, IfName: k.ifName,
+			Rate: dl.Rate, Burst: dl.Burst, Accept: cfg.Rules.DropAccept, Log: d.log.With("component", "drop-log"), Metrics: dm}
+	}
 	return d, nil
 }
 
@@ -137,6 +158,9 @@ func (d *Dataplane) Health() HealthState {
 func (d *Dataplane) Run(ctx context.Context) error {
 	d.routes.ConfigureHost(d.cfg.IPForwarding)
 	d.conntrack.Start(ctx)
+	if d.dropLog != nil {
+		go d.dropLog.Run(ctx)
+	}
 	d.readAhead(ctx)
 	ifaceEvents := make(chan ifacemon.Event, 64)
 	go d.kernel.watchIfaces(ctx, ifaceEvents)
@@ -158,6 +182,8 @@ func (d *Dataplane) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-alive.C:
+		case r := <-d.explainReqs:
+			d.serveExplain(r)
 		case batch := <-d.msgs:
 			d.onMessages(batch)
 			d.drain(ifaceEvents)

@@ -10,6 +10,7 @@ import (
 
 	"ocelot/contract"
 	"ocelot/dataplane/qos"
+	"ocelot/dataplane/rules"
 )
 
 // chainRefs are the policy and profile chains an interface's endpoint
@@ -36,6 +37,7 @@ type endpointManager struct {
 	policies *policyManager
 	routes   *routeManager
 	flows    *conntrackManager
+	obs      *observer
 	log      *slog.Logger
 	ipv6     bool
 	fips     bool // FloatingIPs=Enabled: every endpoint's floating IPs are routed
@@ -57,9 +59,9 @@ type endpointManager struct {
 	reported                          map[contract.EndpointID]string
 }
 
-func newEndpointManager(families []*family, policies *policyManager, routes *routeManager, flows *conntrackManager,
+func newEndpointManager(families []*family, policies *policyManager, routes *routeManager, flows *conntrackManager, obs *observer,
 	cfg Config, log *slog.Logger) *endpointManager {
-	m := &endpointManager{families: families, policies: policies, routes: routes, flows: flows, log: log,
+	m := &endpointManager{families: families, policies: policies, routes: routes, flows: flows, obs: obs, log: log,
 		ipv6: cfg.IPv6, fips: cfg.FloatingIPs, onStatus: cfg.OnStatus,
 		endpoints: map[contract.EndpointID]*contract.EndpointUpdate{}, claims: map[string]map[contract.EndpointID]struct{}{},
 		owners: map[string]contract.EndpointID{}, chains: map[string][]string{}, refs: map[string]chainRefs{}, dispatch: map[int][]string{},
@@ -171,13 +173,16 @@ func (m *endpointManager) program(iface string, ep *contract.EndpointUpdate) {
 	m.refs[iface] = chainRefs{owner: ep.ID, keys: keys}
 	var names []string
 	for _, f := range m.families {
-		for _, ch := range f.rules.EndpointChains(ep) {
+		for i, ch := range f.rules.EndpointChains(ep) {
 			f.tables.Filter.UpdateChain(ch)
+			m.obs.setCounted(f.v, counterOwner{endpoint: ep.ID.String(), iface: iface, direction: directionName(i == 0)}, ch, f.rules, f.tables.Filter)
 			if !slices.Contains(names, ch.Name) {
 				names = append(names, ch.Name)
 			}
 		}
 	}
+	m.obs.setDropRefs("iface "+iface, append(rules.EndpointDropRefs(ep, true), rules.EndpointDropRefs(ep, false)...))
+	m.obs.setIface(iface, ep.ID)
 	for _, stale := range m.chains[iface] {
 		if !slices.Contains(names, stale) {
 			m.removeChain(stale)
@@ -201,6 +206,8 @@ func (m *endpointManager) release(iface string) {
 		delete(m.refs, iface)
 	}
 	delete(m.owners, iface)
+	m.obs.setDropRefs("iface "+iface, nil)
+	m.obs.setIface(iface, contract.EndpointID{})
 	m.routes.RemoveRoutes(iface)
 	if m.bandwidth != nil {
 		m.bandwidth.Remove(iface)
@@ -212,6 +219,7 @@ func (m *endpointManager) removeChain(name string) {
 	for _, f := range m.families {
 		f.tables.Filter.RemoveChain(name)
 	}
+	m.obs.removeCounted(name)
 }
 
 // routedNets are an endpoint's addresses plus, for OpenStack endpoints (or

@@ -19,6 +19,7 @@ type family struct {
 	rules  *rules.Config
 	tables *ipt.Tables
 	sets   *ipsets.IPSets
+	runner ipt.Runner // the tables' save and restore; the counter collector reads through it too
 }
 
 func newFamily(v int, cfg Config, k kernel, log *slog.Logger, tm *ipt.Metrics, sm *ipsets.Metrics) (*family, error) {
@@ -29,7 +30,7 @@ func newFamily(v int, cfg Config, k kernel, log *slog.Logger, tm *ipt.Metrics, s
 	sets := ipsets.New(v, ipsets.Options{MaxSize: cfg.MaxIpsetSize, Runner: k.ipsets, Netlink: k.ipsetsNL, Log: log, Metrics: sm})
 	rc := cfg.Rules
 	rc.Family = v
-	f := &family{v: v, rules: &rc, sets: sets,
+	f := &family{v: v, rules: &rc, sets: sets, runner: runner,
 		tables: ipt.NewTables(v, runner, ipt.Options{InsertMode: cfg.InsertMode, SetName: sets.Name, Log: log, Metrics: tm})}
 	static, hooks := rc.Static()
 	for _, t := range f.tables.All() {

@@ -22,15 +22,19 @@ type ipsetManager struct {
 	log      *slog.Logger
 
 	removing map[string]struct{} // sets calc removed that a chain still uses
+	meta     map[string]setMeta  // each set's type and selector, for explanations
 }
 
+type setMeta struct{ typ, selector string }
+
 func newIPSetManager(families []*family, policies *policyManager, flows *conntrackManager, log *slog.Logger) *ipsetManager {
-	return &ipsetManager{families: families, policies: policies, flows: flows, log: log, removing: map[string]struct{}{}}
+	return &ipsetManager{families: families, policies: policies, flows: flows, log: log, removing: map[string]struct{}{}, meta: map[string]setMeta{}}
 }
 
 // OnUpdate creates a set or replaces its members.
 func (m *ipsetManager) OnUpdate(x *contract.IPSetUpdate) {
 	delete(m.removing, x.ID)
+	m.meta[x.ID] = setMeta{typ: string(x.Type), selector: x.Selector}
 	for _, f := range m.families {
 		f.sets.Replace(x.ID, string(x.Type), x.Members)
 	}
@@ -69,6 +73,7 @@ func (m *ipsetManager) CompleteDeferredWork() {
 }
 
 func (m *ipsetManager) remove(id string) {
+	delete(m.meta, id)
 	for _, f := range m.families {
 		f.sets.Remove(id)
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"ocelot/dataplane/droplog"
 	"ocelot/dataplane/ifacemon"
 	"ocelot/dataplane/ipsets"
 	ipt "ocelot/dataplane/iptables"
@@ -38,8 +41,11 @@ type kernel struct {
 	clock        livemigration.Clock
 	// tc is traffic control (and IFB devices) for bandwidth limits; tick
 	// is the kernel's scheduler ticks per microsecond.
-	tc   qos.Netlink
-	tick float64
+	tc        qos.Netlink
+	tick      float64
+	nflog     func(group uint16, size uint32) (droplog.Source, error) // the drop log's NFLOG group
+	ifName    func(index uint32) string                               // "" when there is none
+	hostAddrs func() []netip.Addr                                     // this host's addresses
 }
 
 // sysctls reads and writes kernel parameters by their path under
@@ -77,6 +83,25 @@ func realKernel(cfg Config, log *slog.Logger) (kernel, string) {
 		clock:        livemigration.RealClock{},
 		tc:           qos.Kernel{},
 		tick:         netlink.TickInUsec(),
+		nflog: func(group uint16, size uint32) (droplog.Source, error) {
+			return droplog.OpenNFLOG(group, size)
+		},
+		ifName: func(index uint32) string {
+			if i, err := net.InterfaceByIndex(int(index)); err == nil {
+				return i.Name
+			}
+			return ""
+		},
+		hostAddrs: func() []netip.Addr {
+			var out []netip.Addr
+			addrs, _ := net.InterfaceAddrs()
+			for _, a := range addrs {
+				if p, err := netip.ParsePrefix(a.String()); err == nil {
+					out = append(out, p.Addr())
+				}
+			}
+			return out
+		},
 	}, backend
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"ocelot/contract"
 	"ocelot/dataplane/rules"
+	rs "ocelot/dataplane/ruleset"
 )
 
 // chainKey names one direction of a policy or a profile: one chain.
@@ -43,6 +44,7 @@ func (k chainKey) name() string {
 type policyManager struct {
 	families []*family
 	flows    *conntrackManager
+	obs      *observer
 
 	policies map[contract.PolicyID]*contract.PolicyUpdate
 	profiles map[string]*contract.ProfileUpdate
@@ -50,8 +52,8 @@ type policyManager struct {
 	setUsers map[string]map[chainKey]struct{}              // set ID -> chains whose rules use it
 }
 
-func newPolicyManager(families []*family, flows *conntrackManager) *policyManager {
-	return &policyManager{families: families, flows: flows,
+func newPolicyManager(families []*family, flows *conntrackManager, obs *observer) *policyManager {
+	return &policyManager{families: families, flows: flows, obs: obs,
 		policies: map[contract.PolicyID]*contract.PolicyUpdate{}, profiles: map[string]*contract.ProfileUpdate{},
 		users: map[chainKey]map[contract.EndpointID]struct{}{}, setUsers: map[string]map[chainKey]struct{}{}}
 }
@@ -209,24 +211,48 @@ func (m *policyManager) rulesOf(k chainKey) []contract.Rule {
 	return nil
 }
 
-// program renders a chain into every family's filter table. A chain
-// referenced before calc sent its policy is left for the policy's update
-// (calc sends policies first, so this is transient).
+// program renders a chain into every family's filter table, and tells
+// the observer what its rules count and log. A chain referenced before
+// calc sent its policy is left for the policy's update (calc sends
+// policies first, so this is transient).
 func (m *policyManager) program(k chainKey) {
-	for _, f := range m.families {
-		switch {
-		case k.isProfile() && m.profiles[k.profile] != nil:
-			f.tables.Filter.UpdateChain(f.rules.ProfileChain(m.profiles[k.profile], k.inbound))
-		case !k.isProfile() && m.policies[k.policy] != nil:
-			f.tables.Filter.UpdateChain(f.rules.PolicyChain(m.policies[k.policy], k.inbound))
-		}
+	owner := counterOwner{policy: k.policy.String(), direction: directionName(k.inbound)}
+	var refs []rules.DropRef
+	switch {
+	case k.isProfile() && m.profiles[k.profile] != nil:
+		owner.policy = "profile/" + k.profile
+		refs = rules.ProfileDropRefs(m.profiles[k.profile], k.inbound)
+	case !k.isProfile() && m.policies[k.policy] != nil:
+		refs = rules.PolicyDropRefs(m.policies[k.policy], k.inbound)
+	default:
+		return
 	}
+	for _, f := range m.families {
+		var ch *rs.Chain
+		if k.isProfile() {
+			ch = f.rules.ProfileChain(m.profiles[k.profile], k.inbound)
+		} else {
+			ch = f.rules.PolicyChain(m.policies[k.policy], k.inbound)
+		}
+		f.tables.Filter.UpdateChain(ch)
+		m.obs.setCounted(f.v, owner, ch, f.rules, f.tables.Filter)
+	}
+	m.obs.setDropRefs(k.name(), refs)
 }
 
 func (m *policyManager) unprogram(k chainKey) {
 	for _, f := range m.families {
 		f.tables.Filter.RemoveChain(k.name())
 	}
+	m.obs.removeCounted(k.name())
+	m.obs.setDropRefs(k.name(), nil)
+}
+
+func directionName(inbound bool) string {
+	if inbound {
+		return "ingress"
+	}
+	return "egress"
 }
 
 // chainKeysOf lists the policy and profile chains an endpoint jumps to.

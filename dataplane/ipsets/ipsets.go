@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -206,6 +207,36 @@ func (s *IPSets) Members(id string) []contract.Member {
 		out = append(out, k.member())
 	}
 	return out
+}
+
+// Size is the number of a desired set's members, and whether it is
+// desired.
+func (s *IPSets) Size(id string) (int, bool) {
+	d := s.desired[s.Name(id)]
+	if d == nil {
+		return 0, false
+	}
+	return len(d.members), true
+}
+
+// Contains reports whether a desired set matches a packet's address (and,
+// for a hash:ip,port set, its protocol and port) as the kernel would: a
+// hash:net set by any of its networks, a hash:ip,port set exactly.
+func (s *IPSets) Contains(id string, addr netip.Addr, proto uint8, port uint16) bool {
+	d := s.desired[s.Name(id)]
+	if d == nil || addr.Is6() != (s.Family == 6) {
+		return false
+	}
+	if d.typ == TypeIPAndPort {
+		_, ok := d.members[keyOf(contract.Member{Net: netip.PrefixFrom(addr, addr.BitLen()), Proto: proto, Port: port})]
+		return ok
+	}
+	for bits := addr.BitLen(); bits >= 0; bits-- {
+		if _, ok := d.members[keyOf(contract.Member{Net: netip.PrefixFrom(addr, bits)})]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // NumSets is the number of desired sets.

@@ -2,6 +2,7 @@ package ipsets
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -37,6 +38,32 @@ func TestNames(t *testing.T) {
 	}
 	if got := New(6, Options{}).Name("n:x"); got != "cali60n:x" {
 		t.Errorf("v6 name %q", got)
+	}
+}
+
+// Contains answers as the kernel matches: a hash:net set by network, a
+// hash:ip,port set by address, protocol and port; other families never.
+func TestContains(t *testing.T) {
+	s := New(4, Options{})
+	s.Replace("s:a", TypeNet, nets(t, "10.0.0.1", "10.1.0.0/16", "2001:db8::1"))
+	s.Replace("n:a", TypeIPAndPort, members(t, TypeIPAndPort, "10.0.0.3,tcp:80"))
+	for _, c := range []struct {
+		id    string
+		addr  string
+		proto uint8
+		port  uint16
+		want  bool
+	}{
+		{"s:a", "10.0.0.1", 0, 0, true}, {"s:a", "10.0.0.2", 0, 0, false}, {"s:a", "10.1.200.3", 0, 0, true},
+		{"s:a", "2001:db8::1", 0, 0, false}, {"s:none", "10.0.0.1", 0, 0, false},
+		{"n:a", "10.0.0.3", 6, 80, true}, {"n:a", "10.0.0.3", 17, 80, false}, {"n:a", "10.0.0.3", 6, 81, false},
+	} {
+		if got := s.Contains(c.id, netip.MustParseAddr(c.addr), c.proto, c.port); got != c.want {
+			t.Errorf("%s contains %s %d/%d: %v, want %v", c.id, c.addr, c.proto, c.port, got, c.want)
+		}
+	}
+	if n, ok := s.Size("s:a"); n != 2 || !ok {
+		t.Errorf("size %d %v, want 2 (the IPv6 member is not this family's)", n, ok)
 	}
 }
 

@@ -52,11 +52,14 @@ func (c Commands) Runner() Runner { return execRunner{c} }
 type execRunner struct{ c Commands }
 
 func (r execRunner) Save(ctx context.Context, table string) ([]byte, error) {
-	c := r.c
-	var args []string
 	if table != "" {
-		args = []string{"-t", table}
+		return r.save(ctx, "-t", table)
 	}
+	return r.save(ctx)
+}
+
+func (r execRunner) save(ctx context.Context, args ...string) ([]byte, error) {
+	c := r.c
 	var stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, c.Save, args...)
 	cmd.Stderr = &stderr

@@ -163,6 +163,16 @@ func (t *Table) UpdateChain(c *ruleset.Chain) {
 	t.dirty = true
 }
 
+// Hashes returns the hashes of a chain's desired rules (nil when the
+// chain is not desired): with them a rule read back from the kernel is
+// known to be the one rendered.
+func (t *Table) Hashes(chain string) []string {
+	if c := t.chains[chain]; c != nil {
+		return slices.Clone(c.hashes)
+	}
+	return nil
+}
+
 // RemoveChain forgets a chain; the next Apply deletes it from the kernel.
 func (t *Table) RemoveChain(name string) {
 	if _, ok := t.chains[name]; ok {

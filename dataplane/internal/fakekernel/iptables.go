@@ -19,7 +19,8 @@ type table struct {
 
 type chain struct {
 	builtin bool
-	rules   []string // as written after "-A <chain> "
+	rules   []string    // as written after "-A <chain> "
+	counts  [][2]uint64 // each rule's packets and bytes
 }
 
 func newTable(name string) *table {
@@ -49,7 +50,7 @@ var (
 func (t *table) clone() *table {
 	c := &table{name: t.name, chains: make(map[string]*chain, len(t.chains))}
 	for n, ch := range t.chains {
-		c.chains[n] = &chain{builtin: ch.builtin, rules: slices.Clone(ch.rules)}
+		c.chains[n] = &chain{builtin: ch.builtin, rules: slices.Clone(ch.rules), counts: slices.Clone(ch.counts)}
 	}
 	return c
 }
@@ -80,6 +81,16 @@ func (k *Kernel) IPTables(family int) *IPTables { return &IPTables{k, family} }
 // Save prints one table, or every table when table is "", as
 // iptables-save does: built-in chains first, then the others by name.
 func (x *IPTables) Save(_ context.Context, table string) ([]byte, error) {
+	return x.save(table, false)
+}
+
+// SaveCounters prints one table as iptables-save -c does, each rule with
+// its counters.
+func (x *IPTables) SaveCounters(_ context.Context, table string) ([]byte, error) {
+	return x.save(table, true)
+}
+
+func (x *IPTables) save(table string, counters bool) ([]byte, error) {
 	x.k.mu.Lock()
 	defer x.k.mu.Unlock()
 	var b strings.Builder
@@ -111,7 +122,10 @@ func (x *IPTables) Save(_ context.Context, table string) ([]byte, error) {
 			}
 		}
 		for _, n := range order {
-			for _, r := range t.chains[n].rules {
+			for i, r := range t.chains[n].rules {
+				if counters {
+					fmt.Fprintf(&b, "[%d:%d] ", t.chains[n].counts[i][0], t.chains[n].counts[i][1])
+				}
 				fmt.Fprintf(&b, "-A %s %s\n", n, r)
 			}
 		}
@@ -177,7 +191,7 @@ func (x *IPTables) apply(t *table, line string) error {
 		name, _, _ := strings.Cut(line[1:], " ")
 		if ch := t.chains[name]; ch != nil {
 			if !ch.builtin {
-				ch.rules = nil // declaring an existing chain flushes it
+				ch.rules, ch.counts = nil, nil // declaring an existing chain flushes it
 			}
 			return nil
 		}
@@ -193,6 +207,7 @@ func (x *IPTables) apply(t *table, line string) error {
 			return err
 		}
 		ch.rules = append(ch.rules, rule)
+		ch.counts = append(ch.counts, [2]uint64{})
 		return nil
 	case strings.HasPrefix(line, "-I "):
 		f := strings.SplitN(line[3:], " ", 3)
@@ -208,6 +223,7 @@ func (x *IPTables) apply(t *table, line string) error {
 			return err
 		}
 		ch.rules = slices.Insert(ch.rules, pos-1, f[2])
+		ch.counts = slices.Insert(ch.counts, pos-1, [2]uint64{})
 		return nil
 	case strings.HasPrefix(line, "-D "):
 		name, rule, _ := strings.Cut(line[3:], " ")
@@ -220,13 +236,14 @@ func (x *IPTables) apply(t *table, line string) error {
 			return errors.New("Bad rule (does a matching rule exist in that chain?)")
 		}
 		ch.rules = slices.Delete(ch.rules, i, i+1)
+		ch.counts = slices.Delete(ch.counts, i, i+1)
 		return nil
 	case strings.HasPrefix(line, "-F "):
 		ch := t.chains[line[3:]]
 		if ch == nil {
 			return fmt.Errorf("no chain %s", line[3:])
 		}
-		ch.rules = nil
+		ch.rules, ch.counts = nil, nil
 		return nil
 	case strings.HasPrefix(line, "-X "):
 		name := line[3:]
@@ -291,6 +308,26 @@ func (k *Kernel) Chain(family int, table, name string) ([]string, bool) {
 		return nil, false
 	}
 	return slices.Clone(ch.rules), true
+}
+
+// Count adds packets and bytes to the counters of the first rule of a
+// chain whose text contains match, as traffic would; false when there is
+// none.
+func (k *Kernel) Count(family int, table, chain, match string, packets, bytes uint64) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	ch := k.tables[family][table].chains[chain]
+	if ch == nil {
+		return false
+	}
+	for i, r := range ch.rules {
+		if strings.Contains(r, match) {
+			ch.counts[i][0] += packets
+			ch.counts[i][1] += bytes
+			return true
+		}
+	}
+	return false
 }
 
 // Chains returns the names of a table's chains, sorted.
