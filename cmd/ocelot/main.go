@@ -3,6 +3,7 @@
 //	ocelot [run] [-c /etc/calico/felix.cfg]   run the agent (Felix's form: ocelot -c FILE)
 //	ocelot config show [-c FILE]              print every parameter's effective value and origin
 //	ocelot config check [-c FILE]             validate configuration; exit 1 if anything is invalid
+//	ocelot explain ENDPOINT | SRC DST [P/PORT] ask the running agent what applies to an endpoint or a flow
 //	ocelot version                            print version, commit and build date
 //	ocelot help (or -h, --help)               list the commands
 //
@@ -53,6 +54,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "config":
 		return cmdConfig(args, stdout, stderr)
+	case "explain":
+		return cmdExplain(args, stdout, stderr)
 	case "help":
 		usage(stdout)
 		return 0
@@ -69,6 +72,8 @@ Usage:
   ocelot [run] [-c FILE]         run the agent (Felix's form, ocelot -c FILE, works too)
   ocelot config show [-c FILE]   print every parameter's effective value and where it came from
   ocelot config check [-c FILE]  validate the configuration; exit 1 if any value is invalid
+  ocelot explain ENDPOINT        ask the running agent what applies to a local endpoint
+  ocelot explain SRC DST [P/N]   ask what this host does with a flow (e.g. tcp/80), naming the rule that decides
   ocelot version                 print the version, commit and build date
   ocelot help                    print this list (also -h, --help)
 

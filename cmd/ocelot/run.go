@@ -198,6 +198,14 @@ func (a *agent) run() int {
 
 	go a.dp.Run(ctx)
 	go a.status.Run(ctx)
+	if path := cfg.ExplainSocketPath; path != "" {
+		if srv, err := listenExplain(path, a.dp, a.log); err != nil {
+			a.log.Error("not serving ocelot explain", "err", err)
+		} else {
+			go srv.serve(ctx)
+			a.log.Info("serving ocelot explain", "socket", path)
+		}
+	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
