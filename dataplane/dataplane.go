@@ -403,8 +403,10 @@ func (d *Dataplane) apply(ctx context.Context) (wrote bool, err error) {
 	err = d.health.Err
 	d.mu.Unlock()
 	if err != nil {
+		d.metrics.inSync.Set(0)
 		return wrote, err
 	}
+	d.metrics.inSync.Set(1)
 	if first {
 		d.appliedOnce = true
 		d.conntrack.armed = true

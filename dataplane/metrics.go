@@ -14,6 +14,7 @@ type metrics struct {
 	ifaceBatchSize prometheus.Summary
 	routes         prometheus.Gauge
 	conntrackGone  prometheus.Counter
+	inSync         prometheus.Gauge
 }
 
 var objectives = map[float64]float64{0.5: 0.05, 0.9: 0.01, 0.99: 0.001}
@@ -38,9 +39,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Endpoint routes programmed."}),
 		conntrackGone: prometheus.NewCounter(prometheus.CounterOpts{Name: "ocelot_conntrack_entries_forgotten_total",
 			Help: "Conntrack entries deleted because a rule that allowed their flow changed or went away."}),
+		inSync: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ocelot_dataplane_in_sync",
+			Help: "1 once the first complete apply is done and while applies succeed; 0 before, and while the last apply failed."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.applyTime, m.initialResync, m.applyFailures, m.messages, m.batchSize, m.ifaceBatchSize, m.routes, m.conntrackGone)
+		reg.MustRegister(m.applyTime, m.initialResync, m.applyFailures, m.messages, m.batchSize, m.ifaceBatchSize, m.routes, m.conntrackGone, m.inSync)
 	}
 	return m
 }

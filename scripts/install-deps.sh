@@ -4,7 +4,9 @@
 # apt-get has none). Without root it only reports what is missing.
 #
 # Also unpacks Debian's etcd-server (3.4) into bin/etcd-3.4, for the
-# functional test against the etcd that operators run; no service starts.
+# functional test against the etcd that operators run, and Debian's
+# prometheus package (prometheus and promtool) into bin/prometheus, for the
+# tests of the dashboard and alerting rules; no service starts.
 set -euo pipefail
 
 # command -> package that provides it
@@ -44,26 +46,30 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-fetch_etcd34() {
-	local dest tmp
-	dest="$(dirname "$0")/../bin/etcd-3.4"
-	if [ -x "$dest/usr/bin/etcd" ] || [ -x /usr/bin/etcd ]; then
+# unpack PACKAGE DEST BINARY: fetch a Debian package and unpack it into
+# DEST (nothing is installed, no service starts) unless BINARY (a path
+# under DEST) or the system's copy of it already exists.
+unpack() {
+	local pkg=$1 dest tmp
+	dest="$(dirname "$0")/../bin/$2"
+	if [ -x "$dest/$3" ] || [ -x "/$3" ]; then
 		return 0
 	fi
 	command -v apt-get >/dev/null 2>&1 || return 0
 	tmp=$(mktemp -d)
-	if ! (cd "$tmp" && apt-get download -qq etcd-server >/dev/null 2>&1); then
+	if ! (cd "$tmp" && apt-get download -qq "$pkg" >/dev/null 2>&1); then
 		# A clean machine has no package lists yet.
 		if [ "$(id -u)" -eq 0 ]; then
 			apt_update || true
 		fi
-		(cd "$tmp" && apt-get download -qq etcd-server >/dev/null 2>&1) || true
+		(cd "$tmp" && apt-get download -qq "$pkg" >/dev/null 2>&1) || true
 	fi
-	if ls "$tmp"/etcd-server_*.deb >/dev/null 2>&1; then
-		mkdir -p "$dest" && dpkg -x "$tmp"/etcd-server_*.deb "$dest"
+	if ls "$tmp"/"${pkg}"_*.deb >/dev/null 2>&1; then
+		mkdir -p "$dest" && dpkg -x "$tmp"/"${pkg}"_*.deb "$dest"
 	else
-		echo "warning: could not fetch Debian's etcd-server; the etcd 3.4 test will skip (or fail under OCELOT_REQUIRE_KERNEL=1)" >&2
+		echo "warning: could not fetch Debian's $pkg; its tests will skip (or fail under OCELOT_REQUIRE_KERNEL=1)" >&2
 	fi
 	rm -rf "$tmp"
 }
-fetch_etcd34
+unpack etcd-server etcd-3.4 usr/bin/etcd
+unpack prometheus prometheus usr/bin/promtool
