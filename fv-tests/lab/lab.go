@@ -244,6 +244,7 @@ func (h *Host) WriteConfig(extra ...string) {
 		{"IptablesRefreshInterval", "10"},
 		{"IpsetsRefreshInterval", "10"},
 		{"RouteRefreshInterval", "10"},
+		{"ExplainSocketPath", h.ExplainSocket()}, // hosts share the file system: one socket each
 	}
 	var rest []string
 	for _, line := range append(strings.Split(h.ExtraCfg, "\n"), extra...) {
@@ -270,6 +271,16 @@ func (h *Host) WriteConfig(extra ...string) {
 	if err := os.WriteFile(h.CfgPath, []byte(b.String()), 0o644); err != nil {
 		h.Lab.T.Fatalf("%v", err)
 	}
+}
+
+// ExplainSocket is where the host's agent serves "ocelot explain".
+func (h *Host) ExplainSocket() string { return filepath.Join(h.Lab.Dir, h.Name, "explain.sock") }
+
+// Explain runs "ocelot explain" against the host's agent and returns its
+// output.
+func (h *Host) Explain(args ...string) (string, error) {
+	out, err := exec.Command(h.Lab.Bin, append([]string{"explain", "--socket", h.ExplainSocket()}, args...)...).CombinedOutput()
+	return string(out), err
 }
 
 // Start runs ocelot in the host's namespace.
