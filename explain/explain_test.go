@@ -127,7 +127,7 @@ func TestFlows(t *testing.T) {
 			[]string{"its default action Pass moves on", "no match: destination port 80 is not in [22]", "rule 0 allow protocol=tcp dstPorts=[80] srcSets=[s:clients]: matches"}},
 		{"denied by a rule", "198.18.12.5", "tapweb", "udp", 53, "denied", "rule", "np/openstack-region-RegionOne/web", 2, nil},
 		{"denied by default", "198.18.12.5", "port-web", "tcp", 81, "denied", "end of tier", "", -1,
-			[]string{"source 198.18.12.5 is not in set s:bad (sel(s:bad))"}},
+			[]string{"source 198.18.12.5 is not in set s:bad, selector sel(s:bad)"}},
 		{"not in the set", "198.18.13.5", "198.18.11.5", "tcp", 80, "denied", "end of tier", "", -1,
 			[]string{"source 198.18.13.5 is not in set s:clients"}},
 		{"Pass, then the next tier decides", "198.18.12.5", "198.18.11.5", "tcp", 22, "denied", "end of tier", "", -1,

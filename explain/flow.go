@@ -532,7 +532,7 @@ func (e *evaluator) setText(id string) string {
 	if !ok || si.Selector == "" {
 		return ""
 	}
-	return " (" + si.Selector + ")"
+	return ", selector " + si.Selector
 }
 
 func containsAddr(nets []netip.Prefix, a netip.Addr) bool {

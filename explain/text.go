@@ -117,7 +117,7 @@ func (e *EndpointInfo) writeText(p func(string, ...any)) {
 			}
 			p("  %s  %s  %s", s.ID, s.Type, strings.Join(sizes, ", "))
 			if s.Selector != "" {
-				p("      %s", s.Selector)
+				p("      selector %s", s.Selector)
 			}
 		}
 	}

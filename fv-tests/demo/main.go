@@ -3,7 +3,8 @@
 // RegionTwo) sharing one etcd, a web VM in RegionOne, clients in RegionTwo,
 // and the guide's policy. It prints who can reach whom before and after,
 // then removes what the guide calls critical (namespaceSelector: all()) to
-// show the cross-region access stop, and tears everything down.
+// show the cross-region access stop, asks the agent why (ocelot explain),
+// and tears everything down.
 //
 // Run as root: make demo (it builds bin/ocelot first). Everything lives in
 // network namespaces that are removed at the end.
@@ -141,7 +142,28 @@ func run() (code int) {
 			}
 		}
 	}
+
+	title("Why? ocelot explain, asking r1-compute1's agent")
+	fmt.Println("What applies to the web VM (its labels, region, policies in order, IP sets, chains):")
+	explain(r1, web.HostSide)
+	fmt.Println("Why RegionTwo's client is blocked now (the rule's selector stays in RegionOne's namespace):")
+	explain(r1, client.IP, web.IP, "tcp/80")
+	fmt.Println("With namespaceSelector: all() back, the same flow:")
+	l.Put(lab.GuidePolicyKey("RegionOne"), lab.GuidePolicyJSON("RegionOne", sgWeb, sgClients, true))
+	netlab.Eventually(t, "cross-region access again", 30*time.Second, func() bool { return client.Connects(web.IP, 80, 300*time.Millisecond) })
+	explain(r1, client.IP, web.IP, "tcp/80")
 	return 0
+}
+
+// explain runs "ocelot explain" against a host's agent and prints the
+// command and its answer.
+func explain(h *lab.Host, args ...string) {
+	out, err := h.Explain(args...)
+	fmt.Printf("\n  $ ocelot explain %s\n%s", strings.Join(args, " "), indent(out))
+	if err != nil {
+		fmt.Printf("  (%v)\n", err)
+	}
+	fmt.Println()
 }
 
 // matrix prints who reaches the web VM on TCP 80 and 22.
