@@ -44,4 +44,11 @@
 //
 // Never flush on start or exit: the first apply takes over what it
 // recognises (Felix's chains and sets included) and sweeps only that.
+//
+// Observability (docs/design/observability.md): Explain answers
+// "ocelot explain" on the same goroutine, between applies, from the
+// managers' state, with package explain's evaluator; an observer tells
+// the drop-log reader (dataplane/droplog, an NFLOG socket) which decision
+// each logged prefix names, and the counter collector (counters.go, on
+// Prometheus scrapes) what each counted rule counts.
 package dataplane

@@ -12,6 +12,10 @@
 // mangle (no DSCP manager), and overflow blocks re-clear their scratch
 // mark (Felix's S1 quirk is fixed).
 //
+// Under DropActionOverride the policy denials also log to NFLOG, under
+// prefixes (DropRef) that name the deciding rule, or accept instead;
+// Counts says which rules' counters count what policy decided.
+//
 // Pure: no I/O.
 package rules
 
