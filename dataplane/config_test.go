@@ -59,3 +59,32 @@ func TestFromConfig(t *testing.T) {
 		t.Errorf("a verdict with a line in it: %v", err)
 	}
 }
+
+func TestFromConfigDropLogAndLogLimit(t *testing.T) {
+	cfg := defaults(t)
+	dc, err := FromConfig(cfg)
+	if err != nil || dc.Rules.DropLog != nil || dc.Rules.DropAccept || dc.Rules.LogLimit != nil || dc.DropLog.Enabled {
+		t.Fatalf("defaults turn on drop logging or limits: %+v %v", dc, err)
+	}
+	cfg.DropActionOverride = "LogAndAccept"
+	cfg.LogActionRateLimit = config.LogRate{Count: 3, Per: "minute"}
+	cfg.LogActionRateLimitBurst = 7
+	cfg.DropLogRateLimit = config.LogRate{Count: 2000, Per: "second"}
+	if dc, err = FromConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if !dc.Rules.DropAccept || !dc.DropLog.Enabled || dc.DropLog.Group != 20 || dc.DropLog.Rate != 2000 || dc.DropLog.Burst != 20 {
+		t.Errorf("LogAndAccept: %+v %+v", dc.Rules, dc.DropLog)
+	}
+	// The kernel passes ten times the agent's rate, within its maximum.
+	if l := dc.Rules.DropLog.Limit; l.Count != 10000 || l.Per != ruleset.PerSecond || l.Burst != 200 {
+		t.Errorf("kernel limit %+v", l)
+	}
+	if l := dc.Rules.LogLimit; l == nil || *l != (ruleset.Limit{Count: 3, Per: ruleset.PerMinute, Burst: 7}) {
+		t.Errorf("Log limit %+v", l)
+	}
+	cfg.DropActionOverride = "Accept"
+	if dc, _ = FromConfig(cfg); !dc.Rules.DropAccept || dc.Rules.DropLog != nil {
+		t.Errorf("Accept: %+v", dc.Rules)
+	}
+}
