@@ -3,6 +3,7 @@ package dataplane
 import (
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -55,7 +56,9 @@ func TestRegistersTheMetricsREADMEPromises(t *testing.T) {
 	}
 	rows := 0
 	for _, line := range strings.Split(string(readme), "\n") {
-		if !strings.HasPrefix(line, "| dataplane |") && !strings.HasPrefix(line, "| iptables |") && !strings.HasPrefix(line, "| ipset |") {
+		if !slices.ContainsFunc([]string{"dataplane", "iptables", "ipset", "policy decisions", "drop log"}, func(row string) bool {
+			return strings.HasPrefix(line, "| "+row+" |")
+		}) {
 			continue
 		}
 		rows++
@@ -65,7 +68,7 @@ func TestRegistersTheMetricsREADMEPromises(t *testing.T) {
 			}
 		}
 	}
-	if rows != 3 {
-		t.Errorf("found %d of README's dataplane, iptables and ipset rows", rows)
+	if rows != 5 {
+		t.Errorf("found %d of README's dataplane, iptables, ipset, policy decisions and drop log rows", rows)
 	}
 }
