@@ -184,6 +184,12 @@ func TestDropActionOverride(t *testing.T) {
 	if v.Verdict != "allowed" || !strings.Contains(v.Hops[0].DecidedBy.Text, "accepted instead") {
 		t.Errorf("LogAndAccept: %s", text(v))
 	}
+	// To the host, an accepted denial is accepted there, before
+	// DefaultEndpointToHostAction (which would drop it).
+	f.policies[pid("web")].Outbound = []contract.Rule{{Action: contract.ActionDeny}}
+	if v := flow(f, "tapweb", "198.18.0.11", "tcp", 22); v.Verdict != "allowed" || v.Hops[0].DecidedBy.Kind != "rule" {
+		t.Errorf("LogAndAccept to the host: %s", text(v))
+	}
 	// Not a policy decision: the VXLAN drop stays.
 	if v := flow(f, "tapweb", "198.18.50.1", "udp", 4789); v.Verdict != "denied" {
 		t.Errorf("LogAndAccept opened the VXLAN drop: %s", text(v))

@@ -273,41 +273,49 @@ func (e *evaluator) hop(ep *contract.EndpointUpdate, ingress bool, p packet) Hop
 		return h
 	}
 	for _, id := range ep.ProfileIDs {
-		pr := e.st.Profile(id)
-		if pr == nil {
-			e.step(&h, "profile %s: not known to the dataplane; nothing in it matches", id)
-			continue
-		}
-		rules := direction(pr.Inbound, pr.Outbound, ingress)
-		e.step(&h, "profile %s (chain %s)%s", id, e.st.ProfileChain(id, ingress), failClosed(pr.FailClosed, pr.Reason))
-		for i, r := range rules {
-			ok, why := e.match(r, p)
-			if !ok {
-				e.step(&h, "  rule %d %s: no match: %s", i, r, why)
-				continue
-			}
-			if r.Action == contract.ActionAllow || r.Action == contract.ActionDeny {
-				e.step(&h, "  rule %d %s: matches", i, r)
-			}
-			switch r.Action {
-			case contract.ActionAllow:
-				e.decide(&h, true, Decision{Kind: "rule", Profile: id, Rule: i, RuleText: r.String(), Text: fmt.Sprintf("profile %s rule %d allows it", id, i)})
-				return h
-			case contract.ActionDeny:
-				e.decide(&h, false, Decision{Kind: "rule", Profile: id, Rule: i, RuleText: r.String(), Text: fmt.Sprintf("profile %s rule %d denies it", id, i)})
-				return h
-			case contract.ActionLog:
-				e.step(&h, "  rule %d %s: matches: logged with prefix %q, evaluation continues", i, r, e.s.LogPrefix+": ")
-			case contract.ActionPass:
-				e.step(&h, "  rule %d %s: matches: Pass leaves the profile without allowing; on to the next profile", i, r)
-			}
-			if r.Action == contract.ActionPass {
-				break
-			}
+		if e.profile(&h, id, ingress, p) {
+			return h
 		}
 	}
 	e.decide(&h, false, Decision{Kind: "no profile", Rule: -1, Text: "no profile allowed it (the endpoint chain's final drop)"})
 	return h
+}
+
+// profile walks one profile's rules; true when one decided. A Pass
+// leaves the profile without a decision: on to the next one.
+func (e *evaluator) profile(h *Hop, id string, ingress bool, p packet) bool {
+	pr := e.st.Profile(id)
+	if pr == nil {
+		e.step(h, "profile %s: not known to the dataplane; nothing in it matches", id)
+		return false
+	}
+	e.step(h, "profile %s (chain %s)%s", id, e.st.ProfileChain(id, ingress), failClosed(pr.FailClosed, pr.Reason))
+	for i, r := range direction(pr.Inbound, pr.Outbound, ingress) {
+		ok, why := e.match(r, p)
+		if !ok {
+			e.step(h, "  rule %d %s: no match: %s", i, r, why)
+			continue
+		}
+		d := Decision{Kind: "rule", Profile: id, Rule: i, RuleText: r.String()}
+		switch r.Action {
+		case contract.ActionAllow:
+			e.step(h, "  rule %d %s: matches", i, r)
+			d.Text = fmt.Sprintf("profile %s rule %d allows it", id, i)
+			e.decide(h, true, d)
+			return true
+		case contract.ActionDeny:
+			e.step(h, "  rule %d %s: matches", i, r)
+			d.Text = fmt.Sprintf("profile %s rule %d denies it", id, i)
+			e.decide(h, false, d)
+			return true
+		case contract.ActionLog:
+			e.step(h, "  rule %d %s: matches: logged with prefix %q, evaluation continues", i, r, e.s.LogPrefix+": ")
+		case contract.ActionPass:
+			e.step(h, "  rule %d %s: matches: Pass leaves the profile without allowing; on to the next profile", i, r)
+			return false
+		}
+	}
+	return false
 }
 
 // tiers walks the tiers; true when one decided.
@@ -403,7 +411,9 @@ func (e *evaluator) toHost(ep *contract.EndpointUpdate, p packet) Hop {
 	}
 	inner := e.hop(ep, false, p)
 	h.Steps = append(h.Steps, inner.Steps...)
-	if inner.Verdict != "allowed" {
+	// A denial, or a denial DropActionOverride accepted (the kernel
+	// accepts it there, before DefaultEndpointToHostAction), is final.
+	if inner.Verdict != "allowed" || inner.DecidedBy != nil && strings.Contains(inner.DecidedBy.Text, "DropActionOverride") {
 		h.Verdict, h.DecidedBy = inner.Verdict, inner.DecidedBy
 		return h
 	}
