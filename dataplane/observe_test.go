@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -299,4 +300,37 @@ func countSeries(t *testing.T, reg *prometheus.Registry, name string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// A scrape at the design targets' scale (50 local endpoints, 20 policies
+// each), on the fake kernel: parsing the counters and adding them up. On
+// a host, iptables-save -c of the filter table comes on top.
+func BenchmarkCollectCounters(b *testing.B) {
+	h := newHarness(&testing.T{})
+	var msgs []contract.Message
+	var pols []string
+	for p := range 20 {
+		name := fmt.Sprint("sg", p)
+		pols = append(pols, name)
+		msgs = append(msgs, ipset(fmt.Sprint("s:", p), "198.18.1.1"))
+		msgs = append(msgs, policy(name, fmt.Sprint("s:", p)))
+	}
+	for e := range 50 {
+		iface := fmt.Sprint("tap", e)
+		h.plug(iface)
+		msgs = append(msgs, endpoint(epID(iface), iface, fmt.Sprintf("198.19.0.%d", e), pols...))
+	}
+	h.d.onMessages(append(msgs, contract.InSync{}))
+	if _, err := h.d.apply(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(h.d.counters)
+	h.d.counters.minInterval = 0
+	b.ReportAllocs()
+	for b.Loop() {
+		if n, err := testutil.GatherAndCount(reg, "ocelot_policy_packets_total"); err != nil || n != 40 {
+			b.Fatalf("%d series, %v", n, err)
+		}
+	}
 }

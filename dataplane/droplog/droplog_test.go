@@ -3,6 +3,7 @@ package droplog
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -224,4 +225,29 @@ func TestNFLOGKernel(t *testing.T) {
 	if pkts, _, _ := s.Read(); len(pkts) != 0 {
 		t.Errorf("read %d packets no rule logged", len(pkts))
 	}
+}
+
+// A flood: most packets only meet the rate limit; the written ones are
+// resolved and formatted.
+func BenchmarkHandle(b *testing.B) {
+	var buf bytes.Buffer
+	now := time.Unix(1000, 0)
+	r := newReader(&buf, &now)
+	r.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	p := Packet{Prefix: "DPI2|np/openstack-region-RegionOne/ossg.default.web", OutDev: 7,
+		Payload: ipv4(6, "198.18.12.5", "198.18.11.5", ports(40000, 81)...)}
+	b.Run("suppressed", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			r.Handle(p)
+		}
+	})
+	b.Run("written", func(b *testing.B) {
+		r.Rate, r.Burst = 1e12, 1<<30
+		b.ReportAllocs()
+		for b.Loop() {
+			now = now.Add(time.Second)
+			r.Handle(p)
+		}
+	})
 }

@@ -58,13 +58,33 @@ func parseCounters(out []byte) (map[string][]RuleCounter, error) {
 			return nil, fmt.Errorf("iptables-save -c: bad counters in %q", line)
 		}
 		chain, rule, _ := strings.Cut(rest, " ")
-		c := RuleCounter{Packets: packets, Bytes: bytes}
-		if m := hashRE.FindStringSubmatch(rule); m != nil {
-			c.Hash = m[1]
-		}
+		c := RuleCounter{Packets: packets, Bytes: bytes, Hash: ruleHash(rule)}
 		chains[chain] = append(chains[chain], c)
 	}
 	return chains, sc.Err()
+}
+
+// ruleHash finds a rule's hash comment as hashRE does, without a regular
+// expression: a scrape reads every rule of the filter table.
+func ruleHash(rule string) string {
+	for rest := rule; ; {
+		i := strings.Index(rest, "--comment ")
+		if i < 0 {
+			return ""
+		}
+		rest = strings.TrimPrefix(rest[i+len("--comment "):], `"`)
+		if h, ok := strings.CutPrefix(rest, HashPrefix); ok {
+			n := strings.IndexFunc(h, func(r rune) bool {
+				return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
+			})
+			if n < 0 {
+				n = len(h)
+			}
+			if n > 0 {
+				return h[:n]
+			}
+		}
+	}
 }
 
 // SaveCounters runs iptables-save -c for one table.
