@@ -1,6 +1,7 @@
 package explain
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -18,8 +19,9 @@ type EndpointInfo struct {
 	Addresses []string          `json:"addresses"`
 	NAT       []string          `json:"floating_ips,omitempty"` // "external -> internal"
 	Labels    map[string]string `json:"labels"`
-	ToChain   string            `json:"to_chain"`   // ingress
-	FromChain string            `json:"from_chain"` // egress
+	QoS       []string          `json:"qos,omitempty"` // the QoS controls, one per direction that has any
+	ToChain   string            `json:"to_chain"`      // ingress
+	FromChain string            `json:"from_chain"`    // egress
 	Ingress   []TierInfo        `json:"ingress"`
 	Egress    []TierInfo        `json:"egress"`
 	Profiles  []ProfileInfo     `json:"profiles,omitempty"`
@@ -73,6 +75,17 @@ func describe(st State, ref string) (*EndpointInfo, bool, error) {
 	}
 	for _, n := range append(slices.Clone(ep.IPv4NAT), ep.IPv6NAT...) {
 		info.NAT = append(info.NAT, n.External.String()+" -> "+n.Internal.String())
+	}
+	if q := ep.QoS; q != nil {
+		for _, d := range []struct {
+			name string
+			l    contract.QoSLimits
+		}{{"ingress", q.Ingress}, {"egress", q.Egress}} {
+			if d.l != (contract.QoSLimits{}) {
+				info.QoS = append(info.QoS, fmt.Sprintf("%s: %d bit/s (burst %d bit, peak %d bit/s), %d packets/s (burst %d), %d connections",
+					d.name, d.l.Bandwidth, d.l.Burst, d.l.Peakrate, d.l.PacketRate, d.l.PacketBurst, d.l.MaxConnections))
+			}
+		}
 	}
 	info.ToChain, info.FromChain = st.EndpointChains(ep.Name)
 	budget := MaxRules

@@ -244,6 +244,17 @@ func TestEndpoint(t *testing.T) {
 			t.Errorf("text lacks %q:\n%s", s, b.String())
 		}
 	}
+	// QoS controls are shown, and a flow says it assumes it is within them.
+	f.eps[0].QoS = &contract.QoSControls{Ingress: contract.QoSLimits{PacketRate: 100, PacketBurst: 5, MaxConnections: 10}}
+	b.Reset()
+	a = Explain(f, Query{Endpoint: "tapweb"})
+	a.WriteText(&b)
+	if !strings.Contains(b.String(), "QoS        ingress: 0 bit/s (burst 0 bit, peak 0 bit/s), 100 packets/s (burst 5), 10 connections") {
+		t.Errorf("QoS not shown:\n%s", b.String())
+	}
+	if v := flow(f, "198.18.12.5", "198.18.11.5", "tcp", 80); !strings.Contains(text(v), "beyond 10 open ones") {
+		t.Errorf("QoS not in the flow:\n%s", text(v))
+	}
 	if a := Explain(f, Query{Endpoint: "198.18.11.7"}); a.Error == "" {
 		t.Error("an address no endpoint has was explained")
 	}

@@ -258,6 +258,18 @@ func (e *evaluator) hop(ep *contract.EndpointUpdate, ingress bool, p packet) Hop
 	if ingress {
 		h.Chain = to
 	}
+	if ep.QoS != nil {
+		l := ep.QoS.Egress
+		if ingress {
+			l = ep.QoS.Ingress
+		}
+		if l.PacketRate > 0 {
+			e.step(&h, "QoS: packets over %d per second (burst %d) are dropped before anything else; this flow is taken to be within it", l.PacketRate, l.PacketBurst)
+		}
+		if l.MaxConnections > 0 {
+			e.step(&h, "QoS: a new TCP connection beyond %d open ones is refused with a reset; this one is taken to be within it", l.MaxConnections)
+		}
+	}
 	e.step(&h, "a new connection (packets of an established or related one are accepted before any policy)")
 	if !ingress {
 		if e.s.DropVXLAN && p.proto == 17 && int(p.dport) == e.s.VXLANPort {

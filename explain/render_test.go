@@ -187,8 +187,13 @@ func (in *interp) criterion(c rs.Criterion) bool {
 	case rs.ICMP:
 		ok := p.icmpType == x.Type.Type && (x.Type.Code == nil || *x.Type.Code == p.icmpCode)
 		return ok != x.Negate
-	case rs.Limit:
-		return true
+	case rs.Limit, rs.PacketRate:
+		return true // within every rate limit
+	case rs.ConnLimit:
+		return false // below every connection limit
+	case rs.TCPFlags:
+		// A new connection's first packet: SYN alone among the flags.
+		return p.proto == 6 && rs.TCPSyn&x.Mask == x.Set
 	}
 	panic(fmt.Sprintf("interp: criterion %T", c))
 }
@@ -265,6 +270,10 @@ func randomState(r *rand.Rand) (*fakeState, *rules.Config) {
 			if r.IntN(2) == 0 {
 				ep.ProfileIDs = append(ep.ProfileIDs, fmt.Sprint("prof", p))
 			}
+		}
+		if r.IntN(3) == 0 {
+			ep.QoS = &contract.QoSControls{Ingress: contract.QoSLimits{PacketRate: 100, PacketBurst: 5, MaxConnections: 10},
+				Egress: contract.QoSLimits{MaxConnections: 3}}
 		}
 		f.eps = append(f.eps, ep)
 	}

@@ -47,6 +47,9 @@ func (e *EndpointInfo) writeText(p func(string, ...any)) {
 	if e.MAC != "" {
 		p("MAC        %s", e.MAC)
 	}
+	for _, q := range e.QoS {
+		p("QoS        %s (0: no limit)", q)
+	}
 	for i, k := range slices.Sorted(maps.Keys(e.Labels)) {
 		head := "labels    "
 		if i > 0 {
