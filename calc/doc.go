@@ -13,6 +13,14 @@
 //     so no endpoint of another host or region can take over a local
 //     interface. allowSpoofedSourcePrefixes are passed on only with
 //     Config.WorkloadSourceSpoofingAny (Felix's WorkloadSourceSpoofing).
+//   - Local host endpoints (hostendpoints.go): HostEndpoints whose node
+//     is this host, unless they name a workload interface (reported, not
+//     programmed). They get the global policies that select them, split
+//     as Felix splits them: doNotTrack (untracked), preDNAT (pre-DNAT,
+//     ingress only), the others (normal) and of those the applyOnForward
+//     ones (forward). doNotTrack and preDNAT policies never govern a
+//     workload endpoint, and are active only while they select a host
+//     endpoint.
 //   - Policy identity (contract.PolicyID) is the datastore key: kind,
 //     namespace and the key's name, as Felix keys policies, so two
 //     resources never share an ID or a chain.
@@ -34,6 +42,8 @@
 //
 // Fail closed: an invalid policy is enforced as deny-all where its selector
 // reaches; an invalid or misplaced local endpoint is not programmed; a
+// programmed host endpoint that turns invalid is kept, deny-all, on its
+// last valid interface; a
 // missing or invalid profile denies; a rule with a match iptables cannot
 // enforce allows nothing (Allow) or denies more (Deny, Pass). Problems go to
 // the report hook.

@@ -15,8 +15,8 @@ import (
 //
 //  1. new IP sets with their members, then member changes of existing sets;
 //  2. policies, then profiles;
-//  3. endpoints;
-//  4. endpoint removals, then profile and policy removals;
+//  3. workload endpoints, then host endpoints;
+//  4. endpoint removals (both kinds), then profile and policy removals;
 //  5. IP-set removals;
 //  6. InSync, once, after the first complete state.
 //
@@ -119,6 +119,22 @@ func (g *Graph) Flush() []contract.Message {
 		}
 	}
 	clear(g.dirtyEndpoints)
+	for _, key := range sortedDKeys(g.dirtyHostEndpoints) {
+		lh, sent := g.hostEPs[key], g.sentHostEndpoints[key]
+		if lh == nil {
+			if sent != nil {
+				endpointRemoves = append(endpointRemoves, contract.HostEndpointRemove{ID: sent.ID})
+				delete(g.sentHostEndpoints, key)
+			}
+			continue
+		}
+		want := g.hostEndpointUpdate(key, lh)
+		if sent == nil || !reflect.DeepEqual(want, sent) {
+			out = append(out, *want)
+			g.sentHostEndpoints[key] = want
+		}
+	}
+	clear(g.dirtyHostEndpoints)
 
 	out = append(out, endpointRemoves...)
 	out = append(out, profileRemoves...)
@@ -154,7 +170,9 @@ func compareMembers(a, b contract.Member) int {
 
 // endpointUpdate computes what the dataplane needs for a local endpoint:
 // the policies that select it, grouped by tier in tier order, each tier's
-// in policy order, split by direction; then its profiles.
+// in policy order, split by direction; then its profiles. Host-only
+// (doNotTrack, preDNAT) policies are left out: they never govern a
+// workload, and a tier left without policies is not listed.
 func (g *Graph) endpointUpdate(le *localEndpoint) *contract.EndpointUpdate {
 	ep := le.ep
 	u := &contract.EndpointUpdate{
@@ -177,29 +195,15 @@ func (g *Graph) endpointUpdate(le *localEndpoint) *contract.EndpointUpdate {
 		u.IPv6NAT = append(u.IPv6NAT, contract.NAT{Internal: n.Internal, External: n.External})
 	}
 
-	byTier := map[string][]*policyState{}
-	for key := range le.policies {
-		ps := g.policies[key]
-		byTier[ps.pol.Tier] = append(byTier[ps.pol.Tier], ps)
-	}
-	tierNames := slices.SortedFunc(maps.Keys(byTier), g.compareTiers)
-	for _, name := range tierNames {
-		pols := byTier[name]
-		slices.SortFunc(pols, comparePolicies)
-		tp := contract.TierPolicies{Name: name, DefaultAction: "Deny"}
-		if t := g.tiers[name]; t != nil && t.DefaultAction == resource.Pass {
-			tp.DefaultAction = "Pass"
-		}
+	g.forTiers(le.policies, func(name, defaultAction string, pols []*policyState) {
+		tp := contract.TierPolicies{Name: name, DefaultAction: defaultAction}
 		for _, ps := range pols {
-			if ps.pol.Applies(resource.Ingress) {
-				tp.Ingress = append(tp.Ingress, ps.id)
-			}
-			if ps.pol.Applies(resource.Egress) {
-				tp.Egress = append(tp.Egress, ps.id)
+			if !hostOnly(ps.pol) {
+				addToTier(&tp, ps, true)
 			}
 		}
-		u.Tiers = append(u.Tiers, tp)
-	}
+		u.Tiers = appendTier(u.Tiers, tp)
+	})
 	return u
 }
 
@@ -257,7 +261,7 @@ type Stats struct {
 // Stats returns the current counts. It costs O(1).
 func (g *Graph) Stats() Stats {
 	return Stats{
-		LocalEndpoints: len(g.locals), ActivePolicies: g.numActivePols, ActiveSelectors: g.numActiveSets,
+		LocalEndpoints: len(g.locals) + len(g.hostEPs), ActivePolicies: g.numActivePols, ActiveSelectors: g.numActiveSets,
 		Hosts: len(g.hosts), WorkloadEndpoints: g.numWEPs, Policies: len(g.policies),
 		Profiles: len(g.profiles), Tiers: len(g.tiers),
 	}

@@ -44,6 +44,7 @@ func FuzzGraph(f *testing.F) {
 	// vm0's port migrating here from r2 (where vm3's port is the source).
 	lm := `{"metadata":{"uid":"u1"},"spec":{"source":{"workloadEndpoint":{"hostname":"r2","orchestratorID":"openstack","workloadID":"openstack-region-RegionOne/vm3","endpointID":"p3"}},` +
 		`"target":{"workloadEndpoint":{"hostname":"r1-compute1","orchestratorID":"openstack","workloadID":"openstack-region-RegionOne/vm0","endpointID":"p0"}}}}`
+	untracked := `{"spec":{"selector":"role == 'x'","doNotTrack":true,"applyOnForward":true,"ingress":[{"action":"Allow","source":{"selector":"has(sg.projectcalico.org/openstack-web)"}}]}}`
 	var all []byte
 	for _, r := range [][]byte{
 		fuzzRecord(0, 0, false, wep), fuzzRecord(0, 2, false, wep2), fuzzRecord(0, 3, false, wep), fuzzRecord(1, 7, false, np),
@@ -51,6 +52,7 @@ func FuzzGraph(f *testing.F) {
 		fuzzRecord(4, 5, false, tier), fuzzRecord(5, 5, true, set), fuzzRecord(6, 5, false, set), fuzzRecord(7, 5, false, hep),
 		fuzzRecord(2, 9, true, gnp), fuzzRecord(2, 10, false, np), fuzzRecord(1, 7, true, ""), fuzzRecord(0, 0, true, `{"spec":`),
 		fuzzRecord(8, 0, true, lm), fuzzRecord(0, 0, false, wep), fuzzRecord(0, 3, true, ""), fuzzRecord(8, 1, true, lm),
+		fuzzRecord(2, 11, true, untracked), fuzzRecord(7, 5, true, `{"spec":{}}`),
 	} {
 		f.Add(r)
 		all = append(all, r...)
@@ -86,10 +88,12 @@ func FuzzGraph(f *testing.F) {
 		d.apply(g.Flush())
 
 		// A policy whose latest value is garbage keeps its last valid
-		// selector (fail closed); a fresh graph cannot know it.
+		// selector, a host endpoint its last valid interface (fail
+		// closed); a fresh graph cannot know them.
 		for _, u := range store {
-			if inv, ok := u.Value.(*resource.Invalid); ok && inv.Policy == nil &&
-				(u.Key.Kind == resource.KindNetworkPolicy || u.Key.Kind == resource.KindGlobalNetworkPolicy) {
+			inv, ok := u.Value.(*resource.Invalid)
+			if ok && (inv.Policy == nil && (u.Key.Kind == resource.KindNetworkPolicy || u.Key.Kind == resource.KindGlobalNetworkPolicy) ||
+				u.Key.Kind == resource.KindHostEndpoint) {
 				return
 			}
 		}

@@ -44,9 +44,11 @@ type Graph struct {
 	cfg    Config
 	report func(Problem)
 
-	// Local endpoints and the policies that apply to them.
+	// Local endpoints (workload and host) and the policies that apply to
+	// them.
 	locals   map[resource.Key]*localEndpoint
-	polIndex *labelindex.Index[resource.Key, resource.Key] // policy -> local endpoint
+	hostEPs  map[resource.Key]*localHostEndpoint
+	polIndex *labelindex.Index[resource.Key, resource.Key] // policy -> local endpoint of either kind
 	policies map[resource.Key]*policyState                 // active or not
 	tiers    map[string]*resource.Tier
 	profiles map[string]*profileState // by name
@@ -59,16 +61,18 @@ type Graph struct {
 	migrations *migrations // LiveMigrations of the local region
 
 	// Work for the next flush.
-	dirtyEndpoints map[resource.Key]struct{}
-	dirtyPolicies  map[resource.Key]struct{}
-	dirtyProfiles  map[string]struct{}
-	dirtySets      map[string]struct{}       // sets whose references or members changed
-	recheck        map[resource.Key]struct{} // policies whose activation may have changed
-	sentEndpoints  map[resource.Key]*contract.EndpointUpdate
-	sentPolicies   map[resource.Key]*contract.PolicyUpdate
-	sentProfiles   map[string]*contract.ProfileUpdate // by name
-	inSync         bool
-	inSyncSent     bool
+	dirtyEndpoints     map[resource.Key]struct{}
+	dirtyHostEndpoints map[resource.Key]struct{}
+	dirtyPolicies      map[resource.Key]struct{}
+	dirtyProfiles      map[string]struct{}
+	dirtySets          map[string]struct{}       // sets whose references or members changed
+	recheck            map[resource.Key]struct{} // policies whose activation may have changed
+	sentEndpoints      map[resource.Key]*contract.EndpointUpdate
+	sentHostEndpoints  map[resource.Key]*contract.HostEndpointUpdate
+	sentPolicies       map[resource.Key]*contract.PolicyUpdate
+	sentProfiles       map[string]*contract.ProfileUpdate // by name
+	inSync             bool
+	inSyncSent         bool
 
 	hosts         map[string]int // host -> endpoints on it (cluster statistics)
 	numWEPs       int
@@ -89,11 +93,17 @@ type policyState struct {
 	sel        *selector.Selector
 	failClosed bool
 	reason     string
-	matches    map[resource.Key]struct{} // local endpoints
+	matches    map[resource.Key]struct{} // local endpoints of either kind
+	hostMatch  int                       // how many of them are host endpoints
 	res        *resolved                 // when active
 }
 
-func (p *policyState) active() bool { return len(p.matches) > 0 }
+// active reports whether the policy applies to a local endpoint: a host
+// endpoint it selects, or a workload endpoint unless it is a host-only
+// (doNotTrack or preDNAT) policy.
+func (p *policyState) active() bool {
+	return p.hostMatch > 0 || (len(p.matches) > p.hostMatch && !hostOnly(p.pol))
+}
 
 type profileState struct {
 	name   string
@@ -111,12 +121,13 @@ func New(cfg Config, report func(Problem)) *Graph {
 	}
 	g := &Graph{
 		cfg: cfg, report: report,
-		locals: map[resource.Key]*localEndpoint{}, policies: map[resource.Key]*policyState{},
+		locals: map[resource.Key]*localEndpoint{}, hostEPs: map[resource.Key]*localHostEndpoint{}, policies: map[resource.Key]*policyState{},
 		tiers: map[string]*resource.Tier{}, profiles: map[string]*profileState{},
 		items: map[resource.Key]*memberItem{}, sets: map[string]*ipSet{}, migrations: newMigrations(),
-		dirtyEndpoints: map[resource.Key]struct{}{}, dirtyPolicies: map[resource.Key]struct{}{},
+		dirtyEndpoints: map[resource.Key]struct{}{}, dirtyHostEndpoints: map[resource.Key]struct{}{}, dirtyPolicies: map[resource.Key]struct{}{},
 		dirtyProfiles: map[string]struct{}{}, dirtySets: map[string]struct{}{}, recheck: map[resource.Key]struct{}{},
-		sentEndpoints: map[resource.Key]*contract.EndpointUpdate{}, sentPolicies: map[resource.Key]*contract.PolicyUpdate{},
+		sentEndpoints: map[resource.Key]*contract.EndpointUpdate{}, sentHostEndpoints: map[resource.Key]*contract.HostEndpointUpdate{},
+		sentPolicies: map[resource.Key]*contract.PolicyUpdate{},
 		sentProfiles: map[string]*contract.ProfileUpdate{}, hosts: map[string]int{}, epProblems: map[resource.Key]string{},
 	}
 	g.polIndex = labelindex.New(g.onPolicyMatch, g.onPolicyMatchStopped)
@@ -167,6 +178,9 @@ func (g *Graph) onUpdate(u resource.Update) {
 		for k := range g.locals { // tier order affects every endpoint with a policy in it
 			g.dirtyEndpoints[k] = struct{}{}
 		}
+		for k := range g.hostEPs {
+			g.dirtyHostEndpoints[k] = struct{}{}
+		}
 	case resource.KindNetworkSet, resource.KindGlobalNetworkSet:
 		if ns, ok := u.Value.(*resource.NetworkSet); ok {
 			g.updateItem(key, ns.Labels, nil, splitZero(ns.Nets), nil)
@@ -174,15 +188,7 @@ func (g *Graph) onUpdate(u resource.Update) {
 			g.deleteItem(key)
 		}
 	case resource.KindHostEndpoint:
-		if he, ok := u.Value.(*resource.HostEndpoint); ok {
-			nets := make([]netip.Prefix, 0, len(he.ExpectedIPs))
-			for _, a := range he.ExpectedIPs {
-				nets = append(nets, netip.PrefixFrom(a, a.BitLen()))
-			}
-			g.updateItem(key, he.Labels, he.Profiles, nets, he.Ports)
-		} else {
-			g.deleteItem(key)
-		}
+		g.onHostEndpoint(key, u.Value)
 	}
 }
 
@@ -327,19 +333,32 @@ func (g *Graph) deleteLocal(key resource.Key) {
 
 // onPolicyMatch and onPolicyMatchStopped record which policies select
 // which local endpoints; activation is settled after each batch.
+// The index holds local endpoints of both kinds; keys tell them apart.
 func (g *Graph) onPolicyMatch(polKey, epKey resource.Key) {
-	g.policies[polKey].matches[epKey] = struct{}{}
-	g.locals[epKey].policies[polKey] = struct{}{}
-	g.dirtyEndpoints[epKey] = struct{}{}
+	ps := g.policies[polKey]
+	ps.matches[epKey] = struct{}{}
+	if epKey.Kind == resource.KindHostEndpoint {
+		ps.hostMatch++
+		g.hostEPs[epKey].policies[polKey] = struct{}{}
+	} else {
+		g.locals[epKey].policies[polKey] = struct{}{}
+	}
+	g.markEndpointDirty(epKey)
 	g.recheck[polKey] = struct{}{}
 }
 
 func (g *Graph) onPolicyMatchStopped(polKey, epKey resource.Key) {
-	delete(g.policies[polKey].matches, epKey)
-	if le := g.locals[epKey]; le != nil {
+	ps := g.policies[polKey]
+	delete(ps.matches, epKey)
+	if epKey.Kind == resource.KindHostEndpoint {
+		ps.hostMatch--
+		if lh := g.hostEPs[epKey]; lh != nil {
+			delete(lh.policies, polKey)
+		}
+	} else if le := g.locals[epKey]; le != nil {
 		delete(le.policies, polKey)
 	}
-	g.dirtyEndpoints[epKey] = struct{}{}
+	g.markEndpointDirty(epKey)
 	g.recheck[polKey] = struct{}{}
 }
 
@@ -385,7 +404,7 @@ func (g *Graph) onPolicy(key resource.Key, v any) {
 		g.release(ps)
 		if orderChanged(ps.pol, pol) {
 			for ep := range ps.matches {
-				g.dirtyEndpoints[ep] = struct{}{}
+				g.markEndpointDirty(ep)
 			}
 		}
 	}
@@ -411,9 +430,13 @@ func policyID(key resource.Key) contract.PolicyID {
 }
 
 // orderChanged reports a change that moves the policy among an endpoint's
-// policies.
+// policies, or between the kinds of endpoint and the tables it applies
+// to.
 func orderChanged(a, b *resource.Policy) bool {
 	if a.Tier != b.Tier || a.Name != b.Name || len(a.Types) != len(b.Types) {
+		return true
+	}
+	if a.DoNotTrack != b.DoNotTrack || a.PreDNAT != b.PreDNAT || a.ApplyOnForward != b.ApplyOnForward {
 		return true
 	}
 	for i := range a.Types {

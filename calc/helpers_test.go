@@ -30,12 +30,28 @@ type fakeDataplane struct {
 	policies  map[contract.PolicyID]contract.PolicyUpdate
 	profiles  map[string]contract.ProfileUpdate
 	endpoints map[contract.EndpointID]contract.EndpointUpdate
+	hostEPs   map[string]contract.HostEndpointUpdate
 	inSync    bool
 }
 
 func newFakeDataplane(t testing.TB) *fakeDataplane {
 	return &fakeDataplane{t: t, sets: map[string]map[contract.Member]bool{}, setTypes: map[string]contract.IPSetType{},
-		policies: map[contract.PolicyID]contract.PolicyUpdate{}, profiles: map[string]contract.ProfileUpdate{}, endpoints: map[contract.EndpointID]contract.EndpointUpdate{}}
+		policies: map[contract.PolicyID]contract.PolicyUpdate{}, profiles: map[string]contract.ProfileUpdate{}, endpoints: map[contract.EndpointID]contract.EndpointUpdate{},
+		hostEPs: map[string]contract.HostEndpointUpdate{}}
+}
+
+// hostTiers lists every tier of a host endpoint, of every kind.
+func hostTiers(h contract.HostEndpointUpdate) []contract.TierPolicies {
+	return slices.Concat(h.Tiers, h.UntrackedTiers, h.PreDNATTiers, h.ForwardTiers)
+}
+
+func usesPolicy(tiers []contract.TierPolicies, id contract.PolicyID) bool {
+	for _, tier := range tiers {
+		if slices.Contains(tier.Ingress, id) || slices.Contains(tier.Egress, id) {
+			return true
+		}
+	}
+	return false
 }
 
 func ruleSets(rules []contract.Rule) []string {
@@ -94,10 +110,13 @@ func (d *fakeDataplane) apply(msgs []contract.Message) {
 			d.policies[x.ID] = x
 		case contract.PolicyRemove:
 			for _, ep := range d.endpoints {
-				for _, tier := range ep.Tiers {
-					if slices.Contains(tier.Ingress, x.ID) || slices.Contains(tier.Egress, x.ID) {
-						d.t.Fatalf("policy %v removed while endpoint %v uses it", x.ID, ep.ID)
-					}
+				if usesPolicy(ep.Tiers, x.ID) {
+					d.t.Fatalf("policy %v removed while endpoint %v uses it", x.ID, ep.ID)
+				}
+			}
+			for _, h := range d.hostEPs {
+				if usesPolicy(hostTiers(h), x.ID) {
+					d.t.Fatalf("policy %v removed while host endpoint %s uses it", x.ID, h.ID)
 				}
 			}
 			delete(d.policies, x.ID)
@@ -112,6 +131,11 @@ func (d *fakeDataplane) apply(msgs []contract.Message) {
 			for _, ep := range d.endpoints {
 				if slices.Contains(ep.ProfileIDs, x.ID) {
 					d.t.Fatalf("profile %s removed while endpoint %v uses it", x.ID, ep.ID)
+				}
+			}
+			for _, h := range d.hostEPs {
+				if slices.Contains(h.ProfileIDs, x.ID) {
+					d.t.Fatalf("profile %s removed while host endpoint %s uses it", x.ID, h.ID)
 				}
 			}
 			delete(d.profiles, x.ID)
@@ -131,6 +155,25 @@ func (d *fakeDataplane) apply(msgs []contract.Message) {
 			d.endpoints[x.ID] = x
 		case contract.EndpointRemove:
 			delete(d.endpoints, x.ID)
+		case contract.HostEndpointUpdate:
+			for _, tier := range hostTiers(x) {
+				for _, id := range append(slices.Clone(tier.Ingress), tier.Egress...) {
+					if _, ok := d.policies[id]; !ok {
+						d.t.Fatalf("host endpoint %s refers to policy %v before it exists", x.ID, id)
+					}
+				}
+			}
+			for _, p := range x.ProfileIDs {
+				if _, ok := d.profiles[p]; !ok {
+					d.t.Fatalf("host endpoint %s refers to profile %s before it exists", x.ID, p)
+				}
+			}
+			d.hostEPs[x.ID] = x
+		case contract.HostEndpointRemove:
+			if _, ok := d.hostEPs[x.ID]; !ok {
+				d.t.Fatalf("removal of unknown host endpoint %s", x.ID)
+			}
+			delete(d.hostEPs, x.ID)
 		case contract.InSync:
 			if i != len(msgs)-1 {
 				d.t.Fatalf("InSync is not last")

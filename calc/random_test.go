@@ -42,11 +42,30 @@ type modelEndpoint struct {
 	Spoofed []netip.Prefix
 }
 
+// modelHostEndpoint is a local host endpoint: its interface and its
+// policies by kind (normal, untracked, pre-DNAT, forward).
+type modelHostEndpoint struct {
+	Iface                           string
+	Normal, Untracked, PreDNAT, Fwd []modelTier
+	Profiles                        []string
+	FailClosed                      bool
+}
+
 type modelState struct {
 	sets      map[string][]string                   // set ID -> sorted members
 	policies  map[string][]contract.Rule            // policy ID -> inbound then outbound rules
 	endpoints map[contract.EndpointID]modelEndpoint // local, programmed endpoints
+	hostEPs   map[string]modelHostEndpoint          // local host endpoints by name
 	profiles  map[string]bool                       // profiles sent
+}
+
+// failClosedHEP stands in the model's store for a local host endpoint whose
+// stored value became invalid: the last valid one.
+type failClosedHEP struct{ last *resource.HostEndpoint }
+
+// isLocalHEP: a host endpoint of this host not on a workload interface.
+func isLocalHEP(h *resource.HostEndpoint) bool {
+	return h.Node == host && !strings.HasPrefix(h.InterfaceName, "tap")
 }
 
 // modelPolicyID reads a policy's ID off its etcd path: the plural says
@@ -115,7 +134,8 @@ func orderOf(o *float64) float64 {
 }
 
 func (m *model) compute() modelState {
-	st := modelState{sets: map[string][]string{}, policies: map[string][]contract.Rule{}, endpoints: map[contract.EndpointID]modelEndpoint{}, profiles: map[string]bool{}}
+	st := modelState{sets: map[string][]string{}, policies: map[string][]contract.Rule{}, endpoints: map[contract.EndpointID]modelEndpoint{},
+		hostEPs: map[string]modelHostEndpoint{}, profiles: map[string]bool{}}
 	var pols []modelPolicy
 	tiers := map[string]*resource.Tier{}
 	for path, u := range m.store {
@@ -137,15 +157,13 @@ func (m *model) compute() modelState {
 		return tierKey{true, 0, name}
 	}
 	active := map[string]modelPolicy{}
-	for _, u := range m.store {
-		ep, ok := u.Value.(*resource.Endpoint)
-		if !ok || !isLocal(ep) {
-			continue
-		}
-		l := m.labelsOf(ep.Labels, ep.Profiles)
+	// tiersOf lists, per kind of tier, the tiers of the policies that
+	// select labels l, each tier's policies in order; route says which
+	// kinds of tier a policy goes to (none: it does not apply).
+	tiersOf := func(l map[string]string, route func(p modelPolicy) []string, defaultAction func(kind, tier string) string) map[string][]modelTier {
 		byTier := map[string][]modelPolicy{}
 		for _, p := range pols {
-			if p.sel.Evaluate(l) {
+			if p.sel.Evaluate(l) && len(route(p)) > 0 {
 				byTier[p.p.Tier] = append(byTier[p.p.Tier], p)
 				active[p.id] = p
 			}
@@ -161,7 +179,7 @@ func (m *model) compute() modelState {
 			}
 			return a.name < b.name
 		})
-		var tiersOut []modelTier
+		out := map[string][]modelTier{}
 		for _, n := range names {
 			ps := byTier[n]
 			tie := func(p modelPolicy) string {
@@ -173,24 +191,84 @@ func (m *model) compute() modelState {
 				}
 				return tie(ps[i]) < tie(ps[j])
 			})
-			mt := modelTier{Name: n, DefaultAction: "Deny"}
-			if t := tiers[n]; t != nil && t.DefaultAction == resource.Pass {
-				mt.DefaultAction = "Pass"
-			}
+			byKind := map[string]*modelTier{}
+			var kinds []string
 			for _, p := range ps {
-				if slices.Contains(p.p.Types, resource.Ingress) {
-					mt.Ingress = append(mt.Ingress, p.id)
-				}
-				if slices.Contains(p.p.Types, resource.Egress) {
-					mt.Egress = append(mt.Egress, p.id)
+				for _, kind := range route(p) {
+					mt := byKind[kind]
+					if mt == nil {
+						mt = &modelTier{Name: n, DefaultAction: defaultAction(kind, n)}
+						byKind[kind] = mt
+						kinds = append(kinds, kind)
+					}
+					if slices.Contains(p.p.Types, resource.Ingress) {
+						mt.Ingress = append(mt.Ingress, p.id)
+					}
+					if slices.Contains(p.p.Types, resource.Egress) && kind != "preDNAT" {
+						mt.Egress = append(mt.Egress, p.id)
+					}
 				}
 			}
-			tiersOut = append(tiersOut, mt)
+			for _, kind := range kinds {
+				if mt := byKind[kind]; len(mt.Ingress)+len(mt.Egress) > 0 {
+					out[kind] = append(out[kind], *mt)
+				}
+			}
 		}
-		st.endpoints[contract.EndpointID{Orchestrator: ep.Orchestrator, WorkloadID: ep.Namespace + "/" + ep.Workload, EndpointID: ep.EndpointID}] =
-			modelEndpoint{Iface: ep.InterfaceName, Tiers: tiersOut} // spoofing is off in these tests: no prefixes sent
-		for _, pr := range ep.Profiles {
-			st.profiles[pr] = true
+		return out
+	}
+	tierAction := func(kind, n string) string {
+		if kind == "untracked" || kind == "preDNAT" {
+			return "Pass"
+		}
+		if t := tiers[n]; t != nil && t.DefaultAction == resource.Pass {
+			return "Pass"
+		}
+		return "Deny"
+	}
+	for _, u := range m.store {
+		switch v := u.Value.(type) {
+		case *resource.Endpoint:
+			if !isLocal(v) {
+				continue
+			}
+			// Workloads: every policy but doNotTrack and preDNAT ones.
+			tiersOut := tiersOf(m.labelsOf(v.Labels, v.Profiles), func(p modelPolicy) []string {
+				if p.p.DoNotTrack || p.p.PreDNAT {
+					return nil
+				}
+				return []string{"normal"}
+			}, tierAction)["normal"]
+			st.endpoints[contract.EndpointID{Orchestrator: v.Orchestrator, WorkloadID: v.Namespace + "/" + v.Workload, EndpointID: v.EndpointID}] =
+				modelEndpoint{Iface: v.InterfaceName, Tiers: tiersOut} // spoofing is off in these tests: no prefixes sent
+			for _, pr := range v.Profiles {
+				st.profiles[pr] = true
+			}
+		case *resource.HostEndpoint:
+			if !isLocalHEP(v) {
+				continue
+			}
+			// Host endpoints: doNotTrack policies untracked, preDNAT ones
+			// pre-DNAT (ingress), the others normal, and forward too with
+			// applyOnForward.
+			ts := tiersOf(m.labelsOf(v.Labels, v.Profiles), func(p modelPolicy) []string {
+				switch {
+				case p.p.DoNotTrack:
+					return []string{"untracked"}
+				case p.p.PreDNAT:
+					return []string{"preDNAT"}
+				case p.p.ApplyOnForward:
+					return []string{"normal", "forward"}
+				}
+				return []string{"normal"}
+			}, tierAction)
+			st.hostEPs[u.Key.Name] = modelHostEndpoint{Iface: v.InterfaceName, Normal: ts["normal"], Untracked: ts["untracked"],
+				PreDNAT: ts["preDNAT"], Fwd: ts["forward"], Profiles: v.Profiles}
+			for _, pr := range v.Profiles {
+				st.profiles[pr] = true
+			}
+		case failClosedHEP:
+			st.hostEPs[u.Key.Name] = modelHostEndpoint{Iface: v.last.InterfaceName, FailClosed: true}
 		}
 	}
 	var specs []setSpec
@@ -232,6 +310,11 @@ func (m *model) members(sp setSpec) []string {
 			nets, ports, l = v.Nets, v.Ports, m.labelsOf(v.Labels, v.Profiles)
 		case *resource.NetworkSet:
 			nets, l = v.Nets, v.Labels
+		case *resource.HostEndpoint:
+			for _, a := range v.ExpectedIPs {
+				nets = append(nets, netip.PrefixFrom(a, a.BitLen()))
+			}
+			ports, l = v.Ports, m.labelsOf(v.Labels, v.Profiles)
 		default:
 			continue
 		}
@@ -261,7 +344,8 @@ func (m *model) members(sp setSpec) []string {
 }
 
 func (d *fakeDataplane) state() modelState {
-	st := modelState{sets: map[string][]string{}, policies: map[string][]contract.Rule{}, endpoints: map[contract.EndpointID]modelEndpoint{}, profiles: map[string]bool{}}
+	st := modelState{sets: map[string][]string{}, policies: map[string][]contract.Rule{}, endpoints: map[contract.EndpointID]modelEndpoint{},
+		hostEPs: map[string]modelHostEndpoint{}, profiles: map[string]bool{}}
 	for id := range d.sets {
 		st.sets[id] = d.members(id)
 	}
@@ -275,12 +359,19 @@ func (d *fakeDataplane) state() modelState {
 		}
 		return out
 	}
-	for id, e := range d.endpoints {
+	tiersOf := func(ts []contract.TierPolicies) []modelTier {
 		var tiers []modelTier
-		for _, t := range e.Tiers {
+		for _, t := range ts {
 			tiers = append(tiers, modelTier{t.Name, t.DefaultAction, ids(t.Ingress), ids(t.Egress)})
 		}
-		st.endpoints[id] = modelEndpoint{Iface: e.Name, Tiers: tiers, Spoofed: e.AllowSpoofedSourcePrefixes}
+		return tiers
+	}
+	for id, e := range d.endpoints {
+		st.endpoints[id] = modelEndpoint{Iface: e.Name, Tiers: tiersOf(e.Tiers), Spoofed: e.AllowSpoofedSourcePrefixes}
+	}
+	for id, h := range d.hostEPs {
+		st.hostEPs[id] = modelHostEndpoint{Iface: h.InterfaceName, Normal: tiersOf(h.Tiers), Untracked: tiersOf(h.UntrackedTiers),
+			PreDNAT: tiersOf(h.PreDNATTiers), Fwd: tiersOf(h.ForwardTiers), Profiles: h.ProfileIDs, FailClosed: h.FailClosed}
 	}
 	for id := range d.profiles {
 		st.profiles[id] = true
@@ -343,7 +434,7 @@ func TestRandomAgainstModel(t *testing.T) {
 		synced := false
 		for step := 0; step < 300; step++ {
 			var u resource.Update
-			switch rng.IntN(10) {
+			switch rng.IntN(11) {
 			case 0, 1, 2: // endpoint
 				vm := fmt.Sprint("vm", rng.IntN(10))
 				ns := pick([]string{nsOne, nsOne, nsTwo})
@@ -392,7 +483,16 @@ func TestRandomAgainstModel(t *testing.T) {
 					order = f(float64(rng.IntN(3)))
 				}
 				u = policy(k, pick(sels), types, order, randRules(), randRules())
-				u.Value.(*resource.Policy).Tier = pick([]string{"default", "default", "t1", "ghost"})
+				pol := u.Value.(*resource.Policy)
+				pol.Tier = pick([]string{"default", "default", "t1", "ghost"})
+				switch rng.IntN(6) {
+				case 0:
+					pol.DoNotTrack, pol.ApplyOnForward = true, true
+				case 1:
+					pol.PreDNAT, pol.ApplyOnForward, pol.Egress = true, true, nil
+				case 2:
+					pol.ApplyOnForward = true
+				}
 				if rng.IntN(8) == 0 {
 					u.Value = &resource.Invalid{Kind: k.Kind, Reason: errors.New("bad"), Policy: u.Value.(*resource.Policy)}
 				} else if rng.IntN(8) == 0 {
@@ -416,6 +516,23 @@ func TestRandomAgainstModel(t *testing.T) {
 				if rng.IntN(4) > 0 {
 					u.Value = &resource.NetworkSet{Namespace: u.Key.Namespace, Name: name, Labels: randLabels(u.Key.Namespace),
 						Nets: []netip.Prefix{netip.MustParsePrefix(pick([]string{"198.51.100.0/24", "0.0.0.0/0", "198.18.0.1/32"}))}}
+				}
+			case 10: // host endpoint
+				name := pick([]string{"hep0", "hep1", "hep2"})
+				u = resource.Update{Key: resource.Key{Kind: resource.KindHostEndpoint, Name: name}}
+				if rng.IntN(6) > 0 {
+					he := &resource.HostEndpoint{Name: name, Node: pick([]string{host, host, "h2"}), Labels: randLabels(""),
+						InterfaceName: pick([]string{"eth0", "eth1", "*", "", "tapx"})}
+					if he.InterfaceName == "" || rng.IntN(2) == 0 {
+						he.ExpectedIPs = []netip.Addr{netip.MustParseAddr(pick(ips))}
+					}
+					if rng.IntN(3) == 0 {
+						he.Profiles = []string{pick([]string{"p1", "p2", "nope"})}
+					}
+					u.Value = he
+					if rng.IntN(5) == 0 {
+						u.Value = &resource.Invalid{Kind: resource.KindHostEndpoint, Reason: errors.New("bad")}
+					}
 				}
 			case 9:
 				if !synced && rng.IntN(3) == 0 {
@@ -441,9 +558,25 @@ func TestRandomAgainstModel(t *testing.T) {
 			// The model's store: what etcd holds that calc can use. An
 			// invalid endpoint, or an invalid policy with nothing
 			// recovered, counts as absent.
-			if inv, ok := u.Value.(*resource.Invalid); u.Value == nil || ok && (u.Key.Kind == resource.KindWorkloadEndpoint || inv.Policy == nil) {
+			inv, invalid := u.Value.(*resource.Invalid)
+			switch {
+			case invalid && u.Key.Kind == resource.KindHostEndpoint:
+				// A local host endpoint that goes invalid stays, fail-closed,
+				// on its last valid interface.
+				switch prev := m.store[u.Key.Path()].Value.(type) {
+				case *resource.HostEndpoint:
+					if isLocalHEP(prev) {
+						m.store[u.Key.Path()] = resource.Update{Key: u.Key, Value: failClosedHEP{prev}}
+					} else {
+						delete(m.store, u.Key.Path())
+					}
+				case failClosedHEP:
+				default:
+					delete(m.store, u.Key.Path())
+				}
+			case u.Value == nil || invalid && (u.Key.Kind == resource.KindWorkloadEndpoint || inv.Policy == nil):
 				delete(m.store, u.Key.Path())
-			} else {
+			default:
 				m.store[u.Key.Path()] = u
 			}
 			g.OnUpdates([]resource.Update{u})
@@ -480,6 +613,9 @@ func diff(t *testing.T, seed uint64, step int, got, want modelState) {
 	}
 	if len(got.endpoints) != len(want.endpoints) {
 		t.Errorf("endpoints: got %d want %d", len(got.endpoints), len(want.endpoints))
+	}
+	if !reflect.DeepEqual(got.hostEPs, want.hostEPs) {
+		t.Errorf("host endpoints:\n got %+v\nwant %+v", got.hostEPs, want.hostEPs)
 	}
 	if !reflect.DeepEqual(got.profiles, want.profiles) {
 		t.Errorf("profiles got %v want %v", got.profiles, want.profiles)

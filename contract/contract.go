@@ -9,20 +9,23 @@ import (
 
 // Message is one of the message types of this package: IPSetUpdate,
 // IPSetDelta, IPSetRemove, PolicyUpdate, PolicyRemove, ProfileUpdate,
-// ProfileRemove, EndpointUpdate, EndpointRemove and InSync. The set is
-// closed: only this package can add a type.
+// ProfileRemove, EndpointUpdate, EndpointRemove, HostEndpointUpdate,
+// HostEndpointRemove and InSync. The set is closed: only this package can
+// add a type.
 type Message interface{ isMessage() }
 
-func (IPSetUpdate) isMessage()    {}
-func (IPSetDelta) isMessage()     {}
-func (IPSetRemove) isMessage()    {}
-func (PolicyUpdate) isMessage()   {}
-func (PolicyRemove) isMessage()   {}
-func (ProfileUpdate) isMessage()  {}
-func (ProfileRemove) isMessage()  {}
-func (EndpointUpdate) isMessage() {}
-func (EndpointRemove) isMessage() {}
-func (InSync) isMessage()         {}
+func (IPSetUpdate) isMessage()        {}
+func (IPSetDelta) isMessage()         {}
+func (IPSetRemove) isMessage()        {}
+func (PolicyUpdate) isMessage()       {}
+func (PolicyRemove) isMessage()       {}
+func (ProfileUpdate) isMessage()      {}
+func (ProfileRemove) isMessage()      {}
+func (EndpointUpdate) isMessage()     {}
+func (EndpointRemove) isMessage()     {}
+func (HostEndpointUpdate) isMessage() {}
+func (HostEndpointRemove) isMessage() {}
+func (InSync) isMessage()             {}
 
 // IPSetType is the kernel set type.
 type IPSetType string
@@ -218,6 +221,44 @@ type QoSLimits struct {
 
 // EndpointRemove deletes a local endpoint.
 type EndpointRemove struct{ ID EndpointID }
+
+// AllInterfaces is the InterfaceName of a host endpoint that stands for
+// every interface of the host that no other host endpoint claims.
+const AllInterfaces = "*"
+
+// HostEndpointUpdate describes a host endpoint of this host (a
+// HostEndpoint resource whose node is this host) and the policies that
+// apply to it. It names its interface (InterfaceName: a name, or
+// AllInterfaces), or leaves that empty and claims the interfaces that hold
+// one of its expected addresses; the dataplane resolves which interface
+// each endpoint governs.
+//
+// Policies are split as Felix splits them: doNotTrack policies in
+// UntrackedTiers (raw table, both directions), preDNAT policies in
+// PreDNATTiers (mangle table, ingress only), every other policy in Tiers
+// (filter and mangle), and of those the applyOnForward ones also in
+// ForwardTiers (forwarded traffic). Untracked and pre-DNAT tiers end in
+// Pass, so that the normal policies still apply to what they do not
+// decide.
+type HostEndpointUpdate struct {
+	ID                         string // the HostEndpoint's name
+	InterfaceName              string // "", a name, or AllInterfaces
+	ExpectedIPv4, ExpectedIPv6 []netip.Addr
+	ProfileIDs                 []string
+	Tiers                      []TierPolicies
+	UntrackedTiers             []TierPolicies
+	PreDNATTiers               []TierPolicies
+	ForwardTiers               []TierPolicies
+	// FailClosed says the endpoint's stored form could not be used: its
+	// interface is enforced as deny-all (failsafe ports still open) with
+	// the last interface and addresses that were valid. Reason says why.
+	FailClosed bool
+	Reason     string
+}
+
+// HostEndpointRemove deletes a host endpoint: its interfaces are no
+// longer policed.
+type HostEndpointRemove struct{ ID string }
 
 // InSync follows the first complete state: from here on the dataplane may
 // sweep what it does not recognise.

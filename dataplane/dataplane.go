@@ -287,6 +287,10 @@ func (d *Dataplane) onMessages(msgs []contract.Message) {
 			d.metrics.messages.WithLabelValues("EndpointRemove").Inc()
 			d.endpoints.OnRemove(x.ID)
 			d.migrations.OnRemove(x.ID)
+		case contract.HostEndpointUpdate, contract.HostEndpointRemove:
+			// Host endpoints are not enforced yet (the host-endpoint
+			// manager follows); as before, their interfaces are not policed.
+			d.metrics.messages.WithLabelValues(fmt.Sprintf("%T", m)[len("contract."):]).Inc()
 		case contract.InSync:
 			d.metrics.messages.WithLabelValues("InSync").Inc()
 			d.calcInSync = true

@@ -144,7 +144,7 @@ type NetworkSet struct {
 	Nets            []netip.Prefix
 }
 
-// HostEndpoint is decoded and validated but not yet enforced.
+// HostEndpoint is a validated HostEndpoint.
 type HostEndpoint struct {
 	Name          string
 	Node          string
