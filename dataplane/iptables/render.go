@@ -161,6 +161,8 @@ func Action(a ruleset.Action) string {
 		return fmt.Sprintf(`--jump LOG --log-prefix "%s: " --log-level 5`, x.Prefix)
 	case ruleset.NFLOG:
 		return fmt.Sprintf(`--jump NFLOG --nflog-group %d --nflog-prefix "%s" --nflog-size %d`, x.Group, nflogPrefix(x.Prefix), x.Size)
+	case ruleset.NoTrack:
+		return "--jump NOTRACK"
 	}
 	panic(fmt.Sprintf("iptables: no rendering for action %T", a))
 }

@@ -32,6 +32,6 @@ func Examples() ([]Criterion, []Action) {
 			Accept{}, Drop{}, Reject{With: RejectTCPReset}, Return{}, Jump{Chain: "cali-x"}, Goto{Chain: "cali-y"},
 			SetMark{Value: 0x10000, Mask: 0x10000}, DNAT{Addr: netip.MustParseAddr("198.18.0.1"), Port: 80},
 			SNAT{Addr: netip.MustParseAddr("198.18.0.2")}, Log{Prefix: "calico-packet"},
-			NFLOG{Group: 20, Prefix: "DPI0|np/ns/name", Size: 128},
+			NFLOG{Group: 20, Prefix: "DPI0|np/ns/name", Size: 128}, NoTrack{},
 		}
 }

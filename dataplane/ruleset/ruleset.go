@@ -255,6 +255,10 @@ type NFLOG struct {
 // MaxNFLOGPrefix is the longest NFLOG prefix the kernel keeps whole.
 const MaxNFLOGPrefix = 63
 
+// NoTrack exempts the packet from connection tracking and continues
+// (raw table only: untracked host-endpoint policy).
+type NoTrack struct{}
+
 func (Accept) action()  {}
 func (Drop) action()    {}
 func (Reject) action()  {}
@@ -266,6 +270,7 @@ func (DNAT) action()    {}
 func (SNAT) action()    {}
 func (Log) action()     {}
 func (NFLOG) action()   {}
+func (NoTrack) action() {}
 
 // Verdict turns the name of a configurable verdict (IptablesFilterAllowAction
 // and the like: ACCEPT, DROP, REJECT or RETURN) into its action.

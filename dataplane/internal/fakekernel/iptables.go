@@ -38,9 +38,10 @@ var builtinChains = map[string][]string{
 	"raw":    {"PREROUTING", "OUTPUT"},
 }
 
-// builtinTargets are the targets that are not chains.
-var builtinTargets = map[string]bool{"ACCEPT": true, "DROP": true, "RETURN": true, "REJECT": true, "MARK": true,
-	"LOG": true, "NFLOG": true, "DNAT": true, "SNAT": true, "MASQUERADE": true}
+// builtinTargets are the targets that are not chains, with the one table
+// each is restricted to ("": any), as the kernel restricts them.
+var builtinTargets = map[string]string{"ACCEPT": "", "DROP": "", "RETURN": "", "REJECT": "filter", "MARK": "",
+	"LOG": "", "NFLOG": "", "DNAT": "nat", "SNAT": "nat", "MASQUERADE": "nat", "NOTRACK": "raw"}
 
 var (
 	targetRE = regexp.MustCompile(`(?:^| )(?:--jump|-j|--goto|-g) (\S+)`)
@@ -264,10 +265,17 @@ func (x *IPTables) apply(t *table, line string) error {
 	return errors.New("unknown command")
 }
 
-// checkRule refuses a rule whose target chain or matched set is missing.
+// checkRule refuses a rule whose target chain or matched set is missing,
+// or whose target is not valid in the table.
 func (x *IPTables) checkRule(t *table, rule string) error {
-	if m := targetRE.FindStringSubmatch(rule); m != nil && !builtinTargets[m[1]] && t.chains[m[1]] == nil {
-		return fmt.Errorf("Couldn't load target `%s'", m[1])
+	if m := targetRE.FindStringSubmatch(rule); m != nil {
+		only, builtin := builtinTargets[m[1]]
+		switch {
+		case !builtin && t.chains[m[1]] == nil:
+			return fmt.Errorf("Couldn't load target `%s'", m[1])
+		case builtin && only != "" && only != t.name:
+			return fmt.Errorf("%s target is only valid in the %s table", m[1], only)
+		}
 	}
 	for _, m := range setRE.FindAllStringSubmatch(rule, -1) {
 		s := x.k.sets[m[1]]
