@@ -14,51 +14,94 @@ import (
 // with Pass and the tier's end-of-tier drop, the profiles, and a final
 // drop.
 func (c *Config) EndpointChains(ep *contract.EndpointUpdate) []*rs.Chain {
+	var in, out contract.QoSLimits
+	if ep.QoS != nil {
+		in, out = ep.QoS.Ingress, ep.QoS.Egress
+	}
 	return []*rs.Chain{
-		{Name: ToWorkloadChainName(ep.Name), Rules: c.endpointRules(ep, true)},
-		{Name: FromWorkloadChainName(ep.Name), Rules: c.endpointRules(ep, false)},
+		c.endpointChain(endpointChain{name: ToWorkloadChainName(ep.Name), tiers: ep.Tiers, profiles: ep.ProfileIDs,
+			inbound: true, allow: c.FilterAllow, deny: c.Deny, qos: in}),
+		c.endpointChain(endpointChain{name: FromWorkloadChainName(ep.Name), tiers: ep.Tiers, profiles: ep.ProfileIDs,
+			allow: c.FilterAllow, deny: c.Deny, encapDrops: true, qos: out}),
 	}
 }
 
-func (c *Config) endpointRules(ep *contract.EndpointUpdate, ingress bool) []rs.Rule {
+// chainKind is what an endpoint chain enforces, as Felix distinguishes
+// them: normal policy (tiers, then profiles, then a drop); untracked
+// policy (raw: an accept also exempts the flow from conntrack, nothing is
+// dropped at the end); pre-DNAT policy (mangle, nothing dropped at the
+// end); forward policy (applyOnForward: tiers only, and with none the
+// traffic is allowed).
+type chainKind int
+
+const (
+	kindNormal chainKind = iota
+	kindUntracked
+	kindPreDNAT
+	kindForward
+)
+
+// endpointChain describes one endpoint chain.
+type endpointChain struct {
+	name       string
+	tiers      []contract.TierPolicies
+	profiles   []string
+	inbound    bool // the tiers' ingress policies and the inbound chains; else egress and outbound
+	kind       chainKind
+	failsafe   string    // chain to jump to before any policy ("": none)
+	allow      rs.Action // verdict for established flows
+	deny       rs.Action
+	encapDrops bool               // drop VXLAN and IPIP unless allowed (traffic from workloads)
+	qos        contract.QoSLimits // a workload's packet-rate and connection limits in this direction
+	failClosed bool               // deny everything after the failsafes (an invalid host endpoint)
+}
+
+// endpointChain renders an endpoint chain as Felix does: the packet-rate
+// limit, conntrack (tracked kinds), the connection limit, failsafes, mark
+// reset, encapsulation drops, each tier's policies with Pass and the
+// tier's end-of-tier drop (normal and forward), then profiles and a final
+// drop (normal), or an allow for forwarded traffic no forward policy
+// governs.
+func (c *Config) endpointChain(e endpointChain) *rs.Chain {
 	m := c.Marks
-	var limits contract.QoSLimits
-	if ep.QoS != nil {
-		limits = ep.QoS.Egress
-		if ingress {
-			limits = ep.QoS.Ingress
+	var r []rs.Rule
+	r = c.packetRateRules(r, e.qos, e.inbound)
+	if e.kind != kindUntracked {
+		established := rs.Match{}.ConntrackState(rs.CtRelated, rs.CtEstablished)
+		if e.allow != rs.Action(rs.Accept{}) {
+			r = append(r, rs.Rule{Match: established, Action: rs.SetMark{Value: m.Accept, Mask: m.Accept}})
+		}
+		r = append(r, rs.Rule{Match: established, Action: e.allow})
+		if !c.NoInvalidCheck {
+			r = append(r, rs.Rule{Match: rs.Match{}.ConntrackState(rs.CtInvalid), Action: e.deny})
 		}
 	}
-	var r []rs.Rule
-	r = c.packetRateRules(r, limits, ingress)
-	established := rs.Match{}.ConntrackState(rs.CtRelated, rs.CtEstablished)
-	if c.FilterAllow == rs.Action(rs.Return{}) {
-		r = append(r, rs.Rule{Match: established, Action: rs.SetMark{Value: m.Accept, Mask: m.Accept}})
-	}
-	r = append(r, rs.Rule{Match: established, Action: c.FilterAllow})
-	if !c.NoInvalidCheck {
-		r = append(r, rs.Rule{Match: rs.Match{}.ConntrackState(rs.CtInvalid), Action: c.Deny})
-	}
-	if limits.MaxConnections > 0 {
+	if e.qos.MaxConnections > 0 {
 		// A connection's first packet beyond the limit is refused; the
 		// connections it counts are this interface's, in this direction.
-		r = append(r, rs.Rule{Comment: []string{"Reject connections over " + direction(ingress) + " connection limit"},
-			Match: rs.Match{}.Protocol(tcp).TCPSyn().ConnLimitAbove(limits.MaxConnections), Action: rs.Reject{With: rs.RejectTCPReset}})
+		r = append(r, rs.Rule{Comment: []string{"Reject connections over " + direction(e.inbound) + " connection limit"},
+			Match: rs.Match{}.Protocol(tcp).TCPSyn().ConnLimitAbove(e.qos.MaxConnections), Action: rs.Reject{With: rs.RejectTCPReset}})
+	}
+	if e.failsafe != "" {
+		r = append(r, rs.Rule{Action: rs.Jump{Chain: e.failsafe}})
+	}
+	if e.failClosed {
+		return &rs.Chain{Name: e.name, Rules: append(r, rs.Rule{Comment: []string{verb(e.deny) + ": host endpoint invalid (fail closed)"}, Action: e.deny})}
 	}
 	r = append(r, rs.Rule{Action: rs.SetMark{Mask: m.Accept | m.Pass}})
-	if !ingress {
+	if e.encapDrops {
 		if !c.AllowVXLAN {
 			r = append(r, rs.Rule{Comment: []string{"Drop VXLAN encapped packets originating in workloads"},
-				Match: rs.Match{}.Protocol(protoNum(17)).DestPorts(port(uint16(c.VXLANPort))), Action: c.Deny})
+				Match: rs.Match{}.Protocol(protoNum(17)).DestPorts(port(uint16(c.VXLANPort))), Action: e.deny})
 		}
 		if !c.AllowIPIP {
 			r = append(r, rs.Rule{Comment: []string{"Drop IPinIP encapped packets originating in workloads"},
-				Match: rs.Match{}.Protocol(protoNum(4)), Action: c.Deny})
+				Match: rs.Match{}.Protocol(protoNum(4)), Action: e.deny})
 		}
 	}
-	for _, tier := range ep.Tiers {
+	for _, tier := range e.tiers {
 		pols := tier.Egress
-		if ingress {
+		if e.inbound {
 			pols = tier.Ingress
 		}
 		if len(pols) == 0 {
@@ -66,24 +109,33 @@ func (c *Config) endpointRules(ep *contract.EndpointUpdate, ingress bool) []rs.R
 		}
 		r = append(r, rs.Rule{Comment: []string{"Start of tier " + tier.Name}, Action: rs.SetMark{Mask: m.Pass}})
 		for _, id := range pols {
-			r = append(r,
-				rs.Rule{Match: rs.Match{}.MarkClear(m.Pass), Action: rs.Jump{Chain: PolicyChainName(id, ingress)}},
-				rs.Rule{Comment: []string{"Return if policy accepted"}, Match: rs.Match{}.MarkSet(m.Accept), Action: rs.Return{}})
+			r = append(r, rs.Rule{Match: rs.Match{}.MarkClear(m.Pass), Action: rs.Jump{Chain: PolicyChainName(id, e.inbound)}})
+			if e.kind == kindUntracked {
+				r = append(r, rs.Rule{Match: rs.Match{}.MarkSet(m.Accept), Action: rs.NoTrack{}})
+			}
+			r = append(r, rs.Rule{Comment: []string{"Return if policy accepted"}, Match: rs.Match{}.MarkSet(m.Accept), Action: rs.Return{}})
 		}
-		if tier.DefaultAction != "Pass" {
-			r = append(r, c.dropLogRule(rs.Match{}.MarkClear(m.Pass), DropRef{Tier: tier.Name, Inbound: ingress, Rule: -1})...)
-			r = append(r, rs.Rule{Comment: []string{"End of tier " + tier.Name + ". " + c.denyVerb() + " if no policies passed packet"},
-				Match: rs.Match{}.MarkClear(m.Pass), Action: c.policyDeny()})
+		if (e.kind == kindNormal || e.kind == kindForward) && tier.DefaultAction != "Pass" {
+			r = append(r, c.dropLogRule(rs.Match{}.MarkClear(m.Pass), DropRef{Tier: tier.Name, Inbound: e.inbound, Rule: -1})...)
+			r = append(r, rs.Rule{Comment: []string{"End of tier " + tier.Name + ". " + verb(e.deny) + " if no policies passed packet"},
+				Match: rs.Match{}.MarkClear(m.Pass), Action: c.policyVerdict(e.deny)})
 		}
 	}
-	for _, p := range ep.ProfileIDs {
+	if len(e.tiers) == 0 && e.kind == kindForward {
 		r = append(r,
-			rs.Rule{Action: rs.Jump{Chain: ProfileChainName(p, ingress)}},
-			rs.Rule{Comment: []string{"Return if profile accepted"}, Match: rs.Match{}.MarkSet(m.Accept), Action: rs.Return{}})
+			rs.Rule{Comment: []string{"Allow forwarded traffic by default"}, Action: rs.SetMark{Value: m.Accept, Mask: m.Accept}},
+			rs.Rule{Comment: []string{"Return for accepted forward traffic"}, Action: rs.Return{}})
 	}
-	r = append(r, c.dropLogRule(nil, DropRef{Inbound: ingress, Rule: -1})...)
-	r = append(r, rs.Rule{Comment: []string{c.denyVerb() + " if no profiles matched"}, Action: c.policyDeny()})
-	return r
+	if e.kind == kindNormal {
+		for _, p := range e.profiles {
+			r = append(r,
+				rs.Rule{Action: rs.Jump{Chain: ProfileChainName(p, e.inbound)}},
+				rs.Rule{Comment: []string{"Return if profile accepted"}, Match: rs.Match{}.MarkSet(m.Accept), Action: rs.Return{}})
+		}
+		r = append(r, c.dropLogRule(nil, DropRef{Inbound: e.inbound, Rule: -1})...)
+		r = append(r, rs.Rule{Comment: []string{verb(e.deny) + " if no profiles matched"}, Action: c.policyVerdict(e.deny)})
+	}
+	return &rs.Chain{Name: e.name, Rules: r}
 }
 
 // packetRateRules limit the packets of one direction, established or not,
@@ -119,14 +171,41 @@ func direction(ingress bool) string {
 // claims (a VM plugged before the agent knows it, or while it is down)
 // fails closed.
 func (c *Config) DispatchChains(ifaces []string) []*rs.Chain {
+	unknown := []rs.Rule{{Comment: []string{"Unknown interface"}, Action: c.Deny}}
+	return dispatchChains(ifaces,
+		dispatch{root: ChainFromWorkloadDispatch, in: true, target: FromWorkloadChainName, end: unknown},
+		dispatch{root: ChainToWorkloadDispatch, target: ToWorkloadChainName, end: unknown})
+}
+
+// dispatch is one dispatch tree: its root chain, whether it matches the
+// input interface (else the output one), the chain each interface goes
+// to, and the rules that end the root and each child chain.
+type dispatch struct {
+	root   string
+	in     bool
+	target func(iface string) string
+	end    []rs.Rule
+}
+
+func (d dispatch) match(iface string) rs.Match {
+	if d.in {
+		return rs.Match{}.InInterface(iface)
+	}
+	return rs.Match{}.OutInterface(iface)
+}
+
+// dispatchChains renders dispatch trees over the same interfaces: the
+// roots, then each bucket's children in the trees' order.
+func dispatchChains(ifaces []string, trees ...dispatch) []*rs.Chain {
 	names := append([]string(nil), ifaces...)
 	sort.Strings(names)
 	names = dedupe(names)
 	prefix := commonPrefix(names)
-	from := &rs.Chain{Name: ChainFromWorkloadDispatch}
-	to := &rs.Chain{Name: ChainToWorkloadDispatch}
-	chains := []*rs.Chain{from, to}
-	unknown := rs.Rule{Comment: []string{"Unknown interface"}, Action: c.Deny}
+	roots := make([]*rs.Chain, len(trees))
+	var children []*rs.Chain
+	for i, d := range trees {
+		roots[i] = &rs.Chain{Name: d.root}
+	}
 	for i := 0; i < len(names); {
 		key := bucketKey(names[i], prefix)
 		j := i
@@ -134,28 +213,25 @@ func (c *Config) DispatchChains(ifaces []string) []*rs.Chain {
 			j++
 		}
 		bucket := names[i:j]
-		if len(bucket) == 1 {
-			n := bucket[0]
-			from.Rules = append(from.Rules, rs.Rule{Match: rs.Match{}.InInterface(n), Action: rs.Goto{Chain: FromWorkloadChainName(n)}})
-			to.Rules = append(to.Rules, rs.Rule{Match: rs.Match{}.OutInterface(n), Action: rs.Goto{Chain: ToWorkloadChainName(n)}})
-		} else {
-			childFrom := &rs.Chain{Name: ChainFromWorkloadDispatch + "-" + key}
-			childTo := &rs.Chain{Name: ChainToWorkloadDispatch + "-" + key}
-			for _, n := range bucket {
-				childFrom.Rules = append(childFrom.Rules, rs.Rule{Match: rs.Match{}.InInterface(n), Action: rs.Goto{Chain: FromWorkloadChainName(n)}})
-				childTo.Rules = append(childTo.Rules, rs.Rule{Match: rs.Match{}.OutInterface(n), Action: rs.Goto{Chain: ToWorkloadChainName(n)}})
+		for t, d := range trees {
+			if len(bucket) == 1 {
+				roots[t].Rules = append(roots[t].Rules, rs.Rule{Match: d.match(bucket[0]), Action: rs.Goto{Chain: d.target(bucket[0])}})
+				continue
 			}
-			childFrom.Rules = append(childFrom.Rules, unknown)
-			childTo.Rules = append(childTo.Rules, unknown)
-			from.Rules = append(from.Rules, rs.Rule{Match: rs.Match{}.InInterface(prefix + key + "+"), Action: rs.Goto{Chain: childFrom.Name}})
-			to.Rules = append(to.Rules, rs.Rule{Match: rs.Match{}.OutInterface(prefix + key + "+"), Action: rs.Goto{Chain: childTo.Name}})
-			chains = append(chains, childFrom, childTo)
+			child := &rs.Chain{Name: d.root + "-" + key}
+			for _, n := range bucket {
+				child.Rules = append(child.Rules, rs.Rule{Match: d.match(n), Action: rs.Goto{Chain: d.target(n)}})
+			}
+			child.Rules = append(child.Rules, d.end...)
+			roots[t].Rules = append(roots[t].Rules, rs.Rule{Match: d.match(prefix + key + "+"), Action: rs.Goto{Chain: child.Name}})
+			children = append(children, child)
 		}
 		i = j
 	}
-	from.Rules = append(from.Rules, unknown)
-	to.Rules = append(to.Rules, unknown)
-	return chains
+	for t, d := range trees {
+		roots[t].Rules = append(roots[t].Rules, d.end...)
+	}
+	return append(roots, children...)
 }
 
 // bucketKey is the character after the common prefix ("" for a name equal

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"math/bits"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"ocelot/contract"
@@ -73,6 +74,9 @@ type Config struct {
 	// DropLog hands each policy denial to NFLOG first (DropActionOverride
 	// LogAndDrop and LogAndAccept); nil: denials are not logged.
 	DropLog *DropLog
+	// FailsafeIn and FailsafeOut are FailsafeInboundHostPorts and
+	// FailsafeOutboundHostPorts: host-endpoint policy never blocks them.
+	FailsafeIn, FailsafeOut []Failsafe
 }
 
 // DropLog says where policy denials are logged: the NFLOG group the
@@ -120,6 +124,11 @@ func (c *Config) Validate() error {
 	if c.DropLog != nil && (c.DropLog.Group == 0 || c.DropLog.Size < 40 || c.DropLog.Size > 65535) {
 		return fmt.Errorf("drop log group %d or size %d out of range", c.DropLog.Group, c.DropLog.Size)
 	}
+	for _, f := range append(slices.Clone(c.FailsafeIn), c.FailsafeOut...) {
+		if (f.Protocol.Num != 6 && f.Protocol.Num != 17) || f.Port == 0 {
+			return fmt.Errorf("failsafe port %s:%d: the protocol must be tcp or udp and the port from 1 to 65535", f.Protocol, f.Port)
+		}
+	}
 	return nil
 }
 
@@ -140,11 +149,15 @@ func validUnit(u rs.Unit) bool {
 
 // policyDeny is what a policy's denial does: the deny action, or accept
 // under DropActionOverride Accept and LogAndAccept.
-func (c *Config) policyDeny() rs.Action {
+func (c *Config) policyDeny() rs.Action { return c.policyVerdict(c.Deny) }
+
+// policyVerdict is policyDeny for a chain whose deny is deny (DROP in raw
+// and mangle).
+func (c *Config) policyVerdict(deny rs.Action) rs.Action {
 	if c.DropAccept {
 		return rs.Accept{}
 	}
-	return c.Deny
+	return deny
 }
 
 // dropLogRule logs a denial that mt selects to the drop log, as ref; nil
@@ -158,9 +171,9 @@ func (c *Config) dropLogRule(mt rs.Match, ref DropRef) []rs.Rule {
 	return []rs.Rule{{Match: m, Action: rs.NFLOG{Group: c.DropLog.Group, Prefix: ref.Prefix(), Size: c.DropLog.Size}}}
 }
 
-// denyVerb names the deny action in comments ("Drop" or "Reject").
-func (c *Config) denyVerb() string {
-	if c.Deny == (rs.Reject{}) {
+// verb names a deny action in comments ("Drop" or "Reject").
+func verb(deny rs.Action) string {
+	if deny == (rs.Reject{}) {
 		return "Reject"
 	}
 	return "Drop"
