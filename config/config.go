@@ -60,8 +60,8 @@ type Config struct {
 
 	WorkloadSourceSpoofing string // planned: "Disabled" or "Any"
 
-	FailsafeInboundHostPorts  []ProtoPort // planned: host endpoints
-	FailsafeOutboundHostPorts []ProtoPort // planned: host endpoints
+	FailsafeInboundHostPorts  []ProtoPort
+	FailsafeOutboundHostPorts []ProtoPort
 
 	LiveMigrationRouteConvergenceTime time.Duration // live migration
 	IPv4NormalRoutePriority           int           // live migration

@@ -137,7 +137,6 @@ var params = append(append([]Param{
 	{Name: "InterfacePrefix", YAML: "interfacePrefix", Kind: KindPrefixList, Default: "cali", DieOnFail: true, NonZero: true,
 		Doc: "comma-separated workload interface prefixes; OpenStack uses tap"},
 	{Name: "InterfaceExclude", YAML: "interfaceExclude", Kind: KindInterfacePatterns, Default: "kube-ipvs0",
-		Status: Planned, Reason: "with host endpoints (issue 13)",
 		Doc: "interfaces never treated as host endpoints: names, or /regexp/"},
 	{Name: "DefaultEndpointToHostAction", YAML: "defaultEndpointToHostAction", Kind: KindEnum, Default: "DROP", Enum: []string{"DROP", "RETURN", "ACCEPT"}, DieOnFail: true, NonZero: true},
 	{Name: "ChainInsertMode", YAML: "chainInsertMode", Kind: KindEnum, Default: "insert", Enum: []string{"insert", "append"}, DieOnFail: true, NonZero: true},
@@ -176,12 +175,10 @@ var params = append(append([]Param{
 	// Host endpoints.
 	{Name: "FailsafeInboundHostPorts", YAML: "failsafeInboundHostPorts", Kind: KindPortList, DieOnFail: true,
 		Default: "tcp:22,udp:68,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667",
-		Status:  Planned, Reason: "with host endpoints (issue 13); until then no host traffic is policed",
-		Doc: "ports host-endpoint policy never blocks inbound: [tcp|udp:][net:]port"},
+		Doc:     "ports host-endpoint policy never blocks inbound: [tcp|udp:][net:]port"},
 	{Name: "FailsafeOutboundHostPorts", YAML: "failsafeOutboundHostPorts", Kind: KindPortList, DieOnFail: true,
 		Default: "udp:53,udp:67,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667",
-		Status:  Planned, Reason: "with host endpoints (issue 13); until then no host traffic is policed",
-		Doc: "ports host-endpoint policy never blocks outbound"},
+		Doc:     "ports host-endpoint policy never blocks outbound"},
 
 	// Live migration.
 	{Name: "LiveMigrationRouteConvergenceTime", YAML: "liveMigrationRouteConvergenceTime", Kind: KindSeconds, Default: "30",

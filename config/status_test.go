@@ -79,8 +79,8 @@ func TestNotHonouredIsReported(t *testing.T) {
 		{"NFTablesMode", "Disabled", ""},
 		{"EndpointStatusPathPrefix", "/var/run/calico", "Ocelot does not honour this parameter yet (planned: per-endpoint status files (issue 13); Neutron reads the status keys in etcd, which Ocelot writes); the value is checked and kept"},
 		{"EndpointStatusPathPrefix", "none", ""},
-		{"FailsafeInboundHostPorts", "tcp:22", "Ocelot does not honour this parameter yet (planned: with host endpoints (issue 13); until then no host traffic is policed); the value is checked and kept"},
-		{"FailsafeInboundHostPorts", "tcp:22,udp:68,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667", ""},
+		{"FailsafeInboundHostPorts", "tcp:22", ""}, // honoured: not reported
+		{"InterfaceExclude", "/^veth/", ""},
 		{"LiveMigrationRouteConvergenceTime", "60", ""}, // honoured: not reported
 		{"OpenstackRegion", "RegionOne", ""},            // honoured differently: not reported
 		{"LogSeverityScreen", "debug", ""},

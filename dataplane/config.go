@@ -3,6 +3,7 @@ package dataplane
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -50,9 +51,17 @@ type Config struct {
 	MinApplyInterval time.Duration
 
 	Log *slog.Logger
+	// InterfaceExclude says which host interfaces are never host
+	// endpoints (InterfaceExclude); nil: none.
+	InterfaceExclude func(name string) bool
+
 	// OnStatus receives endpoint status changes: "up", "down", or "" when
 	// the endpoint is gone. Called from the dataplane goroutine.
 	OnStatus func(id contract.EndpointID, status string)
+	// OnHostEndpointStatus receives host endpoint status changes: "up",
+	// "down", "error" (it governs no interface), or "" when it is gone.
+	// Called from the dataplane goroutine.
+	OnHostEndpointStatus func(id, status string)
 	// OnInSync is called once, after the first complete apply.
 	OnInSync func()
 }
@@ -68,9 +77,11 @@ type DropLogConfig struct {
 
 // FromConfig derives the dataplane's configuration from the agent's: the
 // mark bits from IptablesMarkMask, the verdicts from their parameters,
-// and everything else as it is named. It fails for a configuration the
-// dataplane cannot enforce (too few mark bits, a verdict of the wrong
-// kind). Log and the callbacks are left for the caller.
+// the failsafe ports and InterfaceExclude's matcher, and everything else
+// as it is named. It fails for a configuration the dataplane cannot
+// enforce (too few mark bits, a verdict of the wrong kind, a failsafe
+// entry it cannot render). Log and the callbacks are left for the
+// caller.
 func FromConfig(c *config.Config) (Config, error) {
 	marks, err := rules.MarksFromMask(c.IptablesMarkMask)
 	if err != nil {
@@ -107,8 +118,18 @@ func FromConfig(c *config.Config) (Config, error) {
 	if verdictErr != nil {
 		return Config{}, verdictErr
 	}
+	if rc.FailsafeIn, err = failsafes("FailsafeInboundHostPorts", c.FailsafeInboundHostPorts); err != nil {
+		return Config{}, err
+	}
+	if rc.FailsafeOut, err = failsafes("FailsafeOutboundHostPorts", c.FailsafeOutboundHostPorts); err != nil {
+		return Config{}, err
+	}
 	if err := rc.Validate(); err != nil {
 		return Config{}, err
+	}
+	exclude, err := c.InterfaceExclude.Matcher()
+	if err != nil {
+		return Config{}, fmt.Errorf("InterfaceExclude: %w", err)
 	}
 	return Config{
 		Rules: rc, IPv6: c.Ipv6Support, Backend: c.IptablesBackend, InsertMode: c.ChainInsertMode == "insert",
@@ -120,8 +141,8 @@ func FromConfig(c *config.Config) (Config, error) {
 			{Normal: c.IPv4NormalRoutePriority, Elevated: c.IPv4ElevatedRoutePriority},
 			{Normal: c.IPv6NormalRoutePriority, Elevated: c.IPv6ElevatedRoutePriority}},
 		LiveMigrationConvergence: c.LiveMigrationRouteConvergenceTime,
-		FloatingIPs:              c.FloatingIPs == "Enabled",
-		DropActionOverride:       c.DropActionOverride, DropLog: dl,
+		FloatingIPs:              c.FloatingIPs == "Enabled", InterfaceExclude: exclude,
+		DropActionOverride: c.DropActionOverride, DropLog: dl,
 	}, nil
 }
 
@@ -133,4 +154,32 @@ const dropLogSize = 128
 // within what the kernel takes (10,000).
 func limitOf(r config.LogRate, burst, times int) ruleset.Limit {
 	return ruleset.Limit{Count: uint32(min(r.Count*times, 10000)), Per: ruleset.Unit(r.Per), Burst: uint32(min(burst*times, 10000))}
+}
+
+// failsafes turns a failsafe port list into the rules' form.
+func failsafes(param string, ports []config.ProtoPort) ([]rules.Failsafe, error) {
+	out := make([]rules.Failsafe, 0, len(ports))
+	for _, p := range ports {
+		f := rules.Failsafe{Port: uint16(p.Port)}
+		switch p.Protocol {
+		case "tcp":
+			f.Protocol = contract.Protocol{Name: "tcp", Num: 6}
+		case "udp":
+			f.Protocol = contract.Protocol{Name: "udp", Num: 17}
+		default:
+			return nil, fmt.Errorf("%s: entry %s: protocol must be tcp or udp", param, p)
+		}
+		if p.Port < 0 || p.Port > 65535 {
+			return nil, fmt.Errorf("%s: entry %s: port must be from 0 to 65535", param, p)
+		}
+		if p.Net != "" {
+			n, err := netip.ParsePrefix(p.Net)
+			if err != nil {
+				return nil, fmt.Errorf("%s: entry %s: %w", param, p, err)
+			}
+			f.Net = n.Masked()
+		}
+		out = append(out, f)
+	}
+	return out, nil
 }

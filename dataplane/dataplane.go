@@ -38,6 +38,7 @@ type Dataplane struct {
 	dropLog     *droplog.Reader // nil unless DropActionOverride logs
 
 	endpoints *endpointManager
+	hostEPs   *hostEndpointManager
 	policies  *policyManager
 	ipsets    *ipsetManager
 	routes    *routeManager
@@ -135,6 +136,7 @@ func newDataplane(cfg Config, reg prometheus.Registerer, k kernel) (*Dataplane, 
 		d.dropLog = &droplog.Reader{Open: func() (droplog.Source, error) { return k.nflog(dl.Group, size) }, Resolve: d.obs, IfName: k.ifName,
 			Rate: dl.Rate, Burst: dl.Burst, Accept: cfg.Rules.DropAccept, Log: d.log.With("component", "drop-log"), Metrics: dm}
 	}
+	d.hostEPs = newHostEndpointManager(d.families, d.policies, d.obs, cfg, d.log)
 	return d, nil
 }
 
@@ -165,6 +167,8 @@ func (d *Dataplane) Run(ctx context.Context) error {
 	ifaceEvents := make(chan ifacemon.Event, 64)
 	go d.kernel.watchIfaces(ctx, ifaceEvents)
 	defer d.migrations.Close()
+	hostIfaceEvents := make(chan ifacemon.HostEvent, 64)
+	go d.kernel.watchHostIfaces(ctx, hostIfaceEvents)
 
 	timers := newTimers(d.cfg)
 	defer timers.stop()
@@ -186,12 +190,15 @@ func (d *Dataplane) Run(ctx context.Context) error {
 			d.serveExplain(r)
 		case batch := <-d.msgs:
 			d.onMessages(batch)
-			d.drain(ifaceEvents)
+			d.drain(ifaceEvents, hostIfaceEvents)
 		case ev := <-ifaceEvents:
 			d.onIfaces(ev)
-			d.drain(ifaceEvents)
+			d.drain(ifaceEvents, hostIfaceEvents)
 		case ev := <-d.migrations.Events():
 			d.migrations.Handle(ev)
+		case ev := <-hostIfaceEvents:
+			d.hostEPs.OnIfaces(ev)
+			d.drain(ifaceEvents, hostIfaceEvents)
 		case <-timers.iptables.C:
 			d.invalidateTables()
 			timers.iptables.Reset(d.cfg.IptablesRefresh)
@@ -209,7 +216,7 @@ func (d *Dataplane) Run(ctx context.Context) error {
 			timers.routes.Reset(d.cfg.RouteRefresh)
 		case <-wake.C:
 		}
-		if !d.calcInSync || !d.routes.synced || !d.dirty() {
+		if !d.calcInSync || !d.routes.synced || !d.hostEPs.synced || !d.dirty() {
 			continue
 		}
 		if wait := time.Until(lastApply.Add(d.cfg.MinApplyInterval)); wait > 0 {
@@ -239,13 +246,15 @@ func (d *Dataplane) Run(ctx context.Context) error {
 }
 
 // drain takes whatever else is queued, so that a burst becomes one apply.
-func (d *Dataplane) drain(ifaceEvents chan ifacemon.Event) {
+func (d *Dataplane) drain(ifaceEvents chan ifacemon.Event, hostIfaceEvents chan ifacemon.HostEvent) {
 	for {
 		select {
 		case batch := <-d.msgs:
 			d.onMessages(batch)
 		case ev := <-ifaceEvents:
 			d.onIfaces(ev)
+		case ev := <-hostIfaceEvents:
+			d.hostEPs.OnIfaces(ev)
 		default:
 			return
 		}
@@ -287,10 +296,12 @@ func (d *Dataplane) onMessages(msgs []contract.Message) {
 			d.metrics.messages.WithLabelValues("EndpointRemove").Inc()
 			d.endpoints.OnRemove(x.ID)
 			d.migrations.OnRemove(x.ID)
-		case contract.HostEndpointUpdate, contract.HostEndpointRemove:
-			// Host endpoints are not enforced yet (the host-endpoint
-			// manager follows); as before, their interfaces are not policed.
-			d.metrics.messages.WithLabelValues(fmt.Sprintf("%T", m)[len("contract."):]).Inc()
+		case contract.HostEndpointUpdate:
+			d.metrics.messages.WithLabelValues("HostEndpointUpdate").Inc()
+			d.hostEPs.OnUpdate(&x)
+		case contract.HostEndpointRemove:
+			d.metrics.messages.WithLabelValues("HostEndpointRemove").Inc()
+			d.hostEPs.OnRemove(x.ID)
 		case contract.InSync:
 			d.metrics.messages.WithLabelValues("InSync").Inc()
 			d.calcInSync = true
@@ -344,7 +355,7 @@ func (d *Dataplane) invalidateTables() {
 }
 
 func (d *Dataplane) dirty() bool {
-	if d.retryApply || d.routes.Dirty() || d.endpoints.Dirty() || d.conntrack.Pending() || d.bandwidth.Dirty() {
+	if d.retryApply || d.routes.Dirty() || d.endpoints.Dirty() || d.hostEPs.Dirty() || d.conntrack.Pending() || d.bandwidth.Dirty() {
 		return true
 	}
 	for _, f := range d.families {
@@ -365,6 +376,7 @@ func (d *Dataplane) apply(ctx context.Context) (wrote bool, err error) {
 	first := !d.appliedOnce
 	d.ipsets.CompleteDeferredWork()
 	d.endpoints.CompleteDeferredWork()
+	d.hostEPs.CompleteDeferredWork()
 	// Families are independent (v4 rules use v4 sets only), so they apply
 	// concurrently.
 	famErrs := make([]error, len(d.families))
@@ -394,6 +406,7 @@ func (d *Dataplane) apply(ctx context.Context) (wrote bool, err error) {
 	}
 	d.retryApply = len(errs) > 0
 	d.endpoints.ReportStatuses()
+	d.hostEPs.ReportStatuses()
 
 	elapsed := time.Since(start)
 	d.mu.Lock()

@@ -11,9 +11,13 @@
 //   - endpointManager: local endpoints, which endpoint owns which
 //     interface, the per-endpoint, dispatch, floating-IP and
 //     anti-spoofing chains, endpoint statuses.
-//   - policyManager: policies and profiles, their chains, which endpoints
-//     jump to each chain (a chain lives while one does), which sets each
-//     chain uses.
+//   - hostEndpointManager: host endpoints, host interfaces and their
+//     addresses, which endpoint governs which interface, the host chains
+//     of filter, mangle and raw, their dispatch and failsafe chains, host
+//     endpoint statuses.
+//   - policyManager: policies and profiles, their chains in each table,
+//     which endpoints jump to each chain there (a chain lives while one
+//     does), which sets each chain uses.
 //   - ipsetManager: which sets exist; a set a chain uses is not removed.
 //   - routeManager: workload interfaces' state, their routes, neighbours
 //     and sysctls.
@@ -39,8 +43,8 @@
 // limits; then conntrack
 // cleanup (on a worker) and statuses. Whatever arrives during an apply
 // goes into the next one. It re-reads the kernel periodically to repair
-// drift and writes nothing before calc has sent InSync and the interfaces
-// have been listed (reading ahead meanwhile).
+// drift and writes nothing before calc has sent InSync and the workload
+// and host interfaces have been listed (reading ahead meanwhile).
 //
 // Never flush on start or exit: the first apply takes over what it
 // recognises (Felix's chains and sets included) and sweeps only that.

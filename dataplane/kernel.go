@@ -46,6 +46,9 @@ type kernel struct {
 	nflog     func(group uint16, size uint32) (droplog.Source, error) // the drop log's NFLOG group
 	ifName    func(index uint32) string                               // "" when there is none
 	hostAddrs func() []netip.Addr                                     // this host's addresses
+	// watchHostIfaces reports the host's other interfaces and their
+	// addresses (host endpoints).
+	watchHostIfaces func(ctx context.Context, out chan<- ifacemon.HostEvent)
 }
 
 // sysctls reads and writes kernel parameters by their path under
@@ -65,6 +68,7 @@ type conntrackDeleter interface {
 func realKernel(cfg Config, log *slog.Logger) (kernel, string) {
 	backend := ipt.DetectBackend(cfg.Backend, log)
 	mon := &ifacemon.Monitor{Prefixes: cfg.Rules.Prefixes, Resync: cfg.InterfaceRefresh, Log: log}
+	hosts := &ifacemon.HostMonitor{WorkloadPrefixes: cfg.Rules.Prefixes, Exclude: cfg.InterfaceExclude, Resync: cfg.InterfaceRefresh, Log: log}
 	return kernel{
 		iptables: func(family int) (ipt.Runner, error) {
 			cmds, err := ipt.CommandsFor(backend, family, cfg.LockProbe)
@@ -73,16 +77,17 @@ func realKernel(cfg Config, log *slog.Logger) (kernel, string) {
 			}
 			return cmds.Runner(), nil
 		},
-		ipsets:       ipsets.Command{},
-		ipsetsNL:     hostNetlink{},
-		routes:       routing.Kernel{},
-		sysctls:      procSys{},
-		conntrack:    hostNetlink{},
-		watchIfaces:  mon.Run,
-		listenPacket: livemigration.ListenPacket,
-		clock:        livemigration.RealClock{},
-		tc:           qos.Kernel{},
-		tick:         netlink.TickInUsec(),
+		ipsets:          ipsets.Command{},
+		ipsetsNL:        hostNetlink{},
+		routes:          routing.Kernel{},
+		sysctls:         procSys{},
+		conntrack:       hostNetlink{},
+		watchIfaces:     mon.Run,
+		watchHostIfaces: hosts.Run,
+		listenPacket:    livemigration.ListenPacket,
+		clock:           livemigration.RealClock{},
+		tc:              qos.Kernel{},
+		tick:            netlink.TickInUsec(),
 		nflog: func(group uint16, size uint32) (droplog.Source, error) {
 			return droplog.OpenNFLOG(group, size)
 		},

@@ -33,6 +33,7 @@ type harness struct {
 	d     *Dataplane
 	mu    sync.Mutex
 	st    map[contract.EndpointID]string
+	hst   map[string]string // host endpoint statuses
 	clock *fakeClock
 }
 
@@ -64,16 +65,27 @@ func fakeKernel(k *fakekernel.Kernel) kernel {
 			case <-ctx.Done():
 			}
 		},
+		watchHostIfaces: func(ctx context.Context, out chan<- ifacemon.HostEvent) {
+			select {
+			case out <- ifacemon.HostEvent{Synced: true}:
+			case <-ctx.Done():
+			}
+		},
 	}
 }
 
 func newHarness(t *testing.T) *harness {
-	h := &harness{t: t, k: fakekernel.New(), st: map[contract.EndpointID]string{}, clock: &fakeClock{}}
+	h := &harness{t: t, k: fakekernel.New(), st: map[contract.EndpointID]string{}, hst: map[string]string{}, clock: &fakeClock{}}
 	cfg := testConfig(t)
 	cfg.OnStatus = func(id contract.EndpointID, s string) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.st[id] = s
+	}
+	cfg.OnHostEndpointStatus = func(id, s string) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.hst[id] = s
 	}
 	k := fakeKernel(h.k)
 	k.clock = h.clock
@@ -82,7 +94,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	h.d = d
-	d.routes.synced = true
+	d.routes.synced, d.hostEPs.synced = true, true
 	return h
 }
 

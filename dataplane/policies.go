@@ -10,11 +10,27 @@ import (
 	rs "ocelot/dataplane/ruleset"
 )
 
-// chainKey names one direction of a policy or a profile: one chain.
+// tableID is a table a policy or profile chain can be programmed in:
+// filter (every endpoint), mangle and raw (host endpoints).
+type tableID uint8
+
+const (
+	tableFilter tableID = iota
+	tableMangle
+	tableRaw
+)
+
+var tableIDs = [...]tableID{tableFilter, tableMangle, tableRaw}
+
+func (t tableID) String() string { return [...]string{"filter", "mangle", "raw"}[t] }
+
+// chainKey names one direction of a policy or a profile in one table:
+// one chain.
 type chainKey struct {
 	policy  contract.PolicyID // zero for a profile
 	profile string
 	inbound bool
+	table   tableID
 }
 
 func policyKey(id contract.PolicyID, inbound bool) chainKey {
@@ -22,6 +38,16 @@ func policyKey(id contract.PolicyID, inbound bool) chainKey {
 }
 
 func profileKey(id string, inbound bool) chainKey { return chainKey{profile: id, inbound: inbound} }
+
+// in is the same chain in another table.
+func (k chainKey) in(t tableID) chainKey { k.table = t; return k }
+
+// chainUser is what jumps to a policy or profile chain: a workload
+// endpoint, or the chains of a host interface.
+type chainUser struct {
+	workload  contract.EndpointID
+	hostIface string
+}
 
 func (k chainKey) isProfile() bool { return k.policy == (contract.PolicyID{}) }
 
@@ -34,13 +60,15 @@ func (k chainKey) name() string {
 
 // policyManager owns the policies and profiles calc sent, and their chains
 // (cali-pi-, cali-po-, cali-pri-, cali-pro-) in every family's filter
-// table. A chain is programmed while at least one endpoint jumps to it —
-// reference counts by endpoint, as Felix programs only referenced chains —
-// and removed with its last user, so a chain an endpoint still jumps to
-// survives the removal of its policy until the endpoint moves on. It also
-// indexes which sets each chain's rules use: the IP-set manager keeps a
-// set in use, and a changed chain or a removed member forgets the flows
-// of the endpoints involved.
+// table, and in mangle and raw where host endpoints jump to them. A chain
+// is programmed in a table while at least one endpoint jumps to it there
+// — reference counts by user (a workload endpoint or a host interface),
+// as Felix programs only referenced chains — and removed with its last
+// user, so a chain an endpoint still jumps to survives the removal of its
+// policy until the endpoint moves on. It also indexes which sets each
+// chain's rules use: the IP-set manager keeps a set in use, and a changed
+// chain or a removed member forgets the flows of the workload endpoints
+// involved.
 type policyManager struct {
 	families []*family
 	flows    *conntrackManager
@@ -48,14 +76,14 @@ type policyManager struct {
 
 	policies map[contract.PolicyID]*contract.PolicyUpdate
 	profiles map[string]*contract.ProfileUpdate
-	users    map[chainKey]map[contract.EndpointID]struct{} // endpoints jumping to each chain
-	setUsers map[string]map[chainKey]struct{}              // set ID -> chains whose rules use it
+	users    map[chainKey]map[chainUser]struct{} // endpoints jumping to each chain
+	setUsers map[string]map[chainKey]struct{}    // set ID -> chains (as filter keys) whose rules use it
 }
 
 func newPolicyManager(families []*family, flows *conntrackManager, obs *observer) *policyManager {
 	return &policyManager{families: families, flows: flows, obs: obs,
 		policies: map[contract.PolicyID]*contract.PolicyUpdate{}, profiles: map[string]*contract.ProfileUpdate{},
-		users: map[chainKey]map[contract.EndpointID]struct{}{}, setUsers: map[string]map[chainKey]struct{}{}}
+		users: map[chainKey]map[chainUser]struct{}{}, setUsers: map[string]map[chainKey]struct{}{}}
 }
 
 // OnPolicyUpdate records a policy and reprograms its chains if in use.
@@ -108,53 +136,85 @@ func direction(inbound bool, in, out []contract.Rule) []contract.Rule {
 	return out
 }
 
-// update keeps the set index in step and, when endpoints use the chain,
-// reprograms it and forgets the flows its old rules may have allowed.
+// update keeps the set index in step and, in every table where endpoints
+// use the chain, reprograms it and forgets the flows its old rules may
+// have allowed.
 func (m *policyManager) update(k chainKey, existed bool, oldRules, newRules []contract.Rule) {
 	m.indexSets(k, oldRules, newRules)
-	if users := m.users[k]; len(users) > 0 {
-		m.program(k)
-		if existed && !reflect.DeepEqual(oldRules, newRules) {
-			m.flows.ForgetEndpoints(slices.Collect(maps.Keys(users))...)
+	for _, t := range tableIDs {
+		if users := m.users[k.in(t)]; len(users) > 0 {
+			m.program(k.in(t))
+			if existed && !reflect.DeepEqual(oldRules, newRules) {
+				m.flows.ForgetEndpoints(workloads(users)...)
+			}
 		}
 	}
 }
 
 func (m *policyManager) drop(k chainKey) {
 	m.indexSets(k, m.rulesOf(k), nil)
-	if len(m.users[k]) == 0 {
-		m.unprogram(k)
+	for _, t := range tableIDs {
+		if len(m.users[k.in(t)]) == 0 {
+			m.unprogram(k.in(t))
+		}
 	}
 }
 
-// Ref records that an endpoint jumps to these chains; a chain's first
-// user programs it.
+// workloads lists the workload endpoints among a chain's users.
+func workloads(users map[chainUser]struct{}) []contract.EndpointID {
+	var out []contract.EndpointID
+	for u := range users {
+		if u.hostIface == "" {
+			out = append(out, u.workload)
+		}
+	}
+	return out
+}
+
+// Ref records that a workload endpoint jumps to these chains; a chain's
+// first user programs it.
 func (m *policyManager) Ref(id contract.EndpointID, keys []chainKey) {
+	m.ref(chainUser{workload: id}, keys)
+}
+
+// Unref records that a workload endpoint no longer jumps to these chains;
+// a chain's last user removes it.
+func (m *policyManager) Unref(id contract.EndpointID, keys []chainKey) {
+	m.unref(chainUser{workload: id}, keys)
+}
+
+// RefHost and UnrefHost do the same for a host interface's chains.
+func (m *policyManager) RefHost(iface string, keys []chainKey) {
+	m.ref(chainUser{hostIface: iface}, keys)
+}
+func (m *policyManager) UnrefHost(iface string, keys []chainKey) {
+	m.unref(chainUser{hostIface: iface}, keys)
+}
+
+func (m *policyManager) ref(u chainUser, keys []chainKey) {
 	for _, k := range keys {
 		users := m.users[k]
 		if users == nil {
-			users = map[contract.EndpointID]struct{}{}
+			users = map[chainUser]struct{}{}
 			m.users[k] = users
 		}
-		if _, held := users[id]; held {
+		if _, held := users[u]; held {
 			continue
 		}
-		users[id] = struct{}{}
+		users[u] = struct{}{}
 		if len(users) == 1 {
 			m.program(k)
 		}
 	}
 }
 
-// Unref records that an endpoint no longer jumps to these chains; a
-// chain's last user removes it.
-func (m *policyManager) Unref(id contract.EndpointID, keys []chainKey) {
+func (m *policyManager) unref(u chainUser, keys []chainKey) {
 	for _, k := range keys {
 		users, ok := m.users[k]
 		if !ok {
 			continue
 		}
-		delete(users, id)
+		delete(users, u)
 		if len(users) == 0 {
 			delete(m.users, k)
 			m.unprogram(k)
@@ -165,11 +225,11 @@ func (m *policyManager) Unref(id contract.EndpointID, keys []chainKey) {
 // SetInUse reports whether any known policy or profile uses a set.
 func (m *policyManager) SetInUse(id string) bool { return len(m.setUsers[id]) > 0 }
 
-// EndpointsUsingSet lists the endpoints whose chains use a set.
+// EndpointsUsingSet lists the workload endpoints whose chains use a set.
 func (m *policyManager) EndpointsUsingSet(id string) []contract.EndpointID {
 	seen := map[contract.EndpointID]struct{}{}
 	for k := range m.setUsers[id] {
-		for ep := range m.users[k] {
+		for _, ep := range workloads(m.users[k]) {
 			seen[ep] = struct{}{}
 		}
 	}
@@ -211,10 +271,11 @@ func (m *policyManager) rulesOf(k chainKey) []contract.Rule {
 	return nil
 }
 
-// program renders a chain into every family's filter table, and tells
-// the observer what its rules count and log. A chain referenced before
-// calc sent its policy is left for the policy's update (calc sends
-// policies first, so this is transient).
+// program renders a chain into its table in every family (in raw and
+// mangle with their deny), and tells the observer what its rules log and,
+// in filter, count. A chain referenced before calc sent its policy is
+// left for the policy's update (calc sends policies first, so this is
+// transient).
 func (m *policyManager) program(k chainKey) {
 	owner := counterOwner{policy: k.policy.String(), direction: directionName(k.inbound)}
 	var refs []rules.DropRef
@@ -228,24 +289,38 @@ func (m *policyManager) program(k chainKey) {
 		return
 	}
 	for _, f := range m.families {
+		table, rc := f.tables.Table(k.table.String()), f.rules.ForTable(k.table.String())
 		var ch *rs.Chain
 		if k.isProfile() {
-			ch = f.rules.ProfileChain(m.profiles[k.profile], k.inbound)
+			ch = rc.ProfileChain(m.profiles[k.profile], k.inbound)
 		} else {
-			ch = f.rules.PolicyChain(m.policies[k.policy], k.inbound)
+			ch = rc.PolicyChain(m.policies[k.policy], k.inbound)
 		}
-		f.tables.Filter.UpdateChain(ch)
-		m.obs.setCounted(f.v, owner, ch, f.rules, f.tables.Filter)
+		table.UpdateChain(ch)
+		if k.table == tableFilter {
+			m.obs.setCounted(f.v, owner, ch, f.rules, f.tables.Filter)
+		}
 	}
-	m.obs.setDropRefs(k.name(), refs)
+	m.obs.setDropRefs(k.observed(), refs)
 }
 
 func (m *policyManager) unprogram(k chainKey) {
 	for _, f := range m.families {
-		f.tables.Filter.RemoveChain(k.name())
+		f.tables.Table(k.table.String()).RemoveChain(k.name())
 	}
-	m.obs.removeCounted(k.name())
-	m.obs.setDropRefs(k.name(), nil)
+	if k.table == tableFilter {
+		m.obs.removeCounted(k.name())
+	}
+	m.obs.setDropRefs(k.observed(), nil)
+}
+
+// observed is what the observer knows the chain's denials by: its name,
+// with its table outside filter (one policy's chain can be in three).
+func (k chainKey) observed() string {
+	if k.table == tableFilter {
+		return k.name()
+	}
+	return k.table.String() + " " + k.name()
 }
 
 func directionName(inbound bool) string {

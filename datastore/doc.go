@@ -1,7 +1,8 @@
 // Package datastore is the only package that talks to etcd. It streams the
 // Calico v3 resources the agent needs as typed updates (Syncer), and writes
 // the status keys the Neutron driver waits for (StatusWriter): the agent
-// heartbeat and, per local VM port, "up" or "down".
+// heartbeat and, per local VM port, "up" or "down" (and, per local host
+// endpoint, "up", "down" or "error", where Felix writes them).
 //
 // Region rules (docs/calico.md, "Regions"): endpoints, network sets and all cluster-scoped
 // kinds are watched in every namespace, so that remote regions' VMs feed

@@ -46,7 +46,8 @@ const sweepEvery = 180
 
 // StatusWriter writes what the Neutron driver reads: the agent heartbeat
 // (status with a lease, last_reported_status without) and, when enabled,
-// one {"status": "up"|"down"} key per local endpoint.
+// one {"status": "up"|"down"} key per local endpoint and one
+// {"status": "up"|"down"|"error"} key per local host endpoint.
 type StatusWriter struct {
 	cli     *clientv3.Client
 	log     *slog.Logger
@@ -84,6 +85,18 @@ func (c StatusConfig) EndpointKey(id EndpointStatusID) string {
 		"/endpoint/" + resource.EscapeSegment(id.EndpointID)
 }
 
+// HostEndpointPrefix is where this host's host endpoint statuses go, as
+// Felix writes them: /calico/felix/v1/host/<hostname>/endpoint/ (no
+// region: host endpoints have none).
+func (c StatusConfig) HostEndpointPrefix() string {
+	return "/calico/felix/v1/host/" + c.Hostname + "/endpoint/"
+}
+
+// HostEndpointKey is the status key of one host endpoint.
+func (c StatusConfig) HostEndpointKey(id string) string {
+	return c.HostEndpointPrefix() + resource.EscapeSegment(id)
+}
+
 // SetConfig applies a configuration change. Hostname and region cannot
 // change while the agent runs (they restart it), so the keys stay put.
 func (w *StatusWriter) SetConfig(cfg StatusConfig) {
@@ -101,7 +114,19 @@ func (w *StatusWriter) SetConfig(cfg StatusConfig) {
 func (w *StatusWriter) SetEndpointStatus(id EndpointStatusID, status string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	key := w.cfg.EndpointKey(id)
+	w.setStatus(w.cfg.EndpointKey(id), status)
+}
+
+// SetHostEndpointStatus records a local host endpoint's status ("up",
+// "down" or "error"); "" means it is gone and its key must be deleted.
+func (w *StatusWriter) SetHostEndpointStatus(id, status string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.setStatus(w.cfg.HostEndpointKey(id), status)
+}
+
+// setStatus records the status of a key; the caller holds mu.
+func (w *StatusWriter) setStatus(key, status string) {
 	if status == "" {
 		if _, ok := w.desired[key]; ok {
 			delete(w.desired, key)
@@ -305,20 +330,22 @@ func (w *StatusWriter) sweep(ctx context.Context) error {
 		w.mu.Unlock()
 		return nil
 	}
-	prefix := w.cfg.HostPrefix() + "workload/"
+	prefixes := []string{w.cfg.HostPrefix() + "workload/", w.cfg.HostEndpointPrefix()}
 	w.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	resp, err := w.cli.Get(ctx, prefix, clientv3.WithPrefix())
-	if err != nil {
-		return err
+	actual := map[string]string{}
+	for _, prefix := range prefixes {
+		resp, err := w.cli.Get(ctx, prefix, clientv3.WithPrefix())
+		if err != nil {
+			return err
+		}
+		for _, kv := range resp.Kvs {
+			actual[string(kv.Key)] = string(kv.Value)
+		}
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	actual := map[string]string{}
-	for _, kv := range resp.Kvs {
-		actual[string(kv.Key)] = string(kv.Value)
-	}
 	for k, v := range actual {
 		if st, ok := w.desired[k]; !ok || v != `{"status":"`+st+`"}` {
 			w.dirty[k] = struct{}{}

@@ -220,3 +220,39 @@ func makeCert(t *testing.T, dir, name string, parent *x509.Certificate, parentKe
 	os.WriteFile(filepath.Join(dir, name+"-key.pem"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
 	return cert, key
 }
+
+// Host endpoint statuses go where Felix writes them, without a region,
+// and the sweep covers them too.
+func TestHostEndpointStatus(t *testing.T) {
+	srv := startEtcd(t, embedetcd.Options{})
+	cli := connect(t, srv.ClientURL)
+	cfg := StatusConfig{Hostname: "r1-compute1", RegionString: "region-RegionOne", EndpointReporting: true, EndpointDelay: 50 * time.Millisecond}
+	w := NewStatusWriter(cli, cfg, testLog(t), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx)
+	key := "/calico/felix/v1/host/r1-compute1/endpoint/eth0%2fmgmt"
+	if got := cfg.HostEndpointKey("eth0/mgmt"); got != key {
+		t.Fatalf("key\n got %s\nwant %s", got, key)
+	}
+	value := func(k string) string {
+		r, err := cli.Get(context.Background(), k)
+		if err != nil || len(r.Kvs) == 0 {
+			return ""
+		}
+		return string(r.Kvs[0].Value)
+	}
+	for _, st := range []string{"error", "up", "down"} {
+		w.SetHostEndpointStatus("eth0/mgmt", st)
+		poll(t, "status "+st, 10*time.Second, func() bool { return value(key) == `{"status":"`+st+`"}` })
+	}
+	stale := cfg.HostEndpointKey("gone")
+	put(t, cli, stale, `{"status":"up"}`)
+	w.SetInSync()
+	if err := w.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "stale host endpoint key removed", 10*time.Second, func() bool { return value(stale) == "" && value(key) != "" })
+	w.SetHostEndpointStatus("eth0/mgmt", "")
+	poll(t, "status deleted", 10*time.Second, func() bool { return value(key) == "" })
+}

@@ -179,6 +179,7 @@ func (a *agent) run() int {
 	dpCfg.OnStatus = func(id contract.EndpointID, s string) {
 		a.status.SetEndpointStatus(datastore.EndpointStatusID{Orchestrator: id.Orchestrator, WorkloadID: id.WorkloadID, EndpointID: id.EndpointID}, s)
 	}
+	dpCfg.OnHostEndpointStatus = a.status.SetHostEndpointStatus
 	dpCfg.OnInSync = func() { close(inSync) }
 	dpCfg.Log = a.log
 	if a.dp, err = dataplane.New(dpCfg, a.registry); err != nil {

@@ -1,7 +1,9 @@
 // Package ifacemon watches workload interfaces (names with one of the
 // configured prefixes) appear, go up and down, and disappear, through a
-// netlink subscription plus a full re-list at start and periodically. It
-// reports state; it changes nothing.
+// netlink subscription plus a full re-list at start and periodically.
+// HostMonitor (hosts.go) watches the other interfaces the same way, with
+// their addresses, for host endpoints. It reports state; it changes
+// nothing.
 package ifacemon
 
 import (
@@ -166,7 +168,7 @@ func (m *Monitor) list(ctx context.Context, out chan<- Event, known map[string]S
 	send(ctx, out, ev)
 }
 
-func send(ctx context.Context, out chan<- Event, ev Event) {
+func send[E any](ctx context.Context, out chan<- E, ev E) {
 	select {
 	case out <- ev:
 	case <-ctx.Done():

@@ -189,3 +189,19 @@ func (c *Config) HostDispatchChains(table string, pre, normal HostDispatch) []*r
 	}
 	return nil // nat has none
 }
+
+// HostEndpointDropRefs lists the default denials a host interface's
+// normal and forward chains can log: the end of each tier that drops, and
+// the end of the profiles.
+func HostEndpointDropRefs(ep *contract.HostEndpointUpdate) []DropRef {
+	if ep.FailClosed {
+		return nil
+	}
+	var out []DropRef
+	for _, in := range []bool{true, false} {
+		for _, ts := range [][]contract.TierPolicies{ep.Tiers, ep.ForwardTiers} {
+			out = append(out, EndpointDropRefs(&contract.EndpointUpdate{Tiers: ts}, in)...)
+		}
+	}
+	return out
+}

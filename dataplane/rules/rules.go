@@ -125,8 +125,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("drop log group %d or size %d out of range", c.DropLog.Group, c.DropLog.Size)
 	}
 	for _, f := range append(slices.Clone(c.FailsafeIn), c.FailsafeOut...) {
-		if (f.Protocol.Num != 6 && f.Protocol.Num != 17) || f.Port == 0 {
-			return fmt.Errorf("failsafe port %s:%d: the protocol must be tcp or udp and the port from 1 to 65535", f.Protocol, f.Port)
+		if f.Protocol.Num != 6 && f.Protocol.Num != 17 {
+			return fmt.Errorf("failsafe port %s:%d: the protocol must be tcp or udp", f.Protocol, f.Port)
 		}
 	}
 	return nil
@@ -194,7 +194,9 @@ type Hooks struct {
 	Appends map[string][]rs.Rule
 }
 
-// Static returns the skeleton chains of each table and their hooks.
+// Static returns the skeleton chains of each table and their hooks. The
+// host-endpoint dispatch chains they jump to (HostDispatchChains) are the
+// host-endpoint manager's.
 func (c *Config) Static() (map[string][]*rs.Chain, map[string]Hooks) {
 	m := c.Marks
 	all := m.Accept | m.Pass | m.Scratch0 | m.Scratch1
@@ -227,7 +229,6 @@ func (c *Config) Static() (map[string][]*rs.Chain, map[string]Hooks) {
 			{Action: rs.Jump{Chain: "cali-to-host-endpoint"}},
 			{Match: rs.Match{}.MarkSet(m.Accept), Action: rs.Accept{}},
 		}},
-		{Name: "cali-from-host-endpoint"}, {Name: "cali-to-host-endpoint"},
 	}
 	hooks["raw"] = Hooks{Inserts: map[string][]rs.Rule{"PREROUTING": jump("cali-PREROUTING"), "OUTPUT": jump("cali-OUTPUT")}}
 
@@ -246,7 +247,6 @@ func (c *Config) Static() (map[string][]*rs.Chain, map[string]Hooks) {
 			{Match: rs.Match{}.ConntrackState(rs.CtDNAT), Action: rs.Jump{Chain: "cali-to-host-endpoint"}},
 			{Comment: hepOK, Match: rs.Match{}.MarkSet(m.Accept), Action: rs.Return{}},
 		}},
-		{Name: "cali-from-host-endpoint"}, {Name: "cali-to-host-endpoint"},
 	}
 	hooks["mangle"] = Hooks{Inserts: map[string][]rs.Rule{"PREROUTING": jump("cali-PREROUTING"), "POSTROUTING": jump("cali-POSTROUTING")}}
 
@@ -304,8 +304,7 @@ func (c *Config) Static() (map[string][]*rs.Chain, map[string]Hooks) {
 		{Name: "cali-INPUT", Rules: input},
 		{Name: "cali-OUTPUT", Rules: output},
 		{Name: ChainWorkloadToHost, Rules: c.workloadToHost()},
-		{Name: "cali-from-hep-forward"}, {Name: "cali-to-hep-forward"}, {Name: "cali-cidr-block"},
-		{Name: "cali-from-host-endpoint"}, {Name: "cali-to-host-endpoint"},
+		{Name: "cali-cidr-block"},
 	}
 	hooks["filter"] = Hooks{
 		Inserts: map[string][]rs.Rule{"INPUT": jump("cali-INPUT"), "FORWARD": jump("cali-FORWARD"), "OUTPUT": jump("cali-OUTPUT")},

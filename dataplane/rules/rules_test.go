@@ -98,7 +98,7 @@ func TestChainsMatchFelix(t *testing.T) {
 		rendered := map[string][]*rs.Chain{}
 		r := renderer(tc.family)
 		for table, chains := range static {
-			rendered[table] = chains
+			rendered[table] = append(chains, c.HostDispatchChains(table, HostDispatch{}, HostDispatch{})...)
 		}
 		rendered["filter"] = append(rendered["filter"], c.DispatchChains([]string{ep.Name})...)
 		rendered["filter"] = append(rendered["filter"], c.EndpointChains(ep)...)
