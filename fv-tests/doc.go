@@ -21,6 +21,13 @@
 // (lab/openstack.go). Their numbers are logged (go test -v -run
 // 'TestLiveMigration|TestQoSControls').
 //
+// hostendpoints_test.go protects a host with a host endpoint on its
+// uplink (etcd on its default port, so the default failsafe ports cover
+// it): a blocked port with failsafe SSH and etcd still open, a
+// doNotTrack policy that opens a host port without touching a VM, a
+// preDNAT policy that sees a floating IP before DNAT, and an invalid host
+// endpoint that keeps the host closed but for the failsafes.
+//
 // The tests need root; they run inside a network namespace of their own
 // (netlab.Main) that becomes the lab's core router, and everything they
 // create is removed when they end. Without root or namespaces they skip,
