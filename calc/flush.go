@@ -253,6 +253,7 @@ type Stats struct {
 	ActiveSelectors   int // felix_active_local_selectors
 	Hosts             int // felix_cluster_num_hosts
 	WorkloadEndpoints int // felix_cluster_num_workload_endpoints
+	HostEndpoints     int // felix_cluster_num_host_endpoints
 	Policies          int // felix_cluster_num_policies
 	Profiles          int // felix_cluster_num_profiles
 	Tiers             int // felix_cluster_num_tiers
@@ -262,7 +263,7 @@ type Stats struct {
 func (g *Graph) Stats() Stats {
 	return Stats{
 		LocalEndpoints: len(g.locals) + len(g.hostEPs), ActivePolicies: g.numActivePols, ActiveSelectors: g.numActiveSets,
-		Hosts: len(g.hosts), WorkloadEndpoints: g.numWEPs, Policies: len(g.policies),
+		Hosts: len(g.hosts), WorkloadEndpoints: g.numWEPs, HostEndpoints: g.numHEPs, Policies: len(g.policies),
 		Profiles: len(g.profiles), Tiers: len(g.tiers),
 	}
 }

@@ -76,6 +76,7 @@ type Graph struct {
 
 	hosts         map[string]int // host -> endpoints on it (cluster statistics)
 	numWEPs       int
+	numHEPs       int // valid host endpoints of every host
 	numActivePols int
 	numActiveSets int
 	epProblems    map[resource.Key]string // the problem last reported for an endpoint, to report it once

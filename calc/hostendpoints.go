@@ -34,6 +34,14 @@ func hostOnly(p *resource.Policy) bool { return p.DoNotTrack || p.PreDNAT }
 // still open) on what it last governed, so a bad write cannot open a
 // protected interface.
 func (g *Graph) onHostEndpoint(key resource.Key, v any) {
+	_, counted := g.items[key]
+	_, valid := v.(*resource.HostEndpoint)
+	switch {
+	case valid && !counted:
+		g.numHEPs++
+	case !valid && counted:
+		g.numHEPs--
+	}
 	switch he := v.(type) {
 	case *resource.HostEndpoint:
 		switch problem := g.refuseLocalHost(he); {

@@ -107,9 +107,16 @@ func TestHostEndpointLocalityAndMembers(t *testing.T) {
 	other := hostEP("other", "r1-compute2", "eth0", map[string]string{"role": "db"}, "198.18.0.12")
 	np := policy(npKey(nsOne, "ns-pol"), "all()", nil, nil, nil, nil)
 	src := policy(gnpKey("from-db"), "all()", nil, nil, []resource.Rule{{Action: resource.Allow, Source: resource.EntityRule{Selector: S("role == 'db'")}}}, nil)
-	_, d, _ := run(t, mine, other, np, src)
+	g, d, _ := run(t, mine, other, np, src)
 	if len(d.hostEPs) != 1 {
 		t.Fatalf("host endpoints %+v", d.hostEPs)
+	}
+	if st := g.Stats(); st.HostEndpoints != 2 || st.LocalEndpoints != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	g.OnUpdates([]resource.Update{deleted(hepKey("other")), {Key: hepKey("mine"), Value: &resource.Invalid{Kind: resource.KindHostEndpoint, Reason: errors.New("x")}}})
+	if st := g.Stats(); st.HostEndpoints != 0 || st.LocalEndpoints != 1 {
+		t.Errorf("stats after a delete and an invalid value %+v", st)
 	}
 	h := d.hostEPs["mine"]
 	if h.InterfaceName != "" || len(h.ExpectedIPv4) != 1 || len(h.ExpectedIPv6) != 1 {

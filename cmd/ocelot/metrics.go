@@ -51,6 +51,7 @@ func newAgentMetrics(reg prometheus.Registerer) *agentMetrics {
 		{"felix_active_local_selectors", "IP sets (selectors) that active rules use.", func(s calc.Stats) int { return s.ActiveSelectors }},
 		{"felix_cluster_num_hosts", "Hosts with workload endpoints, all regions.", func(s calc.Stats) int { return s.Hosts }},
 		{"felix_cluster_num_workload_endpoints", "Workload endpoints, all regions.", func(s calc.Stats) int { return s.WorkloadEndpoints }},
+		{"felix_cluster_num_host_endpoints", "Host endpoints, all hosts.", func(s calc.Stats) int { return s.HostEndpoints }},
 		{"felix_cluster_num_policies", "Policies known (global and this region's).", func(s calc.Stats) int { return s.Policies }},
 		{"felix_cluster_num_profiles", "Profiles known.", func(s calc.Stats) int { return s.Profiles }},
 		{"felix_cluster_num_tiers", "Tiers known.", func(s calc.Stats) int { return s.Tiers }},
