@@ -3,7 +3,10 @@
 // kernel's chains, the dispatch chains that send each workload interface
 // to its own chains (and drop any unknown one), the per-endpoint chains
 // that walk tiers and profiles, and the policy and profile chains that
-// hold the rules. It names the chains; backends render and write them.
+// hold the rules; for host endpoints (hostendpoints.go), the host
+// interfaces' chains in filter, mangle and raw, their dispatch chains and
+// the failsafe chains. It names the chains; backends render and write
+// them.
 //
 // The chains are those Felix renders in iptables mode (docs/calico.md,
 // "Felix's rendering"), rule for rule, so that rendered as iptables text
