@@ -8,7 +8,6 @@ import (
 
 	"ocelot/contract"
 	"ocelot/dataplane/ifacemon"
-	ipt "ocelot/dataplane/iptables"
 	"ocelot/dataplane/rules"
 	rs "ocelot/dataplane/ruleset"
 )
@@ -348,7 +347,7 @@ func (m *hostEndpointManager) renderDispatch() {
 				}
 			}
 			m.dispatch[f.v][table] = programmed
-			m.renderFailsafes(f, t, inUse[table])
+			m.renderFailsafes(f, table, inUse[table])
 		}
 	}
 	for table, on := range inUse {
@@ -356,11 +355,14 @@ func (m *hostEndpointManager) renderDispatch() {
 	}
 }
 
-func (m *hostEndpointManager) renderFailsafes(f *family, t *ipt.Table, on bool) {
-	for _, ch := range f.rules.FailsafeChains(t.Name) {
+// renderFailsafes keeps a table's failsafe chains while on, and removes
+// them when they were on before.
+func (m *hostEndpointManager) renderFailsafes(f *family, table string, on bool) {
+	t := f.tables.Table(table)
+	for _, ch := range f.rules.FailsafeChains(table) {
 		if on {
 			t.UpdateChain(ch)
-		} else if m.failsafes[t.Name] {
+		} else if m.failsafes[table] {
 			t.RemoveChain(ch.Name)
 		}
 	}
