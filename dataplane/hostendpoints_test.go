@@ -5,6 +5,7 @@ package dataplane
 // statuses.
 
 import (
+	"context"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -13,6 +14,7 @@ import (
 
 	"ocelot/contract"
 	"ocelot/dataplane/ifacemon"
+	"ocelot/dataplane/internal/fakekernel"
 	"ocelot/dataplane/rules"
 	"ocelot/dataplane/ruleset"
 )
@@ -279,5 +281,27 @@ func TestHostEndpointFollowsAddresses(t *testing.T) {
 	}
 	if got := targets(strings.Split(h.rules("filter", rules.ChainToHostEndpoint), "\n")); !slices.Equal(got, []string{"cali-th-eth0"}) {
 		t.Errorf("to-host dispatch targets %v", got)
+	}
+}
+
+// With IptablesFilterDenyAction = REJECT the whole dataplane still
+// applies: nothing renders a REJECT into raw or mangle, which the kernel
+// (and the fake kernel) refuses there.
+func TestRejectOnlyInFilter(t *testing.T) {
+	k := fakekernel.New()
+	cfg := testConfig(t)
+	cfg.Rules.Deny = ruleset.Reject{}
+	d, err := newDataplane(cfg, nil, fakeKernel(k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.routes.synced, d.hostEPs.synced = true, true
+	d.hostEPs.OnIfaces(ifacemon.HostEvent{Ifaces: []ifacemon.HostIface{hostIface("eth0", true)}})
+	d.onMessages(append(hepPolicies("a"), hep("a", "eth0"), contract.InSync{}))
+	if _, err := d.apply(context.Background()); err != nil {
+		t.Fatalf("apply with REJECT: %v", err)
+	}
+	if rs, _ := k.Chain(4, "filter", "cali-fh-eth0"); !strings.HasSuffix(rs[len(rs)-1], "--jump REJECT") {
+		t.Errorf("filter does not reject: %q", rs)
 	}
 }

@@ -221,7 +221,7 @@ func (c *Config) Static() (map[string][]*rs.Chain, map[string]Hooks) {
 			Action: rs.Accept{}})
 	}
 	pre = append(pre,
-		rs.Rule{Match: rs.Match{}.MarkSet(m.Scratch0).RPFCheckFailed(), Action: c.Deny},
+		rs.Rule{Match: rs.Match{}.MarkSet(m.Scratch0).RPFCheckFailed(), Action: c.ForTable("raw").Deny},
 		rs.Rule{Match: rs.Match{}.MarkClear(m.Scratch0), Action: rs.Jump{Chain: "cali-from-host-endpoint"}},
 		rs.Rule{Match: rs.Match{}.MarkSet(m.Accept), Action: rs.Accept{}},
 	)
