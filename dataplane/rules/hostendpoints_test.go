@@ -191,3 +191,30 @@ func TestHostDispatchChains(t *testing.T) {
 		t.Errorf("raw to: %q", got)
 	}
 }
+
+// Under DropActionOverride a host endpoint's default denials are logged
+// and overridden as a workload's are, in filter and in mangle.
+func TestHostChainsDropLog(t *testing.T) {
+	c := hepConfig(4)
+	c.DropLog = &DropLog{Group: 20, Limit: rs.Limit{Count: 10, Per: rs.PerSecond, Burst: 20}, Size: 128}
+	c.DropAccept = true
+	ep := &contract.HostEndpointUpdate{ID: "h", InterfaceName: "eth0",
+		Tiers: []contract.TierPolicies{{Name: "default", DefaultAction: "Deny", Ingress: []contract.PolicyID{gnpID("a")}}}}
+	fh := render(c.HostFilterChains("eth0", ep)[1].Rules)
+	joined := strings.Join(fh, "\n")
+	if !strings.Contains(joined, `--nflog-prefix "DPI|default"`) || !strings.Contains(joined, `--nflog-prefix "DRI"`) ||
+		!strings.HasSuffix(fh[len(fh)-1], "--jump ACCEPT") {
+		t.Errorf("filter from-host chain:\n%s", joined)
+	}
+	if th := render(c.HostMangleEgressChain("eth0", ep).Rules); !strings.Contains(strings.Join(th, "\n"), `--nflog-prefix "DRE"`) {
+		t.Errorf("mangle to-host chain: %q", th)
+	}
+	refs := HostEndpointDropRefs(ep)
+	var prefixes []string
+	for _, r := range refs {
+		prefixes = append(prefixes, r.Prefix())
+	}
+	if !strings.Contains(strings.Join(prefixes, " "), "DPI|default") || len(HostEndpointDropRefs(&contract.HostEndpointUpdate{FailClosed: true})) != 0 {
+		t.Errorf("drop refs %v", prefixes)
+	}
+}
