@@ -11,7 +11,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.bui
 OCELOT_BIN := $(CURDIR)/bin/ocelot
 export OCELOT_BIN
 
-.PHONY: all build deps test unit fv faults lint bench bench-e2e demo clean
+.PHONY: all build deps test unit fv faults lint bench bench-e2e bench-etcd demo clean
 
 all: build
 
@@ -48,6 +48,10 @@ bench: deps build
 ## bench-e2e: datastore write -> rule enforced, measured against the real binary.
 bench-e2e: deps build
 	OCELOT_BENCH_E2E=1 $(GO) test -count=1 -timeout 30m -run TestBenchE2E -v ./fv-tests/
+
+## bench-etcd: what agents cost a three-member etcd, direct and via grpc-proxy (~12 min).
+bench-etcd:
+	OCELOT_BENCH_ETCD=1 $(GO) test -count=1 -timeout 60m -run TestBenchEtcdScale -v ./datastore/scalebench/
 
 ## demo: the Multiple Regions guide, live, in network namespaces.
 demo: deps build

@@ -1,0 +1,171 @@
+package scalebench
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+func (r *Result) topology() string {
+	if r.Proxy {
+		return "through one grpc-proxy"
+	}
+	return "direct to the members"
+}
+
+// members sums a per-member quantity over a window.
+func (w Window) members(f func(Proc) float64) float64 {
+	var s float64
+	for _, p := range w.Members {
+		s += f(p)
+	}
+	return s
+}
+
+func (w Window) leader() Proc {
+	for _, p := range w.Members {
+		if p.Leader {
+			return p
+		}
+	}
+	return Proc{}
+}
+
+func (w Window) proxy(f func(Proc) float64) string {
+	if w.Proxy == nil {
+		return "–"
+	}
+	return fmt.Sprintf("%.3g", f(*w.Proxy))
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
+
+func perSec(b float64) string { return fmt.Sprintf("%.0f", b/1024) }
+
+// Markdown renders one run as the tables of docs/design/datastore-scale.md.
+func (r *Result) Markdown() string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\n### Agents %s\n\n", r.topology())
+	fmt.Fprintf(&sb, "Cloud: %d keys, %.1f MiB of values, loaded in %v.\n\n", r.Keys, float64(r.ValueBytes)/(1<<20), r.LoadTime.Round(time.Millisecond))
+
+	sb.WriteString("Standing cost (no churn; heartbeats and keepalives only). Members summed; streams and watchers are gauges at the end.\n\n")
+	sb.WriteString("| agents | watch streams | watchers (m1/m2/m3) | leases | member CPU (cores) | member RSS (MiB) | member sent (KiB/s) | proxy CPU | proxy RSS (MiB) |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, l := range r.Levels {
+		w := l.Idle
+		var split []string
+		for _, p := range w.Members {
+			split = append(split, fmt.Sprintf("%.0f", p.Watchers))
+		}
+		fmt.Fprintf(&sb, "| %d | %.0f | %.0f (%s) | %d | %.3f | %.0f | %s | %s | %s |\n", l.Agents,
+			w.members(func(p Proc) float64 { return p.Streams }), w.members(func(p Proc) float64 { return p.Watchers }), strings.Join(split, "/"), w.Leases,
+			w.members(func(p Proc) float64 { return p.CPU }), w.members(func(p Proc) float64 { return p.RSSMiB }),
+			perSec(w.members(func(p Proc) float64 { return p.SentBytesPerSec })),
+			w.proxy(func(p Proc) float64 { return p.CPU }), w.proxy(func(p Proc) float64 { return p.RSSMiB }))
+	}
+
+	rate := 0.0
+	if len(r.Levels) > 0 && r.Levels[0].Churn.Duration > 0 {
+		rate = float64(r.Levels[0].Churn.Writes) / r.Levels[0].Churn.Duration.Seconds()
+	}
+	fmt.Fprintf(&sb, "\nChurn (~%.0f endpoint updates/s). Latency: etcd write → the update leaves an agent's Syncer; \"last\" is the slowest agent per write.\n\n", rate)
+	sb.WriteString("| agents | member CPU (cores) | leader CPU | member sent (KiB/s) | watch msgs/s | events/s | proxy CPU | proxy sent (KiB/s) | agents' CPU | latency p50 / p99 (ms) | last agent p50 / p99 (ms) | delivered | re-lists |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, l := range r.Levels {
+		w := l.Churn
+		fmt.Fprintf(&sb, "| %d | %.3f | %.3f | %s | %.0f | %.0f | %s | %s | %.2f | %s / %s | %s / %s | %d/%d | %.0f |\n", l.Agents,
+			w.members(func(p Proc) float64 { return p.CPU }), w.leader().CPU,
+			perSec(w.members(func(p Proc) float64 { return p.SentBytesPerSec })),
+			w.members(func(p Proc) float64 { return p.WatchMsgsPerSec }), w.members(func(p Proc) float64 { return p.EventsPerSec }),
+			w.proxy(func(p Proc) float64 { return p.CPU }), w.proxy(func(p Proc) float64 { return p.SentBytesPerSec / 1024 }),
+			w.SelfCPU, ms(w.LatP50), ms(w.LatP99), ms(w.AllP50), ms(w.AllP99), w.Received, w.Expected, w.Resyncs)
+	}
+
+	sb.WriteString("\nStart-up. The herd is the agents a level adds, started at once; the probe is one more agent started alone.\n\n")
+	sb.WriteString("| agents | herd | herd all in sync | list p50 / max | member CPU per agent | members sent per agent (MiB) | proxy sent per agent (MiB) | proxy RSS after (MiB) | proxy cache entries | probe list | probe: members sent (MiB) |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, l := range r.Levels {
+		h, n := l.Herd, float64(max(l.Herd.Started, 1))
+		proxySent, proxyRSS, cache := "–", "–", "–"
+		if r.Proxy && l.Idle.Proxy != nil {
+			proxySent, proxyRSS = fmt.Sprintf("%.1f", h.ProxySent/n/(1<<20)), fmt.Sprintf("%.0f", h.ProxyRSSMiB)
+			cache = fmt.Sprintf("%.0f", l.Idle.Proxy.ProxyCacheKeys)
+		}
+		fmt.Fprintf(&sb, "| %d | %d | %v | %v / %v | %v | %.1f | %s | %s | %s | %v | %.1f |\n", l.Agents, h.Started,
+			h.Duration.Round(time.Millisecond), h.ListP50.Round(time.Millisecond), h.ListMax.Round(time.Millisecond),
+			(h.MemberCPU / time.Duration(n)).Round(time.Millisecond), h.MemberSent/n/(1<<20), proxySent, proxyRSS, cache,
+			l.Probe.List.Round(time.Millisecond), l.Probe.MemberSent/(1<<20))
+	}
+	return sb.String()
+}
+
+// slope is the least-squares slope of y over the levels' agent counts.
+func slope(levels []Level, y func(Level) float64) float64 {
+	n := float64(len(levels))
+	if n < 2 {
+		return 0
+	}
+	var sx, sy, sxx, sxy float64
+	for _, l := range levels {
+		x := float64(l.Agents)
+		v := y(l)
+		sx += x
+		sy += v
+		sxx += x * x
+		sxy += x * v
+	}
+	d := n*sxx - sx*sx
+	if d == 0 {
+		return 0
+	}
+	return (n*sxy - sx*sy) / d
+}
+
+// MarginalMarkdown renders what one more agent costs in each run: the
+// least-squares slope over the levels.
+func MarginalMarkdown(runs ...*Result) string {
+	var sb strings.Builder
+	sb.WriteString("\n### What one more agent costs (least-squares slope over the levels)\n\n| per agent |")
+	for _, r := range runs {
+		sb.WriteString(" " + r.topology() + " |")
+	}
+	sb.WriteString("\n|---|" + strings.Repeat("---|", len(runs)) + "\n")
+	row := func(label string, f func(r *Result) string) {
+		sb.WriteString("| " + label + " |")
+		for _, r := range runs {
+			sb.WriteString(" " + f(r) + " |")
+		}
+		sb.WriteString("\n")
+	}
+	memberSlope := func(w func(Level) Window, f func(Proc) float64) func(*Result) float64 {
+		return func(r *Result) float64 {
+			return slope(r.Levels, func(l Level) float64 { return w(l).members(f) })
+		}
+	}
+	idle := func(l Level) Window { return l.Idle }
+	churn := func(l Level) Window { return l.Churn }
+	cpu := func(p Proc) float64 { return p.CPU }
+	row("member watchers", func(r *Result) string {
+		return fmt.Sprintf("%.2f", memberSlope(idle, func(p Proc) float64 { return p.Watchers })(r))
+	})
+	row("member CPU, idle (millicores)", func(r *Result) string { return fmt.Sprintf("%.2f", 1000*memberSlope(idle, cpu)(r)) })
+	row("member CPU, churn (millicores)", func(r *Result) string { return fmt.Sprintf("%.2f", 1000*memberSlope(churn, cpu)(r)) })
+	row("member sent, churn (KiB/s)", func(r *Result) string {
+		return fmt.Sprintf("%.1f", memberSlope(churn, func(p Proc) float64 { return p.SentBytesPerSec })(r)/1024)
+	})
+	row("member RSS (MiB)", func(r *Result) string {
+		return fmt.Sprintf("%.2f", memberSlope(idle, func(p Proc) float64 { return p.RSSMiB })(r))
+	})
+	proxy := func(w func(Level) Window, f func(Proc) float64, scale float64, format string) func(*Result) string {
+		return func(r *Result) string {
+			if !r.Proxy {
+				return "–"
+			}
+			return fmt.Sprintf(format, scale*slope(r.Levels, func(l Level) float64 { return f(*w(l).Proxy) }))
+		}
+	}
+	row("proxy CPU, churn (millicores)", proxy(churn, cpu, 1000, "%.2f"))
+	row("proxy sent, churn (KiB/s)", proxy(churn, func(p Proc) float64 { return p.SentBytesPerSec }, 1.0/1024, "%.1f"))
+	row("proxy RSS (MiB)", proxy(idle, func(p Proc) float64 { return p.RSSMiB }, 1, "%.2f"))
+	row("latency p99 (ms)", func(r *Result) string {
+		return fmt.Sprintf("%.3f", slope(r.Levels, func(l Level) float64 { return float64(l.Churn.LatP99) / float64(time.Millisecond) }))
+	})
+	return sb.String()
+}
