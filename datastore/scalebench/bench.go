@@ -11,8 +11,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
 
 	"ocelot/datastore"
+	"ocelot/datastore/resource"
 )
 
 // Config is one run: one topology (direct or through a proxy), a fresh
@@ -41,6 +43,10 @@ type Result struct {
 	ValueBytes int // bytes of their values
 	LoadTime   time.Duration
 	Levels     []Level
+
+	// The mean size of one endpoint update as a watch event: as the Syncer
+	// asks for it (with the previous value) and without the previous value.
+	EventBytes, EventBytesNoPrev float64
 }
 
 // Level is what was measured with a given number of agents running.
@@ -81,6 +87,7 @@ type Window struct {
 	Leases   int    // leases alive at the end
 	Resyncs  float64
 	SelfCPU  float64 // cores used by the benchmark process (every agent and the writer)
+	HostBusy float64 // cores the whole machine was busy (other work included)
 
 	Writes, WriteFailures int
 	PutP50                time.Duration // the writer's Put round trip
@@ -111,6 +118,7 @@ type snapshot struct {
 	members []procSample
 	proxy   *procSample
 	self    procStat
+	host    time.Duration // the machine's busy CPU time
 	leases  int
 	resyncs float64
 }
@@ -167,6 +175,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.LoadTime = time.Since(began)
 	cfg.Log.Info("cloud loaded", "keys", res.Keys, "MiB", res.ValueBytes>>20, "took", res.LoadTime.Round(time.Millisecond))
+	if res.EventBytes, res.EventBytesNoPrev, err = eventSizes(ctx, admin, cfg.Cloud); err != nil {
+		return nil, err
+	}
 
 	for _, n := range cfg.Levels {
 		lv, err := b.level(ctx, n)
@@ -330,6 +341,7 @@ func (b *bench) window(ctx context.Context, rate int) (Window, error) {
 	w.Leases = s1.leases
 	w.Resyncs = s1.resyncs - s0.resyncs
 	w.SelfCPU = (s1.self.CPU - s0.self.CPU).Seconds() / secs
+	w.HostBusy = (s1.host - s0.host).Seconds() / secs
 	if rate > 0 {
 		w.Writes = len(writes)
 		var puts []time.Duration
@@ -340,6 +352,48 @@ func (b *bench) window(ctx context.Context, rate int) (Window, error) {
 		w.latencies(writes, b.agents)
 	}
 	return w, nil
+}
+
+// eventSizes watches the resource prefix twice, with and without the
+// previous values, while 50 endpoints are updated, and returns the mean
+// marshalled size of an event on each.
+func eventSizes(ctx context.Context, cli *clientv3.Client, cloud Cloud) (withPrev, withoutPrev float64, err error) {
+	const n = 50
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, "health-probe")
+	if err != nil {
+		return 0, 0, err
+	}
+	from := resp.Header.Revision + 1
+	prefix := clientv3.WithPrefix()
+	with := cli.Watch(ctx, resource.ResourcePrefix, prefix, clientv3.WithRev(from), clientv3.WithPrevKV())
+	without := cli.Watch(ctx, resource.ResourcePrefix, prefix, clientv3.WithRev(from))
+	for k := 0; k < n; k++ {
+		e := cloud.endpoint(k * cloud.Endpoints / n)
+		if _, err := cli.Put(ctx, e.key(), e.value(cloud.groupsOf(e.i, 1), 1)); err != nil {
+			return 0, 0, err
+		}
+	}
+	mean := func(ch clientv3.WatchChan) (float64, error) {
+		var bytes, events int
+		for events < n {
+			wr, ok := <-ch
+			if !ok || wr.Err() != nil {
+				return 0, fmt.Errorf("measuring event sizes: watch ended (%v)", wr.Err())
+			}
+			for _, ev := range wr.Events {
+				bytes += proto.Size(ev)
+				events++
+			}
+		}
+		return float64(bytes) / float64(events), nil
+	}
+	if withPrev, err = mean(with); err != nil {
+		return 0, 0, err
+	}
+	withoutPrev, err = mean(without)
+	return withPrev, withoutPrev, err
 }
 
 // drain waits (up to 30 s) until every agent has received the last write.
@@ -438,6 +492,9 @@ func (b *bench) snapshot(ctx context.Context) (snapshot, error) {
 		return s, err
 	}
 	s.self = self
+	if s.host, err = hostBusy(); err != nil {
+		return s, err
+	}
 	leases, err := b.admin.Leases(ctx)
 	if err != nil {
 		return s, fmt.Errorf("listing leases: %w", err)

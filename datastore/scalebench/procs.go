@@ -191,5 +191,27 @@ func readProc(pid int) (procStat, error) {
 	return st, nil
 }
 
+// hostBusy reads the machine's busy CPU time since boot from /proc/stat
+// (everything but idle and iowait, all CPUs together).
+func hostBusy() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, errors.New("unexpected /proc/stat format")
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i != 3 && i != 4 && i < 8 { // not idle, iowait; guest time is already in user
+			busy += n
+		}
+	}
+	return time.Duration(busy) * time.Second / clockTicks, nil
+}
+
 // clockTicks is USER_HZ, which is 100 on every Linux architecture Go supports.
 const clockTicks = 100

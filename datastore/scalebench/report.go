@@ -31,11 +31,11 @@ func (w Window) leader() Proc {
 	return Proc{}
 }
 
-func (w Window) proxy(f func(Proc) float64) string {
+func (w Window) proxy(format string, f func(Proc) float64) string {
 	if w.Proxy == nil {
 		return "–"
 	}
-	return fmt.Sprintf("%.3g", f(*w.Proxy))
+	return fmt.Sprintf(format, f(*w.Proxy))
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
@@ -49,48 +49,64 @@ func (r *Result) Markdown() string {
 	fmt.Fprintf(&sb, "Cloud: %d keys, %.1f MiB of values, loaded in %v.\n\n", r.Keys, float64(r.ValueBytes)/(1<<20), r.LoadTime.Round(time.Millisecond))
 
 	sb.WriteString("Standing cost (no churn; heartbeats and keepalives only). Members summed; streams and watchers are gauges at the end.\n\n")
-	sb.WriteString("| agents | watch streams | watchers (m1/m2/m3) | leases | member CPU (cores) | member RSS (MiB) | member sent (KiB/s) | proxy CPU | proxy RSS (MiB) |\n|---|---|---|---|---|---|---|---|---|\n")
+	sb.WriteString("| agents | watch streams | watchers (m1/m2/m3) | leases | member CPU (cores) | member RSS (MiB) | member sent (KiB/s) | proxy CPU | proxy RSS (MiB) | host busy (cores) |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, l := range r.Levels {
 		w := l.Idle
 		var split []string
 		for _, p := range w.Members {
 			split = append(split, fmt.Sprintf("%.0f", p.Watchers))
 		}
-		fmt.Fprintf(&sb, "| %d | %.0f | %.0f (%s) | %d | %.3f | %.0f | %s | %s | %s |\n", l.Agents,
+		fmt.Fprintf(&sb, "| %d | %.0f | %.0f (%s) | %d | %.3f | %.0f | %s | %s | %s | %.2f |\n", l.Agents,
 			w.members(func(p Proc) float64 { return p.Streams }), w.members(func(p Proc) float64 { return p.Watchers }), strings.Join(split, "/"), w.Leases,
 			w.members(func(p Proc) float64 { return p.CPU }), w.members(func(p Proc) float64 { return p.RSSMiB }),
 			perSec(w.members(func(p Proc) float64 { return p.SentBytesPerSec })),
-			w.proxy(func(p Proc) float64 { return p.CPU }), w.proxy(func(p Proc) float64 { return p.RSSMiB }))
+			w.proxy("%.3f", func(p Proc) float64 { return p.CPU }), w.proxy("%.0f", func(p Proc) float64 { return p.RSSMiB }), w.HostBusy)
 	}
 
-	rate := 0.0
-	if len(r.Levels) > 0 && r.Levels[0].Churn.Duration > 0 {
-		rate = float64(r.Levels[0].Churn.Writes) / r.Levels[0].Churn.Duration.Seconds()
-	}
-	fmt.Fprintf(&sb, "\nChurn (~%.0f endpoint updates/s). Latency: etcd write → the update leaves an agent's Syncer; \"last\" is the slowest agent per write.\n\n", rate)
-	sb.WriteString("| agents | member CPU (cores) | leader CPU | member sent (KiB/s) | watch msgs/s | events/s | proxy CPU | proxy sent (KiB/s) | agents' CPU | latency p50 / p99 (ms) | last agent p50 / p99 (ms) | delivered | re-lists |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-	for _, l := range r.Levels {
+	fmt.Fprintf(&sb, "\nChurn: endpoint updates at a fixed rate (an update is one watch event per agent). Member CPU, sent bytes and messages are the three members together. "+
+		"\"µs per extra msg\" is the CPU per watch message beyond the first level's (the fan-out's own cost). Latency: etcd write → the update leaves an agent's Syncer; "+
+		"\"last\" is the slowest agent per write. The event an agent receives is %.0f bytes (%.0f without the previous value).\n\n", r.EventBytes, r.EventBytesNoPrev)
+	sb.WriteString("| agents | writes/s (dropped) | member CPU (cores) | leader CPU | member sent (KiB/s) | member watch msgs/s | member µs per extra msg | proxy CPU | proxy sent (KiB/s) | proxy µs per extra msg | agents' CPU | host busy (cores) | latency p50 / p99 (ms) | last agent p50 / p99 (ms) | delivered | re-lists |\n")
+	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	var first Window
+	for i, l := range r.Levels {
 		w := l.Churn
-		fmt.Fprintf(&sb, "| %d | %.3f | %.3f | %s | %.0f | %.0f | %s | %s | %.2f | %s / %s | %s / %s | %d/%d | %.0f |\n", l.Agents,
-			w.members(func(p Proc) float64 { return p.CPU }), w.leader().CPU,
-			perSec(w.members(func(p Proc) float64 { return p.SentBytesPerSec })),
-			w.members(func(p Proc) float64 { return p.WatchMsgsPerSec }), w.members(func(p Proc) float64 { return p.EventsPerSec }),
-			w.proxy(func(p Proc) float64 { return p.CPU }), w.proxy(func(p Proc) float64 { return p.SentBytesPerSec / 1024 }),
-			w.SelfCPU, ms(w.LatP50), ms(w.LatP99), ms(w.AllP50), ms(w.AllP99), w.Received, w.Expected, w.Resyncs)
+		if i == 0 {
+			first = w
+		}
+		cpu := func(p Proc) float64 { return p.CPU }
+		msgs := func(p Proc) float64 { return p.WatchMsgsPerSec }
+		perMsg := func(cpu, cpu0, msgs, msgs0 float64) string {
+			if i == 0 || msgs-msgs0 < max(50, msgs0/5) { // too few extra messages to divide by
+				return "–"
+			}
+			return fmt.Sprintf("%.0f", 1e6*(cpu-cpu0)/(msgs-msgs0))
+		}
+		proxyPerMsg := "–"
+		if w.Proxy != nil && first.Proxy != nil {
+			proxyPerMsg = perMsg(w.Proxy.CPU, first.Proxy.CPU, w.Proxy.WatchMsgsPerSec, first.Proxy.WatchMsgsPerSec)
+		}
+		fmt.Fprintf(&sb, "| %d | %.0f (%d) | %.3f | %.3f | %s | %.0f | %s | %s | %s | %s | %.2f | %.2f | %s / %s | %s / %s | %d/%d | %.0f |\n", l.Agents,
+			float64(w.Writes)/w.Duration.Seconds(), w.WriteFailures,
+			w.members(cpu), w.leader().CPU, perSec(w.members(func(p Proc) float64 { return p.SentBytesPerSec })), w.members(msgs),
+			perMsg(w.members(cpu), first.members(cpu), w.members(msgs), first.members(msgs)),
+			w.proxy("%.3f", cpu), w.proxy("%.0f", func(p Proc) float64 { return p.SentBytesPerSec / 1024 }), proxyPerMsg,
+			w.SelfCPU, w.HostBusy, ms(w.LatP50), ms(w.LatP99), ms(w.AllP50), ms(w.AllP99), w.Received, w.Expected, w.Resyncs)
 	}
 
 	sb.WriteString("\nStart-up. The herd is the agents a level adds, started at once; the probe is one more agent started alone.\n\n")
-	sb.WriteString("| agents | herd | herd all in sync | list p50 / max | member CPU per agent | members sent per agent (MiB) | proxy sent per agent (MiB) | proxy RSS after (MiB) | proxy cache entries | probe list | probe: members sent (MiB) |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	sb.WriteString("| agents | herd | herd all in sync | list p50 / max | member CPU per agent | members sent per agent (MiB) | member RSS after (MiB) | proxy CPU per agent | proxy sent per agent (MiB) | proxy RSS after (MiB) | proxy cache entries | probe list | probe: members sent (MiB) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, l := range r.Levels {
 		h, n := l.Herd, float64(max(l.Herd.Started, 1))
-		proxySent, proxyRSS, cache := "–", "–", "–"
+		proxyCPU, proxySent, proxyRSS, cache := "–", "–", "–", "–"
 		if r.Proxy && l.Idle.Proxy != nil {
+			proxyCPU = (h.ProxyCPU / time.Duration(n)).Round(time.Millisecond).String()
 			proxySent, proxyRSS = fmt.Sprintf("%.1f", h.ProxySent/n/(1<<20)), fmt.Sprintf("%.0f", h.ProxyRSSMiB)
 			cache = fmt.Sprintf("%.0f", l.Idle.Proxy.ProxyCacheKeys)
 		}
-		fmt.Fprintf(&sb, "| %d | %d | %v | %v / %v | %v | %.1f | %s | %s | %s | %v | %.1f |\n", l.Agents, h.Started,
+		fmt.Fprintf(&sb, "| %d | %d | %v | %v / %v | %v | %.1f | %.0f | %s | %s | %s | %s | %v | %.1f |\n", l.Agents, h.Started,
 			h.Duration.Round(time.Millisecond), h.ListP50.Round(time.Millisecond), h.ListMax.Round(time.Millisecond),
-			(h.MemberCPU / time.Duration(n)).Round(time.Millisecond), h.MemberSent/n/(1<<20), proxySent, proxyRSS, cache,
+			(h.MemberCPU / time.Duration(n)).Round(time.Millisecond), h.MemberSent/n/(1<<20), h.MemberRSSMiBAfter, proxyCPU, proxySent, proxyRSS, cache,
 			l.Probe.List.Round(time.Millisecond), l.Probe.MemberSent/(1<<20))
 	}
 	return sb.String()

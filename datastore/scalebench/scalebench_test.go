@@ -138,6 +138,31 @@ func TestBenchEtcdScale(t *testing.T) {
 	fmt.Print(MarginalMarkdown(results...))
 }
 
+// TestBenchEtcdLeaderLoss: how long an agent takes to notice that its
+// member lost the leader, direct and through the proxy (make bench-etcd).
+func TestBenchEtcdLeaderLoss(t *testing.T) {
+	if os.Getenv("OCELOT_BENCH_ETCD") == "" {
+		t.Skip("set OCELOT_BENCH_ETCD=1 (make bench-etcd)")
+	}
+	const wait = 30 * time.Second
+	fmt.Printf("\n### Leader loss: two of three members stopped; until the agent's watch fails and it re-lists\n\n| agents | noticed after |\n|---|---|\n")
+	for _, proxy := range []bool{false, true} {
+		d, ok, err := LeaderLoss(context.Background(), t.TempDir(), proxy, wait, testLog(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		how := "direct to the members"
+		if proxy {
+			how = "through one grpc-proxy"
+		}
+		after := d.Round(100 * time.Millisecond).String()
+		if !ok {
+			after = "not within " + wait.String()
+		}
+		fmt.Printf("| %s | %s |\n", how, after)
+	}
+}
+
 // testLog shows the agents' warnings in verbose runs.
 func testLog(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
