@@ -98,18 +98,18 @@ type Window struct {
 
 // Proc is one member's (or the proxy's) cost over a window.
 type Proc struct {
-	Name                 string
-	Leader               bool
-	CPU                  float64 // cores
-	RSSMiB               float64 // at the end
-	Streams, Watchers    float64 // watch streams and watchers at the end (gauges)
-	SlowWatchers         float64
-	SentBytesPerSec      float64 // etcd_network_client_grpc_sent_bytes_total
-	WatchMsgsPerSec      float64 // grpc_server_msg_sent_total{grpc_method="Watch"}
-	EventsPerSec         float64 // etcd_debugging_mvcc_events_total
-	CoalescedWatchers    float64 // proxy: etcd_grpc_proxy_watchers_coalescing_total
-	ProxyCacheKeys       float64 // proxy: etcd_grpc_proxy_cache_keys_total
-	SentBytes, CPUSecond float64 // raw deltas
+	Name                  string
+	Leader                bool
+	CPU                   float64 // cores
+	RSSMiB                float64 // at the end
+	Streams, Watchers     float64 // watch streams and watchers at the end (gauges)
+	SlowWatchers          float64
+	SentBytesPerSec       float64 // etcd_network_client_grpc_sent_bytes_total
+	WatchMsgsPerSec       float64 // grpc_server_msg_sent_total{grpc_method="Watch"}
+	EventsPerSec          float64 // etcd_debugging_mvcc_events_total
+	CoalescedWatchers     float64 // proxy: etcd_grpc_proxy_watchers_coalescing_total
+	ProxyCacheKeys        float64 // proxy: etcd_grpc_proxy_cache_keys_total
+	SentBytes, CPUSeconds float64 // raw deltas
 }
 
 // snapshot is the state of every process at one moment.
@@ -125,12 +125,12 @@ type snapshot struct {
 
 // bench holds a run's moving parts.
 type bench struct {
-	cfg     Config
-	cl      *cluster
-	admin   *clientv3.Client // the writer's (Neutron's) client, straight to the members
-	reg     *prometheus.Registry
-	agents  []*agent
-	nextHst int
+	cfg      Config
+	cl       *cluster
+	admin    *clientv3.Client // the writer's (Neutron's) client, straight to the members
+	reg      *prometheus.Registry
+	agents   []*agent
+	nextHost int
 }
 
 // Run performs one run. It fails if the harness cannot do its job (a child
@@ -144,6 +144,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if cfg.ChurnRate <= 0 || len(cfg.Levels) == 0 || cfg.Cloud.PerHost <= 0 || len(cfg.Cloud.Regions) == 0 || cfg.Cloud.Groups <= 0 {
 		return nil, errors.New("scalebench: incomplete configuration")
+	}
+	for i, n := range cfg.Levels {
+		if n < 1 || (i > 0 && n <= cfg.Levels[i-1]) {
+			return nil, fmt.Errorf("scalebench: levels %v: want ascending agent counts", cfg.Levels)
+		}
 	}
 	cl, err := startCluster(cfg.Dir, cfg.Proxy)
 	if err != nil {
@@ -218,8 +223,8 @@ func (b *bench) level(ctx context.Context, n int) (Level, error) {
 func (b *bench) startAgents(ctx context.Context, k int) ([]*agent, error) {
 	var started []*agent
 	for i := 0; i < k; i++ {
-		a := startAgent(b.cl.agentEndpoints(), b.cfg.Cloud, b.nextHst, heartbeat{b.cfg.HeartbeatInterval, b.cfg.HeartbeatTTL}, b.cfg.AgentLog)
-		b.nextHst++
+		a := startAgent(b.cl.agentEndpoints(), b.cfg.Cloud, b.nextHost, heartbeat{b.cfg.HeartbeatInterval, b.cfg.HeartbeatTTL}, b.cfg.AgentLog)
+		b.nextHost++
 		started = append(started, a)
 	}
 	deadline := time.NewTimer(10 * time.Minute)
@@ -453,7 +458,7 @@ func procWindow(name string, a, b procSample, secs float64) Proc {
 	p := Proc{
 		Name:              name,
 		Leader:            b.m.sum(mLeader) == 1,
-		CPUSecond:         (b.CPU - a.CPU).Seconds(),
+		CPUSeconds:        (b.CPU - a.CPU).Seconds(),
 		RSSMiB:            float64(b.RSSKiB) / 1024,
 		Streams:           b.m.sum(mStreams),
 		Watchers:          b.m.sum(mWatchers),
@@ -462,7 +467,7 @@ func procWindow(name string, a, b procSample, secs float64) Proc {
 		CoalescedWatchers: b.m.sum(mCoalesced),
 		ProxyCacheKeys:    b.m.sum(mCacheKeys),
 	}
-	p.CPU = p.CPUSecond / secs
+	p.CPU = p.CPUSeconds / secs
 	p.SentBytesPerSec = p.SentBytes / secs
 	p.WatchMsgsPerSec = (b.m.sum(mMsgSent, `grpc_method="Watch"`) - a.m.sum(mMsgSent, `grpc_method="Watch"`)) / secs
 	p.EventsPerSec = (b.m.sum(mEvents) - a.m.sum(mEvents)) / secs
@@ -481,7 +486,7 @@ func (b *bench) snapshot(ctx context.Context) (snapshot, error) {
 		s.members = append(s.members, ps)
 	}
 	if b.cl.proxy != nil {
-		ps, err := sampleProc(ctx, b.cl.proxy.pid(), b.cl.proxyMetr)
+		ps, err := sampleProc(ctx, b.cl.proxy.pid(), b.cl.proxyMetrics)
 		if err != nil {
 			return s, fmt.Errorf("sampling the proxy: %w", err)
 		}

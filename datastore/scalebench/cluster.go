@@ -16,11 +16,11 @@ import (
 // cluster is three etcd members, each its own process, and optionally one
 // grpc-proxy process in front of them.
 type cluster struct {
-	members    []*child
-	memberURLs []string
-	proxy      *child
-	proxyURL   string
-	proxyMetr  string // the proxy's /metrics URL
+	members      []*child
+	memberURLs   []string
+	proxy        *child
+	proxyURL     string
+	proxyMetrics string // the proxy's /metrics URL
 }
 
 // startCluster starts a new three-member cluster with its data and logs in
@@ -82,7 +82,7 @@ func startCluster(dir string, withProxy bool) (*cluster, error) {
 			return nil, err
 		}
 		c.proxyURL = "http://" + s.Listen
-		c.proxyMetr = "http://" + s.MetricsListen + "/metrics"
+		c.proxyMetrics = "http://" + s.MetricsListen + "/metrics"
 	}
 	return c, nil
 }

@@ -50,7 +50,7 @@ func TestSmoke(t *testing.T) {
 			}
 			watchers := l.Idle.members(func(p Proc) float64 { return p.Watchers })
 			sent := w.members(func(p Proc) float64 { return p.SentBytes })
-			cpu := w.members(func(p Proc) float64 { return p.CPUSecond })
+			cpu := w.members(func(p Proc) float64 { return p.CPUSeconds })
 			if sent <= 0 || cpu <= 0 {
 				t.Errorf("members: sent %.0f bytes, %.2f CPU seconds in the churn window", sent, cpu)
 			}
@@ -71,7 +71,7 @@ func TestSmoke(t *testing.T) {
 			if watchers >= agents {
 				t.Errorf("behind the proxy, members hold %.0f watchers for %d agents", watchers, agents)
 			}
-			if w.Proxy == nil || w.Proxy.SentBytes <= 0 || w.Proxy.CPUSecond <= 0 {
+			if w.Proxy == nil || w.Proxy.SentBytes <= 0 || w.Proxy.CPUSeconds <= 0 {
 				t.Errorf("proxy not measured: %+v", w.Proxy)
 			}
 		})
