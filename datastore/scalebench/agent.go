@@ -21,7 +21,8 @@ type agent struct {
 	inSync chan struct{} // closed at the first InSync batch
 
 	began    time.Time
-	listTime time.Duration // start to InSync; set before inSync closes
+	listTime time.Duration          // start to InSync; set before inSync closes
+	syncer   chan *datastore.Syncer // receives the syncer once it exists
 
 	mu       sync.Mutex
 	receipts []receipt // updates received after InSync, with when
@@ -41,7 +42,8 @@ type heartbeat struct{ interval, ttl time.Duration }
 func startAgent(endpoints []string, cloud Cloud, h int, hb heartbeat, log *slog.Logger) *agent {
 	host, region := cloud.host(h)
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &agent{host: host, cancel: cancel, done: make(chan struct{}), inSync: make(chan struct{}), began: time.Now()}
+	a := &agent{host: host, cancel: cancel, done: make(chan struct{}), inSync: make(chan struct{}), began: time.Now(),
+		syncer: make(chan *datastore.Syncer, 1)}
 	var local []endpoint
 	for i := h * cloud.PerHost; i < min((h+1)*cloud.PerHost, cloud.Endpoints); i++ {
 		local = append(local, cloud.endpoint(i))
@@ -80,9 +82,13 @@ func (a *agent) run(ctx context.Context, endpoints []string, region string, loca
 	wg.Add(2)
 	go func() { defer wg.Done(); status.Run(ctx) }()
 	out := make(chan datastore.Batch, 16) // as cmd/ocelot
+	// As cmd/ocelot: the watch gets a connection of its own (Client).
+	syncer := datastore.NewSyncer(cli, datastore.SyncerConfig{Hostname: a.host, Namespace: namespace(region), Log: log,
+		Client: datastore.ClientConfig{Endpoints: endpoints}})
+	a.syncer <- syncer
 	go func() {
 		defer wg.Done()
-		datastore.NewSyncer(cli, datastore.SyncerConfig{Hostname: a.host, Namespace: namespace(region), Log: log}).Run(ctx, out)
+		syncer.Run(ctx, out)
 	}()
 	synced := false
 	for {

@@ -107,6 +107,9 @@ type Proc struct {
 	SentBytesPerSec       float64 // etcd_network_client_grpc_sent_bytes_total
 	WatchMsgsPerSec       float64 // grpc_server_msg_sent_total{grpc_method="Watch"}
 	EventsPerSec          float64 // etcd_debugging_mvcc_events_total
+	WatchStarts           float64 // watch streams opened by clients in the window (grpc_server_started_total{grpc_method="Watch"})
+	RangesPerSec          float64 // range requests (listings, start-up reads, the agents' probes)
+	WatchReqsPerSec       float64 // messages on watch streams from clients (creates, progress requests, cancels)
 	CoalescedWatchers     float64 // proxy: etcd_grpc_proxy_watchers_coalescing_total
 	ProxyCacheKeys        float64 // proxy: etcd_grpc_proxy_cache_keys_total
 	SentBytes, CPUSeconds float64 // raw deltas
@@ -471,6 +474,9 @@ func procWindow(name string, a, b procSample, secs float64) Proc {
 	p.SentBytesPerSec = p.SentBytes / secs
 	p.WatchMsgsPerSec = (b.m.sum(mMsgSent, `grpc_method="Watch"`) - a.m.sum(mMsgSent, `grpc_method="Watch"`)) / secs
 	p.EventsPerSec = (b.m.sum(mEvents) - a.m.sum(mEvents)) / secs
+	p.WatchStarts = b.m.sum(mStarted, `grpc_method="Watch"`) - a.m.sum(mStarted, `grpc_method="Watch"`)
+	p.RangesPerSec = (b.m.sum(mStarted, `grpc_method="Range"`) - a.m.sum(mStarted, `grpc_method="Range"`)) / secs
+	p.WatchReqsPerSec = (b.m.sum(mMsgRecv, `grpc_method="Watch"`) - a.m.sum(mMsgRecv, `grpc_method="Watch"`)) / secs
 	return p
 }
 

@@ -120,6 +120,8 @@ const (
 	mEvents    = "etcd_debugging_mvcc_events_total"
 	mSentBytes = "etcd_network_client_grpc_sent_bytes_total"
 	mMsgSent   = "grpc_server_msg_sent_total"
+	mMsgRecv   = "grpc_server_msg_received_total"
+	mStarted   = "grpc_server_started_total"
 	mLeader    = "etcd_server_is_leader"
 	mCoalesced = "etcd_grpc_proxy_watchers_coalescing_total"
 	mCacheKeys = "etcd_grpc_proxy_cache_keys_total"
@@ -211,6 +213,6 @@ func sampleProc(ctx context.Context, pid int, metricsURL string) (procSample, er
 	if err != nil {
 		return procSample{}, err
 	}
-	m, err := scrape(ctx, metricsURL, mStreams, mWatchers, mSlow, mEvents, mSentBytes, mMsgSent, mLeader, mCoalesced, mCacheKeys)
+	m, err := scrape(ctx, metricsURL, mStreams, mWatchers, mSlow, mEvents, mSentBytes, mMsgSent, mMsgRecv, mStarted, mLeader, mCoalesced, mCacheKeys)
 	return procSample{procStat: st, m: m}, err
 }

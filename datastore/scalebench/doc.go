@@ -21,11 +21,12 @@
 // loopback; nothing touches the host's network configuration.
 //
 // A simulated agent is the datastore half of a real one, made of the
-// project's own parts: datastore.Connect, ReadStartupState until
-// datastoreReady, a Syncer streaming the whole datastore, and a
-// StatusWriter writing the heartbeat under a lease (Felix's default 30 s
-// interval, 90 s TTL) and its local endpoints' status. Calc and the
-// dataplane are left out: they cost the compute host, not etcd.
+// project's own parts and wired as cmd/ocelot wires them: datastore.Connect,
+// ReadStartupState until datastoreReady, a Syncer streaming the whole
+// datastore (its watch on a connection of its own), and a StatusWriter
+// writing the heartbeat under a lease (Felix's default 30 s interval, 90 s
+// TTL) and its local endpoints' status. Calc and the dataplane are left
+// out: they cost the compute host, not etcd.
 //
 // A run loads a generated cloud (endpoints in two security groups each,
 // spread over compute hosts in several regions, one policy per group per
@@ -33,6 +34,8 @@
 // all at once (the herd), measures an idle window and a churn window
 // (endpoint updates at a fixed rate), and starts one more agent alone (the
 // probe). The marginal cost of one agent is the least-squares slope over
-// the levels. Numbers are only reported, never asserted: TestSmoke checks
-// that the harness measures what it claims, at toy size.
+// the levels. Outage measures, apart, how long an agent takes to report
+// etcd unreachable when members are killed. Numbers are only reported,
+// never asserted: TestSmoke checks that the harness measures what it
+// claims, at toy size.
 package scalebench

@@ -152,6 +152,12 @@ func (c *child) stop() {
 	}
 }
 
+// kill ends the child at once, as a crash or a power cut would.
+func (c *child) kill() {
+	c.cmd.Process.Kill()
+	<-c.done
+}
+
 // procStat is a process's CPU time (user and system) and resident memory.
 type procStat struct {
 	CPU    time.Duration

@@ -25,9 +25,10 @@ import (
 // runProxy serves etcd's gRPC proxy (the grpcproxy package that
 // `etcd grpc-proxy start` runs) with that command's default settings, for
 // the KV, Watch, Lease, Cluster and Maintenance services a client uses. Its
-// /metrics, on a port of its own, has etcd's proxy metrics and the two
-// counters the benchmark reads from members, so both are read alike:
-// grpc_server_msg_sent_total and etcd_network_client_grpc_sent_bytes_total.
+// /metrics, on a port of its own, has etcd's proxy metrics and the
+// counters the benchmark reads from members, so both are read alike
+// (grpc_server_started_total, grpc_server_msg_received_total,
+// grpc_server_msg_sent_total, etcd_network_client_grpc_sent_bytes_total).
 func runProxy(spec childSpec) (func(), error) {
 	lg, err := zap.Config{
 		Level: zap.NewAtomicLevelAt(zap.WarnLevel), Encoding: "json", EncoderConfig: zap.NewProductionEncoderConfig(),
@@ -89,7 +90,7 @@ func runProxy(spec childSpec) (func(), error) {
 		mfs, err := prometheus.DefaultGatherer.Gather()
 		kept := mfs[:0]
 		for _, mf := range mfs {
-			if n := mf.GetName(); n != mMsgSent && n != mSentBytes {
+			if n := mf.GetName(); n != mMsgSent && n != mSentBytes && n != mStarted && n != mMsgRecv {
 				kept = append(kept, mf)
 			}
 		}
@@ -116,27 +117,36 @@ func runProxy(spec childSpec) (func(), error) {
 	}, nil
 }
 
-// sentCounter counts the messages and payload bytes the proxy sends to its
-// clients, as etcd counts them on a member (the marshalled message size).
+// sentCounter counts, as etcd's members do, the RPCs the proxy's clients
+// start, the messages they send it, and the messages and payload bytes it
+// sends them (the marshalled message size).
 type sentCounter struct {
-	msgs  *prometheus.CounterVec
-	bytes prometheus.Counter
+	started, received, msgs *prometheus.CounterVec
+	bytes                   prometheus.Counter
 }
 
 type methodKey struct{}
 
 func newSentCounter(reg prometheus.Registerer) *sentCounter {
 	c := &sentCounter{
+		started: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: mStarted,
+			Help: "RPCs started by the proxy's clients, by gRPC service and method.",
+		}, []string{"grpc_service", "grpc_method"}),
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: mMsgRecv,
+			Help: "Messages received by the proxy from its clients, by gRPC service and method.",
+		}, []string{"grpc_service", "grpc_method"}),
 		msgs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "grpc_server_msg_sent_total",
+			Name: mMsgSent,
 			Help: "Messages sent by the proxy to its clients, by gRPC service and method.",
 		}, []string{"grpc_service", "grpc_method"}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "etcd_network_client_grpc_sent_bytes_total",
+			Name: mSentBytes,
 			Help: "Marshalled bytes of the messages the proxy sent to its clients.",
 		}),
 	}
-	reg.MustRegister(c.msgs, c.bytes)
+	reg.MustRegister(c.started, c.received, c.msgs, c.bytes)
 	return c
 }
 
@@ -145,14 +155,20 @@ func (c *sentCounter) TagRPC(ctx context.Context, info *stats.RPCTagInfo) contex
 }
 
 func (c *sentCounter) HandleRPC(ctx context.Context, s stats.RPCStats) {
-	out, ok := s.(*stats.OutPayload)
-	if !ok || out.IsClient() {
+	if s.IsClient() {
 		return
 	}
 	full, _ := ctx.Value(methodKey{}).(string)
 	service, method, _ := strings.Cut(strings.TrimPrefix(full, "/"), "/")
-	c.msgs.WithLabelValues(service, method).Inc()
-	c.bytes.Add(float64(out.Length))
+	switch s := s.(type) {
+	case *stats.Begin:
+		c.started.WithLabelValues(service, method).Inc()
+	case *stats.InPayload:
+		c.received.WithLabelValues(service, method).Inc()
+	case *stats.OutPayload:
+		c.msgs.WithLabelValues(service, method).Inc()
+		c.bytes.Add(float64(s.Length))
+	}
 }
 
 func (c *sentCounter) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }

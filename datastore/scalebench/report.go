@@ -48,26 +48,32 @@ func (r *Result) Markdown() string {
 	fmt.Fprintf(&sb, "\n### Agents %s\n\n", r.topology())
 	fmt.Fprintf(&sb, "Cloud: %d keys, %.1f MiB of values, loaded in %v.\n\n", r.Keys, float64(r.ValueBytes)/(1<<20), r.LoadTime.Round(time.Millisecond))
 
-	sb.WriteString("Standing cost (no churn; heartbeats and keepalives only). Members summed; streams and watchers are gauges at the end.\n\n")
-	sb.WriteString("| agents | watch streams | watchers (m1/m2/m3) | leases | member CPU (cores) | member RSS (MiB) | member sent (KiB/s) | proxy CPU | proxy RSS (MiB) | host busy (cores) |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	sb.WriteString("Standing cost (no churn: heartbeats, keepalives and the agents' freshness probes). Members summed; streams and watchers are gauges at the end; " +
+		"\"watch reqs/s\" are messages on watch streams from clients (creates, progress requests); \"watches opened\" counts new watch streams in the window.\n\n")
+	sb.WriteString("| agents | watch streams | watchers (m1/m2/m3) | leases | member CPU (cores) | member RSS (MiB) | member sent (KiB/s) | member ranges/s | member watch reqs/s | watches opened at members | proxy CPU | proxy RSS (MiB) | proxy ranges/s | proxy watch reqs/s | watches opened at proxy | host busy (cores) |\n")
+	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, l := range r.Levels {
 		w := l.Idle
 		var split []string
 		for _, p := range w.Members {
 			split = append(split, fmt.Sprintf("%.0f", p.Watchers))
 		}
-		fmt.Fprintf(&sb, "| %d | %.0f | %.0f (%s) | %d | %.3f | %.0f | %s | %s | %s | %.2f |\n", l.Agents,
+		fmt.Fprintf(&sb, "| %d | %.0f | %.0f (%s) | %d | %.3f | %.0f | %s | %.1f | %.1f | %.0f | %s | %s | %s | %s | %s | %.2f |\n", l.Agents,
 			w.members(func(p Proc) float64 { return p.Streams }), w.members(func(p Proc) float64 { return p.Watchers }), strings.Join(split, "/"), w.Leases,
 			w.members(func(p Proc) float64 { return p.CPU }), w.members(func(p Proc) float64 { return p.RSSMiB }),
 			perSec(w.members(func(p Proc) float64 { return p.SentBytesPerSec })),
-			w.proxy("%.3f", func(p Proc) float64 { return p.CPU }), w.proxy("%.0f", func(p Proc) float64 { return p.RSSMiB }), w.HostBusy)
+			w.members(func(p Proc) float64 { return p.RangesPerSec }), w.members(func(p Proc) float64 { return p.WatchReqsPerSec }),
+			w.members(func(p Proc) float64 { return p.WatchStarts }),
+			w.proxy("%.3f", func(p Proc) float64 { return p.CPU }), w.proxy("%.0f", func(p Proc) float64 { return p.RSSMiB }),
+			w.proxy("%.1f", func(p Proc) float64 { return p.RangesPerSec }), w.proxy("%.1f", func(p Proc) float64 { return p.WatchReqsPerSec }),
+			w.proxy("%.0f", func(p Proc) float64 { return p.WatchStarts }), w.HostBusy)
 	}
 
 	fmt.Fprintf(&sb, "\nChurn: endpoint updates at a fixed rate (an update is one watch event per agent). Member CPU, sent bytes and messages are the three members together. "+
 		"\"µs per extra msg\" is the CPU per watch message beyond the first level's (the fan-out's own cost). Latency: etcd write → the update leaves an agent's Syncer; "+
 		"\"last\" is the slowest agent per write. The event an agent receives is %.0f bytes (%.0f without the previous value).\n\n", r.EventBytes, r.EventBytesNoPrev)
-	sb.WriteString("| agents | writes/s (dropped) | member CPU (cores) | leader CPU | member sent (KiB/s) | member watch msgs/s | member µs per extra msg | proxy CPU | proxy sent (KiB/s) | proxy µs per extra msg | agents' CPU | host busy (cores) | latency p50 / p99 (ms) | last agent p50 / p99 (ms) | delivered | re-lists |\n")
-	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	sb.WriteString("| agents | writes/s (dropped) | member CPU (cores) | leader CPU | member sent (KiB/s) | member watch msgs/s | member µs per extra msg | proxy CPU | proxy sent (KiB/s) | proxy µs per extra msg | watches opened (members / proxy) | agents' CPU | host busy (cores) | latency p50 / p99 (ms) | last agent p50 / p99 (ms) | delivered | re-lists |\n")
+	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	var first Window
 	for i, l := range r.Levels {
 		w := l.Churn
@@ -86,11 +92,12 @@ func (r *Result) Markdown() string {
 		if w.Proxy != nil && first.Proxy != nil {
 			proxyPerMsg = perMsg(w.Proxy.CPU, first.Proxy.CPU, w.Proxy.WatchMsgsPerSec, first.Proxy.WatchMsgsPerSec)
 		}
-		fmt.Fprintf(&sb, "| %d | %.0f (%d) | %.3f | %.3f | %s | %.0f | %s | %s | %s | %s | %.2f | %.2f | %s / %s | %s / %s | %d/%d | %.0f |\n", l.Agents,
+		fmt.Fprintf(&sb, "| %d | %.0f (%d) | %.3f | %.3f | %s | %.0f | %s | %s | %s | %s | %.0f / %s | %.2f | %.2f | %s / %s | %s / %s | %d/%d | %.0f |\n", l.Agents,
 			float64(w.Writes)/w.Duration.Seconds(), w.WriteFailures,
 			w.members(cpu), w.leader().CPU, perSec(w.members(func(p Proc) float64 { return p.SentBytesPerSec })), w.members(msgs),
 			perMsg(w.members(cpu), first.members(cpu), w.members(msgs), first.members(msgs)),
 			w.proxy("%.3f", cpu), w.proxy("%.0f", func(p Proc) float64 { return p.SentBytesPerSec / 1024 }), proxyPerMsg,
+			w.members(func(p Proc) float64 { return p.WatchStarts }), w.proxy("%.0f", func(p Proc) float64 { return p.WatchStarts }),
 			w.SelfCPU, w.HostBusy, ms(w.LatP50), ms(w.LatP99), ms(w.AllP50), ms(w.AllP99), w.Received, w.Expected, w.Resyncs)
 	}
 

@@ -138,28 +138,34 @@ func TestBenchEtcdScale(t *testing.T) {
 	fmt.Print(MarginalMarkdown(results...))
 }
 
-// TestBenchEtcdLeaderLoss: how long an agent takes to notice that its
-// member lost the leader, direct and through the proxy (make bench-etcd).
-func TestBenchEtcdLeaderLoss(t *testing.T) {
+// TestBenchEtcdOutage: how long an agent takes to report the datastore
+// unreachable when the cluster loses its quorum or goes down entirely,
+// direct and through the proxy (make bench-etcd).
+func TestBenchEtcdOutage(t *testing.T) {
 	if os.Getenv("OCELOT_BENCH_ETCD") == "" {
 		t.Skip("set OCELOT_BENCH_ETCD=1 (make bench-etcd)")
 	}
 	const wait = 30 * time.Second
-	fmt.Printf("\n### Leader loss: two of three members stopped; until the agent's watch fails and it re-lists\n\n| agents | noticed after |\n|---|---|\n")
+	fmt.Printf("\n### Outage: until the agent reports the datastore unreachable (Syncer.Status, readiness)\n\n| agent | quorum lost (2 of 3 members stopped) | cluster down (3 of 3 stopped) |\n|---|---|---|\n")
 	for _, proxy := range []bool{false, true} {
-		d, ok, err := LeaderLoss(context.Background(), t.TempDir(), proxy, wait, testLog(t))
-		if err != nil {
-			t.Fatal(err)
-		}
 		how := "direct to the members"
 		if proxy {
 			how = "through one grpc-proxy"
 		}
-		after := d.Round(100 * time.Millisecond).String()
-		if !ok {
-			after = "not within " + wait.String()
+		fmt.Printf("| %s |", how)
+		for _, stop := range []int{2, 3} {
+			d, ok, err := Outage(context.Background(), t.TempDir(), proxy, stop, wait,
+				slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+			if err != nil {
+				t.Fatal(err)
+			}
+			after := d.Round(100 * time.Millisecond).String()
+			if !ok {
+				after = "still connected after " + wait.String()
+			}
+			fmt.Printf(" %s |", after)
 		}
-		fmt.Printf("| %s | %s |\n", how, after)
+		fmt.Println()
 	}
 }
 
