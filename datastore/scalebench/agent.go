@@ -38,8 +38,8 @@ type receipt struct {
 type heartbeat struct{ interval, ttl time.Duration }
 
 // startAgent starts the agent of compute host h of the cloud, talking to
-// the given etcd endpoints.
-func startAgent(endpoints []string, cloud Cloud, h int, hb heartbeat, log *slog.Logger) *agent {
+// the given etcd endpoints; metrics may be shared by all agents (nil: none).
+func startAgent(endpoints []string, cloud Cloud, h int, hb heartbeat, metrics *datastore.Metrics, log *slog.Logger) *agent {
 	host, region := cloud.host(h)
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &agent{host: host, cancel: cancel, done: make(chan struct{}), inSync: make(chan struct{}), began: time.Now(),
@@ -51,12 +51,12 @@ func startAgent(endpoints []string, cloud Cloud, h int, hb heartbeat, log *slog.
 	log = log.With("host", host)
 	go func() {
 		defer close(a.done)
-		a.run(ctx, endpoints, region, local, hb, log)
+		a.run(ctx, endpoints, region, local, hb, metrics, log)
 	}()
 	return a
 }
 
-func (a *agent) run(ctx context.Context, endpoints []string, region string, local []endpoint, hb heartbeat, log *slog.Logger) {
+func (a *agent) run(ctx context.Context, endpoints []string, region string, local []endpoint, hb heartbeat, metrics *datastore.Metrics, log *slog.Logger) {
 	cli, err := datastore.Connect(datastore.ClientConfig{Endpoints: endpoints}, log)
 	if err != nil {
 		log.Error("connecting to etcd", "err", err)
@@ -65,7 +65,7 @@ func (a *agent) run(ctx context.Context, endpoints []string, region string, loca
 	defer cli.Close()
 	// Start-up as the agent does it: wait until the datastore is ready.
 	for {
-		st, err := datastore.ReadStartupState(ctx, cli, a.host, log)
+		st, err := datastore.ReadStartupState(ctx, cli, a.host, log, metrics)
 		if err == nil && st.Ready() {
 			break
 		}
@@ -76,7 +76,7 @@ func (a *agent) run(ctx context.Context, endpoints []string, region string, loca
 		}
 	}
 	status := datastore.NewStatusWriter(cli, datastore.StatusConfig{Hostname: a.host, RegionString: "region-" + region,
-		Interval: hb.interval, TTL: hb.ttl, EndpointReporting: true, EndpointDelay: time.Second}, log)
+		Interval: hb.interval, TTL: hb.ttl, EndpointReporting: true, EndpointDelay: time.Second}, log, metrics)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Add(2)
@@ -84,7 +84,7 @@ func (a *agent) run(ctx context.Context, endpoints []string, region string, loca
 	out := make(chan datastore.Batch, 16) // as cmd/ocelot
 	// As cmd/ocelot: the watch gets a connection of its own (Client).
 	syncer := datastore.NewSyncer(cli, datastore.SyncerConfig{Hostname: a.host, Namespace: namespace(region), Log: log,
-		Client: datastore.ClientConfig{Endpoints: endpoints}})
+		Client: datastore.ClientConfig{Endpoints: endpoints}, Metrics: metrics})
 	a.syncer <- syncer
 	go func() {
 		defer wg.Done()

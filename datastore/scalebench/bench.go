@@ -130,8 +130,9 @@ type snapshot struct {
 type bench struct {
 	cfg      Config
 	cl       *cluster
-	admin    *clientv3.Client // the writer's (Neutron's) client, straight to the members
-	reg      *prometheus.Registry
+	admin    *clientv3.Client     // the writer's (Neutron's) client, straight to the members
+	reg      *prometheus.Registry // the agents' datastore metrics (felix_resyncs_started)
+	dsm      *datastore.Metrics
 	agents   []*agent
 	nextHost int
 }
@@ -164,9 +165,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	defer admin.Close()
 	b := &bench{cfg: cfg, cl: cl, admin: admin, reg: prometheus.NewRegistry()}
-	for _, c := range datastore.Collectors() {
-		b.reg.MustRegister(c)
-	}
+	b.dsm = datastore.NewMetrics(b.reg)
 	defer func() {
 		for _, a := range b.agents {
 			a.cancel()
@@ -226,7 +225,7 @@ func (b *bench) level(ctx context.Context, n int) (Level, error) {
 func (b *bench) startAgents(ctx context.Context, k int) ([]*agent, error) {
 	var started []*agent
 	for i := 0; i < k; i++ {
-		a := startAgent(b.cl.agentEndpoints(), b.cfg.Cloud, b.nextHost, heartbeat{b.cfg.HeartbeatInterval, b.cfg.HeartbeatTTL}, b.cfg.AgentLog)
+		a := startAgent(b.cl.agentEndpoints(), b.cfg.Cloud, b.nextHost, heartbeat{b.cfg.HeartbeatInterval, b.cfg.HeartbeatTTL}, b.dsm, b.cfg.AgentLog)
 		b.nextHost++
 		started = append(started, a)
 	}

@@ -37,7 +37,7 @@ func Outage(ctx context.Context, dir string, proxy bool, stop int, wait time.Dur
 	if err != nil {
 		return 0, false, err
 	}
-	a := startAgent(cl.agentEndpoints(), cloud, 0, heartbeat{time.Second, 3 * time.Second}, log)
+	a := startAgent(cl.agentEndpoints(), cloud, 0, heartbeat{time.Second, 3 * time.Second}, nil, log)
 	defer a.stop()
 	syncer := <-a.syncer
 	select {
