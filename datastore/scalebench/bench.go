@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/grpc/encoding"
+	grpcproto "google.golang.org/grpc/encoding/proto"
 
 	"ocelot/datastore"
 	"ocelot/datastore/resource"
@@ -382,6 +384,7 @@ func eventSizes(ctx context.Context, cli *clientv3.Client, cloud Cloud) (withPre
 			return 0, 0, err
 		}
 	}
+	codec := encoding.GetCodecV2(grpcproto.Name) // how gRPC marshals them
 	mean := func(ch clientv3.WatchChan) (float64, error) {
 		var bytes, events int
 		for events < n {
@@ -390,7 +393,12 @@ func eventSizes(ctx context.Context, cli *clientv3.Client, cloud Cloud) (withPre
 				return 0, fmt.Errorf("measuring event sizes: watch ended (%v)", wr.Err())
 			}
 			for _, ev := range wr.Events {
-				bytes += proto.Size(ev)
+				b, err := codec.Marshal((*mvccpb.Event)(ev))
+				if err != nil {
+					return 0, err
+				}
+				bytes += b.Len()
+				b.Free()
 				events++
 			}
 		}
@@ -484,14 +492,14 @@ func (b *bench) snapshot(ctx context.Context) (snapshot, error) {
 	defer cancel()
 	s := snapshot{at: time.Now()}
 	for i, m := range b.cl.members {
-		ps, err := sampleProc(ctx, m.pid(), b.cl.memberURLs[i]+"/metrics")
+		ps, err := sampleProc(ctx, m.pid(), b.cl.memberURLs[i]+"/metrics", "")
 		if err != nil {
 			return s, fmt.Errorf("sampling %s: %w", m.spec.Name, err)
 		}
 		s.members = append(s.members, ps)
 	}
 	if b.cl.proxy != nil {
-		ps, err := sampleProc(ctx, b.cl.proxy.pid(), b.cl.proxyMetrics)
+		ps, err := sampleProc(ctx, b.cl.proxy.pid(), b.cl.proxyMetrics, proxyPrefix)
 		if err != nil {
 			return s, fmt.Errorf("sampling the proxy: %w", err)
 		}

@@ -146,8 +146,9 @@ next:
 	return s
 }
 
-// scrape reads a Prometheus text exposition, keeping the named metrics.
-func scrape(ctx context.Context, url string, names ...string) (metrics, error) {
+// scrape reads a Prometheus text exposition, keeping the named metrics
+// (each found under prefix+name when that exists, and kept as name).
+func scrape(ctx context.Context, url, prefix string, names ...string) (metrics, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
@@ -160,14 +161,21 @@ func scrape(ctx context.Context, url string, names ...string) (metrics, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("%s: %s", url, resp.Status)
 	}
-	return parseMetrics(resp.Body, names)
+	return parseMetrics(resp.Body, prefix, names)
 }
 
-func parseMetrics(r io.Reader, names []string) (metrics, error) {
-	want := map[string]bool{}
+func parseMetrics(r io.Reader, prefix string, names []string) (metrics, error) {
+	want := map[string]string{} // name in the exposition -> name kept
 	for _, n := range names {
-		want[n] = true
+		if _, ok := want[n]; !ok {
+			want[n] = n
+		}
+		if prefix != "" {
+			want[prefix+n] = n
+		}
 	}
+	seen := map[string]bool{} // kept names found under prefix+name
+
 	m := metrics{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -180,9 +188,19 @@ func parseMetrics(r io.Reader, names []string) (metrics, error) {
 		if i := strings.IndexAny(line, "{ "); i >= 0 {
 			name, rest = line[:i], line[i:]
 		}
-		if !want[name] {
+		kept, ok := want[name]
+		if !ok {
 			continue
 		}
+		if kept != name {
+			if !seen[kept] { // the prefixed counter replaces the plain one
+				delete(m, kept)
+				seen[kept] = true
+			}
+		} else if seen[kept] {
+			continue
+		}
+		name = kept
 		labels := ""
 		if strings.HasPrefix(rest, "{") {
 			end := strings.LastIndexByte(rest, '}')
@@ -207,12 +225,12 @@ func parseMetrics(r io.Reader, names []string) (metrics, error) {
 	return m, sc.Err()
 }
 
-// sampleProc reads a child's /proc and /metrics.
-func sampleProc(ctx context.Context, pid int, metricsURL string) (procSample, error) {
+// sampleProc reads a child's /proc and /metrics (prefix: see scrape).
+func sampleProc(ctx context.Context, pid int, metricsURL, prefix string) (procSample, error) {
 	st, err := readProc(pid)
 	if err != nil {
 		return procSample{}, err
 	}
-	m, err := scrape(ctx, metricsURL, mStreams, mWatchers, mSlow, mEvents, mSentBytes, mMsgSent, mMsgRecv, mStarted, mLeader, mCoalesced, mCacheKeys)
+	m, err := scrape(ctx, metricsURL, prefix, mStreams, mWatchers, mSlow, mEvents, mSentBytes, mMsgSent, mMsgRecv, mStarted, mLeader, mCoalesced, mCacheKeys)
 	return procSample{procStat: st, m: m}, err
 }

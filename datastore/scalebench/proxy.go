@@ -11,7 +11,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	dto "github.com/prometheus/client_model/go"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
@@ -25,10 +24,12 @@ import (
 // runProxy serves etcd's gRPC proxy (the grpcproxy package that
 // `etcd grpc-proxy start` runs) with that command's default settings, for
 // the KV, Watch, Lease, Cluster and Maintenance services a client uses. Its
-// /metrics, on a port of its own, has etcd's proxy metrics and the
-// counters the benchmark reads from members, so both are read alike
-// (grpc_server_started_total, grpc_server_msg_received_total,
-// grpc_server_msg_sent_total, etcd_network_client_grpc_sent_bytes_total).
+// /metrics, on a port of its own, has etcd's proxy metrics and, prefixed
+// with proxyPrefix, the counters the benchmark reads from members, so that
+// both are read alike (grpc_server_started_total,
+// grpc_server_msg_received_total, grpc_server_msg_sent_total,
+// etcd_network_client_grpc_sent_bytes_total). The prefix keeps them apart
+// from the member counters this binary also registers, unused.
 func runProxy(spec childSpec) (func(), error) {
 	lg, err := zap.Config{
 		Level: zap.NewAtomicLevelAt(zap.WarnLevel), Encoding: "json", EncoderConfig: zap.NewProductionEncoderConfig(),
@@ -84,19 +85,7 @@ func runProxy(spec childSpec) (func(), error) {
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	// The default registry has etcd's proxy metrics, and also a member's
-	// (unused here, since this binary links the server): ours replace those.
-	etcds := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
-		mfs, err := prometheus.DefaultGatherer.Gather()
-		kept := mfs[:0]
-		for _, mf := range mfs {
-			if n := mf.GetName(); n != mMsgSent && n != mSentBytes && n != mStarted && n != mMsgRecv {
-				kept = append(kept, mf)
-			}
-		}
-		return kept, err
-	})
-	mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{etcds, reg}, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{prometheus.DefaultGatherer, reg}, promhttp.HandlerOpts{}))
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(gl)
 	go hs.Serve(ml)
@@ -117,6 +106,9 @@ func runProxy(spec childSpec) (func(), error) {
 	}, nil
 }
 
+// proxyPrefix names the proxy's own counters of what members also count.
+const proxyPrefix = "scalebench_proxy_"
+
 // sentCounter counts, as etcd's members do, the RPCs the proxy's clients
 // start, the messages they send it, and the messages and payload bytes it
 // sends them (the marshalled message size).
@@ -130,19 +122,19 @@ type methodKey struct{}
 func newSentCounter(reg prometheus.Registerer) *sentCounter {
 	c := &sentCounter{
 		started: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: mStarted,
+			Name: proxyPrefix + mStarted,
 			Help: "RPCs started by the proxy's clients, by gRPC service and method.",
 		}, []string{"grpc_service", "grpc_method"}),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: mMsgRecv,
+			Name: proxyPrefix + mMsgRecv,
 			Help: "Messages received by the proxy from its clients, by gRPC service and method.",
 		}, []string{"grpc_service", "grpc_method"}),
 		msgs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: mMsgSent,
+			Name: proxyPrefix + mMsgSent,
 			Help: "Messages sent by the proxy to its clients, by gRPC service and method.",
 		}, []string{"grpc_service", "grpc_method"}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: mSentBytes,
+			Name: proxyPrefix + mSentBytes,
 			Help: "Marshalled bytes of the messages the proxy sent to its clients.",
 		}),
 	}

@@ -16,6 +16,36 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// The proxy's own counters (prefixed) replace the unused member counters
+// its binary also exposes, in either order; sums filter by label.
+func TestParseMetrics(t *testing.T) {
+	for _, text := range []string{
+		"# HELP x\netcd_network_client_grpc_sent_bytes_total 0\nscalebench_proxy_etcd_network_client_grpc_sent_bytes_total 42\n" +
+			"scalebench_proxy_grpc_server_started_total{grpc_method=\"Watch\",grpc_service=\"etcdserverpb.Watch\"} 3\n" +
+			"scalebench_proxy_grpc_server_started_total{grpc_method=\"Range\",grpc_service=\"etcdserverpb.KV\"} 5\nunrelated 7\n",
+		"scalebench_proxy_etcd_network_client_grpc_sent_bytes_total 42\netcd_network_client_grpc_sent_bytes_total 0\n" +
+			"scalebench_proxy_grpc_server_started_total{grpc_method=\"Range\",grpc_service=\"etcdserverpb.KV\"} 5\n" +
+			"scalebench_proxy_grpc_server_started_total{grpc_method=\"Watch\",grpc_service=\"etcdserverpb.Watch\"} 3\n",
+	} {
+		m, err := parseMetrics(strings.NewReader(text), proxyPrefix, []string{mSentBytes, mStarted})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.sum(mSentBytes); got != 42 {
+			t.Errorf("sent bytes %v, want the proxy's 42", got)
+		}
+		if got, all := m.sum(mStarted, `grpc_method="Watch"`), m.sum(mStarted); got != 3 || all != 8 {
+			t.Errorf("watch starts %v of %v, want 3 of 8", got, all)
+		}
+		if _, ok := m["unrelated"]; ok {
+			t.Error("kept a metric not asked for")
+		}
+	}
+	if m, _ := parseMetrics(strings.NewReader("etcd_network_client_grpc_sent_bytes_total 9\n"), "", []string{mSentBytes}); m.sum(mSentBytes) != 9 {
+		t.Errorf("a member's counter: %v", m.sum(mSentBytes))
+	}
+}
+
 // TestSmoke runs the harness at toy size in both topologies and checks
 // that it measures what it claims: every write reaches every agent, each
 // agent holds its own watch on a member when it talks to the members, the
