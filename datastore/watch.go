@@ -54,7 +54,7 @@ func (s *Syncer) watch(ctx context.Context, out chan<- Batch, bo *backoff.Backof
 	watching := make(chan clientv3.WatchChan, 1)
 	go func() {
 		watching <- conn.cli.Watch(wctx, resource.ResourcePrefix, clientv3.WithPrefix(), clientv3.WithRev(s.rev+1),
-			clientv3.WithPrevKV(), clientv3.WithCreatedNotify())
+			clientv3.WithCreatedNotify())
 	}()
 	var wch clientv3.WatchChan // nil until Watch returns
 	created := false           // the member has answered
@@ -243,17 +243,19 @@ type probeResult struct {
 	err error
 }
 
-// probe reads the cluster's current revision from a member that has a
-// leader (a serializable count of one key: no disk, no leader round trip),
-// through the agent's shared client. A member that does not answer costs
-// one attempt; the second goes to the next member.
+// probe reads the cluster's current revision with a linearizable count of
+// one key, through the agent's shared client: the member must reach its
+// leader to answer, and a grpc-proxy in front of the cluster must forward
+// it (the proxy answers serializable reads from its cache, which would hide
+// an outage). A member that does not answer costs one attempt; the second
+// goes to the next member.
 func (s *Syncer) probe(ctx context.Context) probeResult {
 	var err error
 	for range 2 {
 		pctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), s.checkEvery/2)
 		var resp *clientv3.GetResponse
 		resp, err = s.cli.Get(pctx, resource.Key{Kind: resource.KindClusterInformation, Name: "default"}.Path(),
-			clientv3.WithSerializable(), clientv3.WithCountOnly())
+			clientv3.WithCountOnly())
 		cancel()
 		if err == nil {
 			return probeResult{rev: resp.Header.Revision}
