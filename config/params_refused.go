@@ -14,7 +14,7 @@ const (
 	reasonNAT        = "Ocelot does not program NAT-outgoing for IP pools; Neutron routers do SNAT"
 	reasonXDP        = "Ocelot does not use XDP; it enforces in iptables only"
 	reasonFlowTable  = "not planned: flowtable offload lets established flows skip the forward chain"
-	reasonFlowLogs   = "flow logs feed Calico's Goldmane service; Ocelot plans drop logs and per-policy counters instead (issue 14)"
+	reasonFlowLogs   = "flow logs feed Calico's Goldmane service; Ocelot has drop logs (DropActionOverride = LogAndDrop), per-policy counters and ocelot explain instead"
 	reasonUsage      = "Ocelot never reports usage to anyone"
 	reasonDebug      = "Felix's debugging hooks; Ocelot serves pprof when OCELOT_DEBUG_PPROF is set"
 	reasonGoRuntime  = "use the GOGC, GOMEMLIMIT and GOMAXPROCS environment variables; Ocelot sets GOGC=25 unless GOGC is set"
