@@ -1,0 +1,138 @@
+package fvtests
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"ocelot/fv-tests/lab"
+	"ocelot/internal/netlab"
+	"ocelot/selector"
+)
+
+// Churn: remote endpoints changing groups at a steady rate, the way a
+// busy cloud changes all day. Its cost is the agent's CPU (children
+// included) while it keeps up.
+const (
+	churnRate     = 100 // remote endpoint updates per second
+	churnDuration = 30 * time.Second
+	churnMovers   = 100 // remote endpoints that change
+)
+
+// TestBenchE2EChurn measures the agent's CPU under 100 remote endpoint
+// updates per second at 10,000 endpoints (make bench-e2e runs it with
+// TestBenchE2E). Every update moves a remote VM between two groups that
+// local policies allow, so each one removes a member from a set a local
+// endpoint uses: the case that makes the agent forget conntrack flows.
+func TestBenchE2EChurn(t *testing.T) {
+	if os.Getenv("OCELOT_BENCH_E2E") == "" {
+		t.Skip("set OCELOT_BENCH_E2E=1 (make bench-e2e)")
+	}
+	l := newLab(t)
+	rng := rand.New(rand.NewPCG(11, 12))
+	var kvs [][2]string
+	for _, r := range e2eRegions {
+		for g := 0; g < e2eGroups; g++ {
+			kvs = append(kvs, [2]string{lab.SGPolicyKey(r, e2eSG(g)), e2ePolicy(r, g, 80)})
+		}
+	}
+	localGroup := make([]int, e2eLocal)
+	for i := 0; i < e2eEndpoints; i++ {
+		region, host := e2eRegions[i%3], fmt.Sprintf("%s-compute%d", strings.ToLower(e2eRegions[i%3]), i/60)
+		g := rng.IntN(e2eGroups)
+		if i < e2eLocal {
+			region, host = "RegionOne", "r1-compute1"
+			localGroup[i] = g
+		}
+		port := fmt.Sprintf("%08x-1111-4000-8000-%012x", i, i)
+		ip := fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+		k, v := endpointJSON(region, host, fmt.Sprintf("vm-%d", i), port, ip, g, rng.IntN(e2eGroups))
+		kvs = append(kvs, [2]string{k, v})
+	}
+	// The movers alternate between the groups the first two local VMs'
+	// cross-region rules allow.
+	groupA, groupB := (localGroup[0]+1)%e2eGroups, (localGroup[1]+1)%e2eGroups
+	mover := func(i int, g int) (string, string, string) {
+		ip := fmt.Sprintf("10.210.%d.%d", i>>8, i&255)
+		k, v := endpointJSON("RegionTwo", "regiontwo-compute998", fmt.Sprintf("mover-%d", i), fmt.Sprintf("%08x-3333-4000-8000-%012x", i, i), ip, g)
+		return k, v, ip
+	}
+	for i := 0; i < churnMovers; i++ {
+		k, v, _ := mover(i, groupA)
+		kvs = append(kvs, [2]string{k, v})
+	}
+	putAll(t, l.Cli, kvs)
+
+	h := l.AddHost("r1-compute1", "RegionOne", "LogSeverityScreen = info", "ReportingIntervalSecs = 30", "ReportingTTLSecs = 90",
+		"IptablesRefreshInterval = 180", "IpsetsRefreshInterval = 90", "RouteRefreshInterval = 90")
+	netlab.Eventually(t, "ready", 120*time.Second, h.Ready)
+	probe, err := newKernelProbe(h.NS.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	setOf := func(g int) string {
+		sel, _ := selector.EntityRuleSelectors(selector.MustParse("has(sg.projectcalico.org/openstack-"+e2eSG(g)+")"), selector.MustParse("all()"), nil, lab.Namespace("RegionOne"))
+		return ("cali40" + sel.UniqueID())[:31]
+	}
+	_, _, ip0 := mover(0, groupA)
+	netlab.Eventually(t, "first mover in its set", 30*time.Second, func() bool { ok, _ := probe.inSet(setOf(groupA), ip0); return ok })
+	time.Sleep(5 * time.Second) // let the start-up's re-reads settle
+
+	// Writers in parallel, so that the rate does not depend on the round
+	// trip of one write.
+	puts := make(chan [2]string, churnRate)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for kv := range puts {
+				l.Put(kv[0], kv[1])
+			}
+		})
+	}
+	cpu0, _ := procStat(h.Pid())
+	began := time.Now()
+	tick := time.NewTicker(time.Second / churnRate)
+	defer tick.Stop()
+	n := 0
+	var last string
+	var lastGroup int
+	for time.Since(began) < churnDuration {
+		<-tick.C
+		i := n % churnMovers
+		g := groupB
+		if (n/churnMovers)%2 == 1 {
+			g = groupA
+		}
+		k, v, ip := mover(i, g)
+		puts <- [2]string{k, v}
+		last, lastGroup = ip, g
+		n++
+	}
+	close(puts)
+	wg.Wait()
+	elapsed := time.Since(began)
+	cpu1, _ := procStat(h.Pid())
+	netlab.Eventually(t, "the last update enforced", 30*time.Second, func() bool { ok, _ := probe.inSet(setOf(lastGroup), last); return ok })
+
+	fmt.Printf(`
+Ocelot under churn (%d endpoints, %d local; %d remote endpoint updates at %.0f/s, each moving a VM between two groups local policies use)
+  agent CPU while churning: %.1f%% of a core, children included (over %v)
+  per update: %v of CPU, so %.1f%% of a core at exactly %d/s
+  conntrack: %s passes, %s entries deleted; dataplane apply median %ss
+`, e2eEndpoints+churnMovers, e2eLocal, n, float64(n)/elapsed.Seconds(), float64(cpu1-cpu0)/float64(elapsed)*100, elapsed.Round(time.Millisecond),
+		((cpu1 - cpu0) / time.Duration(n)).Round(10*time.Microsecond), float64(cpu1-cpu0)/float64(n)*churnRate/float64(time.Second)*100, churnRate,
+		orNone(h.Metric("ocelot_conntrack_passes_total")), orNone(h.Metric("ocelot_conntrack_entries_forgotten_total")),
+		h.Metric(`felix_int_dataplane_apply_time_seconds{quantile="0.5"}`))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "n/a"
+	}
+	return s
+}
