@@ -29,6 +29,10 @@ type Config struct {
 	RouteRefresh     time.Duration
 	InterfaceRefresh time.Duration
 
+	// EtcdEndpoints are the etcd URLs the agent uses: no endpoint may be
+	// routed their addresses.
+	EtcdEndpoints []string
+
 	RouteProtocol        int
 	RoutePriorities      [2]routing.Priorities // IPv4, IPv6; zero: Felix's defaults
 	RemoveExternalRoutes bool
@@ -51,8 +55,9 @@ type Config struct {
 	MinApplyInterval time.Duration
 
 	Log *slog.Logger
-	// InterfaceExclude says which host interfaces are never host
-	// endpoints (InterfaceExclude); nil: none.
+	// InterfaceExclude says which interfaces are never host endpoints,
+	// and never workload interfaces even with a workload prefix
+	// (InterfaceExclude); nil: none.
 	InterfaceExclude func(name string) bool
 
 	// OnStatus receives endpoint status changes: "up", "down", or "" when
@@ -143,6 +148,7 @@ func FromConfig(c *config.Config) (Config, error) {
 		LiveMigrationConvergence: c.LiveMigrationRouteConvergenceTime,
 		FloatingIPs:              c.FloatingIPs == "Enabled", InterfaceExclude: exclude,
 		DropActionOverride: c.DropActionOverride, DropLog: dl,
+		EtcdEndpoints: c.EtcdURLs(),
 	}, nil
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"ocelot/contract"
 	"ocelot/dataplane/droplog"
+	"ocelot/dataplane/hostaddrs"
 	"ocelot/dataplane/ifacemon"
 	"ocelot/dataplane/ipsets"
 	ipt "ocelot/dataplane/iptables"
@@ -43,7 +44,8 @@ type Dataplane struct {
 	ipsets    *ipsetManager
 	routes    *routeManager
 	conntrack *conntrackManager
-	obs       *observer // what the drop log and the counters read, from other goroutines
+	workloads workloadIfaces // which interfaces are ours to touch
+	obs       *observer      // what the drop log and the counters read, from other goroutines
 
 	migrations *livemigration.Monitor // live migrations' states; they set the routes' modes
 	bandwidth  *qos.Table             // endpoints' bandwidth limits (traffic control)
@@ -113,11 +115,12 @@ func newDataplane(cfg Config, reg prometheus.Registerer, k kernel) (*Dataplane, 
 		d.families = append(d.families, f)
 	}
 	d.conntrack = newConntrackManager(k.conntrack, d.log, d.metrics)
-	d.routes = newRouteManager(k, cfg, d.log)
+	d.workloads = workloadIfaces{prefixes: cfg.Rules.Prefixes, exclude: cfg.InterfaceExclude}
+	d.routes = newRouteManager(k, cfg, d.workloads, d.metrics, d.log)
 	d.obs = newObserver()
 	d.policies = newPolicyManager(d.families, d.conntrack, d.obs)
 	d.ipsets = newIPSetManager(d.families, d.policies, d.conntrack, d.log)
-	d.endpoints = newEndpointManager(d.families, d.policies, d.routes, d.conntrack, d.obs, cfg, d.log)
+	d.endpoints = newEndpointManager(d.families, d.policies, d.routes, d.conntrack, d.obs, cfg, d.workloads, d.metrics, d.log)
 	d.bandwidth = qos.New(k.tc, k.tick, d.log)
 	d.endpoints.bandwidth = d.bandwidth
 	d.routes.SetPriorities(cfg.RoutePriorities)
@@ -169,6 +172,10 @@ func (d *Dataplane) Run(ctx context.Context) error {
 	defer d.migrations.Close()
 	hostIfaceEvents := make(chan ifacemon.HostEvent, 64)
 	go d.kernel.watchHostIfaces(ctx, hostIfaceEvents)
+	hostEvents := make(chan hostaddrs.Snapshot, 4)
+	go d.kernel.watchHost(ctx, hostEvents)
+	etcdAddrs := make(chan []netip.Addr, 1)
+	go func() { etcdAddrs <- resolveEtcd(ctx, d.cfg.EtcdEndpoints, d.log) }()
 
 	timers := newTimers(d.cfg)
 	defer timers.stop()
@@ -199,6 +206,12 @@ func (d *Dataplane) Run(ctx context.Context) error {
 		case ev := <-hostIfaceEvents:
 			d.hostEPs.OnIfaces(ev)
 			d.drain(ifaceEvents, hostIfaceEvents)
+		case s := <-hostEvents:
+			d.onHost(s)
+		case addrs := <-etcdAddrs:
+			if d.routes.OnEtcd(addrs) {
+				d.endpoints.natDirty = true
+			}
 		case <-timers.iptables.C:
 			d.invalidateTables()
 			timers.iptables.Reset(d.cfg.IptablesRefresh)
@@ -216,7 +229,7 @@ func (d *Dataplane) Run(ctx context.Context) error {
 			timers.routes.Reset(d.cfg.RouteRefresh)
 		case <-wake.C:
 		}
-		if !d.calcInSync || !d.routes.synced || !d.hostEPs.synced || !d.dirty() {
+		if !d.calcInSync || !d.routes.Synced() || !d.hostEPs.synced || !d.dirty() {
 			continue
 		}
 		if wait := time.Until(lastApply.Add(d.cfg.MinApplyInterval)); wait > 0 {
@@ -319,7 +332,10 @@ func (d *Dataplane) onMessages(msgs []contract.Message) {
 func (d *Dataplane) onIfaces(ev ifacemon.Event) {
 	d.metrics.ifaceBatchSize.Observe(float64(len(ev.States)))
 	for _, s := range ev.States {
-		if old, ok := d.routes.ifaces[s.Name]; !s.Gone && (!ok || old.index != s.Index) {
+		if !d.workloads.Ours(s.Name) {
+			continue // never listened on, never given qdiscs
+		}
+		if old, ok := d.routes.states[s.Name]; !s.Gone && (!ok || old.index != s.Index) {
 			// A new interface: a migration target waiting for its VM
 			// listens on it (a capture is bound to the interface, and
 			// outlives a loss of carrier but not the interface), and it
@@ -346,6 +362,15 @@ func (d *Dataplane) onMigrationState(iface string, s livemigration.State) {
 		mode = routing.Elevated
 	}
 	d.routes.SetMode(iface, mode)
+}
+
+// onHost hands the host's addresses to the route manager; when the
+// addresses endpoints may not have change, the floating-IP chains are
+// rendered again.
+func (d *Dataplane) onHost(s hostaddrs.Snapshot) {
+	if d.routes.OnHost(s) {
+		d.endpoints.natDirty = true
+	}
 }
 
 func (d *Dataplane) invalidateTables() {

@@ -55,9 +55,15 @@ type lab struct {
 	ready chan struct{}
 }
 
-func newLab(t *testing.T) *lab {
+func newLab(t *testing.T) *lab { return newLabWith(t, nil) }
+
+// newLabWith is newLab with a configuration changed by edit.
+func newLabWith(t *testing.T, edit func(*Config)) *lab {
 	l := &lab{t: t, stat: map[contract.EndpointID]string{}, ready: make(chan struct{})}
 	cfg := testConfig(t)
+	if edit != nil {
+		edit(&cfg)
+	}
 	cfg.OnStatus = func(id contract.EndpointID, s string) {
 		l.mu.Lock()
 		l.stat[id] = s

@@ -20,7 +20,8 @@
 //     does), which sets each chain uses.
 //   - ipsetManager: which sets exist; a set a chain uses is not removed.
 //   - routeManager: workload interfaces' state, their routes, neighbours
-//     and sysctls.
+//     and sysctls; the addresses the host uses (hostGuard, fed by
+//     dataplane/hostaddrs), which no endpoint is routed.
 //   - conntrackManager: endpoint addresses and the flows to forget.
 //   - qos.Table: each interface's bandwidth limits (token buckets on the
 //     tap and an IFB device, over netlink).
@@ -48,6 +49,12 @@
 //
 // Never flush on start or exit: the first apply takes over what it
 // recognises (Felix's chains and sets included) and sweeps only that.
+//
+// Never touch what is not ours: only workload interfaces (workloadIfaces:
+// InterfacePrefix, not InterfaceExclude, a well-formed name) get chains,
+// routes, neighbours, sysctls or traffic control, whatever an endpoint
+// names; and no endpoint gets a route for an address the host itself
+// uses.
 //
 // Observability (docs/design/observability.md): Explain answers
 // "ocelot explain" on the same goroutine, between applies, from the

@@ -33,6 +33,8 @@ type chainRefs struct {
 // routes each interface carries, and the conntrack manager each
 // endpoint's addresses; it reports endpoint statuses.
 type endpointManager struct {
+	ifaces   workloadIfaces
+	metrics  *metrics
 	families []*family
 	policies *policyManager
 	routes   *routeManager
@@ -57,11 +59,13 @@ type endpointManager struct {
 	dispatchDirty, natDirty, rpfDirty bool
 	statusDirty                       bool
 	reported                          map[contract.EndpointID]string
+	refused                           map[contract.EndpointID]string // endpoints naming an interface that is not ours -> that name
 }
 
 func newEndpointManager(families []*family, policies *policyManager, routes *routeManager, flows *conntrackManager, obs *observer,
-	cfg Config, log *slog.Logger) *endpointManager {
-	m := &endpointManager{families: families, policies: policies, routes: routes, flows: flows, obs: obs, log: log,
+	cfg Config, ifaces workloadIfaces, mt *metrics, log *slog.Logger) *endpointManager {
+	m := &endpointManager{ifaces: ifaces, metrics: mt, refused: map[contract.EndpointID]string{},
+		families: families, policies: policies, routes: routes, flows: flows, obs: obs, log: log,
 		ipv6: cfg.IPv6, fips: cfg.FloatingIPs, onStatus: cfg.OnStatus,
 		endpoints: map[contract.EndpointID]*contract.EndpointUpdate{}, claims: map[string]map[contract.EndpointID]struct{}{},
 		owners: map[string]contract.EndpointID{}, chains: map[string][]string{}, refs: map[string]chainRefs{}, dispatch: map[int][]string{},
@@ -71,8 +75,17 @@ func newEndpointManager(families []*family, policies *policyManager, routes *rou
 }
 
 // OnUpdate records an endpoint: its policies, its claim on its interface,
-// and, if it owns the interface, its chains and routes.
+// and, if it owns the interface, its chains and routes. An endpoint that
+// names an interface which is not a workload interface (eth0, a name
+// without the prefix, an excluded or malformed one) is refused: it
+// claims nothing, so no chain, dispatch rule, route or sysctl follows
+// from it, and it is reported down.
 func (m *endpointManager) OnUpdate(u *contract.EndpointUpdate) {
+	if !m.ifaces.Ours(u.Name) {
+		m.refuse(u)
+		return
+	}
+	delete(m.refused, u.ID)
 	old := m.endpoints[u.ID]
 	if old != nil && (!reflect.DeepEqual(old.Tiers, u.Tiers) || !slices.Equal(old.ProfileIDs, u.ProfileIDs)) {
 		m.flows.ForgetEndpoints(u.ID) // its policies changed: re-check its flows against the new ones
@@ -99,11 +112,34 @@ func (m *endpointManager) OnRemove(id contract.EndpointID) {
 	if ep == nil {
 		return
 	}
+	if _, refused := m.refused[id]; refused {
+		delete(m.refused, id)
+		delete(m.endpoints, id)
+		m.statusDirty = true
+		return
+	}
 	m.flows.ForgetEndpoints(id)
 	m.flows.RemoveEndpoint(id)
 	delete(m.endpoints, id)
 	m.unclaim(ep.Name, id)
 	m.natDirty, m.rpfDirty, m.statusDirty = true, true, true
+}
+
+// refuse records an endpoint that names a foreign interface: whatever it
+// claimed before is released, and it stays down until it names one of
+// ours.
+func (m *endpointManager) refuse(u *contract.EndpointUpdate) {
+	if m.refused[u.ID] != u.Name {
+		m.log.Warn("endpoint names an interface that is not a workload interface (InterfacePrefix, InterfaceExclude); not programmed",
+			"key", u.ID.String(), "iface", u.Name)
+		m.metrics.refusals.WithLabelValues("foreign_interface").Inc()
+	}
+	if m.endpoints[u.ID] != nil {
+		m.OnRemove(u.ID)
+	}
+	m.refused[u.ID] = u.Name
+	m.endpoints[u.ID] = u // known, so that its status is reported (down) and withdrawn
+	m.statusDirty = true
 }
 
 func (m *endpointManager) claim(iface string, id contract.EndpointID) {
@@ -189,7 +225,7 @@ func (m *endpointManager) program(iface string, ep *contract.EndpointUpdate) {
 		}
 	}
 	m.chains[iface] = names
-	m.routes.SetRoutes(iface, m.routedNets(ep), ep.MAC)
+	m.routes.SetRoutes(iface, ep.ID, m.routedNets(ep), ep.MAC)
 	if m.bandwidth != nil {
 		m.bandwidth.Set(iface, ep.QoS)
 	}
@@ -275,7 +311,7 @@ func (m *endpointManager) CompleteDeferredWork() {
 			m.dispatch[f.v] = programmed
 		}
 		if m.natDirty {
-			for _, ch := range f.rules.FloatingIPChains(eps) {
+			for _, ch := range f.rules.FloatingIPChains(m.withoutHostNATs(eps)) {
 				f.tables.NAT.UpdateChain(ch)
 			}
 		}
@@ -284,6 +320,36 @@ func (m *endpointManager) CompleteDeferredWork() {
 		}
 	}
 	m.dispatchDirty, m.natDirty, m.rpfDirty = false, false, false
+}
+
+// withoutHostNATs leaves out the floating IPs whose external or internal
+// address the host uses: a DNAT from the host's own address (nat OUTPUT
+// jumps to the floating-IP chain too) would send the host's traffic into
+// a VM. The route manager has reported them with the endpoint's key.
+func (m *endpointManager) withoutHostNATs(eps []*contract.EndpointUpdate) []*contract.EndpointUpdate {
+	out := eps
+	for i, ep := range eps {
+		keep := func(nats []contract.NAT) []contract.NAT {
+			var kept []contract.NAT
+			for _, n := range nats {
+				if !m.routes.HostUses(n.External) && !m.routes.HostUses(n.Internal) {
+					kept = append(kept, n)
+				}
+			}
+			return kept
+		}
+		v4, v6 := keep(ep.IPv4NAT), keep(ep.IPv6NAT)
+		if len(v4) == len(ep.IPv4NAT) && len(v6) == len(ep.IPv6NAT) {
+			continue
+		}
+		if &out[0] == &eps[0] {
+			out = slices.Clone(eps)
+		}
+		c := *ep
+		c.IPv4NAT, c.IPv6NAT = v4, v6
+		out[i] = &c
+	}
+	return out
 }
 
 // ReportStatuses sends each endpoint's status when it changed: "up" when

@@ -15,6 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"ocelot/dataplane/droplog"
+	"ocelot/dataplane/hostaddrs"
 	"ocelot/dataplane/ifacemon"
 	"ocelot/dataplane/ipsets"
 	ipt "ocelot/dataplane/iptables"
@@ -43,9 +44,10 @@ type kernel struct {
 	// is the kernel's scheduler ticks per microsecond.
 	tc        qos.Netlink
 	tick      float64
-	nflog     func(group uint16, size uint32) (droplog.Source, error) // the drop log's NFLOG group
-	ifName    func(index uint32) string                               // "" when there is none
-	hostAddrs func() []netip.Addr                                     // this host's addresses
+	nflog     func(group uint16, size uint32) (droplog.Source, error)  // the drop log's NFLOG group
+	ifName    func(index uint32) string                                // "" when there is none
+	hostAddrs func() []netip.Addr                                      // this host's addresses
+	watchHost func(ctx context.Context, out chan<- hostaddrs.Snapshot) // the host's addresses and gateways, kept current
 	// watchHostIfaces reports the host's other interfaces and their
 	// addresses (host endpoints).
 	watchHostIfaces func(ctx context.Context, out chan<- ifacemon.HostEvent)
@@ -67,8 +69,9 @@ type conntrackDeleter interface {
 // Felix chooses it (IptablesBackend, or what is in use already).
 func realKernel(cfg Config, log *slog.Logger) (kernel, string) {
 	backend := ipt.DetectBackend(cfg.Backend, log)
-	mon := &ifacemon.Monitor{Prefixes: cfg.Rules.Prefixes, Resync: cfg.InterfaceRefresh, Log: log}
-	hosts := &ifacemon.HostMonitor{WorkloadPrefixes: cfg.Rules.Prefixes, Exclude: cfg.InterfaceExclude, Resync: cfg.InterfaceRefresh, Log: log}
+	mon := &ifacemon.Monitor{Prefixes: cfg.Rules.Prefixes, Exclude: cfg.InterfaceExclude, Resync: cfg.InterfaceRefresh, Log: log}
+	hostIfaces := &ifacemon.HostMonitor{WorkloadPrefixes: cfg.Rules.Prefixes, Exclude: cfg.InterfaceExclude, Resync: cfg.InterfaceRefresh, Log: log}
+	hosts := &hostaddrs.Watcher{Resync: cfg.RouteRefresh, Log: log}
 	return kernel{
 		iptables: func(family int) (ipt.Runner, error) {
 			cmds, err := ipt.CommandsFor(backend, family, cfg.LockProbe)
@@ -83,7 +86,7 @@ func realKernel(cfg Config, log *slog.Logger) (kernel, string) {
 		sysctls:         procSys{},
 		conntrack:       hostNetlink{},
 		watchIfaces:     mon.Run,
-		watchHostIfaces: hosts.Run,
+		watchHostIfaces: hostIfaces.Run,
 		listenPacket:    livemigration.ListenPacket,
 		clock:           livemigration.RealClock{},
 		tc:              qos.Kernel{},
@@ -107,6 +110,7 @@ func realKernel(cfg Config, log *slog.Logger) (kernel, string) {
 			}
 			return out
 		},
+		watchHost: hosts.Run,
 	}, backend
 }
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"ocelot/contract"
+	"ocelot/dataplane/hostaddrs"
 	"ocelot/dataplane/ifacemon"
 	"ocelot/dataplane/internal/fakekernel"
 	ipt "ocelot/dataplane/iptables"
@@ -71,6 +72,12 @@ func fakeKernel(k *fakekernel.Kernel) kernel {
 			case <-ctx.Done():
 			}
 		},
+		watchHost: func(ctx context.Context, out chan<- hostaddrs.Snapshot) {
+			select {
+			case out <- k.HostAddrs():
+			case <-ctx.Done():
+			}
+		},
 	}
 }
 
@@ -95,6 +102,8 @@ func newHarness(t *testing.T) *harness {
 	}
 	h.d = d
 	d.routes.synced, d.hostEPs.synced = true, true
+	d.onHost(h.k.HostAddrs())
+	d.routes.OnEtcd(nil)
 	return h
 }
 
@@ -404,11 +413,11 @@ func TestEndpointsMoveBeforePoliciesGo(t *testing.T) {
 }
 
 // Dispatch child chains are removed when their bucket empties, whatever
-// characters the interface names use: the manager removes what it
-// programmed, not names it guesses.
+// characters (of those an interface name may hold) the names use: the
+// manager removes what it programmed, not names it guesses.
 func TestDispatchChildChainsFollowWhatWasProgrammed(t *testing.T) {
 	h := newHarness(t)
-	names := []string{"tap#1", "tap#2", "tap@1", "tap@2", "tapx1", "tapx2"}
+	names := []string{"tap_1", "tap_2", "tap.1", "tap.2", "tapx1", "tapx2"}
 	var msgs []contract.Message
 	for i, n := range names {
 		h.plug(n)
@@ -416,19 +425,19 @@ func TestDispatchChildChainsFollowWhatWasProgrammed(t *testing.T) {
 	}
 	h.send(append(msgs, contract.InSync{})...)
 	h.apply()
-	for _, c := range []string{rules.ChainToWorkloadDispatch + "-#", rules.ChainToWorkloadDispatch + "-@"} {
+	for _, c := range []string{rules.ChainToWorkloadDispatch + "-_", rules.ChainToWorkloadDispatch + "-."} {
 		h.chain(c)
 	}
 	h.send(contract.EndpointRemove{ID: epID("e0")}, contract.EndpointRemove{ID: epID("e1")})
 	h.apply()
-	if h.hasChain(rules.ChainToWorkloadDispatch+"-#") || h.hasChain(rules.ChainFromWorkloadDispatch+"-#") {
+	if h.hasChain(rules.ChainToWorkloadDispatch+"-_") || h.hasChain(rules.ChainFromWorkloadDispatch+"-_") {
 		t.Errorf("an emptied dispatch bucket's chains remain: %v", h.k.Chains(4, "filter"))
 	}
-	h.chain(rules.ChainToWorkloadDispatch + "-@")
+	h.chain(rules.ChainToWorkloadDispatch + "-.")
 	// One name left in a bucket: a direct goto, no child chain.
 	h.send(contract.EndpointRemove{ID: epID("e2")})
 	h.apply()
-	if h.hasChain(rules.ChainToWorkloadDispatch + "-@") {
+	if h.hasChain(rules.ChainToWorkloadDispatch + "-.") {
 		t.Error("a dispatch child chain for a single interface remains")
 	}
 }

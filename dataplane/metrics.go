@@ -15,6 +15,7 @@ type metrics struct {
 	routes         prometheus.Gauge
 	conntrackGone  prometheus.Counter
 	inSync         prometheus.Gauge
+	refusals       *prometheus.CounterVec
 }
 
 var objectives = map[float64]float64{0.5: 0.05, 0.9: 0.01, 0.99: 0.001}
@@ -41,9 +42,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Conntrack entries deleted because a rule that allowed their flow changed or went away."}),
 		inSync: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ocelot_dataplane_in_sync",
 			Help: "1 once the first complete apply is done and while applies succeed; 0 before, and while the last apply failed."}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ocelot_dataplane_refusals_total",
+			Help: "Things the dataplane refused to program, by reason: foreign_interface (an endpoint naming an interface that is not a workload interface), host_address (an endpoint address the host itself uses)."},
+			[]string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.applyTime, m.initialResync, m.applyFailures, m.messages, m.batchSize, m.ifaceBatchSize, m.routes, m.conntrackGone, m.inSync)
+		reg.MustRegister(m.applyTime, m.initialResync, m.applyFailures, m.messages, m.batchSize, m.ifaceBatchSize, m.routes, m.conntrackGone, m.inSync, m.refusals)
 	}
 	return m
 }

@@ -1,9 +1,9 @@
 // Package ifacemon watches workload interfaces (names with one of the
-// configured prefixes) appear, go up and down, and disappear, through a
-// netlink subscription plus a full re-list at start and periodically.
-// HostMonitor (hosts.go) watches the other interfaces the same way, with
-// their addresses, for host endpoints. It reports state; it changes
-// nothing.
+// configured prefixes, less the excluded ones) appear, go up and down,
+// and disappear, through a netlink subscription plus a full re-list at
+// start and periodically. HostMonitor (hosts.go) watches the other
+// interfaces the same way, with their addresses, for host endpoints. It
+// reports state; it changes nothing.
 package ifacemon
 
 import (
@@ -36,11 +36,15 @@ type Event struct {
 // Monitor watches interfaces with the given name prefixes.
 type Monitor struct {
 	Prefixes []string
-	Resync   time.Duration // full re-list period (InterfaceRefreshInterval); 0: only at start
+	Exclude  func(name string) bool // InterfaceExclude; nil excludes nothing
+	Resync   time.Duration          // full re-list period (InterfaceRefreshInterval); 0: only at start
 	Log      *slog.Logger
 }
 
 func (m *Monitor) wanted(name string) bool {
+	if m.Exclude != nil && m.Exclude(name) {
+		return false
+	}
 	for _, p := range m.Prefixes {
 		if strings.HasPrefix(name, p) {
 			return true

@@ -7,10 +7,13 @@
 // priority (Mode); a change of priority adds the new route before it
 // deletes the old one.
 //
-// Ownership: routes on workload interfaces with our protocol are ours;
-// with RemoveExternalRoutes, any other non-kernel route on a workload
-// interface is removed too (after a grace period for a new interface, as
-// Felix). It talks netlink, through the Netlink seam, and nothing else.
+// Ownership: the table acts only on interfaces its Owns predicate accepts
+// (the workload interfaces), whatever it is asked: an endpoint that names
+// a host interface cannot make it list, add or delete a route or a
+// neighbour there. On those interfaces, routes with our protocol are
+// ours; with RemoveExternalRoutes, any other non-kernel route is removed
+// too (after a grace period for a new interface, as Felix). It talks
+// netlink, through the Netlink seam, and nothing else.
 package routing
 
 import (
@@ -111,8 +114,12 @@ type Table struct {
 	Protocol       int
 	RemoveExternal bool
 	V4, V6         Priorities // DefaultPriorities unless set before the first Apply
-	nl             Netlink
-	log            *slog.Logger
+	// Owns says which interfaces are workload interfaces. The table
+	// ignores every other name: it never reads or writes their routes and
+	// neighbours. nil owns none.
+	Owns func(iface string) bool
+	nl   Netlink
+	log  *slog.Logger
 
 	desired    map[string]*ifaceRoutes
 	dirty      map[string]struct{}
@@ -130,8 +137,14 @@ func New(nl Netlink, protocol int, removeExternal bool, log *slog.Logger) *Table
 		programmed: map[string][]netip.Prefix{}}
 }
 
-// Set declares the routes and MAC of an interface's endpoint.
+func (t *Table) owns(iface string) bool { return t.Owns != nil && t.Owns(iface) }
+
+// Set declares the routes and MAC of an interface's endpoint. A name the
+// table does not own is ignored.
 func (t *Table) Set(iface string, nets []netip.Prefix, mac string) {
+	if !t.owns(iface) {
+		return
+	}
 	r := t.desired[iface]
 	if r == nil {
 		r = &ifaceRoutes{}
@@ -154,12 +167,18 @@ func (t *Table) SetMode(iface string, mode Mode) {
 
 // Remove forgets an interface's endpoint; its routes go at the next apply.
 func (t *Table) Remove(iface string) {
+	if !t.owns(iface) {
+		return
+	}
 	delete(t.desired, iface)
 	t.dirty[iface] = struct{}{}
 }
 
 // SetUp records whether the interface is operationally up.
 func (t *Table) SetUp(iface string, up bool) {
+	if !t.owns(iface) {
+		return
+	}
 	if r := t.desired[iface]; r != nil && r.up != up {
 		r.up = up
 		t.dirty[iface] = struct{}{}
@@ -212,6 +231,10 @@ func (t *Table) OK(iface string) bool {
 }
 
 func (t *Table) applyIface(iface string) error {
+	if !t.owns(iface) {
+		delete(t.programmed, iface)
+		return nil // never ours to touch
+	}
 	idx, found, err := t.nl.LinkIndex(iface)
 	if err != nil {
 		return err

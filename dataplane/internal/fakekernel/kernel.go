@@ -108,6 +108,7 @@ type link struct {
 	ifb         bool
 	qdiscs      []netlink.Qdisc
 	filters     []netlink.Filter // on the ingress qdisc
+	addrs       []netip.Addr
 }
 
 // AddLink creates an interface and returns its index. Its per-interface

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"ocelot/dataplane/hostaddrs"
 )
 
 // RouteListFiltered lists routes, filtered by interface and table as the
@@ -20,7 +23,7 @@ func (k *Kernel) RouteListFiltered(family int, filter *netlink.Route, mask uint6
 	defer k.mu.Unlock()
 	var out []netlink.Route
 	for _, r := range k.routes {
-		if family != netlink.FAMILY_ALL && (r.Dst.IP.To4() != nil) != (family == netlink.FAMILY_V4) {
+		if family != netlink.FAMILY_ALL && routeFamily(r) != family {
 			continue
 		}
 		if mask&netlink.RT_FILTER_OIF != 0 && r.LinkIndex != filter.LinkIndex {
@@ -32,6 +35,19 @@ func (k *Kernel) RouteListFiltered(family int, filter *netlink.Route, mask uint6
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// routeFamily is a route's family, from its destination, or for a default
+// route (no destination) its gateway.
+func routeFamily(r netlink.Route) int {
+	ip := r.Gw
+	if r.Dst != nil {
+		ip = r.Dst.IP
+	}
+	if ip.To4() != nil {
+		return netlink.FAMILY_V4
+	}
+	return netlink.FAMILY_V6
 }
 
 func sameDst(a, b *net.IPNet) bool { return a.String() == b.String() }
@@ -87,7 +103,14 @@ func (k *Kernel) Routes(iface string) []string {
 	var out []string
 	for _, r := range k.routes {
 		if r.LinkIndex == l.index {
-			out = append(out, r.Dst.String()+" proto "+r.Protocol.String())
+			dst := "default"
+			if r.Dst != nil {
+				dst = r.Dst.String()
+			}
+			if r.Gw != nil {
+				dst += " via " + r.Gw.String()
+			}
+			out = append(out, dst+" proto "+r.Protocol.String())
 		}
 	}
 	slices.Sort(out)
@@ -316,4 +339,38 @@ func (k *Kernel) Captures(iface string) int {
 		}
 	}
 	return n
+}
+
+// AddAddr gives an interface an address (tests).
+func (k *Kernel) AddAddr(iface string, a netip.Addr) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	l := k.links[iface]
+	if l == nil {
+		return errNoLink
+	}
+	l.addrs = append(l.addrs, a)
+	return nil
+}
+
+// HostAddrs lists the addresses on every interface and the gateways of
+// every route, as the dataplane's host watcher does.
+func (k *Kernel) HostAddrs() hostaddrs.Snapshot {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var s hostaddrs.Snapshot
+	byIndex := map[int]string{}
+	for name, l := range k.links {
+		byIndex[l.index] = name
+		for _, a := range l.addrs {
+			s.Addrs = append(s.Addrs, hostaddrs.Addr{IP: a, Iface: name})
+		}
+	}
+	for _, r := range k.routes {
+		if a, ok := netip.AddrFromSlice(r.Gw); ok && r.Gw != nil {
+			s.Gateways = append(s.Gateways, hostaddrs.Addr{IP: a.Unmap(), Iface: byIndex[r.LinkIndex]})
+		}
+	}
+	hostaddrs.Normalize(&s)
+	return s
 }
