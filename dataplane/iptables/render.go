@@ -66,9 +66,9 @@ func hexOrZero(v uint32) string {
 
 func (r Renderer) set(id string) string {
 	if r.SetName == nil {
-		return id
+		return word(id)
 	}
-	return r.SetName(id)
+	return word(r.SetName(id))
 }
 
 func (r Renderer) criterion(c ruleset.Criterion) string {
@@ -82,9 +82,9 @@ func (r Renderer) criterion(c ruleset.Criterion) string {
 	case ruleset.Mark:
 		return fmt.Sprintf("-m mark %s--mark %s/%#x", not(x.Negate), hexOrZero(x.Value), x.Mask)
 	case ruleset.InInterface:
-		return "--in-interface " + x.Name
+		return "--in-interface " + word(x.Name)
 	case ruleset.OutInterface:
-		return "--out-interface " + x.Name
+		return "--out-interface " + word(x.Name)
 	case ruleset.RPFCheckFailed:
 		return "-m rpfilter --invert --validmark"
 	case ruleset.ConntrackState:
@@ -145,9 +145,9 @@ func Action(a ruleset.Action) string {
 	case ruleset.Return:
 		return "--jump RETURN"
 	case ruleset.Jump:
-		return "--jump " + x.Chain
+		return "--jump " + word(x.Chain)
 	case ruleset.Goto:
-		return "--goto " + x.Chain
+		return "--goto " + word(x.Chain)
 	case ruleset.SetMark:
 		return fmt.Sprintf("--jump MARK --set-mark %s/%#x", hexOrZero(x.Value), x.Mask)
 	case ruleset.DNAT:
@@ -158,7 +158,7 @@ func Action(a ruleset.Action) string {
 	case ruleset.SNAT:
 		return "--jump SNAT --to-source " + x.Addr.String()
 	case ruleset.Log:
-		return fmt.Sprintf(`--jump LOG --log-prefix "%s: " --log-level 5`, x.Prefix)
+		return fmt.Sprintf(`--jump LOG --log-prefix "%s: " --log-level 5`, logPrefix(x.Prefix))
 	case ruleset.NFLOG:
 		return fmt.Sprintf(`--jump NFLOG --nflog-group %d --nflog-prefix "%s" --nflog-size %d`, x.Group, nflogPrefix(x.Prefix), x.Size)
 	case ruleset.NoTrack:
@@ -181,7 +181,44 @@ func tcpFlags(bits uint8) string {
 	return strings.Join(names, ",")
 }
 
-var unsafeComment = regexp.MustCompile(`[^\w @%+=:,./-]`)
+var (
+	unsafeComment   = regexp.MustCompile(`[^\w @%+=:,./-]`)
+	unsafeLogPrefix = regexp.MustCompile(`[^a-zA-Z0-9%: /_-]`)
+)
+
+// maxLogPrefixLength is what iptables keeps of a log prefix (29) less the
+// ": " the renderer appends.
+const maxLogPrefixLength = 27
+
+// logPrefix keeps a log prefix inside its quotes: the characters the
+// LogPrefix parameter allows, and no more than iptables keeps.
+// Configuration validates it already; this is the second line of defence.
+func logPrefix(p string) string {
+	p = unsafeLogPrefix.ReplaceAllString(p, "_")
+	if len(p) > maxLogPrefixLength {
+		p = p[:maxLogPrefixLength]
+	}
+	return p
+}
+
+// word keeps a name (an interface, a chain, a set) one word of the
+// restore line: a character that iptables-restore would read as structure
+// — whitespace, a quote, a backslash, a control character, anything
+// outside ASCII — becomes "_". The managers hand over only names without
+// them; this is the second line of defence.
+func word(s string) string {
+	if !strings.ContainsFunc(s, structural) {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if structural(r) {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+func structural(r rune) bool { return r <= ' ' || r >= 0x7f || r == '"' || r == '\'' || r == '\\' }
 
 var unsafePrefix = regexp.MustCompile(`[^A-Za-z0-9 ._:/|-]`)
 

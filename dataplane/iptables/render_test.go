@@ -61,3 +61,30 @@ func TestCommentsCannotBreakTheLine(t *testing.T) {
 		t.Errorf("comment escaped its quotes: %q", got)
 	}
 }
+
+// Names and log prefixes stay one word, or inside their quotes, whatever
+// they hold: no input adds a word, a quote or a line to a restore line.
+// (The managers and configuration refuse such input first; this is the
+// renderer's own line of defence.)
+func TestNamesCannotBreakTheLine(t *testing.T) {
+	r := Renderer{SetName: func(id string) string { return "cali40" + id }}
+	for _, c := range []struct {
+		rule rs.Rule
+		want string
+	}{
+		{rs.Rule{Action: rs.Log{Prefix: "x\" -j ACCEPT\n-I FORWARD 1 -j ACCEPT"}}, `--jump LOG --log-prefix "x_ -j ACCEPT_-I FORWARD 1 -: " --log-level 5`},
+		{rs.Rule{Match: rs.Match{}.InInterface("tap x"), Action: rs.Goto{Chain: "cali-fw-a\"b"}}, `--in-interface tap_x --goto cali-fw-a_b`},
+		{rs.Rule{Match: rs.Match{}.OutInterface("tap\n1"), Action: rs.Jump{Chain: "cali-x\\y"}}, `--out-interface tap_1 --jump cali-x_y`},
+		{rs.Rule{Match: rs.Match{}.SourceIPSet("s:a 'b")}, `-m set --match-set cali40s:a__b src`},
+	} {
+		if got := r.Rule(c.rule); got != c.want {
+			t.Errorf("%+v renders as\n%q, want\n%q", c.rule, got, c.want)
+		}
+	}
+	if got := logPrefix("calico-packet"); got != "calico-packet" {
+		t.Errorf("a valid prefix changed: %q", got)
+	}
+	if got := logPrefix(strings.Repeat("a", 40)); len(got) != maxLogPrefixLength {
+		t.Errorf("a long prefix kept %d characters", len(got))
+	}
+}

@@ -389,4 +389,17 @@ func TestLimitedName(t *testing.T) {
 	if got := LimitedName("cali-pi-", "_234567890123456789x"); !strings.HasPrefix(got, "cali-pi-_") || got == "cali-pi-_234567890123456789x" {
 		t.Errorf("a 28-character name whose suffix starts with _ must be hashed: %q", got)
 	}
+	// A short name with a character a restore script would take as
+	// structure is hashed; each to its own name.
+	seen := map[string]string{}
+	for _, suffix := range []string{"a b", "a\"b", "a\nb", "a'b", "a\tb", "a;b", "a\x00", "é"} {
+		got := LimitedName("cali-pro-", suffix)
+		if !strings.HasPrefix(got, "cali-pro-_") || len(got) != MaxChainNameLength || strings.ContainsAny(got, " \"'\n\t;\x00") {
+			t.Errorf("LimitedName(cali-pro-, %q) = %q, want a hashed name", suffix, got)
+		}
+		if other, dup := seen[got]; dup {
+			t.Errorf("%q and %q share the chain %s", suffix, other, got)
+		}
+		seen[got] = suffix
+	}
 }
