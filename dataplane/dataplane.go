@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +54,7 @@ type Dataplane struct {
 	calcInSync  bool // calc sent InSync: the state is complete
 	appliedOnce bool
 	retryApply  bool // the last apply failed somewhere
+	refused     bool // the kernel refused changes that are held back
 
 	mu     sync.Mutex // guards health
 	health HealthState
@@ -65,6 +67,10 @@ type HealthState struct {
 	LastApply time.Time // when an apply last succeeded
 	LoopAlive time.Time // when the main loop last ran
 	Err       error     // the last apply's error
+	// Degraded names what the kernel refused and what is in force
+	// instead, when everything else is applied ("" when nothing is held
+	// back). It does not make the dataplane unhealthy: the rest converges.
+	Degraded string
 }
 
 // New prepares the dataplane on this host's kernel: it chooses the
@@ -108,7 +114,7 @@ func newDataplane(cfg Config, reg prometheus.Registerer, k kernel) (*Dataplane, 
 		if v == 6 && !cfg.IPv6 {
 			continue
 		}
-		f, err := newFamily(v, cfg, k, d.log, tm, sm)
+		f, err := newFamily(v, cfg, k, d.log, tm, sm, d.describeChain)
 		if err != nil {
 			return nil, err
 		}
@@ -180,6 +186,12 @@ func (d *Dataplane) Run(ctx context.Context) error {
 	timers := newTimers(d.cfg)
 	defer timers.stop()
 	retry := backoff.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}
+	// What the kernel refused is tried again on its own back-off: a
+	// refusal costs a few restores each time, and may be lasting.
+	retryRefused := backoff.Backoff{Min: 2 * time.Second, Max: time.Minute, Jitter: 0.2}
+	refusedTimer := time.NewTimer(never)
+	defer refusedTimer.Stop()
+	refusedArmed := false
 	var retryAt, lastApply time.Time
 	wake := time.NewTimer(time.Hour)
 	defer wake.Stop()
@@ -227,6 +239,11 @@ func (d *Dataplane) Run(ctx context.Context) error {
 			d.routes.Resync()
 			d.bandwidth.Resync()
 			timers.routes.Reset(d.cfg.RouteRefresh)
+		case <-refusedTimer.C:
+			refusedArmed = false
+			for _, f := range d.families {
+				f.tables.RetryQuarantined()
+			}
 		case <-wake.C:
 		}
 		if !d.calcInSync || !d.routes.Synced() || !d.hostEPs.synced || !d.dirty() {
@@ -254,6 +271,13 @@ func (d *Dataplane) Run(ctx context.Context) error {
 		} else {
 			retry.Reset()
 			retryAt = time.Time{}
+		}
+		switch {
+		case d.refused && !refusedArmed:
+			refusedTimer.Reset(retryRefused.Next())
+			refusedArmed = true
+		case !d.refused:
+			retryRefused.Reset()
 		}
 	}
 }
@@ -432,9 +456,11 @@ func (d *Dataplane) apply(ctx context.Context) (wrote bool, err error) {
 	d.retryApply = len(errs) > 0
 	d.endpoints.ReportStatuses()
 	d.hostEPs.ReportStatuses()
+	degraded := d.refusals()
 
 	elapsed := time.Since(start)
 	d.mu.Lock()
+	d.health.Degraded = degraded
 	d.health.Healthy = len(errs) == 0
 	if len(errs) > 0 {
 		d.health.Err = fmt.Errorf("%d errors, first: %w", len(errs), errs[0])
@@ -464,6 +490,43 @@ func (d *Dataplane) apply(ctx context.Context) (wrote bool, err error) {
 		d.metrics.applyTime.Observe(elapsed.Seconds())
 	}
 	return wrote, nil
+}
+
+// refusals describes what the kernel refused in every family and is held
+// back ("" when nothing is), and notes whether anything is.
+func (d *Dataplane) refusals() string {
+	var parts []string
+	n := 0
+	for _, f := range d.families {
+		for _, r := range f.tables.Refused() {
+			n++
+			if len(parts) < 5 {
+				what := r.Chain
+				if owner := d.describeChain(r.Chain); owner != "" {
+					what += " (" + owner + ")"
+				}
+				parts = append(parts, fmt.Sprintf("IPv%d %s %s: %s", f.v, r.Table, what, r.Action))
+			}
+		}
+	}
+	d.refused = n > 0
+	if n == 0 {
+		return ""
+	}
+	if n > len(parts) {
+		parts = append(parts, fmt.Sprintf("and %d more", n-len(parts)))
+	}
+	return fmt.Sprintf("degraded: the kernel refused %d change(s), held back while the rest is applied: %s", n, strings.Join(parts, "; "))
+}
+
+// describeChain names what a chain belongs to, for reports: a policy or
+// profile, or the endpoint whose interface it serves. Called while the
+// families apply (they only read the managers' maps meanwhile).
+func (d *Dataplane) describeChain(chain string) string {
+	if s := d.policies.describe(chain); s != "" {
+		return s
+	}
+	return d.endpoints.describe(chain)
 }
 
 // readAhead reads the kernel's sets and tables of every family while the

@@ -379,3 +379,14 @@ func (m *endpointManager) ReportStatuses() {
 		}
 	}
 }
+
+// describe names the endpoint whose interface a chain serves ("" for
+// none).
+func (m *endpointManager) describe(chain string) string {
+	for iface, names := range m.chains {
+		if slices.Contains(names, chain) {
+			return "endpoint " + m.owners[iface].String()
+		}
+	}
+	return ""
+}

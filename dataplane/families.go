@@ -22,7 +22,7 @@ type family struct {
 	runner ipt.Runner // the tables' save and restore; the counter collector reads through it too
 }
 
-func newFamily(v int, cfg Config, k kernel, log *slog.Logger, tm *ipt.Metrics, sm *ipsets.Metrics) (*family, error) {
+func newFamily(v int, cfg Config, k kernel, log *slog.Logger, tm *ipt.Metrics, sm *ipsets.Metrics, describe func(chain string) string) (*family, error) {
 	runner, err := k.iptables(v)
 	if err != nil {
 		return nil, fmt.Errorf("IPv%d: %w", v, err)
@@ -31,7 +31,8 @@ func newFamily(v int, cfg Config, k kernel, log *slog.Logger, tm *ipt.Metrics, s
 	rc := cfg.Rules
 	rc.Family = v
 	f := &family{v: v, rules: &rc, sets: sets, runner: runner,
-		tables: ipt.NewTables(v, runner, ipt.Options{InsertMode: cfg.InsertMode, SetName: sets.Name, Log: log, Metrics: tm})}
+		tables: ipt.NewTables(v, runner, ipt.Options{InsertMode: cfg.InsertMode, SetName: sets.Name, Log: log, Metrics: tm,
+			FailClosed: rules.WorkloadOnly, Describe: describe})}
 	static, hooks := rc.Static()
 	for _, t := range f.tables.All() {
 		for _, ch := range static[t.Name] {

@@ -349,3 +349,16 @@ func chainKeysOf(ep *contract.EndpointUpdate) []chainKey {
 	}
 	return out
 }
+
+// describe names the policy or profile a chain belongs to ("" for none).
+func (m *policyManager) describe(chain string) string {
+	for k := range m.users {
+		if k.name() == chain {
+			if k.isProfile() {
+				return "profile " + k.profile
+			}
+			return "policy " + k.policy.String()
+		}
+	}
+	return ""
+}

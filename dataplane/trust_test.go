@@ -233,3 +233,48 @@ func TestHostGuardIgnoresWorkloadInterfaces(t *testing.T) {
 		t.Error("a link-local address is allowed")
 	}
 }
+
+// A policy chain the kernel refuses (a rule matching a set that does not
+// exist) is isolated: that chain drops, every other chain and endpoint is
+// programmed, the health detail names the policy; once the kernel takes
+// it (the set appears, a retry), it is written as it is.
+func TestRefusedPolicyIsIsolated(t *testing.T) {
+	h := newHarness(t)
+	h.plug("tap1")
+	h.plug("tap2")
+	bad := policy("bad", "s:never-sent")
+	h.send(ipset("s:ok", "198.18.9.1"), policy("good", "s:ok"), bad,
+		endpoint(epID("a"), "tap1", "198.18.0.1", "good", "bad"), endpoint(epID("b"), "tap2", "198.18.0.2", "good"), contract.InSync{})
+	h.apply()
+	if got := strings.Join(h.chain(pi("bad")), "\n"); !strings.Contains(got, "--jump DROP") || strings.Contains(got, "match-set") {
+		t.Errorf("the refused policy chain is not a drop:\n%s", got)
+	}
+	if got := strings.Join(h.chain(pi("good")), "\n"); !strings.Contains(got, "match-set") {
+		t.Errorf("the good policy was not programmed:\n%s", got)
+	}
+	for _, iface := range []string{"tap1", "tap2"} {
+		if !slices.Contains(targets(h.chain(tw(iface))), pi("good")) {
+			t.Errorf("%s does not jump to the good policy", iface)
+		}
+	}
+	hs := h.d.Health()
+	if !hs.Healthy || !strings.Contains(hs.Degraded, "policy "+polID("bad").String()) || !strings.Contains(hs.Degraded, "drop") {
+		t.Errorf("health: healthy %v, degraded %q; want healthy and naming the policy", hs.Healthy, hs.Degraded)
+	}
+	if h.status(epID("b")) != "up" {
+		t.Errorf("b is %q", h.status(epID("b")))
+	}
+
+	h.send(ipset("s:never-sent", "198.18.9.2"))
+	h.apply()
+	for _, f := range h.d.families {
+		f.tables.RetryQuarantined() // what the dataplane's back-off does
+	}
+	h.apply()
+	if got := strings.Join(h.chain(pi("bad")), "\n"); !strings.Contains(got, "match-set") {
+		t.Errorf("after the set appeared and a retry, the policy is still held back:\n%s", got)
+	}
+	if hs := h.d.Health(); hs.Degraded != "" {
+		t.Errorf("still degraded: %q", hs.Degraded)
+	}
+}

@@ -342,8 +342,10 @@ func (a *agent) reportHealth() {
 	reportDatastore(a.health, a.syncer)
 	h := a.dp.Health()
 	live := time.Since(h.LoopAlive) < max(a.cfg.DataplaneWatchdogTimeout, 20*time.Second)
-	detail := ""
-	if h.Err != nil {
+	detail := h.Degraded // what the kernel refused, while the rest converges
+	if h.Err != nil && detail != "" {
+		detail = h.Err.Error() + "; " + detail
+	} else if h.Err != nil {
 		detail = h.Err.Error()
 	}
 	// Ready once in sync, and while applies succeed (or failed only lately).

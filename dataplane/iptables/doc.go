@@ -17,6 +17,14 @@
 // touched. Hooks in kernel chains are kept at the top (insert mode) or
 // below foreign rules (append mode), with always-appended rules last.
 //
+// One bad object cannot stop the rest: when a restore fails twice, the
+// tables are written one at a time and what the kernel refuses is found
+// (by the line the tool names, or by bisection) and held back — a chain
+// only workloads reach is written as a drop, any other keeps its kernel
+// version — while everything else is written (isolate.go; Refused reports
+// it). The writer refuses a script with a control character before it
+// runs.
+//
 // The save and restore tools are reached through the Runner seam:
 // Commands runs the chosen backend's binaries (legacy or nft); unit tests
 // give a fake. The package knows nothing of policies or endpoints. Its

@@ -8,6 +8,8 @@ type Metrics struct {
 	saveCalls, saveErrors, restoreCalls, restoreErrors prometheus.Counter
 	linesExecuted                                      *prometheus.CounterVec
 	chains, rules                                      *prometheus.GaugeVec
+	refused                                            *prometheus.GaugeVec
+	isolations                                         *prometheus.CounterVec
 }
 
 // NewMetrics creates the driver's instruments and registers them on reg
@@ -22,9 +24,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Lines written to iptables-restore."}, []string{"ip_version", "table"}),
 		chains: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "felix_iptables_chains", Help: "Chains programmed."}, []string{"ip_version", "table"}),
 		rules:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "felix_iptables_rules", Help: "Rules programmed."}, []string{"ip_version", "table"}),
+		refused: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ocelot_iptables_refused_chains",
+			Help: "Changes the kernel refused and that are held back (a chain enforced as a drop, a previous version kept, a stale chain left)."},
+			[]string{"ip_version"}),
+		isolations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ocelot_iptables_restore_isolations_total",
+			Help: "Restores that failed twice and were written table by table to isolate what the kernel refuses."},
+			[]string{"ip_version"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.saveCalls, m.saveErrors, m.restoreCalls, m.restoreErrors, m.linesExecuted, m.chains, m.rules)
+		reg.MustRegister(m.saveCalls, m.saveErrors, m.restoreCalls, m.restoreErrors, m.linesExecuted, m.chains, m.rules, m.refused, m.isolations)
 	}
 	return m
 }

@@ -25,6 +25,13 @@ type Options struct {
 	// Metrics receives the driver's counters; nil counts into instruments
 	// nobody registered.
 	Metrics *Metrics
+	// FailClosed says whether a chain the kernel refuses may be replaced
+	// by a drop (a chain only workload traffic reaches); other refused
+	// chains keep the kernel's version. nil: none may.
+	FailClosed func(chain string) bool
+	// Describe names what a chain belongs to (a policy, an endpoint), for
+	// the log of a refusal. nil: nothing.
+	Describe func(chain string) string
 }
 
 // Tables are the four tables (raw, mangle, nat, filter) of one IP family,
@@ -54,6 +61,7 @@ func NewTables(family int, runner Runner, opts Options) *Tables {
 	ts := &Tables{Family: family, runner: runner, metrics: opts.Metrics, log: opts.Log}
 	for _, name := range tableNames {
 		t := newTable(name, family, opts.InsertMode, Renderer{SetName: opts.SetName}, opts.Log)
+		t.failClosed, t.describe = opts.FailClosed, opts.Describe
 		ts.all = append(ts.all, t)
 		switch name {
 		case "raw":
@@ -111,16 +119,25 @@ func (ts *Tables) Written() (lines, bytes int) {
 
 // Apply brings the kernel in line: read what is stale, compute the minimal
 // restore script of every dirty table, write it in one restore. On a write
-// failure every table written is re-read and the write retried a few
-// times with back-off. It reports whether anything was written.
+// failure every table written is re-read and the write retried once with
+// back-off; when it fails again, the tables are written one at a time and
+// what the kernel refuses is isolated and held back (isolate.go), so that
+// everything else is applied. It reports whether anything was written;
+// an error means something could not be written at all (Refused lists
+// what is held back without one).
 func (ts *Tables) Apply(ctx context.Context) (wrote bool, err error) {
 	defer ts.publish()
 	var lastErr error
+	refused := false
 	retry := backoff.Backoff{Min: 10 * time.Millisecond, Max: time.Second, Factor: 3}
-	for attempt := 0; attempt < 4; attempt++ {
+	for attempt := 0; attempt < 3; attempt++ {
 		dirty := ts.dirty()
 		if len(dirty) == 0 {
 			return wrote, nil
+		}
+		if refused {
+			w, err := ts.isolate(ctx)
+			return wrote || w, err
 		}
 		if attempt > 0 {
 			if err := retry.Wait(ctx); err != nil {
@@ -131,7 +148,6 @@ func (ts *Tables) Apply(ctx context.Context) (wrote bool, err error) {
 			lastErr = err
 			continue
 		}
-		var script strings.Builder
 		var written []*Table
 		plans := map[*Table]plan{}
 		states := map[*Table]*kernelState{}
@@ -141,7 +157,6 @@ func (ts *Tables) Apply(ctx context.Context) (wrote bool, err error) {
 				t.dirty = false
 				continue
 			}
-			script.WriteString(p.script)
 			written = append(written, t)
 			plans[t], states[t] = p, t.kernel
 			t.kernel = nil // until the write is known to have worked
@@ -150,8 +165,9 @@ func (ts *Tables) Apply(ctx context.Context) (wrote bool, err error) {
 			return wrote, nil
 		}
 		wrote = true
-		if err := ts.restore(ctx, written, script.String(), plans); err != nil {
+		if err := ts.restore(ctx, written, plans); err != nil {
 			lastErr = err
+			refused = attempt > 0 // twice, against a fresh read: find what
 			ts.log.Warn("iptables-restore failed; re-reading and retrying", "attempt", attempt+1, "err", err)
 			continue
 		}
@@ -160,6 +176,10 @@ func (ts *Tables) Apply(ctx context.Context) (wrote bool, err error) {
 		}
 		return wrote, nil
 	}
+	if refused {
+		w, err := ts.isolate(ctx)
+		return wrote || w, err
+	}
 	names := make([]string, len(ts.all))
 	for i, t := range ts.all {
 		names[i] = t.Name
@@ -167,13 +187,17 @@ func (ts *Tables) Apply(ctx context.Context) (wrote bool, err error) {
 	return wrote, fmt.Errorf("%s (IPv%d): %w", strings.Join(names, ", "), ts.Family, lastErr)
 }
 
-// publish sets the chain and rule gauges from the desired state.
+// publish sets the chain and rule gauges from the desired state, and the
+// count of what the kernel refused.
 func (ts *Tables) publish() {
 	v := strconv.Itoa(ts.Family)
+	refused := 0
 	for _, t := range ts.all {
 		ts.metrics.chains.WithLabelValues(v, t.Name).Set(float64(t.NumChains()))
 		ts.metrics.rules.WithLabelValues(v, t.Name).Set(float64(t.NumRules()))
+		refused += len(t.quarantined) + len(t.invalid)
 	}
+	ts.metrics.refused.WithLabelValues(v).Set(float64(refused))
 }
 
 func (ts *Tables) dirty() []*Table {
@@ -239,18 +263,27 @@ func (ts *Tables) save(ctx context.Context, table string) (map[string]*kernelSta
 	return all, err
 }
 
-// restore writes one script covering the given tables.
-func (ts *Tables) restore(ctx context.Context, tables []*Table, script string, plans map[*Table]plan) error {
-	ts.metrics.restoreCalls.Inc()
+// restore writes the plans of the given tables in one restore. A script
+// with a control character is refused before it runs.
+func (ts *Tables) restore(ctx context.Context, tables []*Table, plans map[*Table]plan) error {
+	var all []string
 	v := strconv.Itoa(ts.Family)
 	for _, t := range tables {
-		s := plans[t].script
-		lines := strings.Count(s, "\n")
-		t.LinesWritten += lines
-		t.BytesWritten += len(s)
-		ts.metrics.linesExecuted.WithLabelValues(v, t.Name).Add(float64(lines))
+		lines, _ := t.lines(plans[t].items)
+		all = append(all, lines...)
+		n := 0
+		for _, l := range lines {
+			n += len(l) + 1
+		}
+		t.LinesWritten += len(lines)
+		t.BytesWritten += n
+		ts.metrics.linesExecuted.WithLabelValues(v, t.Name).Add(float64(len(lines)))
 	}
-	if err := ts.runner.Restore(ctx, script); err != nil {
+	if err := checkLines(all); err != nil {
+		return err
+	}
+	ts.metrics.restoreCalls.Inc()
+	if err := ts.runner.Restore(ctx, strings.Join(all, "\n")+"\n"); err != nil {
 		ts.metrics.restoreErrors.Inc()
 		return err
 	}
