@@ -49,6 +49,12 @@ type Config struct {
 	// of DropActionOverride).
 	DropLog DropLogConfig
 
+	// ConntrackWindow is how long conntrack deletions are collected before
+	// one pass over the table deletes them all (0: conntrack.Window). A
+	// connection outlives the rule that allowed it by at most this, plus
+	// the pass.
+	ConntrackWindow time.Duration
+
 	// MinApplyInterval spaces applies under sustained change; a burst that
 	// arrives within it costs one apply. Zero applies at once: changes
 	// that arrive while an apply runs are still batched into the next.

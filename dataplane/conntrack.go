@@ -3,13 +3,12 @@ package dataplane
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/netip"
-
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
+	"slices"
+	"time"
 
 	"ocelot/contract"
+	"ocelot/dataplane/conntrack"
 )
 
 // Conntrack cleanup. The endpoint chains accept established flows before
@@ -20,27 +19,24 @@ import (
 // passes the policy afresh.
 
 // conntrackManager owns conntrack cleanup: the addresses of each local
-// endpoint, the flows to forget at the next apply, and the worker that
-// deletes them off the apply path once the rules that made them stale are
-// in place. The other managers say what to forget; only this one knows
-// addresses and talks to conntrack.
+// endpoint, and the flows to forget once the next apply has put the rules
+// that made them stale in place. The other managers say what to forget;
+// only this one knows addresses. It hands each apply's batch to a
+// conntrack.Forgetter, which merges batches over a short window and
+// deletes them in one pass over the kernel's table, off the apply path.
 type conntrackManager struct {
-	kernel  conntrackDeleter
-	log     *slog.Logger
-	metrics *metrics
+	forgetter *conntrack.Forgetter
+	log       *slog.Logger
 
-	armed      bool // set after the first apply: nothing before it relied on a flow
-	addrs      map[contract.EndpointID][]netip.Addr
-	flushIPs   map[netip.Addr]struct{}    // forget every flow of these addresses
-	flushPairs map[[2]netip.Addr]struct{} // forget flows between these two
-	jobs       chan<- conntrackJob        // the worker's queue while Run runs; nil: delete inline
+	armed   bool // set after the first apply: nothing before it relied on a flow
+	running bool // the forgetter runs on its own goroutine (Start); else Flush passes at once
+	addrs   map[contract.EndpointID][]netip.Addr
+	batch   *conntrack.Batch // what the next apply makes stale
 }
 
-type conntrackJob map[netlink.InetFamily][]netlink.CustomConntrackFilter
-
-func newConntrackManager(k conntrackDeleter, log *slog.Logger, m *metrics) *conntrackManager {
-	return &conntrackManager{kernel: k, log: log, metrics: m, addrs: map[contract.EndpointID][]netip.Addr{},
-		flushIPs: map[netip.Addr]struct{}{}, flushPairs: map[[2]netip.Addr]struct{}{}}
+func newConntrackManager(table conntrack.Table, window time.Duration, log *slog.Logger, m *conntrack.Metrics) *conntrackManager {
+	return &conntrackManager{forgetter: conntrack.NewForgetter(table, window, log, m), log: log,
+		addrs: map[contract.EndpointID][]netip.Addr{}, batch: conntrack.NewBatch()}
 }
 
 // SetEndpoint records the addresses of a local endpoint.
@@ -58,21 +54,36 @@ func (c *conntrackManager) SetEndpoint(id contract.EndpointID, ep *contract.Endp
 // RemoveEndpoint forgets an endpoint's addresses.
 func (c *conntrackManager) RemoveEndpoint(id contract.EndpointID) { delete(c.addrs, id) }
 
-// ForgetEndpoints forgets every flow to or from the endpoints' addresses
-// (their policies changed, or they went).
+// ForgetEndpoints forgets every flow of the endpoints' addresses — those
+// they opened, and those they answer, through a floating IP too (their
+// policies changed, their floating IPs changed, or they went).
 func (c *conntrackManager) ForgetEndpoints(ids ...contract.EndpointID) {
 	if !c.armed {
 		return // the first apply changes nothing a flow was relying on
 	}
 	for _, id := range ids {
 		for _, a := range c.addrs[id] {
-			c.flushIPs[a] = struct{}{}
+			c.batch.ForgetAll(a)
 		}
 	}
 }
 
-// ForgetPairs forgets flows between the endpoints and addresses that left
-// a set their policies use.
+// ForgetNATs forgets the flows through floating IPs an endpoint no longer
+// has (its other flows are still allowed).
+func (c *conntrackManager) ForgetNATs(old, cur []contract.NAT) {
+	if !c.armed {
+		return
+	}
+	for _, n := range old {
+		if !slices.Contains(cur, n) {
+			c.batch.ForgetThrough(n.External)
+		}
+	}
+}
+
+// ForgetPairs forgets flows between the endpoints and the members that
+// left a set their policies use: an address, or a network (a NetworkSet's
+// CIDR).
 func (c *conntrackManager) ForgetPairs(ids []contract.EndpointID, removed []contract.Member) {
 	if !c.armed || len(removed) == 0 {
 		return
@@ -80,82 +91,37 @@ func (c *conntrackManager) ForgetPairs(ids []contract.EndpointID, removed []cont
 	for _, id := range ids {
 		for _, local := range c.addrs[id] {
 			for _, m := range removed {
-				if m.Net.IsSingleIP() && m.Net.Addr().Is4() == local.Is4() {
-					c.flushPairs[[2]netip.Addr{local, m.Net.Addr()}] = struct{}{}
+				n := m.Net
+				if m.Proto != 0 { // a named-port member: its address
+					n = netip.PrefixFrom(n.Addr(), n.Addr().BitLen())
 				}
+				c.batch.ForgetBetween(local, n)
 			}
 		}
 	}
 }
 
 // Pending reports whether Flush has work.
-func (c *conntrackManager) Pending() bool { return len(c.flushIPs)+len(c.flushPairs) > 0 }
+func (c *conntrackManager) Pending() bool { return c.batch.Size() > 0 }
 
-// Flush deletes the entries collected since the last apply, one netlink
-// dump per family, on the worker if it runs.
+// Flush hands what the last apply made stale to the forgetter: at once,
+// without waiting for the kernel; the forgetter deletes it within its
+// window. Without a running forgetter (tests and benchmarks that drive
+// apply themselves) it deletes at once.
 func (c *conntrackManager) Flush() {
 	if !c.Pending() {
 		return
 	}
-	job := conntrackJob{}
-	fam := func(a netip.Addr) netlink.InetFamily {
-		if a.Is4() {
-			return unix.AF_INET
-		}
-		return unix.AF_INET6
+	b := c.batch
+	c.batch = conntrack.NewBatch()
+	c.forgetter.Add(b)
+	if !c.running {
+		c.forgetter.Pass(context.Background())
 	}
-	for a := range c.flushIPs {
-		for _, t := range []netlink.ConntrackFilterType{netlink.ConntrackOrigSrcIP, netlink.ConntrackOrigDstIP} {
-			f := &netlink.ConntrackFilter{}
-			_ = f.AddIP(t, net.IP(a.AsSlice()))
-			job[fam(a)] = append(job[fam(a)], f)
-		}
-	}
-	for p := range c.flushPairs {
-		for _, dir := range [][2]netip.Addr{{p[0], p[1]}, {p[1], p[0]}} {
-			f := &netlink.ConntrackFilter{}
-			_ = f.AddIP(netlink.ConntrackOrigSrcIP, net.IP(dir[0].AsSlice()))
-			_ = f.AddIP(netlink.ConntrackOrigDstIP, net.IP(dir[1].AsSlice()))
-			job[fam(p[0])] = append(job[fam(p[0])], f)
-		}
-	}
-	clear(c.flushIPs)
-	clear(c.flushPairs)
-	if c.jobs == nil { // no worker (tests and benchmarks driving apply directly)
-		c.delete(job)
-		return
-	}
-	c.jobs <- job
 }
 
-// Start moves deletion onto a worker until ctx ends: a dump of the
-// conntrack table takes milliseconds, and the next change should not
-// wait for it.
+// Start runs the forgetter until ctx ends.
 func (c *conntrackManager) Start(ctx context.Context) {
-	jobs := make(chan conntrackJob, 16)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case job := <-jobs:
-				c.delete(job)
-			}
-		}
-	}()
-	c.jobs = jobs
-}
-
-func (c *conntrackManager) delete(job conntrackJob) {
-	for family, filters := range job {
-		n, err := c.kernel.ConntrackDeleteFilters(netlink.ConntrackTable, family, filters...)
-		if err != nil {
-			c.log.Warn("forgetting conntrack entries failed", "err", err)
-			continue
-		}
-		if n > 0 {
-			c.log.Debug("forgot conntrack entries of flows whose policy changed", "entries", n)
-			c.metrics.conntrackGone.Add(float64(n))
-		}
-	}
+	c.running = true
+	go c.forgetter.Run(ctx)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"ocelot/contract"
+	"ocelot/dataplane/conntrack"
 	"ocelot/dataplane/droplog"
 	"ocelot/dataplane/hostaddrs"
 	"ocelot/dataplane/ifacemon"
@@ -120,7 +121,7 @@ func newDataplane(cfg Config, reg prometheus.Registerer, k kernel) (*Dataplane, 
 		}
 		d.families = append(d.families, f)
 	}
-	d.conntrack = newConntrackManager(k.conntrack, d.log, d.metrics)
+	d.conntrack = newConntrackManager(k.conntrack, cfg.ConntrackWindow, d.log, conntrack.NewMetrics(reg))
 	d.workloads = workloadIfaces{prefixes: cfg.Rules.Prefixes, exclude: cfg.InterfaceExclude}
 	d.routes = newRouteManager(k, cfg, d.workloads, d.metrics, d.log)
 	d.obs = newObserver()
@@ -428,7 +429,7 @@ func (d *Dataplane) apply(ctx context.Context) (wrote bool, err error) {
 	d.hostEPs.CompleteDeferredWork()
 	// Families are independent (v4 rules use v4 sets only), so they apply
 	// concurrently.
-	famErrs := make([]error, len(d.families))
+	famErrs := make([]error, len(d.families)) // sets and tables of each family
 	famWrote := make([]bool, len(d.families))
 	var wg sync.WaitGroup
 	for i, f := range d.families {
@@ -445,12 +446,15 @@ func (d *Dataplane) apply(ctx context.Context) (wrote bool, err error) {
 	if d.routes.Dirty() {
 		d.endpoints.statusDirty = true // sysctls and routes decide readiness
 	}
+	rulesIn := len(errs) == 0
 	errs = append(errs, d.routes.Apply()...)
 	for iface, err := range d.bandwidth.Apply() {
 		errs = append(errs, fmt.Errorf("bandwidth limits of %s: %w", iface, err))
 	}
 	d.metrics.routes.Set(float64(d.routes.NumRoutes()))
-	if len(errs) == 0 {
+	if rulesIn {
+		// The rules that made the collected flows stale are in place (a
+		// route that failed somewhere does not change that).
 		d.conntrack.Flush()
 	}
 	d.retryApply = len(errs) > 0

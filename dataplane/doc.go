@@ -22,7 +22,9 @@
 //   - routeManager: workload interfaces' state, their routes, neighbours
 //     and sysctls; the addresses the host uses (hostGuard, fed by
 //     dataplane/hostaddrs), which no endpoint is routed.
-//   - conntrackManager: endpoint addresses and the flows to forget.
+//   - conntrackManager: endpoint addresses and the flows to forget,
+//     handed in batches to dataplane/conntrack's Forgetter (one pass over
+//     the kernel's table per 500 ms window, off the apply path).
 //   - qos.Table: each interface's bandwidth limits (token buckets on the
 //     tap and an IFB device, over netlink).
 //   - livemigration.Monitor: each migrating endpoint's state (Felix's
@@ -41,8 +43,8 @@
 // events and applies in the safe order — the managers' deferred work; per
 // family (IPv4 and IPv6 concurrently) sets first, then every table in one
 // restore, set deletions last; then sysctls, routes and bandwidth
-// limits; then conntrack
-// cleanup (on a worker) and statuses. Whatever arrives during an apply
+// limits; then conntrack cleanup (handed to the forgetter) and statuses.
+// Whatever arrives during an apply
 // goes into the next one. It re-reads the kernel periodically to repair
 // drift and writes nothing before calc has sent InSync and the workload
 // and host interfaces have been listed (reading ahead meanwhile).

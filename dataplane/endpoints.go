@@ -90,6 +90,11 @@ func (m *endpointManager) OnUpdate(u *contract.EndpointUpdate) {
 	if old != nil && (!reflect.DeepEqual(old.Tiers, u.Tiers) || !slices.Equal(old.ProfileIDs, u.ProfileIDs)) {
 		m.flows.ForgetEndpoints(u.ID) // its policies changed: re-check its flows against the new ones
 	}
+	if old != nil {
+		// A flow through a floating IP that went would keep its DNAT.
+		m.flows.ForgetNATs(old.IPv4NAT, u.IPv4NAT)
+		m.flows.ForgetNATs(old.IPv6NAT, u.IPv6NAT)
+	}
 	m.flows.SetEndpoint(u.ID, u)
 	m.endpoints[u.ID] = u
 	if old != nil && old.Name != u.Name {

@@ -31,10 +31,27 @@ func newIPSetManager(families []*family, policies *policyManager, flows *conntra
 	return &ipsetManager{families: families, policies: policies, flows: flows, log: log, removing: map[string]struct{}{}, meta: map[string]setMeta{}}
 }
 
-// OnUpdate creates a set or replaces its members.
+// OnUpdate creates a set or replaces its members. Members a replacement
+// drops forget their flows with the endpoints that use the set, as a
+// delta's removals do.
 func (m *ipsetManager) OnUpdate(x *contract.IPSetUpdate) {
 	delete(m.removing, x.ID)
 	m.meta[x.ID] = setMeta{typ: string(x.Type), selector: x.Selector}
+	var gone []contract.Member
+	if users := m.policies.EndpointsUsingSet(x.ID); len(users) > 0 {
+		keep := make(map[contract.Member]struct{}, len(x.Members))
+		for _, mb := range x.Members {
+			keep[mb] = struct{}{}
+		}
+		for _, f := range m.families {
+			for _, mb := range f.sets.Members(x.ID) {
+				if _, ok := keep[mb]; !ok {
+					gone = append(gone, mb)
+				}
+			}
+		}
+		m.flows.ForgetPairs(users, gone)
+	}
 	for _, f := range m.families {
 		f.sets.Replace(x.ID, string(x.Type), x.Members)
 	}

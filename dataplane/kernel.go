@@ -14,6 +14,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"ocelot/dataplane/conntrack"
 	"ocelot/dataplane/droplog"
 	"ocelot/dataplane/hostaddrs"
 	"ocelot/dataplane/ifacemon"
@@ -34,7 +35,7 @@ type kernel struct {
 	ipsetsNL    ipsets.Netlink // nil: every set write goes through ipsets
 	routes      routing.Netlink
 	sysctls     sysctls
-	conntrack   conntrackDeleter
+	conntrack   conntrack.Table
 	watchIfaces func(ctx context.Context, out chan<- ifacemon.Event)
 	// listenPacket captures ARP and RARP frames on an interface (a
 	// migrating VM's announcement); clock runs the migrations' timers.
@@ -60,11 +61,6 @@ type sysctls interface {
 	WriteSysctl(path, value string) error
 }
 
-// conntrackDeleter deletes conntrack entries.
-type conntrackDeleter interface {
-	ConntrackDeleteFilters(table netlink.ConntrackTableType, family netlink.InetFamily, filters ...netlink.CustomConntrackFilter) (uint, error)
-}
-
 // realKernel is the host's kernel, with the iptables backend chosen as
 // Felix chooses it (IptablesBackend, or what is in use already).
 func realKernel(cfg Config, log *slog.Logger) (kernel, string) {
@@ -84,7 +80,7 @@ func realKernel(cfg Config, log *slog.Logger) (kernel, string) {
 		ipsetsNL:        hostNetlink{},
 		routes:          routing.Kernel{},
 		sysctls:         procSys{},
-		conntrack:       hostNetlink{},
+		conntrack:       conntrack.Netlink{},
 		watchIfaces:     mon.Run,
 		watchHostIfaces: hostIfaces.Run,
 		listenPacket:    livemigration.ListenPacket,
@@ -115,15 +111,12 @@ func realKernel(cfg Config, log *slog.Logger) (kernel, string) {
 }
 
 // hostNetlink is netlink in the calling thread's namespace, for the IP-set
-// and conntrack calls. Only the calls used are exposed: a *netlink.Handle
+// calls. Only the calls used are exposed: a *netlink.Handle
 // in an interface would link all of netlink's API into the binary.
 type hostNetlink struct{}
 
 func (hostNetlink) IpsetAdd(set string, e *netlink.IPSetEntry) error { return netlink.IpsetAdd(set, e) }
 func (hostNetlink) IpsetDel(set string, e *netlink.IPSetEntry) error { return netlink.IpsetDel(set, e) }
-func (hostNetlink) ConntrackDeleteFilters(t netlink.ConntrackTableType, f netlink.InetFamily, filters ...netlink.CustomConntrackFilter) (uint, error) {
-	return netlink.ConntrackDeleteFilters(t, f, filters...)
-}
 
 // procSys is /proc/sys.
 type procSys struct{}

@@ -4,7 +4,7 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // metrics are the dataplane's own instruments, by Felix's names where
 // Felix has the same quantity. The drivers have theirs (iptables.Metrics,
-// ipsets.Metrics), registered on the same Registerer.
+// ipsets.Metrics, conntrack.Metrics), registered on the same Registerer.
 type metrics struct {
 	applyTime      prometheus.Summary
 	initialResync  prometheus.Gauge
@@ -13,7 +13,6 @@ type metrics struct {
 	batchSize      prometheus.Summary
 	ifaceBatchSize prometheus.Summary
 	routes         prometheus.Gauge
-	conntrackGone  prometheus.Counter
 	inSync         prometheus.Gauge
 	refusals       *prometheus.CounterVec
 }
@@ -38,8 +37,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Interface states per batch.", Objectives: objectives}),
 		routes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "felix_route_table_num_routes",
 			Help: "Endpoint routes programmed."}),
-		conntrackGone: prometheus.NewCounter(prometheus.CounterOpts{Name: "ocelot_conntrack_entries_forgotten_total",
-			Help: "Conntrack entries deleted because a rule that allowed their flow changed or went away."}),
 		inSync: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ocelot_dataplane_in_sync",
 			Help: "1 once the first complete apply is done and while applies succeed; 0 before, and while the last apply failed."}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ocelot_dataplane_refusals_total",
@@ -47,7 +44,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			[]string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.applyTime, m.initialResync, m.applyFailures, m.messages, m.batchSize, m.ifaceBatchSize, m.routes, m.conntrackGone, m.inSync, m.refusals)
+		reg.MustRegister(m.applyTime, m.initialResync, m.applyFailures, m.messages, m.batchSize, m.ifaceBatchSize, m.routes, m.inSync, m.refusals)
 	}
 	return m
 }

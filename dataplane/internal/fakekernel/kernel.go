@@ -14,6 +14,7 @@
 package fakekernel
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -21,6 +22,8 @@ import (
 	"sync"
 
 	"github.com/vishvananda/netlink"
+
+	"ocelot/dataplane/conntrack"
 )
 
 // Kernel is the fake kernel. Its methods are safe for concurrent use (the
@@ -35,8 +38,9 @@ type Kernel struct {
 	neighs  []netlink.Neigh
 	sysctls map[string]string
 	failing map[string]error // sysctl path -> the error writing it returns
-	flows   []netlink.ConntrackFlow
+	flows   []conntrack.Tuple
 	journal []string
+	passes  int
 
 	captures []*Capture
 
@@ -177,45 +181,48 @@ func (k *Kernel) FailSysctl(path string, err error) {
 }
 
 // AddFlow adds a conntrack entry from src to dst.
-func (k *Kernel) AddFlow(src, dst netip.Addr) {
+func (k *Kernel) AddFlow(src, dst netip.Addr) { k.AddNATFlow(src, dst, dst) }
+
+// AddNATFlow adds a conntrack entry from src to dst whose destination was
+// translated to replySrc (a floating IP's flow: dst is the floating IP,
+// replySrc the VM).
+func (k *Kernel) AddNATFlow(src, dst, replySrc netip.Addr) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	fam := uint8(2) // AF_INET
-	if src.Is6() {
-		fam = 10
-	}
-	k.flows = append(k.flows, netlink.ConntrackFlow{FamilyType: fam,
-		Forward: netlink.IPTuple{SrcIP: src.AsSlice(), DstIP: dst.AsSlice(), Protocol: 6}})
+	k.flows = append(k.flows, conntrack.Tuple{OrigSrc: src, OrigDst: dst, ReplySrc: replySrc, ReplyDst: src})
 }
 
-// Flows returns the conntrack entries as "src->dst".
+// Flows returns the conntrack entries as "src->dst" (original direction).
 func (k *Kernel) Flows() []string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var out []string
 	for _, f := range k.flows {
-		out = append(out, f.Forward.SrcIP.String()+"->"+f.Forward.DstIP.String())
+		out = append(out, f.OrigSrc.String()+"->"+f.OrigDst.String())
 	}
 	slices.Sort(out)
 	return out
 }
 
-// ConntrackDeleteFilters deletes the flows any filter matches, as netlink
-// does (it dumps the table and matches in user space).
-func (k *Kernel) ConntrackDeleteFilters(_ netlink.ConntrackTableType, family netlink.InetFamily, filters ...netlink.CustomConntrackFilter) (uint, error) {
+// Passes counts the passes over the conntrack table.
+func (k *Kernel) Passes() int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	var n uint
-	k.flows = slices.DeleteFunc(k.flows, func(f netlink.ConntrackFlow) bool {
-		if f.FamilyType != uint8(family) {
-			return false
-		}
-		for _, flt := range filters {
-			if flt.MatchConntrackFlow(&f) {
-				n++
-				k.record("conntrack: delete %s->%s", f.Forward.SrcIP, f.Forward.DstIP)
-				return true
-			}
+	return k.passes
+}
+
+// Forget deletes the flows match selects, in one pass over every family,
+// as the dataplane's netlink conntrack table does.
+func (k *Kernel) Forget(_ context.Context, match func(conntrack.Tuple) bool) (int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.passes++
+	n := 0
+	k.flows = slices.DeleteFunc(k.flows, func(f conntrack.Tuple) bool {
+		if match(f) {
+			n++
+			k.record("conntrack: delete %s->%s", f.OrigSrc, f.OrigDst)
+			return true
 		}
 		return false
 	})
