@@ -129,6 +129,7 @@ type Table struct {
 
 	quarantined map[qkey]*quarantine // what the kernel refused, and how it is held back
 	invalid     map[string]struct{}  // chain names that are not iptables chain names
+	numRules    int                  // rules of the desired chains (kept as they change)
 
 	kernel *kernelState // cached read; nil means read before the next write
 	dirty  bool
@@ -181,9 +182,14 @@ func (t *Table) UpdateChain(c *ruleset.Chain) {
 		return
 	}
 	r := t.renderRules(c.Name, c.Rules)
-	if old, ok := t.chains[c.Name]; ok && slices.Equal(old.hashes, r.hashes) {
+	old, had := t.chains[c.Name]
+	if had && slices.Equal(old.hashes, r.hashes) {
 		return
 	}
+	if had {
+		t.numRules -= len(old.bodies)
+	}
+	t.numRules += len(r.bodies)
 	t.chains[c.Name] = r
 	delete(t.quarantined, qkey{rewrite, c.Name}) // new content: try it
 	t.dirty = true
@@ -203,7 +209,8 @@ func (t *Table) Hashes(chain string) []string {
 func (t *Table) RemoveChain(name string) {
 	delete(t.invalid, name)
 	delete(t.quarantined, qkey{rewrite, name})
-	if _, ok := t.chains[name]; ok {
+	if old, ok := t.chains[name]; ok {
+		t.numRules -= len(old.bodies)
 		delete(t.chains, name)
 		t.dirty = true
 	}
@@ -227,13 +234,7 @@ func (t *Table) SetAppends(kernelChain string, rules []ruleset.Rule) {
 // NumChains and NumRules describe the desired state (for metrics).
 func (t *Table) NumChains() int { return len(t.chains) }
 
-func (t *Table) NumRules() int {
-	n := 0
-	for _, c := range t.chains {
-		n += len(c.bodies)
-	}
-	return n
-}
+func (t *Table) NumRules() int { return t.numRules }
 
 // ValidChainName reports whether iptables takes a name as one chain
 // name: 1 to 28 characters from [A-Za-z0-9_.:/+@%=-], not starting with
