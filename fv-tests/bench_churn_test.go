@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -67,6 +68,10 @@ func TestBenchE2EChurn(t *testing.T) {
 	}
 	putAll(t, l.Cli, kvs)
 
+	debug := os.Getenv("OCELOT_BENCH_DEBUG") != ""
+	if debug {
+		t.Setenv("OCELOT_DEBUG_PPROF", ":6060") // the CPU profile below
+	}
 	h := l.AddHost("r1-compute1", "RegionOne", "LogSeverityScreen = info", "ReportingIntervalSecs = 30", "ReportingTTLSecs = 90",
 		"IptablesRefreshInterval = 180", "IpsetsRefreshInterval = 90", "RouteRefreshInterval = 90")
 	netlab.Eventually(t, "ready", 120*time.Second, h.Ready)
@@ -93,6 +98,12 @@ func TestBenchE2EChurn(t *testing.T) {
 				l.Put(kv[0], kv[1])
 			}
 		})
+	}
+	if debug {
+		go func() {
+			out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=35", "http://"+h.Addr+":6060/debug/pprof/profile?seconds=20").CombinedOutput()
+			t.Logf("CPU profile during churn (%v):\n%s", err, out)
+		}()
 	}
 	cpu0, _ := procStat(h.Pid())
 	began := time.Now()
