@@ -98,7 +98,7 @@ type Config struct {
 	HealthPort                      int
 	ExplainSocketPath               string // "" means off
 	DataplaneWatchdogTimeout        time.Duration
-	NetlinkTimeoutSecs              time.Duration // planned
+	NetlinkTimeoutSecs              time.Duration
 
 	ReportingIntervalSecs      time.Duration
 	ReportingTTLSecs           time.Duration

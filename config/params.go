@@ -243,7 +243,7 @@ var params = append(append([]Param{
 		Doc: "the local socket 'ocelot explain' asks: mode 0600, in a directory that only root may write; none turns it off"},
 	{Name: "DataplaneWatchdogTimeout", YAML: "dataplaneWatchdogTimeout", Kind: KindSeconds, Default: "90"},
 	{Name: "NetlinkTimeoutSecs", YAML: "netlinkTimeout", Kind: KindSeconds, Default: "10",
-		Status: Planned, Reason: "a deadline on netlink calls in the dataplane (issue 13)"},
+		Doc: "deadline on each netlink request of the dataplane (routes, neighbours, interface and address listings, IP-set members, conntrack)"},
 
 	// Status reporting.
 	{Name: "ReportingIntervalSecs", YAML: "reportingInterval", Kind: KindSeconds, Default: "30", Live: true},

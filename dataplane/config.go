@@ -29,6 +29,10 @@ type Config struct {
 	RouteRefresh     time.Duration
 	InterfaceRefresh time.Duration
 
+	// NetlinkTimeout bounds each netlink request (NetlinkTimeoutSecs; 0:
+	// netlink's default).
+	NetlinkTimeout time.Duration
+
 	// EtcdEndpoints are the etcd URLs the agent uses: no endpoint may be
 	// routed their addresses.
 	EtcdEndpoints []string
@@ -154,7 +158,7 @@ func FromConfig(c *config.Config) (Config, error) {
 		LiveMigrationConvergence: c.LiveMigrationRouteConvergenceTime,
 		FloatingIPs:              c.FloatingIPs == "Enabled", InterfaceExclude: exclude,
 		DropActionOverride: c.DropActionOverride, DropLog: dl,
-		EtcdEndpoints: c.EtcdURLs(),
+		EtcdEndpoints: c.EtcdURLs(), NetlinkTimeout: c.NetlinkTimeoutSecs,
 	}, nil
 }
 

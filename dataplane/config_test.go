@@ -30,6 +30,9 @@ func TestFromConfig(t *testing.T) {
 		dc.Rules.Marks.Accept != 0x10000 || dc.Rules.Marks.Scratch1 != 0x100000 {
 		t.Errorf("defaults translated to %+v", dc.Rules)
 	}
+	if dc.NetlinkTimeout != 10*time.Second || len(dc.EtcdEndpoints) != 1 || dc.InterfaceExclude == nil || !dc.InterfaceExclude("kube-ipvs0") {
+		t.Errorf("netlink timeout %v, etcd %v, exclude of kube-ipvs0: want Felix's 10 s, the etcd URL and excluded", dc.NetlinkTimeout, dc.EtcdEndpoints)
+	}
 	if dc.RoutePriorities != [2]routing.Priorities{{Normal: 1024, Elevated: 512}, {Normal: 1024, Elevated: 512}} || dc.LiveMigrationConvergence != 30*time.Second {
 		t.Errorf("live migration defaults: %v %v", dc.RoutePriorities, dc.LiveMigrationConvergence)
 	}

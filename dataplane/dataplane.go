@@ -88,7 +88,10 @@ func New(cfg Config, reg prometheus.Registerer) (*Dataplane, error) {
 				"MetadataAddr", cfg.Rules.MetadataAddr)
 		}
 	}
-	k, backend := realKernel(cfg, cfg.Log)
+	k, backend, err := realKernel(cfg, cfg.Log)
+	if err != nil {
+		return nil, err
+	}
 	d, err := newDataplane(cfg, reg, k)
 	if err != nil {
 		return nil, err

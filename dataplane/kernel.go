@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"ocelot/dataplane/conntrack"
 	"ocelot/dataplane/droplog"
@@ -62,12 +63,23 @@ type sysctls interface {
 }
 
 // realKernel is the host's kernel, with the iptables backend chosen as
-// Felix chooses it (IptablesBackend, or what is in use already).
-func realKernel(cfg Config, log *slog.Logger) (kernel, string) {
+// Felix chooses it (IptablesBackend, or what is in use already). Every
+// netlink request has the deadline NetlinkTimeout (the monitors'
+// subscriptions, which wait for events, aside).
+func realKernel(cfg Config, log *slog.Logger) (kernel, string, error) {
 	backend := ipt.DetectBackend(cfg.Backend, log)
-	mon := &ifacemon.Monitor{Prefixes: cfg.Rules.Prefixes, Exclude: cfg.InterfaceExclude, Resync: cfg.InterfaceRefresh, Log: log}
+	mon := &ifacemon.Monitor{Prefixes: cfg.Rules.Prefixes, Exclude: cfg.InterfaceExclude, Resync: cfg.InterfaceRefresh,
+		Timeout: cfg.NetlinkTimeout, Log: log}
 	hostIfaces := &ifacemon.HostMonitor{WorkloadPrefixes: cfg.Rules.Prefixes, Exclude: cfg.InterfaceExclude, Resync: cfg.InterfaceRefresh, Log: log}
-	hosts := &hostaddrs.Watcher{Resync: cfg.RouteRefresh, Log: log}
+	hosts := &hostaddrs.Watcher{Resync: cfg.RouteRefresh, Timeout: cfg.NetlinkTimeout, Log: log}
+	routes, err := routing.NewKernel(cfg.NetlinkTimeout)
+	if err != nil {
+		return kernel{}, "", err
+	}
+	sets, err := newHostNetlink(cfg.NetlinkTimeout)
+	if err != nil {
+		return kernel{}, "", err
+	}
 	return kernel{
 		iptables: func(family int) (ipt.Runner, error) {
 			cmds, err := ipt.CommandsFor(backend, family, cfg.LockProbe)
@@ -77,10 +89,10 @@ func realKernel(cfg Config, log *slog.Logger) (kernel, string) {
 			return cmds.Runner(), nil
 		},
 		ipsets:          ipsets.Command{},
-		ipsetsNL:        hostNetlink{},
-		routes:          routing.Kernel{},
+		ipsetsNL:        sets,
+		routes:          routes,
 		sysctls:         procSys{},
-		conntrack:       conntrack.Netlink{},
+		conntrack:       conntrack.Netlink{Timeout: cfg.NetlinkTimeout},
 		watchIfaces:     mon.Run,
 		watchHostIfaces: hostIfaces.Run,
 		listenPacket:    livemigration.ListenPacket,
@@ -107,16 +119,31 @@ func realKernel(cfg Config, log *slog.Logger) (kernel, string) {
 			return out
 		},
 		watchHost: hosts.Run,
-	}, backend
+	}, backend, nil
 }
 
-// hostNetlink is netlink in the calling thread's namespace, for the IP-set
-// calls. Only the calls used are exposed: a *netlink.Handle
-// in an interface would link all of netlink's API into the binary.
-type hostNetlink struct{}
+// hostNetlink is netlink in the namespace it was made in, for the IP-set
+// calls, with a deadline on each. Only the calls used are exposed: a
+// *netlink.Handle in an interface would link all of netlink's API into
+// the binary.
+type hostNetlink struct{ h *netlink.Handle }
 
-func (hostNetlink) IpsetAdd(set string, e *netlink.IPSetEntry) error { return netlink.IpsetAdd(set, e) }
-func (hostNetlink) IpsetDel(set string, e *netlink.IPSetEntry) error { return netlink.IpsetDel(set, e) }
+func newHostNetlink(timeout time.Duration) (hostNetlink, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_NETFILTER)
+	if err != nil {
+		return hostNetlink{}, fmt.Errorf("opening a netfilter netlink socket: %w", err)
+	}
+	if timeout > 0 {
+		if err := h.SetSocketTimeout(timeout); err != nil {
+			h.Close()
+			return hostNetlink{}, fmt.Errorf("setting the netlink timeout: %w", err)
+		}
+	}
+	return hostNetlink{h}, nil
+}
+
+func (n hostNetlink) IpsetAdd(set string, e *netlink.IPSetEntry) error { return n.h.IpsetAdd(set, e) }
+func (n hostNetlink) IpsetDel(set string, e *netlink.IPSetEntry) error { return n.h.IpsetDel(set, e) }
 
 // procSys is /proc/sys.
 type procSys struct{}

@@ -38,6 +38,7 @@ type Monitor struct {
 	Prefixes []string
 	Exclude  func(name string) bool // InterfaceExclude; nil excludes nothing
 	Resync   time.Duration          // full re-list period (InterfaceRefreshInterval); 0: only at start
+	Timeout  time.Duration          // deadline on each listing's netlink requests (0: netlink's default)
 	Log      *slog.Logger
 }
 
@@ -138,7 +139,7 @@ func (m *Monitor) list(ctx context.Context, out chan<- Event, known map[string]S
 	var links []netlink.Link
 	for attempt, delay := 1, 10*time.Millisecond; ctx.Err() == nil; attempt++ {
 		var err error
-		if links, err = netlink.LinkList(); err == nil {
+		if links, err = m.linkList(); err == nil {
 			break
 		}
 		if !errors.Is(err, netlink.ErrDumpInterrupted) || attempt%10 == 0 {
@@ -184,4 +185,19 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-time.After(d):
 	case <-ctx.Done():
 	}
+}
+
+// linkList lists the links on a socket of its own, with the deadline.
+func (m *Monitor) linkList() ([]netlink.Link, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	if m.Timeout > 0 {
+		if err := h.SetSocketTimeout(m.Timeout); err != nil {
+			return nil, err
+		}
+	}
+	return h.LinkList()
 }

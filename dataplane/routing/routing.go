@@ -80,14 +80,32 @@ type Netlink interface {
 	NeighDel(neigh *netlink.Neigh) error
 }
 
-// Kernel is netlink in the network namespace of the calling thread. It
-// exposes only the calls the table makes (a *netlink.Handle in an
-// interface would link all of netlink's API into the binary).
-type Kernel struct{}
+// Kernel is netlink in the network namespace it was made in, with a
+// deadline on every request. It exposes only the calls the table makes
+// (a *netlink.Handle in an interface would link all of netlink's API into
+// the binary).
+type Kernel struct{ h *netlink.Handle }
+
+// NewKernel opens a route netlink socket in the calling thread's
+// namespace; timeout (NetlinkTimeoutSecs) bounds each send and receive
+// (0: netlink's default).
+func NewKernel(timeout time.Duration) (*Kernel, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("opening a route netlink socket: %w", err)
+	}
+	if timeout > 0 {
+		if err := h.SetSocketTimeout(timeout); err != nil {
+			h.Close()
+			return nil, fmt.Errorf("setting the netlink timeout: %w", err)
+		}
+	}
+	return &Kernel{h: h}, nil
+}
 
 // LinkIndex implements Netlink.
-func (Kernel) LinkIndex(name string) (int, bool, error) {
-	link, err := netlink.LinkByName(name)
+func (k *Kernel) LinkIndex(name string) (int, bool, error) {
+	link, err := k.h.LinkByName(name)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
 		if errors.As(err, &nf) {
@@ -98,16 +116,16 @@ func (Kernel) LinkIndex(name string) (int, bool, error) {
 	return link.Attrs().Index, true, nil
 }
 
-func (Kernel) RouteListFiltered(family int, filter *netlink.Route, mask uint64) ([]netlink.Route, error) {
-	return netlink.RouteListFiltered(family, filter, mask)
+func (k *Kernel) RouteListFiltered(family int, filter *netlink.Route, mask uint64) ([]netlink.Route, error) {
+	return k.h.RouteListFiltered(family, filter, mask)
 }
-func (Kernel) RouteReplace(r *netlink.Route) error { return netlink.RouteReplace(r) }
-func (Kernel) RouteDel(r *netlink.Route) error     { return netlink.RouteDel(r) }
-func (Kernel) NeighSet(n *netlink.Neigh) error     { return netlink.NeighSet(n) }
-func (Kernel) NeighList(idx, family int) ([]netlink.Neigh, error) {
-	return netlink.NeighList(idx, family)
+func (k *Kernel) RouteReplace(r *netlink.Route) error { return k.h.RouteReplace(r) }
+func (k *Kernel) RouteDel(r *netlink.Route) error     { return k.h.RouteDel(r) }
+func (k *Kernel) NeighSet(n *netlink.Neigh) error     { return k.h.NeighSet(n) }
+func (k *Kernel) NeighList(idx, family int) ([]netlink.Neigh, error) {
+	return k.h.NeighList(idx, family)
 }
-func (Kernel) NeighDel(n *netlink.Neigh) error { return netlink.NeighDel(n) }
+func (k *Kernel) NeighDel(n *netlink.Neigh) error { return k.h.NeighDel(n) }
 
 // Table is the desired routes per workload interface.
 type Table struct {
