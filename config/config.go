@@ -104,7 +104,7 @@ type Config struct {
 	ReportingTTLSecs           time.Duration
 	EndpointReportingEnabled   bool
 	EndpointReportingDelaySecs time.Duration
-	EndpointStatusPathPrefix   string // planned: "" means off
+	EndpointStatusPathPrefix   string // "" means off
 
 	ClusterType   string
 	ClusterGUID   string

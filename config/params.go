@@ -251,8 +251,7 @@ var params = append(append([]Param{
 	{Name: "EndpointReportingEnabled", YAML: "endpointReportingEnabled", Kind: KindBool, Default: "false", Live: true},
 	{Name: "EndpointReportingDelaySecs", YAML: "endpointReportingDelay", Kind: KindSeconds, Default: "1", Live: true},
 	{Name: "EndpointStatusPathPrefix", YAML: "endpointStatusPathPrefix", Kind: KindPath, Default: "/var/run/calico",
-		Status: Planned, Reason: "per-endpoint status files (issue 13); Neutron reads the status keys in etcd, which Ocelot writes",
-		Inert: []string{"none"}, Doc: "directory of per-endpoint status files; none turns them off"},
+		Doc: "per-endpoint status files go to its endpoint-status directory, as Felix writes them (Neutron reads the status keys in etcd); none turns them off"},
 
 	// From ClusterInformation "default".
 	{Name: "ClusterType", Kind: KindString, Doc: "from ClusterInformation; containing openstack turns on the OpenStack special cases"},

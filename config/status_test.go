@@ -77,7 +77,7 @@ func TestNotHonouredIsReported(t *testing.T) {
 		{"NFTablesMode", "Enabled", "Ocelot does not honour this parameter yet (planned: the nftables dataplane (issue 12); iptables is programmed until then); the value is checked and kept"},
 		{"NFTablesMode", "auto", ""},
 		{"NFTablesMode", "Disabled", ""},
-		{"EndpointStatusPathPrefix", "/var/run/calico", "Ocelot does not honour this parameter yet (planned: per-endpoint status files (issue 13); Neutron reads the status keys in etcd, which Ocelot writes); the value is checked and kept"},
+		{"EndpointStatusPathPrefix", "/var/run/calico", ""},
 		{"EndpointStatusPathPrefix", "none", ""},
 		{"FailsafeInboundHostPorts", "tcp:22", ""}, // honoured: not reported
 		{"InterfaceExclude", "/^veth/", ""},

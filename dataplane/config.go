@@ -29,6 +29,10 @@ type Config struct {
 	RouteRefresh     time.Duration
 	InterfaceRefresh time.Duration
 
+	// EndpointStatusPrefix is EndpointStatusPathPrefix: per-endpoint
+	// status files go to its endpoint-status directory ("": none).
+	EndpointStatusPrefix string
+
 	// NetlinkTimeout bounds each netlink request (NetlinkTimeoutSecs; 0:
 	// netlink's default).
 	NetlinkTimeout time.Duration
@@ -159,6 +163,7 @@ func FromConfig(c *config.Config) (Config, error) {
 		FloatingIPs:              c.FloatingIPs == "Enabled", InterfaceExclude: exclude,
 		DropActionOverride: c.DropActionOverride, DropLog: dl,
 		EtcdEndpoints: c.EtcdURLs(), NetlinkTimeout: c.NetlinkTimeoutSecs,
+		EndpointStatusPrefix: c.EndpointStatusPathPrefix,
 	}, nil
 }
 

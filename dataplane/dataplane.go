@@ -460,9 +460,12 @@ func (d *Dataplane) apply(ctx context.Context) (wrote bool, err error) {
 		// route that failed somewhere does not change that).
 		d.conntrack.Flush()
 	}
-	d.retryApply = len(errs) > 0
 	d.endpoints.ReportStatuses()
 	d.hostEPs.ReportStatuses()
+	if err := d.endpoints.files.Apply(); err != nil {
+		errs = append(errs, err)
+	}
+	d.retryApply = len(errs) > 0
 	degraded := d.refusals()
 
 	elapsed := time.Since(start)

@@ -60,11 +60,13 @@ type endpointManager struct {
 	statusDirty                       bool
 	reported                          map[contract.EndpointID]string
 	refused                           map[contract.EndpointID]string // endpoints naming an interface that is not ours -> that name
+	files                             *statusFiles                   // EndpointStatusPathPrefix
 }
 
 func newEndpointManager(families []*family, policies *policyManager, routes *routeManager, flows *conntrackManager, obs *observer,
 	cfg Config, ifaces workloadIfaces, mt *metrics, log *slog.Logger) *endpointManager {
 	m := &endpointManager{ifaces: ifaces, metrics: mt, refused: map[contract.EndpointID]string{},
+		files:    newStatusFiles(cfg.EndpointStatusPrefix, log),
 		families: families, policies: policies, routes: routes, flows: flows, obs: obs, log: log,
 		ipv6: cfg.IPv6, fips: cfg.FloatingIPs, onStatus: cfg.OnStatus,
 		endpoints: map[contract.EndpointID]*contract.EndpointUpdate{}, claims: map[string]map[contract.EndpointID]struct{}{},
@@ -285,7 +287,7 @@ func (m *endpointManager) routedNets(u *contract.EndpointUpdate) []netip.Prefix 
 
 // Dirty reports whether CompleteDeferredWork or a status report is due.
 func (m *endpointManager) Dirty() bool {
-	return m.dispatchDirty || m.natDirty || m.rpfDirty || m.statusDirty
+	return m.dispatchDirty || m.natDirty || m.rpfDirty || m.statusDirty || m.files.Dirty()
 }
 
 // CompleteDeferredWork renders the chains that depend on every owning
@@ -361,26 +363,33 @@ func (m *endpointManager) withoutHostNATs(eps []*contract.EndpointUpdate) []*con
 // it owns its interface and the interface is ready, "" when it is gone.
 // It looks only after something that decides a status changed.
 func (m *endpointManager) ReportStatuses() {
-	if !m.statusDirty || m.onStatus == nil {
+	if !m.statusDirty || (m.onStatus == nil && m.files.dir == "") {
 		m.statusDirty = false
 		return
 	}
 	m.statusDirty = false
+	report := func(id contract.EndpointID, status string) {
+		if m.onStatus != nil {
+			m.onStatus(id, status)
+		}
+	}
 	for _, id := range slices.SortedFunc(maps.Keys(m.endpoints), compareEndpoints) {
 		ep := m.endpoints[id]
 		status := "down"
 		if m.owners[ep.Name] == id && m.routes.Ready(ep.Name) {
 			status = "up"
 		}
+		m.files.Set(id, ep, status == "up")
 		if m.reported[id] != status {
 			m.reported[id] = status
-			m.onStatus(id, status)
+			report(id, status)
 		}
 	}
 	for _, id := range slices.SortedFunc(maps.Keys(m.reported), compareEndpoints) {
 		if _, ok := m.endpoints[id]; !ok {
 			delete(m.reported, id)
-			m.onStatus(id, "")
+			m.files.Set(id, nil, false)
+			report(id, "")
 		}
 	}
 }

@@ -81,9 +81,15 @@ func fakeKernel(k *fakekernel.Kernel) kernel {
 	}
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { return newHarnessWith(t, nil) }
+
+// newHarnessWith is newHarness with a configuration changed by edit.
+func newHarnessWith(t *testing.T, edit func(*Config)) *harness {
 	h := &harness{t: t, k: fakekernel.New(), st: map[contract.EndpointID]string{}, hst: map[string]string{}, clock: &fakeClock{}}
 	cfg := testConfig(t)
+	if edit != nil {
+		edit(&cfg)
+	}
 	cfg.OnStatus = func(id contract.EndpointID, s string) {
 		h.mu.Lock()
 		defer h.mu.Unlock()

@@ -244,7 +244,8 @@ func (h *Host) WriteConfig(extra ...string) {
 		{"IptablesRefreshInterval", "10"},
 		{"IpsetsRefreshInterval", "10"},
 		{"RouteRefreshInterval", "10"},
-		{"ExplainSocketPath", h.ExplainSocket()}, // hosts share the file system: one socket each
+		{"ExplainSocketPath", h.ExplainSocket()},                              // hosts share the file system: one socket each
+		{"EndpointStatusPathPrefix", filepath.Join(h.Lab.Dir, h.Name+"-run")}, // not the machine's /var/run/calico
 	}
 	var rest []string
 	for _, line := range append(strings.Split(h.ExtraCfg, "\n"), extra...) {
