@@ -32,12 +32,15 @@
 //     elevated, normal) in the routeManager.
 //
 // Drivers bring the kernel in line with the desired state: ipsets and
-// iptables (per family, behind a Runner seam each), routing (behind a
-// netlink seam); sysctls and conntrack sit behind small interfaces too
-// (kernel.go), as do the migrations' packet captures and clock. Unit
-// tests swap the whole kernel for dataplane/internal/fakekernel and run
-// without root; the kernel tests run the real tools in network
-// namespaces.
+// iptables (per family, behind a Runner seam each; iptables isolates what
+// the kernel refuses and applies the rest), routing (behind a netlink
+// seam), conntrack (a Table seam; one pass per window); sysctls, the host
+// address watcher and the endpoint status files sit behind small
+// interfaces or in a directory of their own (kernel.go, statusfiles.go),
+// as do the migrations' packet captures and clock. Every netlink request
+// has the deadline NetlinkTimeoutSecs. Unit tests swap the whole kernel
+// for dataplane/internal/fakekernel and run without root; the kernel
+// tests run the real tools in network namespaces.
 //
 // One goroutine (Run) owns all of it: it collects messages and interface
 // events and applies in the safe order — the managers' deferred work; per

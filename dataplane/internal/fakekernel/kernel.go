@@ -1,8 +1,10 @@
 // Package fakekernel is an in-memory kernel for the dataplane's unit
 // tests, which run as a normal user: iptables tables per family (driven by
 // iptables-save and iptables-restore text), IP sets (ipset save and
-// restore text, and netlink), links, routes, neighbours, sysctls,
-// conntrack flows, packet captures and traffic control.
+// restore text, and netlink), links with their addresses, routes,
+// neighbours, sysctls, conntrack flows (with their reply direction, so a
+// floating IP's flow looks as the kernel tracks it), packet captures and
+// traffic control.
 //
 // It enforces the kernel's rules that the dataplane's ordering relies on:
 // a rule cannot jump to a chain or match a set that does not exist; a
