@@ -332,7 +332,11 @@ func (d *Dataplane) onMessages(msgs []contract.Message) {
 		case contract.EndpointUpdate:
 			d.metrics.messages.WithLabelValues("EndpointUpdate").Inc()
 			d.endpoints.OnUpdate(&x)
-			d.migrations.OnEndpoint(&x)
+			if d.workloads.Ours(x.Name) {
+				d.migrations.OnEndpoint(&x)
+			} else {
+				d.migrations.OnRemove(x.ID) // never listened on: not a workload interface
+			}
 		case contract.EndpointRemove:
 			d.metrics.messages.WithLabelValues("EndpointRemove").Inc()
 			d.endpoints.OnRemove(x.ID)

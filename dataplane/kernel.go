@@ -80,6 +80,10 @@ func realKernel(cfg Config, log *slog.Logger) (kernel, string, error) {
 	if err != nil {
 		return kernel{}, "", err
 	}
+	tc, err := qos.NewKernel(cfg.NetlinkTimeout)
+	if err != nil {
+		return kernel{}, "", err
+	}
 	return kernel{
 		iptables: func(family int) (ipt.Runner, error) {
 			cmds, err := ipt.CommandsFor(backend, family, cfg.LockProbe)
@@ -97,7 +101,7 @@ func realKernel(cfg Config, log *slog.Logger) (kernel, string, error) {
 		watchHostIfaces: hostIfaces.Run,
 		listenPacket:    livemigration.ListenPacket,
 		clock:           livemigration.RealClock{},
-		tc:              qos.Kernel{},
+		tc:              tc,
 		tick:            netlink.TickInUsec(),
 		nflog: func(group uint16, size uint32) (droplog.Source, error) {
 			return droplog.OpenNFLOG(group, size)

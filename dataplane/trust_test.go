@@ -50,9 +50,7 @@ func hostUplink(h *harness) (routes, neighs []string) {
 // through applies, route resyncs and the endpoint's removal. A control
 // endpoint on a real tap gets its routes.
 func TestForeignInterfaceNeverTouched(t *testing.T) {
-	h := newHarness(t)
-	h.d.endpoints.ifaces.exclude = func(name string) bool { return name == "tapexcluded" }
-	h.d.routes.ifaces.exclude = h.d.endpoints.ifaces.exclude
+	h := newHarnessWith(t, func(c *Config) { c.InterfaceExclude = func(name string) bool { return name == "tapexcluded" } })
 	wantRoutes, wantNeighs := hostUplink(h)
 	h.plug("tap1")
 	h.k.AddLink("tapexcluded", true, true)
@@ -62,7 +60,12 @@ func TestForeignInterfaceNeverTouched(t *testing.T) {
 		"tap1 -j ACCEPT": epID("inject"), "tap\"x": epID("quote"), "tap0123456789abc": epID("long")}
 	msgs := []contract.Message{policy("p"), endpoint(control, "tap1", "198.18.1.1", "p")}
 	for iface, id := range bad {
-		msgs = append(msgs, endpoint(id, iface, "198.18.0.77", "p"))
+		ep := endpoint(id, iface, "198.18.0.77", "p")
+		// A migration target would listen on its interface; bandwidth
+		// limits would put qdiscs on it.
+		ep.LiveMigration = contract.MigrationTarget
+		ep.QoS = &contract.QoSControls{Egress: contract.QoSLimits{Bandwidth: 1_000_000, Burst: 100_000}}
+		msgs = append(msgs, ep)
 	}
 	h.send(append(msgs, contract.InSync{})...)
 	// The monitor reports eth0 too, as a buggy or broader one might.
@@ -81,7 +84,8 @@ func TestForeignInterfaceNeverTouched(t *testing.T) {
 			t.Errorf("%s: eth0's sysctls changed", when)
 		}
 		for _, l := range h.k.Journal() {
-			if strings.Contains(l, "/eth0/") || strings.Contains(l, "/tapexcluded/") || strings.Contains(l, "dev 11 ") {
+			if strings.Contains(l, "/eth0/") || strings.Contains(l, "/tapexcluded/") || strings.Contains(l, "dev 11 ") ||
+				strings.Contains(l, "listen eth0") || strings.Contains(l, "listen tapexcluded") || strings.HasPrefix(l, "tc:") {
 				t.Errorf("%s: the dataplane touched a foreign interface: %s", when, l)
 			}
 		}

@@ -31,6 +31,7 @@ import (
 	"math"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -54,25 +55,42 @@ type Netlink interface {
 	FilterDel(f netlink.Filter) error
 }
 
-// Kernel is netlink in the calling thread's namespace, exposing only the
-// calls this package makes.
-type Kernel struct{}
+// Kernel is netlink in the namespace it was made in, with a deadline on
+// every request, exposing only the calls this package makes.
+type Kernel struct{ h *netlink.Handle }
 
-func (Kernel) LinkByName(name string) (netlink.Link, error) { return netlink.LinkByName(name) }
-func (Kernel) LinkList() ([]netlink.Link, error)            { return netlink.LinkList() }
-func (Kernel) LinkAdd(l netlink.Link) error                 { return netlink.LinkAdd(l) }
-func (Kernel) LinkSetUp(l netlink.Link) error               { return netlink.LinkSetUp(l) }
-func (Kernel) LinkDel(l netlink.Link) error                 { return netlink.LinkDel(l) }
-func (Kernel) QdiscList(l netlink.Link) ([]netlink.Qdisc, error) {
-	return netlink.QdiscList(l)
+// NewKernel opens a route netlink socket in the calling thread's
+// namespace; timeout (NetlinkTimeoutSecs) bounds each send and receive
+// (0: netlink's default).
+func NewKernel(timeout time.Duration) (*Kernel, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("opening a route netlink socket: %w", err)
+	}
+	if timeout > 0 {
+		if err := h.SetSocketTimeout(timeout); err != nil {
+			h.Close()
+			return nil, fmt.Errorf("setting the netlink timeout: %w", err)
+		}
+	}
+	return &Kernel{h: h}, nil
 }
-func (Kernel) QdiscReplace(q netlink.Qdisc) error { return netlink.QdiscReplace(q) }
-func (Kernel) QdiscDel(q netlink.Qdisc) error     { return netlink.QdiscDel(q) }
-func (Kernel) FilterList(l netlink.Link, parent uint32) ([]netlink.Filter, error) {
-	return netlink.FilterList(l, parent)
+
+func (k *Kernel) LinkByName(name string) (netlink.Link, error) { return k.h.LinkByName(name) }
+func (k *Kernel) LinkList() ([]netlink.Link, error)            { return k.h.LinkList() }
+func (k *Kernel) LinkAdd(l netlink.Link) error                 { return k.h.LinkAdd(l) }
+func (k *Kernel) LinkSetUp(l netlink.Link) error               { return k.h.LinkSetUp(l) }
+func (k *Kernel) LinkDel(l netlink.Link) error                 { return k.h.LinkDel(l) }
+func (k *Kernel) QdiscList(l netlink.Link) ([]netlink.Qdisc, error) {
+	return k.h.QdiscList(l)
 }
-func (Kernel) FilterAdd(f netlink.Filter) error { return netlink.FilterAdd(f) }
-func (Kernel) FilterDel(f netlink.Filter) error { return netlink.FilterDel(f) }
+func (k *Kernel) QdiscReplace(q netlink.Qdisc) error { return k.h.QdiscReplace(q) }
+func (k *Kernel) QdiscDel(q netlink.Qdisc) error     { return k.h.QdiscDel(q) }
+func (k *Kernel) FilterList(l netlink.Link, parent uint32) ([]netlink.Filter, error) {
+	return k.h.FilterList(l, parent)
+}
+func (k *Kernel) FilterAdd(f netlink.Filter) error { return k.h.FilterAdd(f) }
+func (k *Kernel) FilterDel(f netlink.Filter) error { return k.h.FilterDel(f) }
 
 // IFBPrefix starts the name of every IFB device this package makes
 // (Felix's).

@@ -3,6 +3,7 @@ package qos
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -45,7 +46,7 @@ func TestNewBucket(t *testing.T) {
 
 // counting counts the kernel writes the table makes.
 type counting struct {
-	Kernel
+	*Kernel
 	writes []string
 }
 
@@ -99,7 +100,11 @@ func TestTrafficControlOnATap(t *testing.T) {
 		netlab.Try("ip", "link", "del", IFBName("tapqos0"))
 	})
 	netlab.Run(t, "ip", "link", "set", "tapqos0", "up")
-	k := &counting{}
+	nl, err := NewKernel(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &counting{Kernel: nl}
 	tb := New(k, netlink.TickInUsec(), nil)
 	limits := &contract.QoSControls{Ingress: contract.QoSLimits{Bandwidth: 10_000_000, Burst: 100_000},
 		Egress: contract.QoSLimits{Bandwidth: 20_000_000, Burst: 200_000}}
@@ -170,7 +175,11 @@ func TestSweepAndGoneTap(t *testing.T) {
 		netlab.Try("ip", "link", "del", "bwcali0stale00")
 		netlab.Try("ip", "link", "del", IFBName("tapqos1"))
 	})
-	tb := New(Kernel{}, netlink.TickInUsec(), nil)
+	k, err := NewKernel(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := New(k, netlink.TickInUsec(), nil)
 	tb.Set("tapqos1", &contract.QoSControls{Egress: contract.QoSLimits{Bandwidth: 1_000_000, Burst: 100_000}})
 	apply(t, tb)
 	if _, err := netlink.LinkByName("bwcali0stale00"); err == nil {
