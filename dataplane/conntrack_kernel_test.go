@@ -31,7 +31,11 @@ func ctID(t *testing.T, src, dst string) string {
 // through the floating IP) keep their conntrack entries.
 func TestConntrackCutsWhatLostItsPermission(t *testing.T) {
 	netlab.Require(t)
+	noDefaultRoute(t)
 	netlab.AddUplink(t, nil, "ctu")
+	// Its default route goes with the link at once, not when the kernel
+	// gets round to the namespace: the next test adds its own.
+	t.Cleanup(func() { netlab.Try("ip", "link", "del", "up-ctu") })
 	const sgF = "sg.projectcalico.org/openstack-fip-clients"
 	web := netlab.AddVM(t, nil, "ctw", "tap00000ctw1", "fa:16:3e:00:60:01", "198.18.60.1", "2001:db8:60::1")
 	cli := netlab.AddVM(t, nil, "ctc", "tap00000ctc1", "fa:16:3e:00:60:02", "198.18.60.2", "2001:db8:60::2")

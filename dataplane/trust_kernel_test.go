@@ -23,6 +23,17 @@ func hostConnects(addr string, timeout time.Duration) bool {
 	return true
 }
 
+// noDefaultRoute waits until the default routes of an earlier test's
+// uplink are gone with its namespace (the kernel removes it in the
+// background), so that a test can add its own.
+func noDefaultRoute(t *testing.T) {
+	t.Helper()
+	netlab.Eventually(t, "no default route left by an earlier test", timeout, func() bool {
+		return strings.TrimSpace(netlab.Run(t, "ip", "-4", "route", "show", "default")) == "" &&
+			strings.TrimSpace(netlab.Run(t, "ip", "-6", "route", "show", "default")) == ""
+	})
+}
+
 // The host's own state, as an operator would compare it: its uplink's
 // routes, addresses and neighbours, and the main table less the routes
 // to workload interfaces.
@@ -52,8 +63,10 @@ func TestHostStaysReachable(t *testing.T) {
 	netlab.Require(t)
 	// The uplink: eth0 to a "world" holding the gateway and etcd. The
 	// default route has protocol boot, the protocol of endpoint routes.
+	noDefaultRoute(t)
 	world := netlab.NewNS(t, "world")
 	netlab.Run(t, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", world.Name)
+	t.Cleanup(func() { netlab.Try("ip", "link", "del", "eth0") }) // with its routes, at once
 	netlab.Run(t, "ip", "addr", "add", "198.18.200.1/24", "dev", "eth0")
 	netlab.Run(t, "ip", "link", "set", "eth0", "up")
 	world.MustExec(t, "ip", "addr", "add", "198.18.200.254/24", "dev", "eth0")
