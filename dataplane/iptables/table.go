@@ -237,7 +237,7 @@ func (t *Table) NumChains() int { return len(t.chains) }
 func (t *Table) NumRules() int { return t.numRules }
 
 // ValidChainName reports whether iptables takes a name as one chain
-// name: 1 to 28 characters from [A-Za-z0-9_.:/+@%=-], not starting with
+// name: 1 to 28 characters from [A-Za-z0-9_.:/+@%=*-], not starting with
 // "-" or "!". Every name the rule builders make is one.
 func ValidChainName(name string) bool {
 	if name == "" || len(name) > maxChainName || name[0] == '-' || name[0] == '!' {
@@ -245,7 +245,7 @@ func ValidChainName(name string) bool {
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("_.:/+@%=-", c) >= 0) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("_.:/+@%=*-", c) >= 0) {
 			return false
 		}
 	}

@@ -60,7 +60,7 @@ const MaxChainNameLength = 28
 
 // LimitedName returns prefix+suffix, or, when that is too long, prefix +
 // "_" + the start of base64url(SHA-256(suffix)) — Felix's chain naming.
-// A suffix with any character outside [A-Za-z0-9._/-] is hashed too,
+// A suffix with any character outside [A-Za-z0-9._/*-] is hashed too,
 // whatever its length: a name reaches a restore script, and no name may
 // add a word, a quote or a line to it (Felix's names for valid inputs
 // never have such characters, so they stay Felix's).
@@ -72,11 +72,12 @@ func LimitedName(prefix, suffix string) string {
 	return prefix + "_" + base64.RawURLEncoding.EncodeToString(h[:])[:MaxChainNameLength-1-len(prefix)]
 }
 
-// safeName reports whether s holds only [A-Za-z0-9._/-].
+// safeName reports whether s holds only [A-Za-z0-9._/*-] ("*" names the
+// all-interfaces host endpoint's chains, as in Felix).
 func safeName(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '/' || c == '-') {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '/' || c == '*' || c == '-') {
 			return false
 		}
 	}

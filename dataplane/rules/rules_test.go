@@ -389,6 +389,10 @@ func TestLimitedName(t *testing.T) {
 	if got := LimitedName("cali-pi-", "_234567890123456789x"); !strings.HasPrefix(got, "cali-pi-_") || got == "cali-pi-_234567890123456789x" {
 		t.Errorf("a 28-character name whose suffix starts with _ must be hashed: %q", got)
 	}
+	// Felix's all-interfaces host endpoint keeps its name.
+	if got := LimitedName("cali-fh-", "*"); got != "cali-fh-*" {
+		t.Errorf("LimitedName(cali-fh-, *) = %q", got)
+	}
 	// A short name with a character a restore script would take as
 	// structure is hashed; each to its own name.
 	seen := map[string]string{}
