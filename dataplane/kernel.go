@@ -70,7 +70,8 @@ func realKernel(cfg Config, log *slog.Logger) (kernel, string, error) {
 	backend := ipt.DetectBackend(cfg.Backend, log)
 	mon := &ifacemon.Monitor{Prefixes: cfg.Rules.Prefixes, Exclude: cfg.InterfaceExclude, Resync: cfg.InterfaceRefresh,
 		Timeout: cfg.NetlinkTimeout, Log: log}
-	hostIfaces := &ifacemon.HostMonitor{WorkloadPrefixes: cfg.Rules.Prefixes, Exclude: cfg.InterfaceExclude, Resync: cfg.InterfaceRefresh, Log: log}
+	hostIfaces := &ifacemon.HostMonitor{WorkloadPrefixes: cfg.Rules.Prefixes, Exclude: cfg.InterfaceExclude, Resync: cfg.InterfaceRefresh,
+		Timeout: cfg.NetlinkTimeout, Log: log}
 	hosts := &hostaddrs.Watcher{Resync: cfg.RouteRefresh, Timeout: cfg.NetlinkTimeout, Log: log}
 	routes, err := routing.NewKernel(cfg.NetlinkTimeout)
 	if err != nil {

@@ -39,6 +39,7 @@ type HostMonitor struct {
 	WorkloadPrefixes []string
 	Exclude          func(name string) bool // nil: none
 	Resync           time.Duration          // full re-list period; 0: only at start
+	Timeout          time.Duration          // deadline on each listing's netlink requests (0: netlink's default)
 	Log              *slog.Logger
 }
 
@@ -139,7 +140,7 @@ func (m *HostMonitor) Run(ctx context.Context, out chan<- HostEvent) {
 				if had && old.Index == a.Index {
 					s.Addrs = old.Addrs
 				} else {
-					s.Addrs = addrsOf(a.Index, log)
+					s.Addrs = m.addrsOf(a.Index, log)
 				}
 				if had && old.Index == s.Index && old.Running == s.Running && slices.Equal(old.Addrs, s.Addrs) {
 					continue
@@ -197,10 +198,15 @@ func (m *HostMonitor) skip(log *slog.Logger, skipped map[string]bool, name strin
 // succeeds (the first apply waits for a complete listing).
 func (m *HostMonitor) list(ctx context.Context, log *slog.Logger, skipped map[string]bool) map[string]HostIface {
 	for attempt, delay := 1, 10*time.Millisecond; ctx.Err() == nil; attempt++ {
-		links, err := netlink.LinkList()
+		var links []netlink.Link
 		var addrs []netlink.Addr
+		h, err := handle(m.Timeout)
 		if err == nil {
-			addrs, err = netlink.AddrList(nil, netlink.FAMILY_ALL)
+			links, err = h.LinkList()
+			if err == nil {
+				addrs, err = h.AddrList(nil, netlink.FAMILY_ALL)
+			}
+			h.Close()
 		}
 		if err == nil {
 			out := map[string]HostIface{}
@@ -243,12 +249,18 @@ func (m *HostMonitor) list(ctx context.Context, log *slog.Logger, skipped map[st
 
 // addrsOf reads one interface's addresses (a link that appeared after the
 // listing).
-func addrsOf(index int, log *slog.Logger) []netip.Addr {
-	link, err := netlink.LinkByIndex(index)
+func (m *HostMonitor) addrsOf(index int, log *slog.Logger) []netip.Addr {
+	h, err := handle(m.Timeout)
+	if err != nil {
+		log.Warn("listing a host interface's addresses failed; the next listing repairs it", "err", err)
+		return nil
+	}
+	defer h.Close()
+	link, err := h.LinkByIndex(index)
 	if err != nil {
 		return nil // gone again; its delete follows
 	}
-	addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
+	addrs, err := h.AddrList(link, netlink.FAMILY_ALL)
 	if err != nil {
 		log.Warn("listing a host interface's addresses failed; the next listing repairs it", "iface", link.Attrs().Name, "err", err)
 		return nil
