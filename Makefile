@@ -11,7 +11,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.bui
 OCELOT_BIN := $(CURDIR)/bin/ocelot
 export OCELOT_BIN
 
-.PHONY: all build deps test unit fv faults lint bench bench-e2e bench-etcd demo clean
+.PHONY: all build deps test unit fv faults hostile lint bench bench-e2e bench-etcd demo clean
 
 all: build
 
@@ -35,6 +35,10 @@ unit:
 ## faults: the fault suite alone (part of test), printing each scenario's measured times.
 faults: deps build
 	set -o pipefail; $(GO) test -count=1 -v -timeout 20m -run 'TestFault' ./fv-tests/ | grep -E 'fault:|^(--- |ok|FAIL|panic)'
+
+## hostile: the hostile-input suite alone (part of test), with its summary of failures.
+hostile: deps build
+	set -o pipefail; $(GO) test -count=1 -v -timeout 20m -run 'TestHostileInput' ./fv-tests/ | grep -E 'hostile cases|  failed: |(CRASH|BYPASS|FROZEN|HOST DAMAGED|FAILED):|^(--- |ok|FAIL|panic)'
 
 lint:
 	$(GO) vet ./...

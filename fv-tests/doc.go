@@ -28,6 +28,15 @@
 // preDNAT policy that sees a floating IP before DNAT, and an invalid host
 // endpoint that keeps the host closed but for the failsafes.
 //
+// hostile_test.go and hostile_cases_test.go are the hostile-input suite:
+// values in etcd written to hurt (bad names and keys, aliases, values that
+// do not decode, huge and deep selectors, endpoints on host interfaces or
+// holding the host's addresses, escaped JSON, injections through
+// configuration), one case after another in one lab; after each, the
+// hosts' own state (lab.OwnState), the agents' liveness, a fresh policy
+// change and the flows that must stay closed are checked
+// (docs/design/hostile-input.md).
+//
 // The tests need root; they run inside a network namespace of their own
 // (netlab.Main) that becomes the lab's core router, and everything they
 // create is removed when they end. Without root or namespaces they skip,
