@@ -1,6 +1,7 @@
 package resource
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,6 +52,11 @@ type envelope[T any] struct {
 
 func unmarshal[T any](kind Kind, data []byte) (wireMeta, *T, error) {
 	var env envelope[T]
+	if !isObject(data) {
+		// encoding/json reads null into an empty resource, which for a
+		// policy would select everything; only an object is a resource.
+		return env.Metadata, nil, errf("", "the stored value is not a JSON object")
+	}
 	if err := json.Unmarshal(data, &env); err != nil {
 		return env.Metadata, nil, jsonError(err)
 	}
@@ -579,33 +585,45 @@ func decodePolicy(kind Kind, namespace, name string, w *wirePolicySpec) (*Policy
 // a plain *Invalid from the caller.
 func invalidPolicy(kind Kind, namespace, name string, data []byte) *Invalid {
 	inv := &Invalid{Kind: kind}
+	// Each field is recovered on its own (raw first, then typed), so that
+	// a malformed order, tier or types cannot cost the selector: without
+	// it the policy could not deny anything.
 	var env struct {
 		Spec struct {
-			Tier              string   `json:"tier"`
-			Order             *float64 `json:"order"`
-			Selector          string   `json:"selector"`
-			NamespaceSelector string   `json:"namespaceSelector"`
-			Types             []string `json:"types"`
+			Tier              json.RawMessage `json:"tier"`
+			Order             json.RawMessage `json:"order"`
+			Selector          json.RawMessage `json:"selector"`
+			NamespaceSelector json.RawMessage `json:"namespaceSelector"`
+			Types             json.RawMessage `json:"types"`
 		} `json:"spec"`
 	}
-	if json.Unmarshal(data, &env) != nil {
+	if !isObject(data) || json.Unmarshal(data, &env) != nil {
 		return inv
 	}
 	w := env.Spec
-	sel, err := parseSelector("", w.Selector, false)
+	var selText, nsSelText, tier string
+	var order *float64
+	var types []string
+	if !optionalJSON(w.Selector, &selText) || !optionalJSON(w.NamespaceSelector, &nsSelText) {
+		return inv
+	}
+	optionalJSON(w.Tier, &tier)
+	optionalJSON(w.Order, &order)
+	optionalJSON(w.Types, &types)
+	sel, err := parseSelector("", selText, false)
 	if err != nil {
 		return inv
 	}
-	nsSel, err := parseSelector("", w.NamespaceSelector, false)
+	nsSel, err := parseSelector("", nsSelText, false)
 	if err != nil {
 		return inv
 	}
-	p := &Policy{Kind: kind, Namespace: namespace, Name: name, Tier: w.Tier, Order: w.Order,
+	p := &Policy{Kind: kind, Namespace: namespace, Name: name, Tier: tier, Order: order,
 		Selector: sel, NamespaceSelector: nsSel}
 	if !isDNSLabel(p.Tier, false) {
 		p.Tier = "default"
 	}
-	for _, t := range w.Types {
+	for _, t := range types {
 		if PolicyType(t) == Ingress || PolicyType(t) == Egress {
 			p.Types = append(p.Types, PolicyType(t))
 		}
@@ -615,6 +633,22 @@ func invalidPolicy(kind Kind, namespace, name string, data []byte) *Invalid {
 	}
 	inv.Policy = p
 	return inv
+}
+
+// isObject reports whether data holds a JSON object (its first byte past
+// white space is '{'); json.Unmarshal checks the rest.
+func isObject(data []byte) bool {
+	t := bytes.TrimLeft(data, " \t\r\n")
+	return len(t) > 0 && t[0] == '{'
+}
+
+// optionalJSON decodes raw into v when it is present; it reports false
+// only for a present value that does not decode (v is left as it was).
+func optionalJSON(raw json.RawMessage, v any) bool {
+	if len(raw) == 0 {
+		return true
+	}
+	return json.Unmarshal(raw, v) == nil
 }
 
 // parseSelector parses a selector field; an absent (empty) field is nil.

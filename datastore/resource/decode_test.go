@@ -301,3 +301,39 @@ func TestGlobalOnTheSyntaxTree(t *testing.T) {
 		}
 	}
 }
+
+// A policy whose order, tier or types do not decode still yields its
+// selector, so that it can deny where it reaches; a stored null is no
+// resource at all (encoding/json would read it as an empty policy, which
+// selects everything).
+func TestInvalidPolicyKeepsItsSelector(t *testing.T) {
+	for _, spec := range []string{
+		`{"order":"10","selector":"role == 'db'","ingress":[{"action":"Deny"}]}`,
+		`{"order":1e309,"selector":"role == 'db'","ingress":[{"action":"Deny"}]}`,
+		`{"tier":7,"types":"Ingress","selector":"role == 'db'","ingress":[{"action":"Deny"}]}`,
+	} {
+		v, err := Decode(KindGlobalNetworkPolicy, "", "deny-db", []byte(`{"spec":`+spec+`}`), Options{})
+		inv, ok := v.(*Invalid)
+		if err == nil || !ok || inv.Policy == nil {
+			t.Fatalf("%s: got %#v, %v; want an *Invalid with the policy recovered", spec, v, err)
+		}
+		if got := inv.Policy.Selector.String(); got != `role == "db"` {
+			t.Errorf("%s: recovered selector %q", spec, got)
+		}
+	}
+	for _, data := range []string{`null`, ` null `, `[]`, `"x"`, `7`, ``} {
+		for _, kind := range []Kind{KindGlobalNetworkPolicy, KindProfile, KindWorkloadEndpoint, KindNetworkSet} {
+			name := "x"
+			if kind == KindWorkloadEndpoint {
+				name = wepName
+			}
+			v, err := Decode(kind, "openstack-region-RegionOne", name, []byte(data), Options{Hostname: "r1-compute1"})
+			if err == nil {
+				t.Errorf("%s %q: accepted as %#v", kind, data, v)
+			}
+			if inv, ok := v.(*Invalid); ok && inv.Policy != nil {
+				t.Errorf("%s %q: recovered a policy from a value that holds none", kind, data)
+			}
+		}
+	}
+}
