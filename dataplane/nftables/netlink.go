@@ -1,0 +1,210 @@
+package nftables
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+)
+
+// NetlinkRunner reads and writes tables over netlink in the namespace of
+// the thread that first uses it (one lasting socket per family, so that
+// the two families write concurrently).
+type NetlinkRunner struct {
+	mu    [2]sync.Mutex
+	conns [2]*nftables.Conn
+}
+
+func (n *NetlinkRunner) conn(family int) (*nftables.Conn, *sync.Mutex, error) {
+	i := familyIndex(family)
+	n.mu[i].Lock()
+	if n.conns[i] == nil {
+		c, err := nftables.New(nftables.AsLasting())
+		if err != nil {
+			n.mu[i].Unlock()
+			return nil, nil, fmt.Errorf("nftables netlink socket: %w", err)
+		}
+		n.conns[i] = c
+	}
+	return n.conns[i], &n.mu[i], nil
+}
+
+func familyIndex(family int) int {
+	if family == 6 {
+		return 1
+	}
+	return 0
+}
+
+// Close closes the sockets.
+func (n *NetlinkRunner) Close() {
+	for i := range n.conns {
+		n.mu[i].Lock()
+		if n.conns[i] != nil {
+			n.conns[i].CloseLasting()
+			n.conns[i] = nil
+		}
+		n.mu[i].Unlock()
+	}
+}
+
+// Read returns the table's chains (with their rules' hashes) and sets
+// (with their elements), or nil when the family has no such table.
+func (n *NetlinkRunner) Read(family int, table string) (*State, error) {
+	c, mu, err := n.conn(family)
+	if err != nil {
+		return nil, err
+	}
+	defer mu.Unlock()
+	fam := tableFamily(family)
+	tables, err := c.ListTablesOfFamily(fam)
+	if err != nil {
+		return nil, fmt.Errorf("listing nftables tables: %w", err)
+	}
+	var t *nftables.Table
+	for _, x := range tables {
+		if x.Name == table {
+			t = x
+		}
+	}
+	if t == nil {
+		return nil, nil
+	}
+	st := &State{Chains: map[string]*ChainState{}, Sets: map[string]*SetState{}}
+	chains, err := c.ListChainsOfTableFamily(fam)
+	if err != nil {
+		return nil, fmt.Errorf("listing chains: %w", err)
+	}
+	for _, ch := range chains {
+		if ch.Table.Name != table {
+			continue
+		}
+		cs := &ChainState{}
+		if ch.Hooknum != nil && ch.Priority != nil {
+			cs.Base = &BaseChain{Type: ch.Type, Hook: *ch.Hooknum, Priority: *ch.Priority}
+		}
+		rules, err := c.GetRules(t, ch)
+		if err != nil {
+			return nil, fmt.Errorf("reading chain %s: %w", ch.Name, err)
+		}
+		for _, r := range rules {
+			cs.Hashes = append(cs.Hashes, HashOf(r.UserData))
+		}
+		st.Chains[ch.Name] = cs
+	}
+	sets, err := c.GetSets(t)
+	if err != nil {
+		return nil, fmt.Errorf("listing sets: %w", err)
+	}
+	for _, s := range sets {
+		if s.Anonymous {
+			continue
+		}
+		ss := &SetState{Spec: SetSpec{Name: s.Name, KeyType: s.KeyType, Interval: s.Interval, Map: s.IsMap}}
+		elems, err := c.GetSetElements(s)
+		if err != nil {
+			return nil, fmt.Errorf("reading set %s: %w", s.Name, err)
+		}
+		for _, e := range elems {
+			ss.Elems = append(ss.Elems, Elem{Key: e.Key, IntervalEnd: e.IntervalEnd, Verdict: e.VerdictData})
+		}
+		st.Sets[s.Name] = ss
+	}
+	return st, nil
+}
+
+// Run writes the ops as one netlink batch: the kernel applies all of it
+// or none.
+func (n *NetlinkRunner) Run(family int, table string, ops []Op) error {
+	c, mu, err := n.conn(family)
+	if err != nil {
+		return err
+	}
+	defer mu.Unlock()
+	t := &nftables.Table{Name: table, Family: tableFamily(family)}
+	chain := func(name string) *nftables.Chain { return &nftables.Chain{Name: name, Table: t} }
+	var errs []error
+	for _, o := range ops {
+		switch o.Kind {
+		case OpAddTable:
+			c.AddTable(t)
+		case OpDelTable:
+			c.DelTable(t)
+		case OpAddChain:
+			ch := chain(o.Chain)
+			if b := o.Base; b != nil {
+				hook, prio, accept := b.Hook, b.Priority, nftables.ChainPolicyAccept
+				ch.Type, ch.Hooknum, ch.Priority, ch.Policy = b.Type, &hook, &prio, &accept
+			}
+			c.AddChain(ch)
+		case OpFlushChain:
+			c.FlushChain(chain(o.Chain))
+		case OpDelChain:
+			c.DelChain(chain(o.Chain))
+		case OpAddRule:
+			exprs := o.Rule.Exprs
+			if len(o.Rule.Anon) > 0 {
+				exprs = append([]expr.Any(nil), exprs...)
+				for _, a := range o.Rule.Anon {
+					s := &nftables.Set{Table: t, Anonymous: true, Constant: true, KeyType: a.KeyType, Interval: a.Interval}
+					if err := c.AddSet(s, setElements(a.Elems)); err != nil {
+						errs = append(errs, err)
+						continue
+					}
+					l := *exprs[a.Index].(*expr.Lookup)
+					l.SetName, l.SetID = s.Name, s.ID
+					exprs[a.Index] = &l
+				}
+			}
+			c.AddRule(&nftables.Rule{Table: t, Chain: chain(o.Chain), Exprs: exprs, UserData: o.Rule.UserData()})
+		case OpAddSet:
+			if err := c.AddSet(nftSet(t, o.Set), nil); err != nil {
+				errs = append(errs, err)
+			}
+		case OpDelSet:
+			c.DelSet(&nftables.Set{Table: t, Name: o.Set.Name})
+		case OpAddElems:
+			if err := c.SetAddElements(nftSet(t, o.Set), setElements(o.Elems)); err != nil {
+				errs = append(errs, err)
+			}
+		case OpDelElems:
+			if err := c.SetDeleteElements(nftSet(t, o.Set), setElements(o.Elems)); err != nil {
+				errs = append(errs, err)
+			}
+		case OpFlushSet:
+			c.FlushSet(&nftables.Set{Table: t, Name: o.Set.Name})
+		default:
+			errs = append(errs, fmt.Errorf("unknown op %d", o.Kind))
+		}
+	}
+	if len(errs) > 0 {
+		// Nothing is sent: a batch with a part missing must not reach
+		// the kernel. The socket goes, with what was queued on it.
+		c.CloseLasting()
+		n.conns[familyIndex(family)] = nil
+		return fmt.Errorf("encoding the transaction: %w", errors.Join(errs...))
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables transaction (%d ops): %w", len(ops), err)
+	}
+	return nil
+}
+
+func nftSet(t *nftables.Table, s SetSpec) *nftables.Set {
+	out := &nftables.Set{Table: t, Name: s.Name, KeyType: s.KeyType, Interval: s.Interval,
+		Concatenation: len(nftables.ConcatSetTypeElements(s.KeyType)) > 1}
+	if s.Map {
+		out.IsMap, out.DataType = true, nftables.TypeVerdict
+	}
+	return out
+}
+
+func setElements(es []Elem) []nftables.SetElement {
+	out := make([]nftables.SetElement, len(es))
+	for i, e := range es {
+		out[i] = nftables.SetElement{Key: e.Key, IntervalEnd: e.IntervalEnd, VerdictData: e.Verdict}
+	}
+	return out
+}
