@@ -100,4 +100,3 @@ func pick(fam int, v4, v6 string) string {
 	}
 	return v4
 }
-

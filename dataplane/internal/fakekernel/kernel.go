@@ -3,8 +3,8 @@
 // iptables-save and iptables-restore text), IP sets (ipset save and
 // restore text, and netlink), links with their addresses, routes,
 // neighbours, sysctls, conntrack flows (with their reply direction, so a
-// floating IP's flow looks as the kernel tracks it), packet captures and
-// traffic control.
+// floating IP's flow looks as the kernel tracks it), packet captures,
+// traffic control, and nftables tables (a transaction of typed ops).
 //
 // It enforces the kernel's rules that the dataplane's ordering relies on:
 // a rule cannot jump to a chain or match a set that does not exist; a
@@ -26,6 +26,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"ocelot/dataplane/conntrack"
+	"ocelot/dataplane/nftables"
 )
 
 // Kernel is the fake kernel. Its methods are safe for concurrent use (the
@@ -43,12 +44,16 @@ type Kernel struct {
 	flows   []conntrack.Tuple
 	journal []string
 	passes  int
+	nft     map[string]*nftTable // "<family>/<table>" -> nftables table
 
 	captures []*Capture
 
 	// FailRestore, when set, is asked before each iptables-restore and
 	// ipset restore; an error it returns fails the restore unapplied.
 	FailRestore func(tool, script string) error
+	// FailNFT, when set, is asked before each nftables transaction; an
+	// error it returns fails the transaction unapplied.
+	FailNFT func(family int, ops []nftables.Op) error
 }
 
 // New returns a kernel with empty tables, no sets, no links, and the

@@ -1,0 +1,60 @@
+package nftables
+
+import (
+	"testing"
+
+	rs "ocelot/dataplane/ruleset"
+)
+
+// Every kind of the model renders (a kind the renderer does not know
+// panics), each to its own expressions, in both families. (The examples'
+// addresses are IPv4: in IPv6 several of them cannot match, and render
+// alike.)
+func TestRendersEveryKind(t *testing.T) {
+	crit, acts := rs.Examples()
+	for _, fam := range []int{4, 6} {
+		r := Renderer{Family: fam, Layer: "filter", SetName: func(id string) string { return "cali40" + id }}
+		seen := map[string]bool{}
+		key := func(x Rule) string { return string(ruleBytes(fam, &x)) }
+		for _, c := range crit {
+			x := r.Rule(rs.Rule{Match: rs.Match{c}})
+			if k := key(x); fam == 4 && (len(x.Exprs) < 2 || seen[k]) {
+				t.Errorf("IPv%d: %T renders as %d expressions (seen: %v)", fam, c, len(x.Exprs), seen[k])
+			} else {
+				seen[k] = true
+			}
+		}
+		for _, a := range acts {
+			x := r.Rule(rs.Rule{Action: a})
+			if k := key(x); fam == 4 && seen[k] {
+				t.Errorf("IPv%d: %T renders like another", fam, a)
+			} else {
+				seen[k] = true
+			}
+		}
+	}
+}
+
+// A comment cannot reach beyond its own text, and stays within nft's
+// limit with the hash.
+func TestCommentsAreBounded(t *testing.T) {
+	r := Renderer{Family: 4, Layer: "filter"}
+	long := make([]byte, 500)
+	for i := range long {
+		long[i] = '"'
+	}
+	x := r.Rule(rs.Rule{Comment: []string{string(long), "x\n; drop"}})
+	x.Hash = "0123456789abcdef"
+	c := joinComment(HashPrefix+x.Hash+";", x.Comment)
+	if len(c) > maxComment {
+		t.Errorf("comment of %d bytes", len(c))
+	}
+	for _, ch := range c {
+		if ch == '"' || ch == '\n' || ch == ';' && c[len(HashPrefix)+16] != ';' {
+			t.Fatalf("unsafe comment %q", c)
+		}
+	}
+	if HashOf(x.UserData()) != x.Hash {
+		t.Errorf("hash read back as %q", HashOf(x.UserData()))
+	}
+}
