@@ -69,11 +69,15 @@ func benchPolicy(p int, port uint16) contract.PolicyUpdate {
 // written sums what the drivers have written so far.
 func (d *Dataplane) written() (iptLines, iptBytes, setLines, setBytes int) {
 	for _, f := range d.families {
-		l, b := f.tables.Written()
+		if f.nft != nil {
+			iptLines += f.nft.OpsWritten // ops, not lines: one op per rule, chain or element batch
+			continue
+		}
+		l, b := f.ipt.Written()
 		iptLines += l
 		iptBytes += b
-		setLines += f.sets.LinesWritten
-		setBytes += f.sets.BytesWritten
+		setLines += f.ipset.LinesWritten
+		setBytes += f.ipset.BytesWritten
 	}
 	return
 }
@@ -83,6 +87,9 @@ func newBenchDataplane(b *testing.B) *Dataplane {
 	cfg.IPv6 = false
 	if be := os.Getenv("OCELOT_BENCH_BACKEND"); be != "" {
 		cfg.Backend = be
+	}
+	if os.Getenv("OCELOT_BENCH_NFTABLES") != "" {
+		cfg.NFTablesMode, cfg.NFTRules = "Enabled", cfg.Rules
 	}
 	d, err := New(cfg, nil)
 	if err != nil {
@@ -100,6 +107,7 @@ func cleanKernel(b *testing.B) {
 	for _, cmd := range [][]string{
 		{"sh", "-c", "for t in filter nat mangle raw; do iptables-legacy -t $t -F; iptables-legacy -t $t -X; done"},
 		{"sh", "-c", "for t in filter nat mangle raw; do iptables-nft -t $t -F 2>/dev/null; iptables-nft -t $t -X 2>/dev/null; done; true"},
+		{"sh", "-c", "nft delete table ip calico 2>/dev/null; nft delete table ip6 calico 2>/dev/null; true"},
 		{"ipset", "destroy"},
 	} {
 		if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {

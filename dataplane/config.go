@@ -16,12 +16,22 @@ import (
 
 // Config configures the dataplane.
 type Config struct {
-	Rules        rules.Config // rendering; Family is filled in per family
-	IPv6         bool
-	Backend      string // auto, legacy or nft
-	InsertMode   bool   // ChainInsertMode=insert
-	LockProbe    time.Duration
-	MaxIpsetSize int
+	Rules   rules.Config // rendering (iptables mode); Family is filled in per family
+	IPv6    bool
+	Backend string // IptablesBackend: auto, legacy or nft
+
+	// NFTablesMode chooses the backend: Enabled programs native nftables,
+	// Disabled iptables; Auto follows the host (nftables when a calico
+	// nftables table is there already, Felix's or ours; iptables
+	// otherwise). NFTRules is the rendering in nftables mode (its marks
+	// and verdicts come from the Nftables* parameters).
+	NFTablesMode    string
+	NFTRules        rules.Config
+	NftablesRefresh time.Duration // full re-read of the nftables table (0: never)
+	nftables        bool          // resolved: the nftables backend is in use
+	InsertMode      bool          // ChainInsertMode=insert
+	LockProbe       time.Duration
+	MaxIpsetSize    int
 
 	IptablesRefresh  time.Duration // full re-read of iptables (0: never)
 	PostWriteCheck   time.Duration // first re-read after a write
@@ -95,7 +105,8 @@ type DropLogConfig struct {
 }
 
 // FromConfig derives the dataplane's configuration from the agent's: the
-// mark bits from IptablesMarkMask, the verdicts from their parameters,
+// mark bits from IptablesMarkMask (NftablesMarkMask for nftables mode),
+// the verdicts from their parameters (the Nftables* ones for nftables),
 // the failsafe ports and InterfaceExclude's matcher, and everything else
 // as it is named. It fails for a configuration the dataplane cannot
 // enforce (too few mark bits, a verdict of the wrong kind, a failsafe
@@ -143,7 +154,23 @@ func FromConfig(c *config.Config) (Config, error) {
 	if rc.FailsafeOut, err = failsafes("FailsafeOutboundHostPorts", c.FailsafeOutboundHostPorts); err != nil {
 		return Config{}, err
 	}
+	// nftables mode: the same, with the Nftables* marks and verdicts.
+	nmarks, err := rules.MarksFromMask(c.NftablesMarkMask)
+	if err != nil {
+		return Config{}, fmt.Errorf("NftablesMarkMask: %w", err)
+	}
+	nrc := rc
+	nrc.Marks = nmarks
+	nrc.FilterAllow = verdict("NftablesFilterAllowAction", c.NftablesFilterAllowAction)
+	nrc.MangleAllow = verdict("NftablesMangleAllowAction", c.NftablesMangleAllowAction)
+	nrc.Deny = verdict("NftablesFilterDenyAction", c.NftablesFilterDenyAction)
+	if verdictErr != nil {
+		return Config{}, verdictErr
+	}
 	if err := rc.Validate(); err != nil {
+		return Config{}, err
+	}
+	if err := nrc.Validate(); err != nil {
 		return Config{}, err
 	}
 	exclude, err := c.InterfaceExclude.Matcher()
@@ -151,7 +178,7 @@ func FromConfig(c *config.Config) (Config, error) {
 		return Config{}, fmt.Errorf("InterfaceExclude: %w", err)
 	}
 	return Config{
-		Rules: rc, IPv6: c.Ipv6Support, Backend: c.IptablesBackend, InsertMode: c.ChainInsertMode == "insert",
+		Rules: rc, NFTRules: nrc, NFTablesMode: c.NFTablesMode, NftablesRefresh: c.NftablesRefreshInterval, IPv6: c.Ipv6Support, Backend: c.IptablesBackend, InsertMode: c.ChainInsertMode == "insert",
 		LockProbe: c.IptablesLockProbeIntervalMillis, MaxIpsetSize: c.MaxIpsetSize,
 		IptablesRefresh: c.IptablesRefreshInterval, PostWriteCheck: c.IptablesPostWriteCheckIntervalSecs,
 		IpsetsRefresh: c.IpsetsRefreshInterval, RouteRefresh: c.RouteRefreshInterval, InterfaceRefresh: c.InterfaceRefreshInterval,

@@ -114,7 +114,7 @@ func (c *counterCollector) refresh(ctx context.Context) {
 				}
 			}
 		}
-		kernel, err := ipt.ReadCounters(ctx, f.runner, "filter")
+		kernel, err := f.readCounters(ctx)
 		if err != nil {
 			failed[f.v] = true
 			c.readErrors.Inc()

@@ -19,6 +19,7 @@ import (
 	"ocelot/dataplane/ipsets"
 	ipt "ocelot/dataplane/iptables"
 	"ocelot/dataplane/livemigration"
+	nft "ocelot/dataplane/nftables"
 	"ocelot/dataplane/qos"
 	"ocelot/dataplane/routing"
 	"ocelot/internal/backoff"
@@ -52,10 +53,11 @@ type Dataplane struct {
 	migrations *livemigration.Monitor // live migrations' states; they set the routes' modes
 	bandwidth  *qos.Table             // endpoints' bandwidth limits (traffic control)
 
-	calcInSync  bool // calc sent InSync: the state is complete
-	appliedOnce bool
-	retryApply  bool // the last apply failed somewhere
-	refused     bool // the kernel refused changes that are held back
+	calcInSync    bool // calc sent InSync: the state is complete
+	appliedOnce   bool
+	retryApply    bool // the last apply failed somewhere
+	refused       bool // the kernel refused changes that are held back
+	retirePending bool // the other backend's state is still to be removed
 
 	mu     sync.Mutex // guards health
 	health HealthState
@@ -88,7 +90,7 @@ func New(cfg Config, reg prometheus.Registerer) (*Dataplane, error) {
 				"MetadataAddr", cfg.Rules.MetadataAddr)
 		}
 	}
-	k, backend, err := realKernel(cfg, cfg.Log)
+	k, iptBackend, err := realKernel(cfg, cfg.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -96,8 +98,51 @@ func New(cfg Config, reg prometheus.Registerer) (*Dataplane, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.log.Info("dataplane ready", "iptables_backend", backend, "ipv6", cfg.IPv6)
+	if d.cfg.nftables {
+		d.log.Info("dataplane ready", "backend", BackendNftables, "NFTablesMode", cfg.NFTablesMode, "ipv6", cfg.IPv6)
+	} else {
+		d.log.Info("dataplane ready", "backend", BackendIptables, "iptables_backend", iptBackend(), "NFTablesMode", cfg.NFTablesMode, "ipv6", cfg.IPv6)
+	}
 	return d, nil
+}
+
+// Backend reports the backend in use: BackendIptables or BackendNftables.
+func (d *Dataplane) Backend() string {
+	if d.cfg.nftables {
+		return BackendNftables
+	}
+	return BackendIptables
+}
+
+// useNftables resolves NFTablesMode. Auto follows what the host has: a
+// calico nftables table (Felix's nftables mode, or Ocelot's) means
+// nftables, so that a restart or a takeover keeps the backend in force;
+// anything else, iptables.
+func useNftables(mode string, k kernel, ipv6 bool, log *slog.Logger) bool {
+	switch mode {
+	case "Enabled":
+		return true
+	case "Disabled":
+		return false
+	}
+	if k.nft == nil {
+		return false
+	}
+	for _, v := range []int{4, 6} {
+		if v == 6 && !ipv6 {
+			continue
+		}
+		ok, err := k.nft.Exists(v, nft.TableName)
+		if err != nil {
+			log.Info("NFTablesMode=Auto: cannot look for an nftables table; using iptables", "err", err)
+			return false
+		}
+		if ok {
+			log.Info("NFTablesMode=Auto: the host has a calico nftables table; using nftables", "ip_version", v)
+			return true
+		}
+	}
+	return false
 }
 
 // newDataplane builds the dataplane on any kernel (unit tests give a fake).
@@ -108,17 +153,21 @@ func newDataplane(cfg Config, reg prometheus.Registerer, k kernel) (*Dataplane, 
 	if cfg.MaxIpsetSize == 0 {
 		cfg.MaxIpsetSize = 1048576
 	}
+	cfg.nftables = useNftables(cfg.NFTablesMode, k, cfg.IPv6, cfg.Log)
+	if cfg.nftables {
+		cfg.Rules = cfg.NFTRules
+	}
 	if err := cfg.Rules.Validate(); err != nil {
 		return nil, fmt.Errorf("rule configuration: %w", err)
 	}
 	d := &Dataplane{cfg: cfg, log: cfg.Log, metrics: newMetrics(reg), kernel: k, msgs: make(chan []contract.Message, 256),
-		explainReqs: make(chan explainRequest)}
-	tm, sm := ipt.NewMetrics(reg), ipsets.NewMetrics(reg)
+		explainReqs: make(chan explainRequest), retirePending: true}
+	drivers := &driverMetrics{ipt: ipt.NewMetrics(reg), ipsets: ipsets.NewMetrics(reg), nft: nft.NewMetrics(reg)}
 	for _, v := range []int{4, 6} {
 		if v == 6 && !cfg.IPv6 {
 			continue
 		}
-		f, err := newFamily(v, cfg, k, d.log, tm, sm, d.describeChain)
+		f, err := newFamily(v, cfg, k, d.log, drivers, d.describeChain)
 		if err != nil {
 			return nil, err
 		}
@@ -188,6 +237,15 @@ func (d *Dataplane) Run(ctx context.Context) error {
 	go func() { etcdAddrs <- resolveEtcd(ctx, d.cfg.EtcdEndpoints, d.log) }()
 
 	timers := newTimers(d.cfg)
+	if d.cfg.nftables {
+		// One re-read of the table covers sets too; no re-reads after
+		// writes: a transaction rewrites nothing of anyone else's, so no
+		// other tool's read-modify-write can undo it as with
+		// iptables-restore.
+		timers.iptables.Reset(orNever(d.cfg.NftablesRefresh))
+		timers.ipsets.Reset(never)
+		timers.postWriteBase = 0
+	}
 	defer timers.stop()
 	retry := backoff.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}
 	// What the kernel refused is tried again on its own back-off: a
@@ -230,7 +288,7 @@ func (d *Dataplane) Run(ctx context.Context) error {
 			}
 		case <-timers.iptables.C:
 			d.invalidateTables()
-			timers.iptables.Reset(d.cfg.IptablesRefresh)
+			timers.iptables.Reset(orNever(d.refreshInterval()))
 		case <-timers.postWrite.C:
 			d.invalidateTables()
 			timers.nextPostWrite()
@@ -238,7 +296,7 @@ func (d *Dataplane) Run(ctx context.Context) error {
 			for _, f := range d.families {
 				f.sets.Resync()
 			}
-			timers.ipsets.Reset(d.cfg.IpsetsRefresh)
+			timers.ipsets.Reset(orNever(d.cfg.IpsetsRefresh))
 		case <-timers.routes.C:
 			d.routes.Resync()
 			d.bandwidth.Resync()
@@ -489,6 +547,15 @@ func (d *Dataplane) apply(ctx context.Context) (wrote bool, err error) {
 		return wrote, err
 	}
 	d.metrics.inSync.Set(1)
+	if d.retirePending {
+		// Only now is this backend's state complete in the kernel: what
+		// the other one left goes, with no gap in enforcement.
+		if err := d.retireOther(ctx); err != nil {
+			d.log.Warn("removing the other backend's rules failed; will retry", "err", err)
+		} else {
+			d.retirePending = false
+		}
+	}
 	if first {
 		d.appliedOnce = true
 		d.conntrack.armed = true
@@ -570,9 +637,27 @@ func newTimers(cfg Config) *timers {
 		postWriteBase: max(cfg.PostWriteCheck, 50*time.Millisecond), max: max(cfg.IptablesRefresh, time.Hour)}
 }
 
+func orNever(d time.Duration) time.Duration {
+	if d <= 0 {
+		return never
+	}
+	return d
+}
+
+// refreshInterval is the period of the full re-read of the rules.
+func (d *Dataplane) refreshInterval() time.Duration {
+	if d.cfg.nftables {
+		return d.cfg.NftablesRefresh
+	}
+	return d.cfg.IptablesRefresh
+}
+
 // wrote schedules re-reads after a write: at PostWriteCheck, then at
 // doubling intervals, to catch another tool's read-modify-write.
 func (t *timers) wrote() {
+	if t.postWriteBase == 0 {
+		return
+	}
 	t.postWriteNext = t.postWriteBase
 	t.postWrite.Reset(t.postWriteNext)
 }

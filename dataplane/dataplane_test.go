@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -33,12 +34,17 @@ const (
 
 func testConfig(t testing.TB) Config {
 	marks, _ := rules.MarksFromMask(0xffff0000)
-	return Config{
+	rc := rules.Config{Prefixes: []string{"tap"}, Marks: marks, FilterAllow: ruleset.Accept{}, MangleAllow: ruleset.Accept{},
+		Deny: ruleset.Drop{}, EndpointToHost: ruleset.Drop{}, OpenStack: true, MetadataAddr: "127.0.0.1", MetadataPort: 8775,
+		VXLANPort: 4789, LogPrefix: "calico-packet"}
+	// NFTablesMode Disabled: a test asks for nftables; Auto would follow
+	// what an earlier test left in the namespace.
+	return Config{NFTRules: rc, NFTablesMode: "Disabled",
 		Rules: rules.Config{Prefixes: []string{"tap"}, Marks: marks, FilterAllow: ruleset.Accept{}, MangleAllow: ruleset.Accept{},
 			Deny: ruleset.Drop{}, EndpointToHost: ruleset.Drop{}, OpenStack: true, MetadataAddr: "127.0.0.1", MetadataPort: 8775,
 			VXLANPort: 4789, LogPrefix: "calico-packet"},
 		IPv6: true, Backend: "auto", InsertMode: true, LockProbe: 50 * time.Millisecond,
-		IptablesRefresh: 300 * time.Millisecond, PostWriteCheck: 5 * time.Second, IpsetsRefresh: 300 * time.Millisecond,
+		IptablesRefresh: 300 * time.Millisecond, NftablesRefresh: 300 * time.Millisecond, PostWriteCheck: 5 * time.Second, IpsetsRefresh: 300 * time.Millisecond,
 		RouteRefresh: 300 * time.Millisecond, InterfaceRefresh: 10 * time.Second,
 		RouteProtocol: 3, RemoveExternalRoutes: true, IPForwarding: true, MinApplyInterval: 10 * time.Millisecond,
 	}
@@ -169,11 +175,73 @@ func recordUDP(t *testing.T, ns *netlab.NS, addr string) *udpSources {
 	return u
 }
 
-func TestEnforcement(t *testing.T) {
+// backendTools tamper with and inspect one backend's kernel state from
+// outside, as an operator or another tool would.
+type backendTools struct {
+	flushChain func(name string)
+	flushSet   func(name string)
+	addStray   func()
+	strayGone  func() bool
+	setHas     func(name, ip string) bool
+	rules      func() string
+}
+
+func iptablesTools(t *testing.T) backendTools {
+	backend := ipt.DetectBackend("auto", nil)
+	iptables := map[string]string{ipt.Legacy: "iptables-legacy", ipt.NFT: "iptables-nft"}[backend]
+	return backendTools{
+		flushChain: func(name string) { netlab.Run(t, iptables, "-F", name) },
+		flushSet:   func(name string) { netlab.Run(t, "ipset", "flush", name) },
+		addStray:   func() { netlab.Run(t, iptables, "-N", "cali-stray") },
+		strayGone: func() bool {
+			_, err := netlab.Try(iptables, "-L", "cali-stray", "-n")
+			return err != nil
+		},
+		setHas: func(name, ip string) bool { return strings.Contains(netlab.Run(t, "ipset", "list", name), ip) },
+		rules:  func() string { return netlab.Run(t, iptables+"-save", "-t", "filter") },
+	}
+}
+
+func nftTools(t *testing.T) backendTools {
+	return backendTools{
+		flushChain: func(name string) { netlab.Run(t, "nft", "flush", "chain", "ip", "calico", "filter-"+name) },
+		flushSet:   func(name string) { netlab.Run(t, "nft", "flush", "set", "ip", "calico", name) },
+		addStray:   func() { netlab.Run(t, "nft", "add", "chain", "ip", "calico", "filter-cali-stray") },
+		strayGone: func() bool {
+			_, err := netlab.Try("nft", "list", "chain", "ip", "calico", "filter-cali-stray")
+			return err != nil
+		},
+		setHas: func(name, ip string) bool {
+			return strings.Contains(netlab.Run(t, "nft", "list", "set", "ip", "calico", name), ip)
+		},
+		rules: func() string { return netlab.Run(t, "nft", "list", "table", "ip", "calico") },
+	}
+}
+
+// TestEnforcement runs the same scenario, the same policies and the same
+// packets, through both backends: the iptables rendering and the
+// nftables rendering of one rule model must decide alike. The nftables
+// run follows the iptables one on the same host, so it starts with a
+// takeover of the iptables state.
+func TestEnforcement(t *testing.T) { testEnforcement(t, false) }
+
+func TestEnforcementNftables(t *testing.T) {
+	if _, err := exec.LookPath("nft"); err != nil {
+		netlab.Require(t)
+		netlab.Unavailable(t, "nft: %v", err)
+	}
+	testEnforcement(t, true)
+}
+
+func testEnforcement(t *testing.T, nftables bool) {
 	netlab.Require(t)
+	tools, n := iptablesTools(t), "1" // n: the taps of the previous run may linger a moment
+	if nftables {
+		tools, n = nftTools(t), "2"
+	}
 	netlab.AddUplink(t, nil, "wld")
-	web := netlab.AddVM(t, nil, "web", "tap00000web1", "fa:16:3e:00:00:01", "198.18.1.1", "2001:db8:1::1")
-	cli := netlab.AddVM(t, nil, "cli", "tap00000cli1", "fa:16:3e:00:00:02", "198.18.1.2", "2001:db8:1::2")
+	web := netlab.AddVM(t, nil, "web", "tap00000web"+n, "fa:16:3e:00:00:01", "198.18.1.1", "2001:db8:1::1")
+	cli := netlab.AddVM(t, nil, "cli", "tap00000cli"+n, "fa:16:3e:00:00:02", "198.18.1.2", "2001:db8:1::2")
 	for _, vm := range []*netlab.VM{web, cli} {
 		vm.PlugIn(t)
 	}
@@ -183,10 +251,14 @@ func TestEnforcement(t *testing.T) {
 	}
 	netlab.Serve(t, web.NS, addr("::", 8080))
 
-	l := newLab(t)
+	l := newLabWith(t, func(c *Config) {
+		if nftables {
+			c.NFTablesMode = "Enabled"
+		}
+	})
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, cmd := range [][]string{{"iptables-legacy-save"}, {"iptables-nft-save"}, {"ipset", "save"}, {"ip", "route"}, {"ip", "neigh"}, {"ip", "link"}} {
+			for _, cmd := range [][]string{{"iptables-legacy-save"}, {"iptables-nft-save"}, {"nft", "list", "ruleset"}, {"ipset", "save"}, {"ip", "route"}, {"ip", "neigh"}, {"ip", "link"}} {
 				out, _ := netlab.Try(cmd[0], cmd[1:]...)
 				t.Logf("%v:\n%s", cmd, out)
 			}
@@ -203,6 +275,21 @@ func TestEnforcement(t *testing.T) {
 	case <-time.After(timeout):
 		t.Fatal("dataplane never applied the first state")
 	}
+
+	// The other backend's state is gone once this one is in place.
+	netlab.Eventually(t, "the other backend's state removed", timeout, func() bool {
+		if !nftables {
+			out, _ := netlab.Try("nft", "list", "tables")
+			return !strings.Contains(out, "calico")
+		}
+		for _, cmd := range []string{"iptables-legacy-save", "iptables-nft-save", "ip6tables-legacy-save", "ip6tables-nft-save"} {
+			if out, _ := netlab.Try(cmd); strings.Contains(out, "cali-") {
+				return false
+			}
+		}
+		out, _ := netlab.Try("ipset", "list", "-n")
+		return !strings.Contains(out, "cali")
+	})
 
 	// Allowed and blocked, each with its control.
 	netlab.Eventually(t, "clients -> web:80 connects", timeout, func() bool { return netlab.Connects(cli.NS, addr(web.IP, 80), time.Second) })
@@ -280,7 +367,7 @@ func TestEnforcement(t *testing.T) {
 	}
 
 	// An interface with the tap prefix that no endpoint claims fails closed.
-	rogue := netlab.AddVM(t, nil, "rog", "tap00000rog1", "fa:16:3e:00:00:09", "198.18.1.9", "")
+	rogue := netlab.AddVM(t, nil, "rog", "tap00000rog"+n, "fa:16:3e:00:00:09", "198.18.1.9", "")
 	rogue.PlugIn(t)
 	netlab.Run(t, "ip", "route", "add", "198.18.1.9/32", "dev", rogue.HostSide)
 	netlab.Serve(t, rogue.NS, addr("0.0.0.0", 80))
@@ -289,22 +376,15 @@ func TestEnforcement(t *testing.T) {
 	}
 
 	// Tampering is repaired by the periodic re-read.
-	backend := ipt.DetectBackend("auto", nil)
-	iptables := map[string]string{ipt.Legacy: "iptables-legacy", ipt.NFT: "iptables-nft"}[backend]
 	polChain := rules.PolicyChainName(contract.PolicyID{Kind: "NetworkPolicy", Namespace: ns, Name: "ossg.default.web"}, true)
-	netlab.Run(t, iptables, "-F", polChain)
+	tools.flushChain(polChain)
 	netlab.Eventually(t, "flushed policy chain repaired", timeout, func() bool { return netlab.Connects(cli.NS, addr(web.IP, 80), time.Second) })
 	cross, _ := selector.EntityRuleSelectors(selector.MustParse("has("+sgCli+")"), nil, nil, ns)
 	setName := l.dp.families[0].sets.Name(cross.UniqueID())
-	netlab.Run(t, "ipset", "flush", setName)
-	netlab.Eventually(t, "flushed set repaired", timeout, func() bool {
-		return strings.Contains(netlab.Run(t, "ipset", "list", setName), "198.18.1.2")
-	})
-	netlab.Run(t, iptables, "-N", "cali-stray")
-	netlab.Eventually(t, "stray cali- chain removed", timeout, func() bool {
-		_, err := netlab.Try(iptables, "-L", "cali-stray", "-n")
-		return err != nil
-	})
+	tools.flushSet(setName)
+	netlab.Eventually(t, "flushed set repaired", timeout, func() bool { return tools.setHas(setName, "198.18.1.2") })
+	tools.addStray()
+	netlab.Eventually(t, "stray cali- chain removed", timeout, tools.strayGone)
 
 	// An established connection the policy allowed is cut when the policy goes.
 	conn, err := netlab.Dial(cli.NS, addr(web.IP, 80), time.Second)
@@ -336,7 +416,7 @@ func TestEnforcement(t *testing.T) {
 	netlab.Eventually(t, "routes of a deleted endpoint removed", timeout, func() bool {
 		return !strings.Contains(netlab.Run(t, "ip", "route", "show", "dev", web.HostSide), "198.18.1.1")
 	})
-	if out := netlab.Run(t, iptables+"-save", "-t", "filter"); strings.Contains(out, "cali-tw-"+web.HostSide) {
+	if out := tools.rules(); strings.Contains(out, "cali-tw-"+web.HostSide) {
 		t.Errorf("chains of a deleted endpoint remain")
 	}
 }

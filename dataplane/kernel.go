@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -22,6 +23,7 @@ import (
 	"ocelot/dataplane/ipsets"
 	ipt "ocelot/dataplane/iptables"
 	"ocelot/dataplane/livemigration"
+	nft "ocelot/dataplane/nftables"
 	"ocelot/dataplane/qos"
 	"ocelot/dataplane/routing"
 )
@@ -31,13 +33,19 @@ import (
 // tests build one on dataplane/internal/fakekernel and run as a normal
 // user.
 type kernel struct {
-	iptables    func(family int) (ipt.Runner, error) // the chosen backend's save and restore
-	ipsets      ipsets.Runner
-	ipsetsNL    ipsets.Netlink // nil: every set write goes through ipsets
-	routes      routing.Netlink
-	sysctls     sysctls
-	conntrack   conntrack.Table
-	watchIfaces func(ctx context.Context, out chan<- ifacemon.Event)
+	iptables func(family int) (ipt.Runner, error) // the chosen backend's save and restore
+	// iptablesOf gives any backend's tools, and iptablesBackends the
+	// backends that may hold rules here (legacy only when its modules are
+	// loaded): a switch to nftables mode sweeps them all.
+	iptablesOf       func(backend string, family int) (ipt.Runner, error)
+	iptablesBackends func() []string
+	nft              nft.Runner
+	ipsets           ipsets.Runner
+	ipsetsNL         ipsets.Netlink // nil: every set write goes through ipsets
+	routes           routing.Netlink
+	sysctls          sysctls
+	conntrack        conntrack.Table
+	watchIfaces      func(ctx context.Context, out chan<- ifacemon.Event)
 	// listenPacket captures ARP and RARP frames on an interface (a
 	// migrating VM's announcement); clock runs the migrations' timers.
 	listenPacket func(iface string) (livemigration.Capture, error)
@@ -63,11 +71,12 @@ type sysctls interface {
 }
 
 // realKernel is the host's kernel, with the iptables backend chosen as
-// Felix chooses it (IptablesBackend, or what is in use already). Every
+// Felix chooses it (IptablesBackend, or what is in use already) when
+// first asked for (nftables mode does not look). Every
 // netlink request has the deadline NetlinkTimeout (the monitors'
 // subscriptions, which wait for events, aside).
-func realKernel(cfg Config, log *slog.Logger) (kernel, string, error) {
-	backend := ipt.DetectBackend(cfg.Backend, log)
+func realKernel(cfg Config, log *slog.Logger) (kernel, func() string, error) {
+	backend := sync.OnceValue(func() string { return ipt.DetectBackend(cfg.Backend, log) })
 	mon := &ifacemon.Monitor{Prefixes: cfg.Rules.Prefixes, Exclude: cfg.InterfaceExclude, Resync: cfg.InterfaceRefresh,
 		Timeout: cfg.NetlinkTimeout, Log: log}
 	hostIfaces := &ifacemon.HostMonitor{WorkloadPrefixes: cfg.Rules.Prefixes, Exclude: cfg.InterfaceExclude, Resync: cfg.InterfaceRefresh,
@@ -75,24 +84,38 @@ func realKernel(cfg Config, log *slog.Logger) (kernel, string, error) {
 	hosts := &hostaddrs.Watcher{Resync: cfg.RouteRefresh, Timeout: cfg.NetlinkTimeout, Log: log}
 	routes, err := routing.NewKernel(cfg.NetlinkTimeout)
 	if err != nil {
-		return kernel{}, "", err
+		return kernel{}, nil, err
 	}
 	sets, err := newHostNetlink(cfg.NetlinkTimeout)
 	if err != nil {
-		return kernel{}, "", err
+		return kernel{}, nil, err
 	}
 	tc, err := qos.NewKernel(cfg.NetlinkTimeout)
 	if err != nil {
-		return kernel{}, "", err
+		return kernel{}, nil, err
 	}
 	return kernel{
 		iptables: func(family int) (ipt.Runner, error) {
-			cmds, err := ipt.CommandsFor(backend, family, cfg.LockProbe)
+			cmds, err := ipt.CommandsFor(backend(), family, cfg.LockProbe)
 			if err != nil {
 				return nil, err
 			}
 			return cmds.Runner(), nil
 		},
+		iptablesOf: func(b string, family int) (ipt.Runner, error) {
+			cmds, err := ipt.CommandsFor(b, family, cfg.LockProbe)
+			if err != nil {
+				return nil, err
+			}
+			return cmds.Runner(), nil
+		},
+		iptablesBackends: func() []string {
+			if ipt.LegacyLoaded() {
+				return []string{ipt.Legacy, ipt.NFT}
+			}
+			return []string{ipt.NFT}
+		},
+		nft:             &nft.NetlinkRunner{},
 		ipsets:          ipsets.Command{},
 		ipsetsNL:        sets,
 		routes:          routes,

@@ -49,12 +49,15 @@ func fakeKernel(k *fakekernel.Kernel) kernel {
 			}
 			return c, nil
 		},
-		iptables:  func(v int) (ipt.Runner, error) { return k.IPTables(v), nil },
-		ipsets:    k.IPSets(),
-		ipsetsNL:  k.IPSets(),
-		routes:    k,
-		sysctls:   k,
-		conntrack: k,
+		iptables:         func(v int) (ipt.Runner, error) { return k.IPTables(v), nil },
+		iptablesOf:       func(_ string, v int) (ipt.Runner, error) { return k.IPTables(v), nil },
+		iptablesBackends: func() []string { return []string{ipt.Legacy} },
+		nft:              k.NFT(),
+		ipsets:           k.IPSets(),
+		ipsetsNL:         k.IPSets(),
+		routes:           k,
+		sysctls:          k,
+		conntrack:        k,
 		watchIfaces: func(ctx context.Context, out chan<- ifacemon.Event) {
 			var ev ifacemon.Event
 			for _, l := range k.Links() {

@@ -4,7 +4,6 @@ import (
 	"sync"
 
 	"ocelot/contract"
-	ipt "ocelot/dataplane/iptables"
 	"ocelot/dataplane/rules"
 	rs "ocelot/dataplane/ruleset"
 )
@@ -92,7 +91,7 @@ func (o *observer) setIface(iface string, id contract.EndpointID) {
 
 // setCounted records what a chain just programmed in a family's filter
 // table counts; a chain that counts nothing is forgotten.
-func (o *observer) setCounted(family int, owner counterOwner, ch *rs.Chain, rc *rules.Config, filter *ipt.Table) {
+func (o *observer) setCounted(family int, owner counterOwner, ch *rs.Chain, rc *rules.Config, filter interface{ Hashes(string) []string }) {
 	counts := rc.Counts(ch)
 	any := false
 	for _, c := range counts {

@@ -68,6 +68,10 @@ func DetectBackend(mode string, log *slog.Logger) string {
 	return Legacy
 }
 
+// LegacyLoaded reports whether the legacy iptables modules are loaded
+// (without loading them just to look).
+func LegacyLoaded() bool { return legacyLoaded() }
+
 // legacyLoaded avoids loading the legacy modules just to look.
 func legacyLoaded() bool {
 	for _, f := range []string{"/proc/net/ip_tables_names", "/proc/net/ip6_tables_names"} {

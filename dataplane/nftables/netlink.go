@@ -3,6 +3,7 @@ package nftables
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/google/nftables"
@@ -113,6 +114,61 @@ func (n *NetlinkRunner) Read(family int, table string) (*State, error) {
 		st.Sets[s.Name] = ss
 	}
 	return st, nil
+}
+
+// Exists reports whether the family has the table.
+func (n *NetlinkRunner) Exists(family int, table string) (bool, error) {
+	c, mu, err := n.conn(family)
+	if err != nil {
+		return false, err
+	}
+	defer mu.Unlock()
+	tables, err := c.ListTablesOfFamily(tableFamily(family))
+	if err != nil {
+		return false, fmt.Errorf("listing nftables tables: %w", err)
+	}
+	for _, x := range tables {
+		if x.Name == table {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// Counters reads the counters of the chains whose names start with
+// prefix.
+func (n *NetlinkRunner) Counters(family int, table, prefix string) (map[string][]RuleCounter, error) {
+	c, mu, err := n.conn(family)
+	if err != nil {
+		return nil, err
+	}
+	defer mu.Unlock()
+	chains, err := c.ListChainsOfTableFamily(tableFamily(family))
+	if err != nil {
+		return nil, fmt.Errorf("listing chains: %w", err)
+	}
+	t := &nftables.Table{Name: table, Family: tableFamily(family)}
+	out := map[string][]RuleCounter{}
+	for _, ch := range chains {
+		if ch.Table.Name != table || !strings.HasPrefix(ch.Name, prefix) {
+			continue
+		}
+		rules, err := c.GetRules(t, ch)
+		if err != nil {
+			return nil, fmt.Errorf("reading chain %s: %w", ch.Name, err)
+		}
+		cs := make([]RuleCounter, len(rules))
+		for i, r := range rules {
+			cs[i].Hash = HashOf(r.UserData)
+			for _, e := range r.Exprs {
+				if x, ok := e.(*expr.Counter); ok {
+					cs[i].Packets, cs[i].Bytes = x.Packets, x.Bytes
+				}
+			}
+		}
+		out[ch.Name] = cs
+	}
+	return out, nil
 }
 
 // Run writes the ops as one netlink batch: the kernel applies all of it

@@ -94,6 +94,28 @@ type Runner interface {
 	Read(family int, table string) (*State, error)
 	// Run writes the ops as one transaction on the table.
 	Run(family int, table string, ops []Op) error
+	// Exists reports whether the family has the table (a cheap look).
+	Exists(family int, table string) (bool, error)
+	// Counters reads the rule counters of the table's chains whose names
+	// start with prefix, by chain, in rule order.
+	Counters(family int, table, prefix string) (map[string][]RuleCounter, error)
+}
+
+// RuleCounter is a rule's packet and byte counters, with its hash (""
+// for a rule without our comment).
+type RuleCounter struct {
+	Hash           string
+	Packets, Bytes uint64
+}
+
+// Remove deletes the table of a family, if there is one: what a switch
+// to iptables mode (or a takeover from Felix's nftables mode) leaves.
+func Remove(r Runner, family int) (bool, error) {
+	ok, err := r.Exists(family, TableName)
+	if err != nil || !ok {
+		return false, err
+	}
+	return true, r.Run(family, TableName, []Op{{Kind: OpAddTable}, {Kind: OpDelTable}})
 }
 
 func userdataComment(s string) []byte {

@@ -402,3 +402,33 @@ func (t *Table) NumSets() int { return len(t.sets.want) }
 
 // Resync makes the next apply read the kernel and repair any drift.
 func (t *Table) Resync() { t.invalidate() }
+
+// Size is the number of a desired set's members.
+func (t *Table) Size(id string) (int, bool) {
+	d := t.sets.want[t.Name(id)]
+	if d == nil {
+		return 0, false
+	}
+	return len(d.members), true
+}
+
+// Contains reports whether a desired set matches a packet's address (and,
+// for an address-protocol-port set, its protocol and port) as the kernel
+// would: a network set by any of its networks, the other exactly.
+func (t *Table) Contains(id string, addr netip.Addr, proto uint8, port uint16) bool {
+	d := t.sets.want[t.Name(id)]
+	if d == nil || addr.Unmap().Is6() != (t.Family == 6) {
+		return false
+	}
+	addr = addr.Unmap()
+	if d.ipPort {
+		_, ok := d.members[member{net: netip.PrefixFrom(addr, addr.BitLen()), proto: proto, port: port}]
+		return ok
+	}
+	for bits := addr.BitLen(); bits >= 0; bits-- {
+		if _, ok := d.members[member{net: netip.PrefixFrom(addr, bits).Masked()}]; ok {
+			return true
+		}
+	}
+	return false
+}

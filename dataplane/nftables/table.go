@@ -174,6 +174,30 @@ func (l *Layer) renderRules(rs []ruleset.Rule) []Rule {
 	return out
 }
 
+// Hashes returns a chain's rule hashes as rendered (nil: no such chain).
+func (l *Layer) Hashes(name string) []string {
+	if c := l.t.chains[l.render.ChainName(name)]; c != nil {
+		return slices.Clone(c.hashes)
+	}
+	return nil
+}
+
+// Counters reads the kernel's rule counters of the layer's chains, by
+// chain (without the layer's prefix), in rule order. Reading changes
+// nothing.
+func (l *Layer) Counters() (map[string][]RuleCounter, error) {
+	prefix := l.render.Layer + "-"
+	all, err := l.t.runner.Counters(l.t.Family, TableName, prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]RuleCounter, len(all))
+	for name, cs := range all {
+		out[name[len(prefix):]] = cs
+	}
+	return out, nil
+}
+
 // RemoveChain forgets a chain; the next apply deletes it.
 func (l *Layer) RemoveChain(name string) {
 	full := l.render.ChainName(name)

@@ -169,12 +169,13 @@ func direction(ingress bool) string {
 // gets a direct goto, a larger bucket a child chain. Every dispatch chain
 // ends by dropping: an interface with a workload prefix that no endpoint
 // claims (a VM plugged before the agent knows it, or while it is down)
-// fails closed.
+// fails closed. With FlatDispatch there are no buckets: one rule per
+// interface, in name order.
 func (c *Config) DispatchChains(ifaces []string) []*rs.Chain {
 	unknown := []rs.Rule{{Comment: []string{"Unknown interface"}, Action: c.Deny}}
 	return dispatchChains(ifaces,
-		dispatch{root: ChainFromWorkloadDispatch, in: true, target: FromWorkloadChainName, end: unknown},
-		dispatch{root: ChainToWorkloadDispatch, target: ToWorkloadChainName, end: unknown})
+		dispatch{root: ChainFromWorkloadDispatch, in: true, target: FromWorkloadChainName, end: unknown, flat: c.FlatDispatch},
+		dispatch{root: ChainToWorkloadDispatch, target: ToWorkloadChainName, end: unknown, flat: c.FlatDispatch})
 }
 
 // dispatch is one dispatch tree: its root chain, whether it matches the
@@ -185,6 +186,7 @@ type dispatch struct {
 	in     bool
 	target func(iface string) string
 	end    []rs.Rule
+	flat   bool // no buckets: one rule per interface, in name order (FlatDispatch)
 }
 
 func (d dispatch) match(iface string) rs.Match {
@@ -213,6 +215,9 @@ func dispatchChains(ifaces []string, trees ...dispatch) []*rs.Chain {
 			j++
 		}
 		bucket := names[i:j]
+		if trees[0].flat {
+			bucket, j = names[i:i+1], i+1
+		}
 		for t, d := range trees {
 			if len(bucket) == 1 {
 				roots[t].Rules = append(roots[t].Rules, rs.Rule{Match: d.match(bucket[0]), Action: rs.Goto{Chain: d.target(bucket[0])}})

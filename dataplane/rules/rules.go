@@ -80,6 +80,11 @@ type Config struct {
 	// FailsafeIn and FailsafeOut are FailsafeInboundHostPorts and
 	// FailsafeOutboundHostPorts: host-endpoint policy never blocks them.
 	FailsafeIn, FailsafeOut []Failsafe
+	// FlatDispatch renders one dispatch chain per direction with a rule
+	// for every interface, for a backend that turns such a run into one
+	// map lookup (nftables); otherwise interfaces are bucketed into child
+	// chains, so that a packet meets few rules.
+	FlatDispatch bool
 }
 
 // DropLog says where policy denials are logged: the NFLOG group the

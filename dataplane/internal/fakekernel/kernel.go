@@ -32,19 +32,20 @@ import (
 // Kernel is the fake kernel. Its methods are safe for concurrent use (the
 // dataplane applies IPv4 and IPv6 concurrently).
 type Kernel struct {
-	mu      sync.Mutex
-	tables  map[int]map[string]*table // family -> table name -> table
-	sets    map[string]*set
-	links   map[string]*link
-	nextIdx int
-	routes  []netlink.Route
-	neighs  []netlink.Neigh
-	sysctls map[string]string
-	failing map[string]error // sysctl path -> the error writing it returns
-	flows   []conntrack.Tuple
-	journal []string
-	passes  int
-	nft     map[string]*nftTable // "<family>/<table>" -> nftables table
+	mu        sync.Mutex
+	tables    map[int]map[string]*table // family -> table name -> table
+	sets      map[string]*set
+	links     map[string]*link
+	nextIdx   int
+	routes    []netlink.Route
+	neighs    []netlink.Neigh
+	sysctls   map[string]string
+	failing   map[string]error // sysctl path -> the error writing it returns
+	flows     []conntrack.Tuple
+	journal   []string
+	passes    int
+	nft       map[string]*nftTable // "<family>/<table>" -> nftables table
+	nftCounts map[*nftables.Rule]*[2]uint64
 
 	captures []*Capture
 

@@ -80,6 +80,53 @@ func (x *NFT) Read(family int, table string) (*nftables.State, error) {
 	return st, nil
 }
 
+// Exists reports whether the family has the table.
+func (x *NFT) Exists(family int, table string) (bool, error) {
+	x.k.mu.Lock()
+	defer x.k.mu.Unlock()
+	return x.k.nftTables()[nftKey(family, table)] != nil, nil
+}
+
+// Counters returns the rules of the chains whose names start with prefix,
+// with their hashes; the fake passes no packets, so every counter is 0
+// unless a test set it with NFTCount.
+func (x *NFT) Counters(family int, table, prefix string) (map[string][]nftables.RuleCounter, error) {
+	x.k.mu.Lock()
+	defer x.k.mu.Unlock()
+	t := x.k.nftTables()[nftKey(family, table)]
+	out := map[string][]nftables.RuleCounter{}
+	if t == nil {
+		return out, nil
+	}
+	for name, ch := range t.chains {
+		if len(name) < len(prefix) || name[:len(prefix)] != prefix {
+			continue
+		}
+		cs := make([]nftables.RuleCounter, len(ch.rules))
+		for i, r := range ch.rules {
+			cs[i] = nftables.RuleCounter{Hash: nftables.HashOf(r.UserData())}
+			if n := x.k.nftCounts[r]; n != nil {
+				cs[i].Packets, cs[i].Bytes = n[0], n[1]
+			}
+		}
+		out[name] = cs
+	}
+	return out, nil
+}
+
+// NFTCount makes the kernel count packets and bytes on the rule at index
+// i of a chain (tests of the counter collector).
+func (k *Kernel) NFTCount(family int, table, chain string, i int, packets, bytes uint64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if t := k.nftTables()[nftKey(family, table)]; t != nil && t.chains[chain] != nil && i < len(t.chains[chain].rules) {
+		if k.nftCounts == nil {
+			k.nftCounts = map[*nftables.Rule]*[2]uint64{}
+		}
+		k.nftCounts[t.chains[chain].rules[i]] = &[2]uint64{packets, bytes}
+	}
+}
+
 // Run applies a transaction.
 func (x *NFT) Run(family int, table string, ops []nftables.Op) error {
 	x.k.mu.Lock()
