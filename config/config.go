@@ -69,12 +69,12 @@ type Config struct {
 	IPv6NormalRoutePriority           int           // live migration
 	IPv6ElevatedRoutePriority         int           // live migration
 
-	NFTablesMode              string        // planned: "Disabled", "Enabled" or "Auto"
-	NftablesRefreshInterval   time.Duration // planned: nftables
-	NftablesFilterAllowAction string        // planned: nftables
-	NftablesMangleAllowAction string        // planned: nftables
-	NftablesFilterDenyAction  string        // planned: nftables
-	NftablesMarkMask          uint32        // planned: nftables
+	NFTablesMode              string        // "Disabled", "Enabled" or "Auto"
+	NftablesRefreshInterval   time.Duration // nftables mode
+	NftablesFilterAllowAction string        // nftables mode
+	NftablesMangleAllowAction string        // nftables mode
+	NftablesFilterDenyAction  string        // nftables mode
+	NftablesMarkMask          uint32        // nftables mode
 
 	LogSeverityScreen       string
 	LogSeverityFile         string

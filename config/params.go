@@ -194,18 +194,13 @@ var params = append(append([]Param{
 
 	// nftables.
 	{Name: "NFTablesMode", YAML: "nftablesMode", Kind: KindEnum, Default: "Auto", Enum: []string{"Disabled", "Enabled", "Auto"},
-		Status: Planned, Reason: "the nftables dataplane (issue 12); iptables is programmed until then",
-		Inert: []string{"Disabled", "Auto"}, Doc: "Auto means iptables on an OpenStack host (there is no kube-proxy)"},
+		Status: Differently, Reason: "Auto follows the host, not kube-proxy (an OpenStack host has none): nftables when a calico nftables table is there already (Felix's nftables mode, or Ocelot's), iptables otherwise"},
 	{Name: "NftablesRefreshInterval", YAML: "nftablesRefreshInterval", Kind: KindSeconds, Default: "180",
-		Status: Planned, Reason: "the nftables dataplane (issue 12)"},
-	{Name: "NftablesFilterAllowAction", YAML: "nftablesFilterAllowAction", Kind: KindEnum, Default: "ACCEPT", Enum: []string{"ACCEPT", "RETURN"}, DieOnFail: true, NonZero: true,
-		Status: Planned, Reason: "the nftables dataplane (issue 12)"},
-	{Name: "NftablesMangleAllowAction", YAML: "nftablesMangleAllowAction", Kind: KindEnum, Default: "ACCEPT", Enum: []string{"ACCEPT", "RETURN"}, DieOnFail: true, NonZero: true,
-		Status: Planned, Reason: "the nftables dataplane (issue 12)"},
-	{Name: "NftablesFilterDenyAction", YAML: "nftablesFilterDenyAction", Kind: KindEnum, Default: "DROP", Enum: []string{"DROP", "REJECT"}, DieOnFail: true, NonZero: true,
-		Status: Planned, Reason: "the nftables dataplane (issue 12)"},
-	{Name: "NftablesMarkMask", YAML: "nftablesMarkMask", Kind: KindMarkMask, Default: "0xffff0000", DieOnFail: true, NonZero: true,
-		Status: Planned, Reason: "the nftables dataplane (issue 12)"},
+		Reason: "the re-read covers the IP sets too (IpsetsRefreshInterval applies to iptables mode)"},
+	{Name: "NftablesFilterAllowAction", YAML: "nftablesFilterAllowAction", Kind: KindEnum, Default: "ACCEPT", Enum: []string{"ACCEPT", "RETURN"}, DieOnFail: true, NonZero: true},
+	{Name: "NftablesMangleAllowAction", YAML: "nftablesMangleAllowAction", Kind: KindEnum, Default: "ACCEPT", Enum: []string{"ACCEPT", "RETURN"}, DieOnFail: true, NonZero: true},
+	{Name: "NftablesFilterDenyAction", YAML: "nftablesFilterDenyAction", Kind: KindEnum, Default: "DROP", Enum: []string{"DROP", "REJECT"}, DieOnFail: true, NonZero: true},
+	{Name: "NftablesMarkMask", YAML: "nftablesMarkMask", Kind: KindMarkMask, Default: "0xffff0000", DieOnFail: true, NonZero: true},
 
 	// Logging, and the Log action.
 	{Name: "LogSeverityScreen", YAML: "logSeverityScreen", Kind: KindEnum, Default: "INFO", Enum: logLevels, Live: true},

@@ -74,7 +74,7 @@ func TestNotHonouredIsReported(t *testing.T) {
 		{"TyphaK8sServiceName", "calico-typha", "Ocelot refuses this parameter (Typha fans a Kubernetes datastore out to many agents; Ocelot reads etcd directly); the value is ignored"},
 		{"DebugDisableLogDropping", "true", ""},
 		{"IptablesLockTimeoutSecs", "10", "Ocelot refuses this parameter (removed from Felix in Calico 3.32; iptables-restore waits for the lock itself); the value is ignored"},
-		{"NFTablesMode", "Enabled", "Ocelot does not honour this parameter yet (planned: the nftables dataplane (issue 12); iptables is programmed until then); the value is checked and kept"},
+		{"NFTablesMode", "Enabled", ""}, // honoured differently: not reported
 		{"NFTablesMode", "auto", ""},
 		{"NFTablesMode", "Disabled", ""},
 		{"EndpointStatusPathPrefix", "/var/run/calico", ""},
@@ -118,7 +118,6 @@ func TestNotHonouredFromTheDatastore(t *testing.T) {
 	}
 	want := []string{
 		`warning: felixconfigurations/default spec.someFutureField: someFutureField = "\"x\"": is an unknown FelixConfiguration field (no Felix or Ocelot parameter); ignored`,
-		`warning: felixconfigurations/default spec.nftablesMode: NFTablesMode = "Enabled": Ocelot does not honour this parameter yet (planned: the nftables dataplane (issue 12); iptables is programmed until then); the value is checked and kept`,
 		`warning: felixconfigurations/default spec.bpfEnabled: BPFEnabled = "true": Ocelot refuses this parameter (Ocelot has no eBPF dataplane; it programs iptables); the value is ignored`,
 		`warning: felixconfigurations/default spec.healthTimeoutOverrides: HealthTimeoutOverrides = "[{\"name\":\"x\",\"timeout\":\"30s\"}]": Ocelot refuses this parameter (not implemented: Ocelot's health timeouts are fixed); the value is ignored`,
 	}

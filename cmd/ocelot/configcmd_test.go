@@ -8,7 +8,7 @@ import (
 // Parameters Ocelot does not honour are reported by config check with
 // their source and reason, and do not fail it; invalid values do.
 func TestConfigCheckReportsWhatIsNotHonoured(t *testing.T) {
-	path := cfgFile(t, "[global]\nBPFEnabled = true\nNFTablesMode = Enabled\nUsageReportingEnabled = false\nEndpointStatusPathPrefix = none\n")
+	path := cfgFile(t, "[global]\nBPFEnabled = true\nEndpointStatusPathPrefix = /run/calico\nUsageReportingEnabled = false\nNFTablesMode = Enabled\n")
 	t.Setenv("FELIX_WIREGUARDENABLED", "true")
 	code, out, errOut := run(t, "config", "check", "-c", path)
 	if code != 0 || !strings.Contains(out, "configuration is valid") {
@@ -16,7 +16,7 @@ func TestConfigCheckReportsWhatIsNotHonoured(t *testing.T) {
 	}
 	for _, want := range []string{
 		path + `:2: BPFEnabled = "true": Ocelot refuses this parameter (Ocelot has no eBPF dataplane`,
-		path + `:3: NFTablesMode = "Enabled": Ocelot does not honour this parameter yet (planned: the nftables dataplane`,
+		path + `:3: EndpointStatusPathPrefix = "/run/calico": Ocelot does not honour this parameter yet (planned: per-endpoint status files`,
 		`environment variable FELIX_WIREGUARDENABLED: WIREGUARDENABLED = "true": Ocelot refuses this parameter`,
 		"3 parameter(s) set that Ocelot does not honour",
 	} {
@@ -24,7 +24,7 @@ func TestConfigCheckReportsWhatIsNotHonoured(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
 		}
 	}
-	if strings.Contains(errOut, "UsageReportingEnabled") || strings.Contains(errOut, "EndpointStatusPathPrefix") {
+	if strings.Contains(errOut, "UsageReportingEnabled") || strings.Contains(errOut, "NFTablesMode") {
 		t.Errorf("values that ask for what Ocelot does are reported:\n%s", errOut)
 	}
 }
@@ -44,7 +44,7 @@ func TestConfigCheckSaysWhenTheAgentWouldNotStart(t *testing.T) {
 }
 
 func TestConfigShowStatus(t *testing.T) {
-	path := cfgFile(t, "[global]\nBPFLogLevel = debug\nNFTablesMode = Enabled\n")
+	path := cfgFile(t, "[global]\nBPFLogLevel = debug\nEndpointStatusPathPrefix = /run/calico\nNFTablesMode = Enabled\n")
 	code, out, _ := run(t, "config", "show", "-c", path)
 	if code != 0 {
 		t.Fatalf("code %d", code)
@@ -58,8 +58,11 @@ func TestConfigShowStatus(t *testing.T) {
 	if l := lines["BPFLogLevel"]; !strings.Contains(l, "debug") || !strings.Contains(l, path+":2") || !strings.HasSuffix(l, "refused") {
 		t.Errorf("a set refused parameter: %q", l)
 	}
-	if l := lines["NFTablesMode"]; !strings.HasSuffix(l, "not yet honoured") {
+	if l := lines["EndpointStatusPathPrefix"]; !strings.HasSuffix(l, "not yet honoured") {
 		t.Errorf("a planned parameter: %q", l)
+	}
+	if l := lines["NFTablesMode"]; !strings.HasSuffix(l, "honoured differently") {
+		t.Errorf("NFTablesMode: %q", l)
 	}
 	if l := lines["OpenstackRegion"]; !strings.HasSuffix(l, "honoured differently") {
 		t.Errorf("OpenstackRegion: %q", l)
