@@ -59,9 +59,15 @@ type lab struct {
 	mu    sync.Mutex
 	stat  map[contract.EndpointID]string
 	ready chan struct{}
+	stop  func() // stops the dataplane, leaving the kernel as it is
 }
 
 func newLab(t *testing.T) *lab { return newLabWith(t, nil) }
+
+// newLabMode starts a dataplane with that NFTablesMode.
+func newLabMode(t *testing.T, mode string) *lab {
+	return newLabWith(t, func(c *Config) { c.NFTablesMode = mode })
+}
 
 // newLabWith is newLab with a configuration changed by edit.
 func newLabWith(t *testing.T, edit func(*Config)) *lab {
@@ -88,7 +94,9 @@ func newLabWith(t *testing.T, edit func(*Config)) *lab {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { dp.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	var stopped sync.Once
+	l.stop = func() { stopped.Do(func() { cancel(); <-done }) }
+	t.Cleanup(l.stop)
 	return l
 }
 
