@@ -25,9 +25,14 @@ deps:
 	@scripts/install-deps.sh
 
 ## test: every test, unit and functional (the functional ones need root and network namespaces;
-## without them they skip, or fail when OCELOT_REQUIRE_KERNEL=1, as .ci/run sets).
+## without them they skip, or fail when OCELOT_REQUIRE_KERNEL=1, as .ci/run sets); then the fv
+## scenarios again with the hosts in nftables mode.
 test: deps build
 	$(GO) test -count=1 -timeout 20m ./...
+	OCELOT_FV_NFTABLES=1 $(GO) test -count=1 -timeout 10m -run '$(FV_SCENARIOS)' ./fv-tests/
+
+# The fv scenarios that run a second time with the hosts in nftables mode.
+FV_SCENARIOS := ^(TestGuideScenario|TestMembershipChanges|TestRegionNames|TestGlobalPolicyOrder|TestRestartUnderTraffic|TestStatusKeys|TestBadInput|TestConfigReload)$$
 
 unit:
 	$(GO) test -count=1 -short ./...

@@ -42,10 +42,14 @@ const wait = 20 * time.Second
 func newLab(t *testing.T) *lab.Lab { return newLabWithEtcd(t, "") }
 
 // newLabWithEtcd starts a lab on an etcd already running at etcdURL
-// ("": an embedded one).
+// ("": an embedded one). With OCELOT_FV_NFTABLES=1 its hosts run in
+// nftables mode (make test runs the scenarios that way too).
 func newLabWithEtcd(t *testing.T, etcdURL string) *lab.Lab {
 	netlab.Require(t)
 	l := lab.New(t, t.TempDir(), os.Getenv("OCELOT_BIN"), etcdURL)
+	if os.Getenv("OCELOT_FV_NFTABLES") != "" {
+		l.NFTablesMode = "Enabled"
+	}
 	l.Bootstrap()
 	return l
 }

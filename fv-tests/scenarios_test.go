@@ -36,7 +36,26 @@ func newGuideLab(t *testing.T) *guideLab {
 	g.l.Put(lab.GuidePolicyKey("RegionOne"), lab.GuidePolicyJSON("RegionOne", sgWeb, sgClients, true))
 	ready(t, g.r1, g.r2)
 	eventuallyConnects(t, g.client, g.web, 80)
+	backendInUse(t, g.r1)
 	return g
+}
+
+// backendInUse checks that a host enforces with the lab's backend and
+// that the other holds nothing of ours.
+func backendInUse(t *testing.T, h *lab.Host) {
+	t.Helper()
+	nft, err := h.Exec("nft", "list", "table", "ip", "calico")
+	if err != nil {
+		nft = "" // no table
+	}
+	ipt := h.Iptables()
+	if h.Lab.NFTablesMode == "Enabled" {
+		if !strings.Contains(nft, "chain filter-cali-FORWARD") || ipt != "" {
+			t.Errorf("%s: nftables mode, but the calico table holds %d bytes and %q has our chains", h.Name, len(nft), ipt)
+		}
+	} else if ipt == "" || nft != "" {
+		t.Errorf("%s: iptables mode, but no iptables chains of ours (%q), or a calico nftables table", h.Name, ipt)
+	}
 }
 
 // TestMembershipChanges: joining and leaving the remote group, a new remote
@@ -63,8 +82,7 @@ func TestMembershipChanges(t *testing.T) {
 	// A deleted VM is out of the set (its address could be reused).
 	newcomer.Unplug()
 	netlab.Eventually(t, "deleted VM's address leaves RegionOne's set", wait, func() bool {
-		out, _ := g.r1.Exec("ipset", "list")
-		return !strings.Contains(out, newcomer.IP)
+		return !strings.Contains(g.r1.SetsDump(), newcomer.IP)
 	})
 	// The address reused by a VM outside the group: once RegionTwo has
 	// programmed it (its route: the path back), RegionOne blocks it; in

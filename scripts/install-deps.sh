@@ -16,6 +16,7 @@ declare -A pkg_for=(
 	[iptables-legacy]=iptables
 	[iptables-nft]=iptables
 	[ipset]=ipset
+	[nft]=nftables         # tests inspect and tamper with the nftables backend
 	[conntrack]=conntrack
 	[sysctl]=procps         # the lab's per-namespace sysctls
 )

@@ -44,6 +44,8 @@ type Lab struct {
 	Etcd    *embedetcd.Server // the embedded etcd, if the lab has one
 	Cluster *Cluster          // the etcd cluster, if the lab has one
 	Cli     *clientv3.Client
+	// NFTablesMode is every host's NFTablesMode ("": not set, Auto).
+	NFTablesMode string
 
 	mu    sync.Mutex
 	hosts []*Host
@@ -246,6 +248,8 @@ func (h *Host) WriteConfig(extra ...string) {
 		{"RouteRefreshInterval", "10"},
 		{"ExplainSocketPath", h.ExplainSocket()},                              // hosts share the file system: one socket each
 		{"EndpointStatusPathPrefix", filepath.Join(h.Lab.Dir, h.Name+"-run")}, // not the machine's /var/run/calico
+		{"NftablesRefreshInterval", "10"},
+		{"NFTablesMode", h.Lab.NFTablesMode},
 	}
 	var rest []string
 	for _, line := range append(strings.Split(h.ExtraCfg, "\n"), extra...) {
@@ -446,11 +450,23 @@ func (vm *VM) Serve(ports ...int) {
 // Lab is the VM's lab.
 func (vm *VM) Lab() *Lab { return vm.Host.Lab }
 
+// SetsDump lists the host's IP sets with their members, whichever the
+// backend: ipset's sets and the calico nftables table.
+func (h *Host) SetsDump() string {
+	ipsets, _ := h.Exec("ipset", "list")
+	nft, err := h.Exec("nft", "list", "table", "ip", "calico")
+	if err != nil {
+		nft = ""
+	}
+	return ipsets + nft
+}
+
 // Dump describes a host's kernel state, health and log (for failed tests).
 func (h *Host) Dump() string {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "==== %s (%s)\n", h.Name, h.NS.Name)
-	for _, cmd := range [][]string{{"iptables-legacy-save", "-t", "filter"}, {"iptables-nft-save", "-t", "filter"}, {"ipset", "list"}, {"ip", "route"}} {
+	for _, cmd := range [][]string{{"iptables-legacy-save", "-t", "filter"}, {"iptables-nft-save", "-t", "filter"}, {"ipset", "list"},
+		{"nft", "list", "ruleset"}, {"ip", "route"}} {
 		out, _ := h.Exec(cmd[0], cmd[1:]...)
 		fmt.Fprintf(&b, "--- %v\n%s\n", cmd, out)
 	}
