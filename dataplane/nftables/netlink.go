@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	mnl "github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // NetlinkRunner reads and writes tables over netlink in the namespace of
@@ -22,7 +24,7 @@ func (n *NetlinkRunner) conn(family int) (*nftables.Conn, *sync.Mutex, error) {
 	i := familyIndex(family)
 	n.mu[i].Lock()
 	if n.conns[i] == nil {
-		c, err := nftables.New(nftables.AsLasting())
+		c, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(bigBuffers))
 		if err != nil {
 			n.mu[i].Unlock()
 			return nil, nil, fmt.Errorf("nftables netlink socket: %w", err)
@@ -37,6 +39,33 @@ func familyIndex(family int) int {
 		return 1
 	}
 	return 0
+}
+
+// socketBuffer is the send and receive buffer of the netlink socket: a
+// cold start writes its sets and chains in batches of megabytes, and the
+// kernel acknowledges every message of a batch before it is read.
+const socketBuffer = 64 << 20
+
+// bigBuffers raises the socket's buffers past the system's limits (as
+// root; otherwise as far as the limits allow), as nft does for a large
+// ruleset.
+func bigBuffers(c *mnl.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		for _, opt := range [][2]int{{unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}, {unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}} {
+			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt[0], socketBuffer) != nil {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt[1], socketBuffer)
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
 }
 
 // Close closes the sockets.
