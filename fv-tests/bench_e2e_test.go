@@ -5,29 +5,43 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
+	"github.com/vishvananda/netns"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"ocelot/fv-tests/lab"
 	"ocelot/selector"
 )
 
-// The scale of the Felix comparison (README, Performance): 10,000 endpoints across 3 regions,
-// 1,000 security groups (one ossg policy per group per region, rules from
-// remote groups via namespaceSelector: all()), 50 local taps.
+// benchScale is a generated cloud: endpoints across 3 regions, one
+// security group per 10 endpoints (one policy per group per region, rules
+// from remote groups via namespaceSelector: all()), local endpoints on
+// the measured host. The scales of the Felix comparison.
+type benchScale struct {
+	name                     string
+	endpoints, groups, local int
+}
+
+var benchScales = []benchScale{{"1k", 1_000, 100, 20}, {"10k", 10_000, 1_000, 50}, {"50k", 50_000, 5_000, 100}, {"100k", 100_000, 10_000, 200}}
+
 const (
-	e2eEndpoints = 10_000
-	e2eGroups    = 1_000
-	e2eLocal     = 50
-	e2eChanges   = 100
-	idleSettle   = 20 * time.Second
-	idleWindow   = 30 * time.Second
+	e2eChanges = 100
+	// spacing is the pause between two measured changes: a change's
+	// conntrack cleanup runs on a worker after its rules are in, and a
+	// change that arrives while the worker's queue is full waits for it.
+	// Changes a cloud makes are seconds apart; back to back (0) they
+	// measure that queue.
+	spacingDefault = 50 * time.Millisecond
+	churnRate      = 100 // remote endpoint updates per second
+	churnWindow    = 20 * time.Second
+	idleSettle     = 20 * time.Second
+	idleWindow     = 30 * time.Second
 )
 
 var e2eRegions = []string{"RegionOne", "RegionTwo", "RegionThree"}
@@ -36,11 +50,11 @@ func e2eSG(i int) string { return fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i)
 
 // e2ePolicy is group g's policy: SSH from its own group, and a rule per
 // TCP port from the next group of any region.
-func e2ePolicy(region string, g int, ports ...int) string {
+func e2ePolicy(region string, g, groups int, ports ...int) string {
 	rules := []lab.SGRule{lab.AllowTCPFromGroup(22, e2eSG(g))}
 	for _, port := range ports {
 		rules = append(rules, lab.SGRule{"action": "Allow", "ipVersion": 4, "protocol": 6, "destination": map[string]any{"ports": []int{port}},
-			"source": map[string]any{"selector": "has(sg.projectcalico.org/openstack-" + e2eSG((g+1)%e2eGroups) + ")", "namespaceSelector": "all()"}})
+			"source": map[string]any{"selector": "has(sg.projectcalico.org/openstack-" + e2eSG((g+1)%groups) + ")", "namespaceSelector": "all()"}})
 	}
 	return lab.SGPolicyJSON(region, e2eSG(g), rules...)
 }
@@ -71,6 +85,9 @@ func putAll(t *testing.T, cli *clientv3.Client, kvs [][2]string) {
 }
 
 func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[int(float64(len(s)-1)*p)]
@@ -99,209 +116,382 @@ func procStat(pid int) (cpu time.Duration, hwmKiB int) {
 	return
 }
 
-// TestBenchE2E measures, against the real binary: cold start, peak memory,
-// etcd write of a policy change -> rule in iptables, remote VM joining a
-// group -> address in the IP set, and idle CPU. make bench-e2e runs it.
+// benchResult is one run: one scale, one backend.
+type benchResult struct {
+	scale, backend          string
+	cold                    time.Duration
+	resync                  string
+	rssStart, rssPeak       float64 // MiB
+	policy, join, put       []time.Duration
+	churnDone               int
+	churnCPU, idleCPU       float64 // % of a core
+	floorPolicy, floorJoin  time.Duration
+	floorNote               string
+	applyMedian, calcMedian string // seconds, as the agent's metrics say
+}
+
+// TestBenchE2E measures, against the real binary, per scale and backend:
+// cold start and memory; etcd write of a policy change -> rule in the
+// kernel; remote VM joining a group -> address in the set; the agent's CPU
+// under 100 remote endpoint updates a second and idle; and the floors in
+// the same run (an etcd put, one bare kernel transaction of each kind).
+// make bench-e2e runs it. OCELOT_BENCH_SCALES (10k,50k,100k; default 10k)
+// and OCELOT_BENCH_BACKENDS (iptables,nftables; default both) choose the
+// runs.
 func TestBenchE2E(t *testing.T) {
 	if os.Getenv("OCELOT_BENCH_E2E") == "" {
 		t.Skip("set OCELOT_BENCH_E2E=1 (make bench-e2e)")
+	}
+	scales := strings.Split(envOr("OCELOT_BENCH_SCALES", "10k"), ",")
+	backends := strings.Split(envOr("OCELOT_BENCH_BACKENDS", "iptables,nftables"), ",")
+	var results []benchResult
+	for _, sc := range benchScales {
+		if !contains(scales, sc.name) {
+			continue
+		}
+		for _, backend := range backends {
+			t.Run(sc.name+"/"+backend, func(t *testing.T) {
+				r := benchOne(t, sc, backend)
+				results = append(results, r)
+				printResult(r)
+			})
+		}
+	}
+	fmt.Printf("\nSummary (medians; p99 in brackets)\n%-6s %-9s %9s %9s %18s %18s %10s %8s %8s %22s\n",
+		"scale", "backend", "cold", "peak RSS", "policy change", "member change", "churn CPU", "idle", "put", "bare policy / member")
+	for _, r := range results {
+		fmt.Printf("%-6s %-9s %9v %7.0fMi %8v (%6v) %8v (%6v) %9.1f%% %7.2f%% %8v %10v / %v\n", r.scale, r.backend,
+			r.cold.Round(time.Millisecond), r.rssPeak, ms(percentile(r.policy, .5)), ms(percentile(r.policy, .99)),
+			ms(percentile(r.join, .5)), ms(percentile(r.join, .99)), r.churnCPU, r.idleCPU, ms(percentile(r.put, .5)), ms(r.floorPolicy), ms(r.floorJoin))
+	}
+}
+
+func ms(d time.Duration) time.Duration { return d.Round(100 * time.Microsecond) }
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if strings.TrimSpace(x) == s {
+			return true
+		}
+	}
+	return false
+}
+
+func benchOne(t *testing.T, sc benchScale, backend string) benchResult {
+	res := benchResult{scale: sc.name, backend: backend}
+	spacing := spacingDefault
+	if v := os.Getenv("OCELOT_BENCH_SPACING"); v != "" {
+		var err error
+		if spacing, err = time.ParseDuration(v); err != nil {
+			t.Fatal(err)
+		}
 	}
 	l := newLab(t)
 	rng := rand.New(rand.NewPCG(11, 12))
 	var kvs [][2]string
 	for _, r := range e2eRegions {
-		for g := 0; g < e2eGroups; g++ {
-			kvs = append(kvs, [2]string{lab.SGPolicyKey(r, e2eSG(g)), e2ePolicy(r, g, 80)})
+		for g := 0; g < sc.groups; g++ {
+			kvs = append(kvs, [2]string{lab.SGPolicyKey(r, e2eSG(g)), e2ePolicy(r, g, sc.groups, 80)})
 		}
 	}
-	localGroup := make([]int, e2eLocal)
-	for i := 0; i < e2eEndpoints; i++ {
+	localGroup := make([]int, sc.local)
+	type remote struct {
+		region, host, vm, port, ip string
+		g                          int
+	}
+	var remotes []remote
+	for i := 0; i < sc.endpoints; i++ {
 		region, host := e2eRegions[i%3], fmt.Sprintf("%s-compute%d", strings.ToLower(e2eRegions[i%3]), i/60)
-		g := rng.IntN(e2eGroups)
-		if i < e2eLocal {
+		g := rng.IntN(sc.groups)
+		if i < sc.local {
 			region, host = "RegionOne", "r1-compute1"
 			localGroup[i] = g
 		}
 		port := fmt.Sprintf("%08x-1111-4000-8000-%012x", i, i)
 		ip := fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
-		k, v := endpointJSON(region, host, fmt.Sprintf("vm-%d", i), port, ip, g, rng.IntN(e2eGroups))
+		k, v := endpointJSON(region, host, fmt.Sprintf("vm-%d", i), port, ip, g, rng.IntN(sc.groups))
 		kvs = append(kvs, [2]string{k, v})
+		if i >= sc.local && len(remotes) < churnRate*2 {
+			remotes = append(remotes, remote{region, host, fmt.Sprintf("vm-%d", i), port, ip, g})
+		}
 	}
 	t0 := time.Now()
 	putAll(t, l.Cli, kvs)
 	t.Logf("loaded %d keys in %v", len(kvs), time.Since(t0))
 
 	if os.Getenv("OCELOT_BENCH_DEBUG") != "" {
-		t.Setenv("OCELOT_DEBUG_PPROF", ":6060") // the heap profiles below
+		t.Setenv("OCELOT_DEBUG_PPROF", ":6060")
 	}
 	// Cold start: process start to /readiness 200 (first in-sync apply done).
 	start := time.Now()
+	mode := map[string]string{"iptables": "Disabled", "nftables": "Enabled"}[backend]
 	// Production intervals, not the lab's quick ones (they cost idle CPU).
-	backend := os.Getenv("OCELOT_BENCH_BACKEND")
-	if backend == "" {
-		backend = "auto"
-	}
-	h := l.AddHost("r1-compute1", "RegionOne", "LogSeverityScreen = info", "ReportingIntervalSecs = 30", "ReportingTTLSecs = 90", "IptablesBackend = "+backend,
-		"IptablesRefreshInterval = 180", "IpsetsRefreshInterval = 90", "RouteRefreshInterval = 90")
-	for deadline := time.Now().Add(120 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+	h := l.AddHost("r1-compute1", "RegionOne", "LogSeverityScreen = info", "ReportingIntervalSecs = 30", "ReportingTTLSecs = 90",
+		"IptablesBackend = "+envOr("OCELOT_BENCH_BACKEND", "auto"), "NFTablesMode = "+mode,
+		"IptablesRefreshInterval = 180", "IpsetsRefreshInterval = 90", "RouteRefreshInterval = 90", "NftablesRefreshInterval = 180")
+	for deadline := time.Now().Add(300 * time.Second); ; time.Sleep(2 * time.Millisecond) {
 		if code, _ := h.HTTP(9099, "/readiness"); code == 200 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("not ready after 120 s:\n%s", h.Log())
+			t.Fatalf("not ready after 300 s:\n%s", h.Log())
 		}
 	}
-	cold := time.Since(start)
-	_, hwmStart := procStat(h.Pid())
-	if os.Getenv("OCELOT_BENCH_DEBUG") != "" {
-		t.Logf("start-up log:\n%s", h.Log())
-	}
-	resync := h.Metric("felix_int_dataplane_initial_resync_time_seconds")
-	if os.Getenv("OCELOT_BENCH_DEBUG") != "" {
-		if out, err := exec.Command("go", "tool", "pprof", "-top", "-inuse_space", "-nodecount=25", "http://"+h.Addr+":6060/debug/pprof/heap").CombinedOutput(); err == nil {
-			t.Logf("heap:\n%s", out)
-		}
-		for _, m := range []string{"go_memstats_heap_inuse_bytes", "go_memstats_heap_sys_bytes", "go_memstats_sys_bytes", "go_memstats_stack_inuse_bytes", "process_resident_memory_bytes", "go_memstats_next_gc_bytes"} {
-			t.Logf("%s %s", m, h.Metric(m))
-		}
-	}
+	res.cold = time.Since(start)
+	_, hwm := procStat(h.Pid())
+	res.rssStart = float64(hwm) / 1024
+	res.resync = h.Metric("felix_int_dataplane_initial_resync_time_seconds")
 
-	iptSave := "iptables-legacy-save"
-	if out, _ := h.Exec("iptables-nft-save", "-t", "filter"); strings.Contains(out, "cali-FORWARD") {
-		iptSave = "iptables-nft-save"
-	}
-	// The observer reads the kernel directly in a tight loop (microseconds
-	// a read, where iptables-save or ipset test cost a process each). With
-	// the nft backend the legacy getsockopt interface does not see the
-	// rules, so it falls back to polling iptables-nft-save.
-	probe, err := newKernelProbe(h.NS.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer probe.Close()
-	waitFor := func(what string, cond func() (bool, error)) {
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Microsecond) {
-			ok, err := cond()
-			if err != nil {
-				t.Fatalf("%s: %v", what, err)
-			}
-			if ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not seen in 30 s", what)
-			}
-		}
-	}
-	// A rule is seen in two steps: IPT_SO_GET_INFO (the table's size, a
-	// cheap read) until the table changes, then the rules themselves.
-	// Reading the whole table every poll would slow the agent's own
-	// iptables-restore, which waits for the same kernel lock. Each change
-	// below alternates its policy between one and two port rules, so that
-	// every change alters the table's size.
-	ruleHasPort := func(port int) func() (bool, error) {
-		if iptSave != "iptables-legacy-save" {
-			return func() (bool, error) {
-				out, err := h.Exec(iptSave, "-t", "filter")
-				return strings.Contains(out, fmt.Sprintf("--dports %d ", port)), err
-			}
-		}
-		before, err := probe.filterInfo()
+	// The observers. nftables: the kernel's nftables events. iptables:
+	// there are no events for iptables-legacy, so a cheap getsockopt
+	// (IPT_SO_GET_INFO: the table's size) is polled until the table
+	// changes, and only then are the rules read; IP sets are tested over
+	// netlink. (iptables-nft would emit nftables events, but measuring it
+	// would measure another backend than the one Ocelot's iptables numbers
+	// have always been for.)
+	var rulePort func(port int) func() (time.Time, bool)
+	var member func(ip string) (time.Time, bool)
+	deadline := func() time.Time { return time.Now().Add(30 * time.Second) }
+	if backend == "nftables" {
+		mon, err := newNFTMonitor(h.NS.Name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return func() (bool, error) {
-			info, err := probe.filterInfo()
-			if err != nil || info == before {
-				return false, err
+		defer mon.Close()
+		rulePort = func(port int) func() (time.Time, bool) {
+			return func() (time.Time, bool) { return mon.rulePort(uint16(port), deadline()) }
+		}
+		member = func(ip string) (time.Time, bool) { return mon.member(ip, deadline()) }
+	} else {
+		probe, err := newKernelProbe(h.NS.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer probe.Close()
+		poll := func(cond func() (bool, error)) (time.Time, bool) {
+			for end := deadline(); time.Now().Before(end); time.Sleep(100 * time.Microsecond) {
+				if ok, err := cond(); err != nil {
+					t.Fatal(err)
+				} else if ok {
+					return time.Now(), true
+				}
 			}
-			before = info
-			return probe.hasDestPort(uint16(port))
+			return time.Time{}, false
+		}
+		rulePort = func(port int) func() (time.Time, bool) {
+			before, err := probe.filterInfo()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return func() (time.Time, bool) {
+				return poll(func() (bool, error) {
+					info, err := probe.filterInfo()
+					if err != nil || info == before {
+						return false, err
+					}
+					before = info
+					return probe.hasDestPort(uint16(port))
+				})
+			}
+		}
+		member = func(ip string) (time.Time, bool) {
+			return poll(func() (bool, error) { return probe.inSet(probeSets[ip], ip) })
 		}
 	}
-	// Policy change -> rule in iptables.
-	var policyLat, putLat []time.Duration
+
+	// Policy change -> rule in the kernel. Each change alternates its
+	// policy between one and two port rules (the iptables observer needs
+	// the table's size to change).
 	rulesOf := map[int]int{}
 	for i := 0; i < e2eChanges; i++ {
-		g := localGroup[i%e2eLocal]
+		g := localGroup[i%sc.local]
 		port := 10000 + i
 		ports := []int{port}
-		if rulesOf[g] != 2 { // one port rule when loaded: alternate 2, 1, 2...
+		if rulesOf[g] != 2 {
 			ports = append(ports, 30000+i)
 		}
 		rulesOf[g] = len(ports)
-		cond := ruleHasPort(port)
+		seen := rulePort(port)
 		began := time.Now()
-		l.Put(lab.SGPolicyKey("RegionOne", e2eSG(g)), e2ePolicy("RegionOne", g, ports...))
-		putLat = append(putLat, time.Since(began))
-		waitFor(fmt.Sprintf("policy change %d (port %d)", i, port), cond)
-		policyLat = append(policyLat, time.Since(began))
+		l.Put(lab.SGPolicyKey("RegionOne", e2eSG(g)), e2ePolicy("RegionOne", g, sc.groups, ports...))
+		res.put = append(res.put, time.Since(began))
+		at, ok := seen()
+		if !ok {
+			t.Fatalf("policy change %d (port %d) not seen in 30 s", i, port)
+		}
+		res.policy = append(res.policy, at.Sub(began))
+		time.Sleep(spacing)
 	}
 
 	// Remote VM joins a group a local policy allows -> address in the set.
-	var joinLat []time.Duration
 	for i := 0; i < e2eChanges; i++ {
-		g := (localGroup[i%e2eLocal] + 1) % e2eGroups // allowed by the local VM's cross-region rule
+		g := (localGroup[i%sc.local] + 1) % sc.groups // allowed by the local VM's cross-region rule
 		sel, _ := selector.EntityRuleSelectors(selector.MustParse("has(sg.projectcalico.org/openstack-"+e2eSG(g)+")"), selector.MustParse("all()"), nil, lab.Namespace("RegionOne"))
-		set := ("cali40" + sel.UniqueID())[:31]
+		probeSets[fmt.Sprintf("10.200.%d.%d", i>>8, i&255)] = ("cali40" + sel.UniqueID())[:31]
 		ip := fmt.Sprintf("10.200.%d.%d", i>>8, i&255)
 		k, v := endpointJSON("RegionTwo", "regiontwo-compute999", fmt.Sprintf("joiner-%d", i), fmt.Sprintf("%08x-2222-4000-8000-%012x", i, i), ip, g)
 		began := time.Now()
 		l.Put(k, v)
-		putLat = append(putLat, time.Since(began))
-		waitFor(fmt.Sprintf("join %d (%s in %s)", i, ip, set), func() (bool, error) { return probe.inSet(set, ip) })
-		joinLat = append(joinLat, time.Since(began))
+		res.put = append(res.put, time.Since(began))
+		at, ok := member(ip)
+		if !ok {
+			t.Fatalf("join %d (%s) not seen in 30 s", i, ip)
+		}
+		res.join = append(res.join, at.Sub(began))
+		time.Sleep(spacing)
 	}
 
-	// The floor: one bare write and one read of the same filter table.
-	iptRestore := strings.Replace(iptSave, "-save", "-restore", 1)
-	floor := func(script string) time.Duration {
+	res.applyMedian = h.Metric(`felix_int_dataplane_apply_time_seconds{quantile="0.5"}`)
+	res.calcMedian = h.Metric(`felix_calc_graph_update_time_seconds{quantile="0.5"}`)
+
+	// Churn: remote endpoints change group at churnRate a second, each
+	// change moving an address between two sets local policies use.
+	cpu0, _ := procStat(h.Pid())
+	tick := time.NewTicker(time.Second / churnRate)
+	began := time.Now()
+	for n := 0; time.Since(began) < churnWindow; n++ {
+		<-tick.C
+		r := remotes[n%len(remotes)]
+		other := (localGroup[n%sc.local] + 1) % sc.groups
+		if (n/len(remotes))%2 == 1 {
+			other = localGroup[n%sc.local]
+		}
+		k, v := endpointJSON(r.region, r.host, r.vm, r.port, r.ip, r.g, other)
+		l.Put(k, v)
+		res.churnDone++
+	}
+	tick.Stop()
+	elapsed := time.Since(began)
+	cpu1, _ := procStat(h.Pid())
+	res.churnCPU = float64(cpu1-cpu0) / float64(elapsed) * 100
+
+	// The floors on this host, in the same run.
+	res.floorPolicy, res.floorJoin, res.floorNote = floors(t, h, backend)
+
+	// Idle CPU: let the re-reads that follow the last write back off, then
+	// measure.
+	time.Sleep(idleSettle)
+	cpu0, _ = procStat(h.Pid())
+	time.Sleep(idleWindow)
+	cpu1, hwm = procStat(h.Pid())
+	res.idleCPU = float64(cpu1-cpu0) / float64(idleWindow) * 100
+	res.rssPeak = float64(hwm) / 1024
+	return res
+}
+
+// probeSets maps a joiner's address to the kernel name of the set it
+// joins (the iptables observer tests that set).
+var probeSets = map[string]string{}
+
+// floors times the bare kernel writes a change costs at least, on the
+// host's own tables: iptables, one iptables-restore of one chain (a
+// process, as the agent runs it); nftables, one transaction that flushes
+// and refills a policy chain with its own rules, and one element add.
+func floors(t *testing.T, h *lab.Host, backend string) (policy, join time.Duration, note string) {
+	if backend != "nftables" {
+		iptRestore := "iptables-legacy-restore"
+		if h.Iptables() == "iptables-nft" {
+			iptRestore = "iptables-nft-restore"
+		}
 		began := time.Now()
+		script := `printf '*filter\n:cali-floor - [0:0]\n-A cali-floor -j ACCEPT\nCOMMIT\n' | ` + iptRestore + ` --noflush`
 		if out, err := h.Exec("sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do "+script+"; done"); err != nil {
 			t.Fatalf("%v %s", err, out)
 		}
-		return time.Since(began) / 10
+		policy = time.Since(began) / 10
+		h.Exec(strings.TrimSuffix(iptRestore, "-restore"), "-X", "cali-floor")
+		began = time.Now()
+		if out, err := h.Exec("sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do ipset add -exist cali40floor 10.201.0.1 2>/dev/null; done; true"); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+		return policy, time.Since(began) / 10, "one " + iptRestore + " of one chain; one ipset process"
 	}
-	writeFloor := floor(`printf '*filter\n:cali-floor - [0:0]\n-A cali-floor -j ACCEPT\nCOMMIT\n' | ` + iptRestore + ` --noflush`)
-	readFloor := floor(iptSave + " -t filter >/dev/null")
-	h.Exec(strings.TrimSuffix(iptSave, "-save"), "-X", "cali-floor")
-
-	if os.Getenv("OCELOT_BENCH_DEBUG") != "" {
-		if out, err := exec.Command("go", "tool", "pprof", "-top", "-sample_index=alloc_space", "-nodecount=30", "http://"+h.Addr+":6060/debug/pprof/heap").CombinedOutput(); err == nil {
-			t.Logf("allocations:\n%s", out)
+	ns, err := netns.GetFromName(h.NS.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns)), nftables.AsLasting())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseLasting()
+	table := &nftables.Table{Name: "calico", Family: nftables.TableFamilyIPv4}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chain *nftables.Chain
+	for _, ch := range chains {
+		if ch.Table.Name == "calico" && strings.HasPrefix(ch.Name, "filter-cali-pi-") {
+			chain = ch
+			break
 		}
 	}
-	applyMedian := h.Metric(`felix_int_dataplane_apply_time_seconds{quantile="0.5"}`)
-	calcMedian := h.Metric(`felix_calc_graph_update_time_seconds{quantile="0.5"}`)
-
-	// Idle CPU: let the re-reads that follow the last write back off (they
-	// double from IptablesPostWriteCheckIntervalSecs), then measure.
-	time.Sleep(idleSettle)
-	cpu0, _ := procStat(h.Pid())
-	time.Sleep(idleWindow)
-	cpu1, hwm := procStat(h.Pid())
-	if os.Getenv("OCELOT_BENCH_DEBUG") != "" {
-		_, body := h.HTTP(9091, "/metrics")
-		for _, line := range strings.Split(body, "\n") {
-			if strings.HasPrefix(line, "go_memstats_") || strings.HasPrefix(line, "go_goroutines") {
-				t.Log(line)
-			}
+	rules, err := c.GetRules(table, chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds []time.Duration
+	for range 20 {
+		c.FlushChain(chain)
+		for _, r := range rules {
+			c.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: r.Exprs, UserData: r.UserData})
+		}
+		began := time.Now()
+		if err := c.Flush(); err != nil {
+			t.Fatalf("bare policy transaction: %v", err)
+		}
+		ds = append(ds, time.Since(began))
+	}
+	policy = percentile(ds, .5)
+	sets, err := c.GetSets(table)
+	if err != nil || len(sets) == 0 {
+		t.Fatalf("sets: %v", err)
+	}
+	var set *nftables.Set
+	for _, s := range sets {
+		if strings.HasPrefix(s.Name, "cali40s-") {
+			set = s
+			break
 		}
 	}
-	idle := float64(cpu1-cpu0) / float64(idleWindow) * 100
+	ds = ds[:0]
+	key := []byte{10, 201, 0, 1}
+	for range 20 {
+		c.SetAddElements(set, []nftables.SetElement{{Key: key}, {Key: []byte{10, 201, 0, 2}, IntervalEnd: true}})
+		began := time.Now()
+		if err := c.Flush(); err != nil {
+			t.Fatalf("bare element transaction: %v", err)
+		}
+		ds = append(ds, time.Since(began))
+		c.SetDeleteElements(set, []nftables.SetElement{{Key: key}, {Key: []byte{10, 201, 0, 2}, IntervalEnd: true}})
+		c.Flush()
+	}
+	return policy, percentile(ds, .5), "one netlink transaction refilling one policy chain; one adding one element"
+}
 
+func printResult(r benchResult) {
 	fmt.Printf(`
-Ocelot end to end (%d endpoints across 3 regions, %d groups x 3 regions of policies, %d local endpoints)
+Ocelot end to end, %s, %s backend
   cold start -> dataplane complete (/readiness 200)   %v   (initial resync %ss)
   peak RSS                                            %.1f MiB (%.1f MiB at start-up)
-  policy change -> rule in iptables     median %v   p99 %v   (%d changes)
-  remote VM joins a group -> IP in set  median %v   p99 %v   (%d joins)
-  idle CPU (%v after the last change, over %v)        %.2f%% of a core, children included
+  policy change -> rule in the kernel    median %v   p99 %v   (%d changes)
+  remote VM joins a group -> IP in set   median %v   p99 %v   (%d joins)
+  %d remote endpoint updates/s for %v: agent CPU %.1f%% of a core, children included (%d updates)
+  idle CPU (%v after the last change, over %v)        %.2f%% of a core
   inside the agent: calc per batch median %ss, dataplane apply median %ss
-  floor on this host: etcd write (Put round trip) median %v; one %s of one chain %v; one %s -t filter %v
-(observed by reading the host's kernel every 0.1 ms from the test process)
-`, e2eEndpoints, e2eGroups, e2eLocal, cold.Round(time.Millisecond), resync, float64(hwm)/1024, float64(hwmStart)/1024,
-		percentile(policyLat, 0.5).Round(100*time.Microsecond), percentile(policyLat, 0.99).Round(100*time.Microsecond), len(policyLat),
-		percentile(joinLat, 0.5).Round(100*time.Microsecond), percentile(joinLat, 0.99).Round(100*time.Microsecond), len(joinLat), idleSettle, idleWindow, idle, calcMedian, applyMedian,
-		percentile(putLat, 0.5).Round(100*time.Microsecond), iptRestore, writeFloor.Round(100*time.Microsecond), iptSave, readFloor.Round(100*time.Microsecond))
+  floor: etcd put median %v; %s: %v and %v
+`, r.scale, r.backend, r.cold.Round(time.Millisecond), r.resync, r.rssPeak, r.rssStart,
+		ms(percentile(r.policy, .5)), ms(percentile(r.policy, .99)), len(r.policy),
+		ms(percentile(r.join, .5)), ms(percentile(r.join, .99)), len(r.join),
+		churnRate, churnWindow, r.churnCPU, r.churnDone, idleSettle, idleWindow, r.idleCPU, r.calcMedian, r.applyMedian,
+		ms(percentile(r.put, .5)), r.floorNote, ms(r.floorPolicy), ms(r.floorJoin))
 }

@@ -324,7 +324,7 @@ func (t *Table) Replace(id, typ string, members []contract.Member) {
 		if old := t.sets.want[name]; old != nil {
 			k.elems = old.written()
 		} else {
-			t.invalidate()
+			t.invalidate() // not known: read it
 		}
 	}
 	t.sets.want[name] = d
@@ -376,6 +376,9 @@ func (t *Table) change(id string, members []contract.Member, add bool) {
 // use it.
 func (t *Table) Remove(id string) {
 	name := t.Name(id)
+	if k, old := t.view.set(name), t.sets.want[name]; k != nil && !k.spec.Map && k.elems == nil && old != nil {
+		k.elems = old.written() // a set added back before the next apply is compared with this
+	}
 	delete(t.sets.want, name)
 	t.sets.dirty[name] = struct{}{}
 	t.dirty = true

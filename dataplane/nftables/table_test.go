@@ -29,7 +29,13 @@ func m(s string) contract.Member {
 // recorder keeps the ops of every transaction.
 type recorder struct {
 	nft.Runner
-	txs [][]nft.Op
+	txs   [][]nft.Op
+	reads int
+}
+
+func (r *recorder) Read(f int, t string) (*nft.State, error) {
+	r.reads++
+	return r.Runner.Read(f, t)
 }
 
 func (r *recorder) Run(f int, t string, ops []nft.Op) error {
@@ -236,5 +242,22 @@ func TestRebuildAfterFailures(t *testing.T) {
 	}
 	if rules, _ := k.NFTRules(4, nft.TableName, "filter-cali-pi-web"); len(rules) != 1 {
 		t.Errorf("policy chain %q", rules)
+	}
+}
+
+// A set removed and added back before the next apply is compared with
+// what the kernel has, without reading the table again.
+func TestSetRemovedAndAddedBackNeedsNoRead(t *testing.T) {
+	_, rec, tb := setup(t)
+	reads := rec.reads
+	tb.Remove("s:web")
+	tb.Replace("s:web", nft.TypeNet, []contract.Member{m("198.18.0.1"), m("198.18.0.3")})
+	apply(t, tb)
+	want := []string{"delete elements cali40s-web", "add elements cali40s-web"}
+	if got := rec.last(); !slices.Equal(got, want) {
+		t.Errorf("ops %q, want %q", got, want)
+	}
+	if rec.reads != reads {
+		t.Errorf("%d reads of the table", rec.reads-reads)
 	}
 }
