@@ -54,9 +54,13 @@ lint:
 bench: deps build
 	$(GO) test -count=1 -run '^$$' -bench . -benchmem -timeout 60m ./...
 
-## bench-e2e: datastore write -> rule enforced, measured against the real binary.
+## bench-e2e: datastore write -> rule enforced, measured against the real binary, for each backend
+## and scale: make bench-e2e SCALES=10k,50k,100k BACKENDS=iptables,nftables (1k is a quick smoke run).
+SCALES ?= 10k
+BACKENDS ?= iptables,nftables
 bench-e2e: deps build
-	OCELOT_BENCH_E2E=1 $(GO) test -count=1 -timeout 30m -run TestBenchE2E -v ./fv-tests/
+	OCELOT_BENCH_E2E=1 OCELOT_BENCH_SCALES=$(SCALES) OCELOT_BENCH_BACKENDS=$(BACKENDS) \
+		$(GO) test -count=1 -timeout 90m -run TestBenchE2E -v ./fv-tests/
 
 ## bench-etcd: what agents cost a three-member etcd, direct and via grpc-proxy (~11 min).
 bench-etcd:

@@ -31,9 +31,14 @@
 //     state machine); it sets its interface's route mode (held back,
 //     elevated, normal) in the routeManager.
 //
-// Drivers bring the kernel in line with the desired state: ipsets and
-// iptables (per family, behind a Runner seam each; iptables isolates what
-// the kernel refuses and applies the rest), routing (behind a netlink
+// Drivers bring the kernel in line with the desired state. The rules and
+// sets have two backends, chosen by NFTablesMode (families.go): ipsets
+// and iptables (per family, behind a Runner seam each; iptables isolates
+// what the kernel refuses and applies the rest), or one native nftables
+// table per family (dataplane/nftables, behind its Runner seam), which
+// takes the same chains of the same rule model. After the first complete
+// apply, what the other backend left (ours from a run in the other mode,
+// or Felix's) is removed (takeover.go). Routing (behind a netlink
 // seam), conntrack (a Table seam; one pass per window); sysctls, the host
 // address watcher and the endpoint status files sit behind small
 // interfaces or in a directory of their own (kernel.go, statusfiles.go),
