@@ -344,6 +344,17 @@ func (r Renderer) criterion(out *Rule, c ruleset.Criterion) {
 		add(&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1}, &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{proto}},
 			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: n},
 			&expr.Cmp{Op: cmpOp(x.Negate), Register: reg1, Data: data})
+	case ruleset.TCPFlags:
+		// The flags byte of the TCP header, under the mask.
+		add(&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 1, Mask: []byte{x.Mask}, Xor: []byte{0}},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{x.Set & x.Mask}})
+	case ruleset.PacketRate:
+		add(&expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(x.Rate), Unit: expr.LimitTimeSecond, Burst: x.Burst})
+	case ruleset.ConnLimit:
+		// "ct count over N": the rule's own count of live connections,
+		// every address together.
+		add(&expr.Connlimit{Count: x.Above, Flags: expr.NFT_CONNLIMIT_F_INV})
 	default:
 		panic(fmt.Sprintf("nftables: no rendering for match criterion %T", c))
 	}
@@ -451,6 +462,9 @@ func (r Renderer) action(a ruleset.Action) []expr.Any {
 	case ruleset.Goto:
 		return verdict(expr.VerdictGoto, r.ChainName(x.Chain))
 	case ruleset.Reject:
+		if x.With == ruleset.RejectTCPReset {
+			return []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_TCP_RST}}
+		}
 		// iptables' default: ICMP port unreachable.
 		code := uint8(3)
 		if r.Family == 6 {
