@@ -396,9 +396,9 @@ func TestQoSControls(t *testing.T) {
 	vm.QoS = map[string]any{"ingressPacketRate": 10, "ingressPacketBurst": 5, "egressPacketRate": 10, "egressPacketBurst": 5}
 	vm.Plug(vm.SGs)
 	netlab.Eventually(t, "packet-rate limits in the rules, the buckets gone", wait, func() bool {
-		save := h.IptablesSave(t)
+		save := rulesOf(t, h)
 		tap, _ := h.Exec("tc", "qdisc", "show", "dev", vm.HostSide)
-		return strings.Count(save, "--limit 10/sec") == 2 && !strings.Contains(tap, "tbf")
+		return strings.Count(save, pick(h, "--limit 10/sec", "limit rate 10/second")) == 2 && !strings.Contains(tap, "tbf")
 	})
 	for _, c := range []struct {
 		what     string
@@ -416,8 +416,8 @@ func TestQoSControls(t *testing.T) {
 	vm.QoS = map[string]any{"ingressMaxConnections": 3}
 	vm.Plug(vm.SGs)
 	netlab.Eventually(t, "the connection limit in the rules, the rate limits gone", wait, func() bool {
-		save := h.IptablesSave(t)
-		return strings.Contains(save, "--connlimit-above 3") && !strings.Contains(save, "--limit ")
+		save := rulesOf(t, h)
+		return strings.Contains(save, pick(h, "--connlimit-above 3", "ct count over 3")) && !strings.Contains(save, pick(h, "--limit ", "limit rate"))
 	})
 	cs := connections(client, vm.IP+":80", 4)
 	t.Logf("connections: %d of 4 taken (limit 3)", len(cs))
@@ -438,10 +438,10 @@ func TestQoSControls(t *testing.T) {
 	vm.QoS = nil
 	vm.Plug(vm.SGs)
 	netlab.Eventually(t, "limits removed", wait, func() bool {
-		save := h.IptablesSave(t)
+		save := rulesOf(t, h)
 		tap, _ := h.Exec("tc", "qdisc", "show", "dev", vm.HostSide)
 		_, err := h.Exec("ip", "link", "show", ifb)
-		return !strings.Contains(save, "--limit ") && !strings.Contains(save, "connlimit") && !strings.Contains(tap, "tbf") &&
+		return !strings.Contains(save, pick(h, "--limit ", "limit rate")) && !strings.Contains(save, pick(h, "connlimit", "ct count")) && !strings.Contains(tap, "tbf") &&
 			!strings.Contains(tap, "ingress") && err != nil
 	})
 	unlimited("after the controls went")
@@ -453,4 +453,25 @@ func TestQoSControls(t *testing.T) {
 func ifbName(tap string) string {
 	h := sha512.Sum512([]byte(tap))
 	return ("bwcali" + hex.EncodeToString(h[:]))[:15]
+}
+
+// rulesOf is the host's IPv4 filter rules as its backend prints them:
+// iptables-save, or the calico nftables table.
+func rulesOf(t *testing.T, h *lab.Host) string {
+	if h.Lab.NFTablesMode == "Enabled" {
+		out, err := h.Exec("nft", "list", "table", "ip", "calico")
+		if err != nil {
+			t.Fatalf("nft list: %v %s", err, out)
+		}
+		return out
+	}
+	return h.IptablesSave(t)
+}
+
+// pick is the iptables or the nftables form of a rule's text.
+func pick(h *lab.Host, iptables, nftables string) string {
+	if h.Lab.NFTablesMode == "Enabled" {
+		return nftables
+	}
+	return iptables
 }
