@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -162,11 +163,13 @@ func TestBenchE2E(t *testing.T) {
 	for _, r := range results {
 		fmt.Printf("%-6s %-9s %9v %7.0fMi %8v (%6v) %8v (%6v) %9.1f%% %7.2f%% %8v %10v / %v\n", r.scale, r.backend,
 			r.cold.Round(time.Millisecond), r.rssPeak, ms(percentile(r.policy, .5)), ms(percentile(r.policy, .99)),
-			ms(percentile(r.join, .5)), ms(percentile(r.join, .99)), r.churnCPU, r.idleCPU, ms(percentile(r.put, .5)), ms(r.floorPolicy), ms(r.floorJoin))
+			ms(percentile(r.join, .5)), ms(percentile(r.join, .99)), r.churnCPU, r.idleCPU, ms(percentile(r.put, .5)), fine(r.floorPolicy), fine(r.floorJoin))
 	}
 }
 
 func ms(d time.Duration) time.Duration { return d.Round(100 * time.Microsecond) }
+
+func fine(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
 
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
@@ -353,6 +356,15 @@ func benchOne(t *testing.T, sc benchScale, backend string) benchResult {
 
 	// Churn: remote endpoints change group at churnRate a second, each
 	// change moving an address between two sets local policies use.
+	profiled := make(chan string, 1)
+	if os.Getenv("OCELOT_BENCH_DEBUG") != "" {
+		// Where the churn's CPU goes: the agent's profile over the window.
+		go func() {
+			out, _ := exec.Command("go", "tool", "pprof", "-top", "-nodecount=35",
+				fmt.Sprintf("http://%s:6060/debug/pprof/profile?seconds=%d", h.Addr, int(churnWindow.Seconds())-2)).CombinedOutput()
+			profiled <- string(out)
+		}()
+	}
 	cpu0, _ := procStat(h.Pid())
 	tick := time.NewTicker(time.Second / churnRate)
 	began := time.Now()
@@ -371,6 +383,9 @@ func benchOne(t *testing.T, sc benchScale, backend string) benchResult {
 	elapsed := time.Since(began)
 	cpu1, _ := procStat(h.Pid())
 	res.churnCPU = float64(cpu1-cpu0) / float64(elapsed) * 100
+	if os.Getenv("OCELOT_BENCH_DEBUG") != "" {
+		t.Logf("agent CPU during churn:\n%s", <-profiled)
+	}
 
 	// The floors on this host, in the same run.
 	res.floorPolicy, res.floorJoin, res.floorNote = floors(t, h, backend)
@@ -493,5 +508,5 @@ Ocelot end to end, %s, %s backend
 		ms(percentile(r.policy, .5)), ms(percentile(r.policy, .99)), len(r.policy),
 		ms(percentile(r.join, .5)), ms(percentile(r.join, .99)), len(r.join),
 		churnRate, churnWindow, r.churnCPU, r.churnDone, idleSettle, idleWindow, r.idleCPU, r.calcMedian, r.applyMedian,
-		ms(percentile(r.put, .5)), r.floorNote, ms(r.floorPolicy), ms(r.floorJoin))
+		ms(percentile(r.put, .5)), r.floorNote, fine(r.floorPolicy), fine(r.floorJoin))
 }

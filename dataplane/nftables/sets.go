@@ -55,21 +55,39 @@ func compareMembers(a, b member) int {
 // dset is a desired set. A hash:net set is an interval set in the
 // kernel, which refuses overlapping elements, so its elements are the
 // members no other member contains (top); for hash:ip,port, every member.
+// While no member contains another (the usual: addresses), top is nil and
+// the members are the elements: no second map.
 type dset struct {
 	spec    SetSpec
 	ipPort  bool
 	members map[member]struct{}
-	top     map[member]struct{} // hash:net: the elements written
+	top     map[member]struct{} // hash:net with nesting: the elements written
 	lengths map[int]int         // hash:net: members per prefix length
 	touched map[member]bool     // elements changed since the last write -> present then
 	full    bool                // compare every element at the next apply
 }
 
 func (d *dset) elems() map[member]struct{} {
-	if d.ipPort {
+	if d.ipPort || d.top == nil {
 		return d.members
 	}
 	return d.top
+}
+
+// host reports whether a member is one address.
+func host(k member) bool { return k.net.Bits() == k.net.Addr().BitLen() }
+
+// contains reports whether any other member lies within the network k.
+func (d *dset) containsOthers(k member) bool {
+	if host(k) {
+		return false
+	}
+	for m := range d.members {
+		if m != k && m.net.Bits() > k.net.Bits() && k.net.Contains(m.net.Addr()) {
+			return true
+		}
+	}
+	return false
 }
 
 func (d *dset) touch(k member, present bool) {
@@ -103,6 +121,14 @@ func (d *dset) add(k member) {
 		return
 	}
 	d.lengths[k.net.Bits()]++
+	if d.top == nil {
+		if !d.covered(k.net) && !d.containsOthers(k) {
+			d.touch(k, false) // still no nesting: the members are the elements
+			return
+		}
+		d.top = maps.Clone(d.members) // nesting from now on: keep the elements apart
+		delete(d.top, k)
+	}
 	if d.covered(k.net) {
 		return
 	}
@@ -128,6 +154,10 @@ func (d *dset) remove(k member) {
 		return
 	}
 	d.lengths[k.net.Bits()]--
+	if d.top == nil {
+		d.touch(k, true) // no member was within it
+		return
+	}
 	if _, ok := d.top[k]; !ok {
 		return
 	}
@@ -297,8 +327,9 @@ func (t *Table) Replace(id, typ string, members []contract.Member) {
 	d := &dset{spec: SetSpec{Name: name, KeyType: kt, Interval: interval}, ipPort: ipPort,
 		members: make(map[member]struct{}, len(members)), full: true}
 	if !ipPort {
-		d.top, d.lengths = map[member]struct{}{}, map[int]int{}
+		d.lengths = map[int]int{}
 	}
+
 	sorted := make([]member, 0, len(members))
 	for _, m := range members {
 		if t.ours(m) {
@@ -313,7 +344,12 @@ func (t *Table) Replace(id, typ string, members []contract.Member) {
 		}
 		d.members[k] = struct{}{}
 		if !ipPort {
-			if !d.covered(k.net) {
+			if d.covered(k.net) && d.top == nil {
+				// The first member within another: the elements are the
+				// members so far (shorter first: none of them nested).
+				d.top = maps.Clone(d.members)
+				delete(d.top, k)
+			} else if d.top != nil && !d.covered(k.net) {
 				d.top[k] = struct{}{}
 			}
 			d.lengths[k.net.Bits()]++
