@@ -247,7 +247,7 @@ func testEnforcement(t *testing.T, nftables bool) {
 	if nftables {
 		tools, n = nftTools(t), "2"
 	}
-	netlab.AddUplink(t, nil, "wld")
+	netlab.AddUplink(t, nil, "wl"+n) // per run: the previous run's may linger
 	web := netlab.AddVM(t, nil, "web", "tap00000web"+n, "fa:16:3e:00:00:01", "198.18.1.1", "2001:db8:1::1")
 	cli := netlab.AddVM(t, nil, "cli", "tap00000cli"+n, "fa:16:3e:00:00:02", "198.18.1.2", "2001:db8:1::2")
 	for _, vm := range []*netlab.VM{web, cli} {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"ocelot/dataplane/droplog"
 	"ocelot/dataplane/internal/fakekernel"
 	"ocelot/dataplane/rules"
+	rs "ocelot/dataplane/ruleset"
 	"ocelot/explain"
 )
 
@@ -153,6 +155,37 @@ func TestPolicyCounters(t *testing.T) {
 	}
 	if n := countSeries(t, reg, "ocelot_endpoint_default_drop_packets_total"); n != 0 {
 		t.Errorf("%d endpoint series left after the endpoint went", n)
+	}
+}
+
+// In nftables mode the counters come from the rules' counter expressions,
+// matched by the nftables rendering's hashes.
+func TestPolicyCountersNftables(t *testing.T) {
+	h := newHarnessWith(t, func(c *Config) { c.NFTablesMode = "Enabled" })
+	h.plug("tapweb")
+	web := epID("web")
+	pol := policy("web", "s:clients")
+	h.send(ipset("s:clients", "198.18.12.5"), pol, endpoint(web, "tapweb", "198.18.11.5", "web"), contract.InSync{})
+	h.apply()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(h.d.counters)
+	h.d.counters.minInterval = 0
+	allow := []string{"policy", "np/ns/web", "direction", "ingress", "action", "allow"}
+	// The allow rule: the rule that sets the accept mark.
+	f := h.d.families[0]
+	idx := slices.IndexFunc(f.rules.PolicyChain(&pol, true).Rules, func(r rs.Rule) bool {
+		m, ok := r.Action.(rs.SetMark)
+		return ok && m.Value == f.rules.Marks.Accept
+	})
+	if idx < 0 {
+		t.Fatal("no allow rule in the policy chain")
+	}
+	h.k.NFTCount(4, "calico", "filter-"+pi("web"), idx, 7, 420)
+	if v := metricValue(t, reg, "ocelot_policy_packets_total", allow...); v != 7 {
+		t.Errorf("allowed packets %v, want 7", v)
+	}
+	if v := metricValue(t, reg, "ocelot_policy_bytes_total", allow...); v != 420 {
+		t.Errorf("allowed bytes %v, want 420", v)
 	}
 }
 

@@ -355,6 +355,12 @@ func (r Renderer) criterion(out *Rule, c ruleset.Criterion) {
 		// "ct count over N": the rule's own count of live connections,
 		// every address together.
 		add(&expr.Connlimit{Count: x.Above, Flags: expr.NFT_CONNLIMIT_F_INV})
+	case ruleset.Limit:
+		burst := x.Burst
+		if burst == 0 {
+			burst = 5 // iptables' default, which the model's 0 means
+		}
+		add(&expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(x.Count), Unit: limitUnit(x.Per), Burst: burst})
 	default:
 		panic(fmt.Sprintf("nftables: no rendering for match criterion %T", c))
 	}
@@ -495,8 +501,30 @@ func (r Renderer) action(a ruleset.Action) []expr.Any {
 	case ruleset.Log:
 		return []expr.Any{&expr.Log{Key: 1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_LEVEL, Level: expr.LogLevelNotice,
 			Data: []byte(x.Prefix + ": ")}}
+	case ruleset.NFLOG:
+		prefix := unsafePrefix.ReplaceAllString(x.Prefix, "_")
+		if len(prefix) > ruleset.MaxNFLOGPrefix {
+			prefix = prefix[:ruleset.MaxNFLOGPrefix]
+		}
+		return []expr.Any{&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_SNAPLEN,
+			Group: x.Group, Data: []byte(prefix), Snaplen: x.Size}}
 	}
 	panic(fmt.Sprintf("nftables: no rendering for action %T", a))
+}
+
+// unsafePrefix is what an NFLOG prefix may not hold (the model's rule).
+var unsafePrefix = regexp.MustCompile(`[^A-Za-z0-9 ._:/|-]`)
+
+func limitUnit(u ruleset.Unit) expr.LimitTime {
+	switch u {
+	case ruleset.PerMinute:
+		return expr.LimitTimeMinute
+	case ruleset.PerHour:
+		return expr.LimitTimeHour
+	case ruleset.PerDay:
+		return expr.LimitTimeDay
+	}
+	return expr.LimitTimeSecond
 }
 
 // DispatchRun splits a dispatch chain's rules into its leading run of
