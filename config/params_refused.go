@@ -5,7 +5,7 @@ package config
 // validation beyond what the report needs. Kind is kept only to tell a
 // value that asks for nothing (Inert, default: Default) from one that does.
 const (
-	reasonBPF        = "Ocelot has no eBPF dataplane; it programs iptables"
+	reasonBPF        = "Ocelot has no eBPF dataplane; it programs iptables or nftables"
 	reasonWireGuard  = "Ocelot does not encrypt traffic between hosts (no WireGuard)"
 	reasonTypha      = "Typha fans a Kubernetes datastore out to many agents; Ocelot reads etcd directly"
 	reasonOverlay    = "OpenStack routes VM addresses without an overlay; Ocelot creates no VXLAN or IP-in-IP devices"

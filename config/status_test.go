@@ -64,7 +64,7 @@ func TestNotHonouredIsReported(t *testing.T) {
 		name, value string
 		want        string // "" for no report
 	}{
-		{"BPFEnabled", "true", "Ocelot refuses this parameter (Ocelot has no eBPF dataplane; it programs iptables); the value is ignored"},
+		{"BPFEnabled", "true", "Ocelot refuses this parameter (Ocelot has no eBPF dataplane; it programs iptables or nftables); the value is ignored"},
 		{"BPFEnabled", "false", ""},
 		{"bpfenabled", "no", ""},
 		{"UsageReportingEnabled", "true", "Ocelot refuses this parameter (Ocelot never reports usage to anyone); the value is ignored"},
@@ -118,7 +118,7 @@ func TestNotHonouredFromTheDatastore(t *testing.T) {
 	}
 	want := []string{
 		`warning: felixconfigurations/default spec.someFutureField: someFutureField = "\"x\"": is an unknown FelixConfiguration field (no Felix or Ocelot parameter); ignored`,
-		`warning: felixconfigurations/default spec.bpfEnabled: BPFEnabled = "true": Ocelot refuses this parameter (Ocelot has no eBPF dataplane; it programs iptables); the value is ignored`,
+		`warning: felixconfigurations/default spec.bpfEnabled: BPFEnabled = "true": Ocelot refuses this parameter (Ocelot has no eBPF dataplane; it programs iptables or nftables); the value is ignored`,
 		`warning: felixconfigurations/default spec.healthTimeoutOverrides: HealthTimeoutOverrides = "[{\"name\":\"x\",\"timeout\":\"30s\"}]": Ocelot refuses this parameter (not implemented: Ocelot's health timeouts are fixed); the value is ignored`,
 	}
 	if !reflect.DeepEqual(got, want) {
