@@ -547,15 +547,6 @@ func (d *Dataplane) apply(ctx context.Context) (wrote bool, err error) {
 		return wrote, err
 	}
 	d.metrics.inSync.Set(1)
-	if d.retirePending {
-		// Only now is this backend's state complete in the kernel: what
-		// the other one left goes, with no gap in enforcement.
-		if err := d.retireOther(ctx); err != nil {
-			d.log.Warn("removing the other backend's rules failed; will retry", "err", err)
-		} else {
-			d.retirePending = false
-		}
-	}
 	if first {
 		d.appliedOnce = true
 		d.conntrack.armed = true
@@ -569,6 +560,17 @@ func (d *Dataplane) apply(ctx context.Context) (wrote bool, err error) {
 		}
 	} else {
 		d.metrics.applyTime.Observe(elapsed.Seconds())
+	}
+	if d.retirePending {
+		// Only now is this backend's state complete in the kernel: what
+		// the other one left goes, with no gap in enforcement. After
+		// readiness: the host enforces already, and reading the other
+		// backend (a few processes for iptables) should not delay it.
+		if err := d.retireOther(ctx); err != nil {
+			d.log.Warn("removing the other backend's rules failed; the next apply (at the latest, the periodic re-read's) retries", "err", err)
+		} else {
+			d.retirePending = false
+		}
 	}
 	return wrote, nil
 }
