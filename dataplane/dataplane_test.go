@@ -226,6 +226,17 @@ func nftTools(t *testing.T) backendTools {
 	}
 }
 
+// freshUplink adds an uplink once the previous test's is gone: its veth
+// (and default route) outlive its namespace for a moment.
+func freshUplink(t *testing.T, name string) {
+	netlab.Eventually(t, "the previous uplink gone", timeout, func() bool {
+		out, _ := netlab.Try("ip", "route", "show", "default")
+		out6, _ := netlab.Try("ip", "-6", "route", "show", "default")
+		return strings.TrimSpace(out+out6) == ""
+	})
+	netlab.AddUplink(t, nil, name)
+}
+
 // TestEnforcement runs the same scenario, the same policies and the same
 // packets, through both backends: the iptables rendering and the
 // nftables rendering of one rule model must decide alike. The nftables
@@ -247,7 +258,7 @@ func testEnforcement(t *testing.T, nftables bool) {
 	if nftables {
 		tools, n = nftTools(t), "2"
 	}
-	netlab.AddUplink(t, nil, "wl"+n) // per run: the previous run's may linger
+	freshUplink(t, "wl"+n)
 	web := netlab.AddVM(t, nil, "web", "tap00000web"+n, "fa:16:3e:00:00:01", "198.18.1.1", "2001:db8:1::1")
 	cli := netlab.AddVM(t, nil, "cli", "tap00000cli"+n, "fa:16:3e:00:00:02", "198.18.1.2", "2001:db8:1::2")
 	for _, vm := range []*netlab.VM{web, cli} {

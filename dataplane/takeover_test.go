@@ -47,7 +47,7 @@ func TestTakeoverBothWays(t *testing.T) {
 	if _, err := netlab.Try("nft", "--version"); err != nil {
 		netlab.Unavailable(t, "nft: %v", err)
 	}
-	netlab.AddUplink(t, nil, "wl3")
+	freshUplink(t, "wl3")
 	web := netlab.AddVM(t, nil, "web", "tap00000web3", "fa:16:3e:00:00:01", "198.18.1.1", "2001:db8:1::1")
 	cli := netlab.AddVM(t, nil, "cli", "tap00000cli3", "fa:16:3e:00:00:02", "198.18.1.2", "2001:db8:1::2")
 	for _, vm := range []*netlab.VM{web, cli} {

@@ -501,6 +501,8 @@ func (r Renderer) action(a ruleset.Action) []expr.Any {
 	case ruleset.Log:
 		return []expr.Any{&expr.Log{Key: 1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_LEVEL, Level: expr.LogLevelNotice,
 			Data: []byte(x.Prefix + ": ")}}
+	case ruleset.NoTrack:
+		return []expr.Any{&expr.Notrack{}}
 	case ruleset.NFLOG:
 		prefix := unsafePrefix.ReplaceAllString(x.Prefix, "_")
 		if len(prefix) > ruleset.MaxNFLOGPrefix {
