@@ -32,7 +32,7 @@ test: deps build
 	OCELOT_FV_NFTABLES=1 $(GO) test -count=1 -timeout 10m -run '$(FV_SCENARIOS)' ./fv-tests/
 
 # The fv scenarios that run a second time with the hosts in nftables mode.
-FV_SCENARIOS := ^(TestGuideScenario|TestMembershipChanges|TestRegionNames|TestGlobalPolicyOrder|TestRestartUnderTraffic|TestStatusKeys|TestBadInput|TestConfigReload|TestQoSControls)$$
+FV_SCENARIOS := ^(TestGuideScenario|TestMembershipChanges|TestRegionNames|TestGlobalPolicyOrder|TestRestartUnderTraffic|TestStatusKeys|TestBadInput|TestConfigReload|TestQoSControls|TestHostEndpoints|TestObservability)$$
 
 unit:
 	$(GO) test -count=1 -short ./...

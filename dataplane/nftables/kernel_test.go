@@ -47,7 +47,7 @@ func TestKernelAcceptsEveryKind(t *testing.T) {
 	for _, fam := range []int{4, 6} {
 		r := &NetlinkRunner{}
 		defer r.Close()
-		tb := New(fam, r, Options{})
+		tb := New(fam, r, Options{DispatchChains: map[string]bool{"cali-to-wl-dispatch": false}})
 		tb.Replace("s:example", TypeNet, []contract.Member{mem("198.18.0.0/16"), mem("198.18.1.1"), mem("2001:db8::/64")})
 		tb.Replace("n:example", TypeIPAndPort, []contract.Member{{Net: netip.MustParsePrefix("198.18.0.1/32"), Proto: 6, Port: 80},
 			{Net: netip.MustParsePrefix("2001:db8::1/128"), Proto: 17, Port: 53}})
@@ -68,6 +68,10 @@ func TestKernelAcceptsEveryKind(t *testing.T) {
 		f.UpdateChain(&rs.Chain{Name: "cali-x"})
 		f.UpdateChain(&rs.Chain{Name: "cali-y"})
 		f.UpdateChain(&rs.Chain{Name: "cali-all", Rules: rules})
+		f.UpdateChain(&rs.Chain{Name: "cali-to-wl-dispatch", Rules: []rs.Rule{
+			{Match: rs.Match{}.OutInterface("tap1"), Action: rs.Goto{Chain: "cali-x"}},
+			{Match: rs.Match{}.OutInterface("tap2"), Action: rs.Goto{Chain: "cali-y"}},
+			{Comment: []string{"Unknown interface"}, Action: rs.Drop{}}}})
 		n := tb.Layer("nat")
 		n.UpdateChain(&rs.Chain{Name: "cali-nat", Rules: []rs.Rule{
 			{Match: rs.Match{}.Protocol(contract.Protocol{Name: "tcp", Num: 6}), Action: rs.DNAT{Addr: netip.MustParseAddr(pick(fam, "198.18.0.1", "2001:db8::1")), Port: 80}},
@@ -80,7 +84,7 @@ func TestKernelAcceptsEveryKind(t *testing.T) {
 			t.Fatalf("IPv%d: %v", fam, err)
 		}
 		out := nftList(t, fam)
-		for _, want := range []string{"chain filter-cali-all", "chain filter-FORWARD", "hook forward priority filter", "cali:", "dport { 80, 8000-8080 }"} {
+		for _, want := range []string{"chain filter-cali-all", "chain filter-FORWARD", "oifname vmap @filter-cali-to-wl-dispatch", "hook forward priority filter", "cali:", "dport { 80, 8000-8080 }"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("IPv%d: nft lacks %q:\n%s", fam, want, out)
 			}

@@ -1,12 +1,14 @@
 package nftables
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	mnl "github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -138,7 +140,11 @@ func (n *NetlinkRunner) Read(family int, table string) (*State, error) {
 			return nil, fmt.Errorf("reading set %s: %w", s.Name, err)
 		}
 		for _, e := range elems {
-			ss.Elems = append(ss.Elems, Elem{Key: e.Key, IntervalEnd: e.IntervalEnd, Verdict: e.VerdictData})
+			v := e.VerdictData
+			if v == nil && s.IsMap {
+				v = decodeVerdict(e.Val)
+			}
+			ss.Elems = append(ss.Elems, Elem{Key: e.Key, IntervalEnd: e.IntervalEnd, Verdict: v})
 		}
 		st.Sets[s.Name] = ss
 	}
@@ -277,11 +283,37 @@ func (n *NetlinkRunner) Run(family int, table string, ops []Op) error {
 	return nil
 }
 
+// decodeVerdict reads a map element's verdict, which the library leaves
+// as the attributes of NFTA_DATA_VERDICT: the code and, for a jump or a
+// goto, the chain.
+func decodeVerdict(b []byte) *expr.Verdict {
+	ad, err := mnl.NewAttributeDecoder(b)
+	if err != nil {
+		return nil
+	}
+	ad.ByteOrder = binary.BigEndian
+	v := &expr.Verdict{}
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_VERDICT_CODE:
+			v.Kind = expr.VerdictKind(int32(ad.Uint32()))
+		case unix.NFTA_VERDICT_CHAIN:
+			v.Chain = ad.String()
+		}
+	}
+	if ad.Err() != nil {
+		return nil
+	}
+	return v
+}
+
 func nftSet(t *nftables.Table, s SetSpec) *nftables.Set {
 	out := &nftables.Set{Table: t, Name: s.Name, KeyType: s.KeyType, Interval: s.Interval,
 		Concatenation: len(nftables.ConcatSetTypeElements(s.KeyType)) > 1}
 	if s.Map {
-		out.IsMap, out.DataType = true, nftables.TypeVerdict
+		// The key's byte order in the set's user data, as nft writes it
+		// for ifname keys: nft then prints them as names.
+		out.IsMap, out.DataType, out.KeyByteOrder = true, nftables.TypeVerdict, binaryutil.NativeEndian
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package nftables
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 )
@@ -53,6 +54,8 @@ func (t *Table) plan() *plan {
 			newElems += len(d.elems())
 		case k.spec.Map || !k.spec.Same(d.spec):
 			// A set's type cannot change in place, and rules may use it.
+			t.log.Info("a set's type differs in the kernel; rebuilding the table", "set", name,
+				"kernel", fmt.Sprintf("%+v", k.spec), "want", fmt.Sprintf("%+v", d.spec))
 			return t.rebuild()
 		case k.unparsed:
 			elems = append(elems, Op{Kind: OpFlushSet, Set: d.spec})
@@ -101,7 +104,12 @@ func (t *Table) plan() *plan {
 		have := map[string]string{}
 		if k == nil {
 			creates = append(creates, Op{Kind: OpAddSet, Set: m.spec})
-		} else if !k.spec.Map || !k.spec.Same(m.spec) {
+		} else if !k.spec.Map {
+			// (A map's key type is not compared: the library reads it back
+			// as the data type. Every map of this table maps interface
+			// names to verdicts.)
+			t.log.Info("a map's type differs in the kernel; rebuilding the table", "map", name,
+				"kernel", fmt.Sprintf("%+v", k.spec), "want", fmt.Sprintf("%+v", m.spec))
 			return t.rebuild()
 		} else {
 			have = k.mapElems
