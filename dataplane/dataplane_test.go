@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -309,6 +310,22 @@ func testEnforcement(t *testing.T, nftables bool) {
 		out, _ := netlab.Try("ipset", "list", "-n")
 		return !strings.Contains(out, "cali")
 	})
+
+	if nftables {
+		// The periodic re-read (every 300 ms here) finds the table as
+		// written: it writes nothing. (A read-back that differed would
+		// rewrite, or rebuild, at every refresh.)
+		counters := regexp.MustCompile(`counter packets \d+ bytes \d+`)
+		table := func() string {
+			return counters.ReplaceAllString(netlab.Run(t, "nft", "-a", "list", "ruleset"), "counter")
+		}
+		time.Sleep(time.Second) // let statuses and routes settle
+		before := table()
+		time.Sleep(time.Second)
+		if after := table(); after != before {
+			t.Errorf("the tables changed (rules' handles, elements) in a second with nothing to change:\n%s\nthen:\n%s", before, after)
+		}
+	}
 
 	// Allowed and blocked, each with its control.
 	netlab.Eventually(t, "clients -> web:80 connects", timeout, func() bool { return netlab.Connects(cli.NS, addr(web.IP, 80), time.Second) })
