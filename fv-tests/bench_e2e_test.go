@@ -39,7 +39,7 @@ const (
 	// Changes a cloud makes are seconds apart; back to back (0) they
 	// measure that queue.
 	spacingDefault = 50 * time.Millisecond
-	churnRate      = 100 // remote endpoint updates per second
+	e2eChurnRate   = 100 // remote endpoint updates per second
 	churnWindow    = 20 * time.Second
 	idleSettle     = 20 * time.Second
 	idleWindow     = 30 * time.Second
@@ -47,11 +47,23 @@ const (
 
 var e2eRegions = []string{"RegionOne", "RegionTwo", "RegionThree"}
 
+// The 10k cloud, for the benchmarks that run at that scale only.
+const (
+	e2eEndpoints = 10_000
+	e2eGroups    = 1_000
+	e2eLocal     = 50
+)
+
+// e2ePolicy is e2ePolicyOf in the 10k cloud.
+func e2ePolicy(region string, g int, ports ...int) string {
+	return e2ePolicyOf(region, g, e2eGroups, ports...)
+}
+
 func e2eSG(i int) string { return fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i) }
 
-// e2ePolicy is group g's policy: SSH from its own group, and a rule per
-// TCP port from the next group of any region.
-func e2ePolicy(region string, g, groups int, ports ...int) string {
+// e2ePolicyOf is group g's policy: SSH from its own group, and a rule per
+// TCP port from the next group (of groups) of any region.
+func e2ePolicyOf(region string, g, groups int, ports ...int) string {
 	rules := []lab.SGRule{lab.AllowTCPFromGroup(22, e2eSG(g))}
 	for _, port := range ports {
 		rules = append(rules, lab.SGRule{"action": "Allow", "ipVersion": 4, "protocol": 6, "destination": map[string]any{"ports": []int{port}},
@@ -201,7 +213,7 @@ func benchOne(t *testing.T, sc benchScale, backend string) benchResult {
 	var kvs [][2]string
 	for _, r := range e2eRegions {
 		for g := 0; g < sc.groups; g++ {
-			kvs = append(kvs, [2]string{lab.SGPolicyKey(r, e2eSG(g)), e2ePolicy(r, g, sc.groups, 80)})
+			kvs = append(kvs, [2]string{lab.SGPolicyKey(r, e2eSG(g)), e2ePolicyOf(r, g, sc.groups, 80)})
 		}
 	}
 	localGroup := make([]int, sc.local)
@@ -221,7 +233,7 @@ func benchOne(t *testing.T, sc benchScale, backend string) benchResult {
 		ip := fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
 		k, v := endpointJSON(region, host, fmt.Sprintf("vm-%d", i), port, ip, g, rng.IntN(sc.groups))
 		kvs = append(kvs, [2]string{k, v})
-		if i >= sc.local && len(remotes) < churnRate*2 {
+		if i >= sc.local && len(remotes) < e2eChurnRate*2 {
 			remotes = append(remotes, remote{region, host, fmt.Sprintf("vm-%d", i), port, ip, g})
 		}
 	}
@@ -323,7 +335,7 @@ func benchOne(t *testing.T, sc benchScale, backend string) benchResult {
 		rulesOf[g] = len(ports)
 		seen := rulePort(port)
 		began := time.Now()
-		l.Put(lab.SGPolicyKey("RegionOne", e2eSG(g)), e2ePolicy("RegionOne", g, sc.groups, ports...))
+		l.Put(lab.SGPolicyKey("RegionOne", e2eSG(g)), e2ePolicyOf("RegionOne", g, sc.groups, ports...))
 		res.put = append(res.put, time.Since(began))
 		at, ok := seen()
 		if !ok {
@@ -354,7 +366,7 @@ func benchOne(t *testing.T, sc benchScale, backend string) benchResult {
 	res.applyMedian = h.Metric(`felix_int_dataplane_apply_time_seconds{quantile="0.5"}`)
 	res.calcMedian = h.Metric(`felix_calc_graph_update_time_seconds{quantile="0.5"}`)
 
-	// Churn: remote endpoints change group at churnRate a second, each
+	// Churn: remote endpoints change group at e2eChurnRate a second, each
 	// change moving an address between two sets local policies use.
 	profiled := make(chan string, 1)
 	if os.Getenv("OCELOT_BENCH_DEBUG") != "" {
@@ -366,7 +378,7 @@ func benchOne(t *testing.T, sc benchScale, backend string) benchResult {
 		}()
 	}
 	cpu0, _ := procStat(h.Pid())
-	tick := time.NewTicker(time.Second / churnRate)
+	tick := time.NewTicker(time.Second / e2eChurnRate)
 	began := time.Now()
 	for n := 0; time.Since(began) < churnWindow; n++ {
 		<-tick.C
@@ -507,6 +519,6 @@ Ocelot end to end, %s, %s backend
 `, r.scale, r.backend, r.cold.Round(time.Millisecond), r.resync, r.rssPeak, r.rssStart,
 		ms(percentile(r.policy, .5)), ms(percentile(r.policy, .99)), len(r.policy),
 		ms(percentile(r.join, .5)), ms(percentile(r.join, .99)), len(r.join),
-		churnRate, churnWindow, r.churnCPU, r.churnDone, idleSettle, idleWindow, r.idleCPU, r.calcMedian, r.applyMedian,
+		e2eChurnRate, churnWindow, r.churnCPU, r.churnDone, idleSettle, idleWindow, r.idleCPU, r.calcMedian, r.applyMedian,
 		ms(percentile(r.put, .5)), r.floorNote, fine(r.floorPolicy), fine(r.floorJoin))
 }

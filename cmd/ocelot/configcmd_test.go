@@ -8,7 +8,7 @@ import (
 // Parameters Ocelot does not honour are reported by config check with
 // their source and reason, and do not fail it; invalid values do.
 func TestConfigCheckReportsWhatIsNotHonoured(t *testing.T) {
-	path := cfgFile(t, "[global]\nBPFEnabled = true\nEndpointStatusPathPrefix = /run/calico\nUsageReportingEnabled = false\nNFTablesMode = Enabled\n")
+	path := cfgFile(t, "[global]\nBPFEnabled = true\nUsageReportingEnabled = false\nNFTablesMode = Enabled\n")
 	t.Setenv("FELIX_WIREGUARDENABLED", "true")
 	code, out, errOut := run(t, "config", "check", "-c", path)
 	if code != 0 || !strings.Contains(out, "configuration is valid") {
@@ -16,9 +16,8 @@ func TestConfigCheckReportsWhatIsNotHonoured(t *testing.T) {
 	}
 	for _, want := range []string{
 		path + `:2: BPFEnabled = "true": Ocelot refuses this parameter (Ocelot has no eBPF dataplane`,
-		path + `:3: EndpointStatusPathPrefix = "/run/calico": Ocelot does not honour this parameter yet (planned: per-endpoint status files`,
 		`environment variable FELIX_WIREGUARDENABLED: WIREGUARDENABLED = "true": Ocelot refuses this parameter`,
-		"3 parameter(s) set that Ocelot does not honour",
+		"2 parameter(s) set that Ocelot does not honour",
 	} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
@@ -44,7 +43,7 @@ func TestConfigCheckSaysWhenTheAgentWouldNotStart(t *testing.T) {
 }
 
 func TestConfigShowStatus(t *testing.T) {
-	path := cfgFile(t, "[global]\nBPFLogLevel = debug\nEndpointStatusPathPrefix = /run/calico\nNFTablesMode = Enabled\n")
+	path := cfgFile(t, "[global]\nBPFLogLevel = debug\nNFTablesMode = Enabled\n")
 	code, out, _ := run(t, "config", "show", "-c", path)
 	if code != 0 {
 		t.Fatalf("code %d", code)
@@ -57,9 +56,6 @@ func TestConfigShowStatus(t *testing.T) {
 	}
 	if l := lines["BPFLogLevel"]; !strings.Contains(l, "debug") || !strings.Contains(l, path+":2") || !strings.HasSuffix(l, "refused") {
 		t.Errorf("a set refused parameter: %q", l)
-	}
-	if l := lines["EndpointStatusPathPrefix"]; !strings.HasSuffix(l, "not yet honoured") {
-		t.Errorf("a planned parameter: %q", l)
 	}
 	if l := lines["NFTablesMode"]; !strings.HasSuffix(l, "honoured differently") {
 		t.Errorf("NFTablesMode: %q", l)
