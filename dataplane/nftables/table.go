@@ -116,6 +116,7 @@ type Table struct {
 	dirtyChains map[string]struct{} // full names changed since the last write
 	dirtyMaps   map[string]struct{}
 	dirty       bool
+	numRules    int // in the desired chains (a gauge read at every apply)
 
 	// Written counts transactions and ops written (tests, benchmarks).
 	Transactions, OpsWritten int
@@ -201,7 +202,8 @@ func (l *Layer) Counters() (map[string][]RuleCounter, error) {
 // RemoveChain forgets a chain; the next apply deletes it.
 func (l *Layer) RemoveChain(name string) {
 	full := l.render.ChainName(name)
-	if _, ok := l.t.chains[full]; ok {
+	if c, ok := l.t.chains[full]; ok {
+		l.t.numRules -= len(c.rules)
 		delete(l.t.chains, full)
 		l.t.dirtyChains[full] = struct{}{}
 		l.t.dirty = true
@@ -251,6 +253,10 @@ func (t *Table) setChain(name string, base *BaseChain, rules []Rule) {
 	if old, ok := t.chains[name]; ok && slices.Equal(old.hashes, c.hashes) && sameBase(old.base, base) {
 		return
 	}
+	if old, ok := t.chains[name]; ok {
+		t.numRules -= len(old.rules)
+	}
+	t.numRules += len(c.rules)
 	t.chains[name] = c
 	t.dirtyChains[name] = struct{}{}
 	t.dirty = true
@@ -296,13 +302,7 @@ func verdictText(v *expr.Verdict) string {
 // NumChains and NumRules describe the desired state (metrics).
 func (t *Table) NumChains() int { return len(t.chains) }
 
-func (t *Table) NumRules() int {
-	n := 0
-	for _, c := range t.chains {
-		n += len(c.rules)
-	}
-	return n
-}
+func (t *Table) NumRules() int { return t.numRules }
 
 // Dirty reports whether Apply has work to do.
 func (t *Table) Dirty() bool { return t.dirty || t.view == nil }

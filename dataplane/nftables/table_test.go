@@ -261,3 +261,22 @@ func TestSetRemovedAndAddedBackNeedsNoRead(t *testing.T) {
 		t.Errorf("%d reads of the table", rec.reads-reads)
 	}
 }
+
+// The rule count follows chains added, changed and removed.
+func TestNumRules(t *testing.T) {
+	_, _, tb := setup(t)
+	base := tb.NumRules()
+	f := tb.Layer("filter")
+	f.UpdateChain(&rs.Chain{Name: "cali-extra", Rules: []rs.Rule{{Action: rs.Accept{}}, {Action: rs.Drop{}}}})
+	if got := tb.NumRules(); got != base+2 {
+		t.Errorf("after adding a chain of 2: %d, want %d", got, base+2)
+	}
+	f.UpdateChain(&rs.Chain{Name: "cali-extra", Rules: []rs.Rule{{Action: rs.Accept{}}}})
+	if got := tb.NumRules(); got != base+1 {
+		t.Errorf("after shrinking it to 1: %d, want %d", got, base+1)
+	}
+	f.RemoveChain("cali-extra")
+	if got := tb.NumRules(); got != base {
+		t.Errorf("after removing it: %d, want %d", got, base)
+	}
+}
