@@ -95,8 +95,9 @@ func (l *Lab) attach(name, addr string) *netlab.NS {
 	ns := netlab.NewNS(t, name)
 	core := "core-" + name
 	// The previous test's link of that name goes with its namespace, which
-	// the kernel tears down in the background: wait for it.
-	netlab.Eventually(t, "a fresh "+core, 10*time.Second, func() bool {
+	// the kernel tears down in the background, one namespace at a time for
+	// the whole machine (other labs' too): wait for it.
+	netlab.Eventually(t, "a fresh "+core, 30*time.Second, func() bool {
 		_, err := netlab.Try("ip", "link", "add", core, "type", "veth", "peer", "name", "eth0", "netns", ns.Name)
 		return err == nil
 	})
