@@ -45,10 +45,20 @@ faults: deps build
 hostile: deps build
 	set -o pipefail; $(GO) test -count=1 -v -timeout 20m -run 'TestHostileInput' ./fv-tests/ | grep -E 'hostile cases|  failed: |(CRASH|BYPASS|FROZEN|HOST DAMAGED|FAILED):|^(--- |ok|FAIL|panic)'
 
-lint:
+## lint: go vet, gofmt, and golangci-lint (staticcheck, errcheck, unused, ...; .golangci.yml).
+GOLANGCI_VERSION := v2.15.0
+GOLANGCI := $(CURDIR)/bin/tools/golangci-lint-$(GOLANGCI_VERSION)
+lint: $(GOLANGCI)
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GOLANGCI) run ./...
+
+# Built once from the module proxy into bin/tools (no system package has v2).
+$(GOLANGCI):
+	mkdir -p $(CURDIR)/bin/tools
+	GOBIN=$(CURDIR)/bin/tools $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
+	mv $(CURDIR)/bin/tools/golangci-lint $(GOLANGCI)
 
 ## bench: the benchmarks of every package.
 bench: deps build

@@ -102,7 +102,6 @@ func (ps InterfacePatterns) Matcher() (func(name string) bool, error) {
 
 var (
 	hostnameRE    = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,253}$`)
-	dnsNameRE     = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$`)
 	regionRE      = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,44}[a-zA-Z0-9])?$`)
 	ifacePrefixRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,15}$`)
 	ifaceNameRE   = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,15}$`)

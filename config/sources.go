@@ -76,7 +76,7 @@ func ReadFile(path string) (values []RawValue, problems []Problem, exists bool) 
 	if err != nil {
 		return nil, []Problem{fileProblem(path, "cannot read the config file: "+errors.Unwrap(err).Error())}, true
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		var pe *fs.PathError

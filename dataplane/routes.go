@@ -231,12 +231,12 @@ func (m *routeManager) Apply() []error {
 // ConfigureHost sets the host-wide sysctls Felix sets at start.
 func (m *routeManager) ConfigureHost(ipForwarding bool) {
 	if ipForwarding {
-		m.sysctl("net/ipv4/ip_forward", "1")
+		_ = m.sysctl("net/ipv4/ip_forward", "1") // sysctl logs a failure
 		if m.ipv6 {
-			m.sysctl("net/ipv6/conf/all/forwarding", "1")
+			_ = m.sysctl("net/ipv6/conf/all/forwarding", "1")
 		}
 	}
-	m.sysctl("net/netfilter/nf_conntrack_acct", "1")
+	_ = m.sysctl("net/netfilter/nf_conntrack_acct", "1")
 	if v, err := m.sysctls.ReadSysctl("net/netfilter/nf_conntrack_tcp_loose"); err == nil && v == "0" {
 		m.log.Warn("nf_conntrack_tcp_loose is 0: TCP flows whose conntrack entries Ocelot forgets after a policy change cannot be picked up again, even when still allowed")
 	}

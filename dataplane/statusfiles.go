@@ -158,7 +158,7 @@ func (s *statusFiles) sync() error {
 		switch {
 		case !e.Type().IsRegular():
 		case strings.HasPrefix(name, ".ocelot-"):
-			os.Remove(filepath.Join(s.dir, name))
+			_ = os.Remove(filepath.Join(s.dir, name)) // a temporary left by a crash; retried at the next sweep
 		case ours(name):
 			have[name] = true
 			if b, wanted := s.want[name]; !wanted {
@@ -194,7 +194,7 @@ func (s *statusFiles) write(name string, b []byte) error {
 		err = os.Rename(tmp, filepath.Join(s.dir, name))
 	}
 	if err != nil {
-		os.Remove(tmp)
+		_ = os.Remove(tmp) // the write's error is the one to report
 	}
 	return err
 }

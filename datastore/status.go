@@ -234,7 +234,7 @@ func (w *StatusWriter) ReportNow(ctx context.Context) error {
 	).Commit()
 	if err != nil {
 		w.metrics.statusWrites.WithLabelValues("heartbeat", "error").Inc()
-		w.cli.Revoke(context.WithoutCancel(ctx), lease.ID)
+		_, _ = w.cli.Revoke(context.WithoutCancel(ctx), lease.ID) // best effort: it expires anyway
 		return fmt.Errorf("writing %sstatus: %w", cfg.HostPrefix(), err)
 	}
 	w.metrics.statusWrites.WithLabelValues("heartbeat", "ok").Inc()
@@ -243,7 +243,7 @@ func (w *StatusWriter) ReportNow(ctx context.Context) error {
 	w.prevLease = lease.ID
 	w.mu.Unlock()
 	if prev != 0 {
-		w.cli.Revoke(ctx, prev) // best effort: it expires anyway
+		_, _ = w.cli.Revoke(ctx, prev) // best effort: it expires anyway
 	}
 	return nil
 }

@@ -207,7 +207,7 @@ func (c watchConn) name() string {
 // a member that has gone silent can take a while to close.
 func (c watchConn) close() {
 	if c.own {
-		go c.cli.Close()
+		go func() { _ = c.cli.Close() }() // closing a connection that failed
 	}
 }
 

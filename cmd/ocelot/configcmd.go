@@ -92,7 +92,7 @@ func showConfig(w io.Writer, cfg *config.Config) {
 		// "felixconfigurations/...".
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, shown(value), shown(o.Where), p.Status)
 	}
-	tw.Flush()
+	_ = tw.Flush() // a terminal's write error: nothing to do
 }
 
 // shown quotes text that is not plain printable text (a refused parameter's

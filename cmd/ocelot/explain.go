@@ -69,18 +69,18 @@ func listenExplain(path string, dp explainer, log *slog.Logger) (*explainServer,
 	if err != nil {
 		return nil, fmt.Errorf("explain socket: %w", err)
 	}
-	defer os.RemoveAll(tmp)
+	defer func() { _ = os.RemoveAll(tmp) }() // the socket was renamed out of it
 	ln, err := net.Listen("unix", filepath.Join(tmp, "s"))
 	if err != nil {
 		return nil, fmt.Errorf("explain socket: %w", err)
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	if err := os.Chmod(filepath.Join(tmp, "s"), 0o600); err != nil {
-		ln.Close()
+		_ = ln.Close()
 		return nil, fmt.Errorf("explain socket: %w", err)
 	}
 	if err := os.Rename(filepath.Join(tmp, "s"), path); err != nil {
-		ln.Close()
+		_ = ln.Close()
 		return nil, fmt.Errorf("explain socket: %w", err)
 	}
 	return &explainServer{path: path, dp: dp, log: log, ln: ln, busy: make(chan struct{}, maxExplainClients)}, nil
@@ -110,8 +110,8 @@ func checkPrivateDir(dir string) error {
 func (s *explainServer) serve(ctx context.Context) {
 	go func() {
 		<-ctx.Done()
-		s.ln.Close()
-		os.Remove(s.path)
+		_ = s.ln.Close()
+		_ = os.Remove(s.path) // the next start replaces a socket left behind
 	}()
 	for {
 		c, err := s.ln.Accept()
@@ -128,9 +128,10 @@ func (s *explainServer) serve(ctx context.Context) {
 				s.handle(ctx, c)
 			}()
 		default:
-			c.SetDeadline(time.Now().Add(time.Second))
-			writeAnswer(c, explain.Answer{Error: "the agent is answering other queries; try again"})
-			c.Close()
+			if c.SetDeadline(time.Now().Add(time.Second)) == nil {
+				writeAnswer(c, explain.Answer{Error: "the agent is answering other queries; try again"})
+			}
+			_ = c.Close()
 		}
 	}
 }
@@ -138,8 +139,10 @@ func (s *explainServer) serve(ctx context.Context) {
 // handle answers one query: one JSON request line in, one JSON answer
 // out, both bounded.
 func (s *explainServer) handle(ctx context.Context, c net.Conn) {
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(explainTimeout))
+	defer func() { _ = c.Close() }()
+	if err := c.SetDeadline(time.Now().Add(explainTimeout)); err != nil {
+		return // without a deadline a client could hold a slot for ever
+	}
 	if err := peerAllowed(c); err != nil {
 		s.log.Warn("explain socket: connection refused", "err", err)
 		return
@@ -173,7 +176,7 @@ func writeAnswer(w io.Writer, a explain.Answer) {
 	if err != nil || len(b) > maxExplainAnswer {
 		b, _ = json.Marshal(explain.Answer{Error: fmt.Sprintf("the answer is larger than %d bytes", maxExplainAnswer)})
 	}
-	w.Write(append(b, '\n'))
+	_, _ = w.Write(append(b, '\n')) // the client went away: nothing to do
 }
 
 // peerAllowed admits root and the agent's own user.
@@ -303,8 +306,10 @@ func askAgent(path string, q explain.Query) (explain.Answer, error) {
 		}
 		return explain.Answer{}, fmt.Errorf("%v (is the agent running with ExplainSocketPath = %s?)", err, path)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(explainTimeout + 2*time.Second))
+	defer func() { _ = c.Close() }()
+	if err := c.SetDeadline(time.Now().Add(explainTimeout + 2*time.Second)); err != nil {
+		return explain.Answer{}, err
+	}
 	b, _ := json.Marshal(q)
 	if _, err := c.Write(append(b, '\n')); err != nil {
 		return explain.Answer{}, err

@@ -135,7 +135,7 @@ func (a *agent) run() int {
 		a.log.Error("cannot create the etcd client", "err", err)
 		return exitConfig
 	}
-	defer cli.Close()
+	defer func() { _ = cli.Close() }()
 	a.cli = cli
 
 	st, err := a.waitForDatastore(ctx)
@@ -165,7 +165,7 @@ func (a *agent) run() int {
 	batches := make(chan datastore.Batch, 16)
 	syncer := datastore.NewSyncer(cli, datastore.SyncerConfig{Hostname: cfg.FelixHostname, Namespace: cfg.Namespace(), Log: a.log,
 		Client: cc, Metrics: a.dsm})
-	go syncer.Run(ctx, batches)
+	go func() { _ = syncer.Run(ctx, batches) }() // returns only when ctx ends
 	a.syncer = syncer
 	a.health.register(datastoreReporter, 0)
 
@@ -197,7 +197,7 @@ func (a *agent) run() int {
 	a.health.report("FelixStartup", true, true, "")
 	a.health.report("InternalDataplaneMainLoop", true, false, "waiting for the first apply")
 
-	go a.dp.Run(ctx)
+	go func() { _ = a.dp.Run(ctx) }() // returns only when ctx ends
 	go a.status.Run(ctx)
 	if path := cfg.ExplainSocketPath; path != "" {
 		if srv, err := listenExplain(path, a.dp, a.log); err != nil {

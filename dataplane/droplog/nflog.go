@@ -53,7 +53,7 @@ func OpenNFLOG(group uint16, size uint32) (*NFLOG, error) {
 	}
 	s := &NFLOG{fd: fd, group: group, buf: make([]byte, 1<<16)}
 	fail := func(what string, err error) (*NFLOG, error) {
-		unix.Close(fd)
+		_ = unix.Close(fd)
 		return nil, fmt.Errorf("NFLOG group %d: %s: %w", group, what, err)
 	}
 	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {

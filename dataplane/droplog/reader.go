@@ -68,7 +68,7 @@ func (r *Reader) Run(ctx context.Context) {
 		retry.Reset()
 		r.Log.Info("reading the drop log")
 		err = r.read(ctx, src)
-		src.Close()
+		_ = src.Close() // the next iteration opens a fresh socket
 		if err != nil && ctx.Err() == nil {
 			r.Metrics.errors.Inc()
 			r.Log.Error("reading the drop log failed; reopening", "err", err)

@@ -310,7 +310,7 @@ func (m *Monitor) stopCapture(f *fsm) {
 	if f.capture == nil {
 		return
 	}
-	f.capture.Close()
+	_ = f.capture.Close() // stale events of this capture are ignored by generation
 	close(f.done)
 	f.capture, f.done, f.gen = nil, nil, 0
 }

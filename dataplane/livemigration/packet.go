@@ -5,6 +5,9 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // packetConn is an AF_PACKET socket bound to one interface that passes
@@ -16,12 +19,12 @@ type packetConn struct {
 
 // arpOrRARP is a classic BPF program: accept a frame whose EtherType is
 // ARP or RARP (its first 64 bytes), drop anything else in the kernel.
-var arpOrRARP = []syscall.SockFilter{
-	{Code: syscall.BPF_LD | syscall.BPF_H | syscall.BPF_ABS, K: 12},
-	{Code: syscall.BPF_JMP | syscall.BPF_JEQ | syscall.BPF_K, Jt: 1, Jf: 0, K: etherARP},
-	{Code: syscall.BPF_JMP | syscall.BPF_JEQ | syscall.BPF_K, Jt: 0, Jf: 1, K: etherRARP},
-	{Code: syscall.BPF_RET | syscall.BPF_K, K: 64},
-	{Code: syscall.BPF_RET | syscall.BPF_K, K: 0},
+var arpOrRARP = []unix.SockFilter{
+	{Code: unix.BPF_LD | unix.BPF_H | unix.BPF_ABS, K: 12},
+	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 1, Jf: 0, K: etherARP},
+	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: etherRARP},
+	{Code: unix.BPF_RET | unix.BPF_K, K: 64},
+	{Code: unix.BPF_RET | unix.BPF_K, K: 0},
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
@@ -40,12 +43,13 @@ func ListenPacket(iface string) (Capture, error) {
 	if err != nil {
 		return nil, fmt.Errorf("packet socket: %w", err)
 	}
-	if err := syscall.AttachLsf(fd, arpOrRARP); err != nil {
-		syscall.Close(fd)
+	prog := unix.SockFprog{Len: uint16(len(arpOrRARP)), Filter: (*unix.SockFilter)(unsafe.Pointer(&arpOrRARP[0]))}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
+		_ = syscall.Close(fd)
 		return nil, fmt.Errorf("packet filter: %w", err)
 	}
 	if err := syscall.Bind(fd, &syscall.SockaddrLinklayer{Protocol: uint16(proto), Ifindex: ifi.Index}); err != nil {
-		syscall.Close(fd)
+		_ = syscall.Close(fd)
 		return nil, fmt.Errorf("binding a packet socket to %s: %w", iface, err)
 	}
 	// Non-blocking, so the runtime's poller waits for frames and Close
@@ -53,7 +57,7 @@ func ListenPacket(iface string) (Capture, error) {
 	f := os.NewFile(uintptr(fd), "packet:"+iface)
 	rc, err := f.SyscallConn()
 	if err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, err
 	}
 	return &packetConn{f: f, rc: rc}, nil

@@ -75,7 +75,7 @@ func (n *NetlinkRunner) Close() {
 	for i := range n.conns {
 		n.mu[i].Lock()
 		if n.conns[i] != nil {
-			n.conns[i].CloseLasting()
+			_ = n.conns[i].CloseLasting() // closing: its errors change nothing
 			n.conns[i] = nil
 		}
 		n.mu[i].Unlock()
@@ -273,7 +273,7 @@ func (n *NetlinkRunner) Run(family int, table string, ops []Op) error {
 	if len(errs) > 0 {
 		// Nothing is sent: a batch with a part missing must not reach
 		// the kernel. The socket goes, with what was queued on it.
-		c.CloseLasting()
+		_ = c.CloseLasting()
 		n.conns[familyIndex(family)] = nil
 		return fmt.Errorf("encoding the transaction: %w", errors.Join(errs...))
 	}

@@ -16,12 +16,11 @@ type plan struct {
 	ops    []Op
 	setOps int
 
-	chains      map[string]*ChainState // written
-	delChains   []string
-	sets, maps  []string // written
-	delSets     []string
-	wholeTable  bool // a rebuild: the kernel holds exactly the desired state
-	kernelElems map[string]map[member]struct{}
+	chains     map[string]*ChainState // written
+	delChains  []string
+	sets, maps []string // written
+	delSets    []string
+	wholeTable bool // a rebuild: the kernel holds exactly the desired state
 }
 
 // plan computes the ops that turn the kernel's table, as the view has it,

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/binary"
-	"log/slog"
 	"maps"
 	"math/big"
 	"net/netip"
@@ -302,7 +301,6 @@ func prefixOf(start, end netip.Addr, hasEnd bool) (netip.Prefix, bool) {
 // sets is the named-set half of a Table: calc's IP sets, by kernel name.
 type sets struct {
 	family int
-	log    *slog.Logger
 	want   map[string]*dset
 	dirty  map[string]struct{} // names to create, change or remove
 }

@@ -321,7 +321,9 @@ func (t *Table) applyIface(iface string) error {
 		for _, n := range neighs {
 			a, ok := netip.AddrFromSlice(n.IP)
 			if ok && n.State&netlink.NUD_PERMANENT != 0 && !want[netip.PrefixFrom(a.Unmap(), 32)] {
-				t.nl.NeighDel(&n)
+				if err := t.nl.NeighDel(&n); err != nil {
+					t.log.Debug("deleting a stale neighbour entry failed; the next refresh retries", "iface", iface, "addr", a, "err", err)
+				}
 			}
 		}
 	}

@@ -64,7 +64,9 @@ func observed(t *testing.T, file string) map[string]map[string][]string {
 			out[table] = map[string][]string{}
 		case strings.HasPrefix(line, ":"):
 			name, _, _ := strings.Cut(line[1:], " ")
-			out[table][name] = out[table][name]
+			if _, ok := out[table][name]; !ok {
+				out[table][name] = nil // a chain with no rules is still a chain
+			}
 		case strings.HasPrefix(line, "-A "):
 			chain, rest, _ := strings.Cut(line[3:], " ")
 			if m := hashRE.FindStringSubmatch(rest); m != nil {

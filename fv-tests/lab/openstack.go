@@ -21,9 +21,9 @@ import (
 func (l *Lab) AddClient(name, addr string) *netlab.NS { return l.attach(name, addr) }
 
 // LiveMigrationKey is the key of the LiveMigration of a VM's port moving
-// to target's host: named after the destination endpoint, in its region.
-func (target *VM) LiveMigrationKey() string {
-	return root + "livemigrations/" + Namespace(target.Region) + "/" + escape(target.Host.Name) + "-openstack-" + escape(target.UUID) + "-" + escape(target.Port)
+// to vm's host: named after the destination endpoint, in its region.
+func (vm *VM) LiveMigrationKey() string {
+	return root + "livemigrations/" + Namespace(vm.Region) + "/" + escape(vm.Host.Name) + "-openstack-" + escape(vm.UUID) + "-" + escape(vm.Port)
 }
 
 // LiveMigrationJSON is the LiveMigration the Neutron driver writes for a

@@ -234,7 +234,7 @@ func (x *IPTables) apply(t *table, line string) error {
 		}
 		i := slices.Index(ch.rules, rule)
 		if i < 0 {
-			return errors.New("Bad rule (does a matching rule exist in that chain?)")
+			return errors.New("Bad rule (does a matching rule exist in that chain?)") //nolint:staticcheck // iptables' own words
 		}
 		ch.rules = slices.Delete(ch.rules, i, i+1)
 		ch.counts = slices.Delete(ch.counts, i, i+1)
@@ -272,7 +272,7 @@ func (x *IPTables) checkRule(t *table, rule string) error {
 		only, builtin := builtinTargets[m[1]]
 		switch {
 		case !builtin && t.chains[m[1]] == nil:
-			return fmt.Errorf("Couldn't load target `%s'", m[1])
+			return fmt.Errorf("Couldn't load target `%s'", m[1]) //nolint:staticcheck // iptables' own words
 		case builtin && only != "" && only != t.name:
 			return fmt.Errorf("%s target is only valid in the %s table", m[1], only)
 		}
