@@ -1,21 +1,3 @@
-// Package conntrack forgets connection-tracking entries in batches. The
-// dataplane says which flows no rule allows any more — every flow of an
-// address, or the flows between an address and a network — and a
-// Forgetter deletes them: requests that arrive within a short window
-// (Window) are merged, and then one pass over the kernel's table deletes
-// what any of them selects. A pass walks the whole table (the kernel
-// walks every hash bucket of every namespace for a dump, whatever it
-// returns), so one pass per window, not one per change, is what keeps
-// churn cheap.
-//
-// A flow is matched by its two ends as the kernel tracks them: the
-// original source (who opened it) and the reply source (who answers,
-// after any DNAT). So a flow through a floating IP — original
-// destination the floating IP, reply source the VM's own address — is a
-// flow of the VM's address.
-//
-// The kernel is reached through the Table seam: Netlink is ctnetlink in
-// the calling thread's namespace; unit tests give a fake.
 package conntrack
 
 import (

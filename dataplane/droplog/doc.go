@@ -13,4 +13,9 @@
 // memory and log volume stay bounded whatever the traffic. The socket is
 // behind Source, so the logic is unit-tested without root; the socket is
 // tested against the kernel in a network namespace.
+//
+// Ownership: a Reader owns its socket and its rate limit's tokens, on its
+// own goroutine; it reads the dataplane's state only through Resolver. It
+// writes log lines and metrics, nothing to the kernel: the rules that
+// feed the group are dataplane/rules'.
 package droplog

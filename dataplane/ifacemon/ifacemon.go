@@ -1,9 +1,3 @@
-// Package ifacemon watches workload interfaces (names with one of the
-// configured prefixes, less the excluded ones) appear, go up and down,
-// and disappear, through a netlink subscription plus a full re-list at
-// start and periodically. HostMonitor (hosts.go) watches the other
-// interfaces the same way, with their addresses, for host endpoints. It
-// reports state; it changes nothing.
 package ifacemon
 
 import (

@@ -1,21 +1,3 @@
-// Package ipsets is the IP-set driver: it holds the desired sets of one IP
-// family and brings the kernel in line, writing only the members that
-// changed.
-//
-// Ownership: sets named cali4* (IPv4) or cali6* (IPv6), Felix's names, so a
-// takeover from Felix keeps the sets it finds with the right content. Sets
-// whose size limit changes, or whose kernel content cannot be read back,
-// are rebuilt in a temporary set and swapped in atomically. Sets no longer
-// wanted are destroyed only in ApplyDeletions, which the dataplane runs
-// after iptables stopped referring to them.
-//
-// Changes are planned as typed operations (Op: create, add, del, swap,
-// destroy) and written one of two ways: as "ipset restore -exist" text
-// through a Runner, or, for small member changes of hash:net sets (a VM
-// joining or leaving a group), straight to the kernel over Netlink — no
-// process to start, so a join is enforced in well under a millisecond.
-// Anything the netlink path cannot do, or any error on it, falls back to
-// the restore (every operation is idempotent).
 package ipsets
 
 import (

@@ -1,25 +1,3 @@
-// Package rules renders Ocelot's desired state as chains of the neutral
-// rule model (dataplane/ruleset): the static skeleton hooked into the
-// kernel's chains, the dispatch chains that send each workload interface
-// to its own chains (and drop any unknown one), the per-endpoint chains
-// that walk tiers and profiles, and the policy and profile chains that
-// hold the rules; for host endpoints (hostendpoints.go), the host
-// interfaces' chains in filter, mangle and raw, their dispatch chains and
-// the failsafe chains. It names the chains; backends render and write
-// them.
-//
-// The chains are those Felix renders in iptables mode (docs/calico.md,
-// "Felix's rendering"), rule for rule, so that rendered as iptables text
-// their hash comments match Felix's; the tests check them against what
-// Felix programmed on a real host. Known differences: no DSCP rule in
-// mangle (no DSCP manager), and overflow blocks re-clear their scratch
-// mark (Felix's S1 quirk is fixed).
-//
-// Under DropActionOverride the policy denials also log to NFLOG, under
-// prefixes (DropRef) that name the deciding rule, or accept instead;
-// Counts says which rules' counters count what policy decided.
-//
-// Pure: no I/O.
 package rules
 
 import (

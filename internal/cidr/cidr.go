@@ -1,6 +1,3 @@
-// Package cidr parses the address notation Calico accepts wherever it
-// takes a CIDR: a prefix ("198.18.0.0/24", masked to its network) or a bare
-// address (a full-length prefix).
 package cidr
 
 import (

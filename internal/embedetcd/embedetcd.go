@@ -1,8 +1,3 @@
-// Package embedetcd runs a real etcd server (go.etcd.io/etcd/server/v3/embed)
-// inside the process, for Ocelot's tests, benchmarks and demo. It can listen
-// on any address (such as a lab bridge inside a network namespace), use TLS,
-// be stopped and restarted on the same data and ports, and be one member of
-// a cluster (Options.Name, PeerHost, InitialCluster; see StartMember).
 package embedetcd
 
 import (

@@ -1,11 +1,3 @@
-// Package layers holds one test: that every package of the module imports
-// only what its layer allows. Data flows one way,
-//
-//	etcd -> datastore -> calc -> dataplane -> kernel
-//
-// and the packages that carry it between layers (resource, contract,
-// selector) are leaves below all of them. docs/design/overview.md explains
-// the table; change both together.
 package layers
 
 import (
