@@ -4,7 +4,9 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"maps"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -148,4 +150,60 @@ func moduleImports(t *testing.T) map[string]map[string]bool {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// Every package says in a doc.go what it owns and what it must not touch;
+// its package comment is there and nowhere else, so that it has one place
+// to be kept true.
+func TestEveryPackageHasADocGo(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := map[string]bool{}      // package directory -> doc.go holds its comment
+	other := map[string][]string{} // package directory -> other files with a package comment
+	fset := token.NewFileSet()
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if name := d.Name(); path != root && (strings.HasPrefix(name, ".") || name == "bin" || name == "testdata") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.PackageClauseOnly|parser.ParseComments)
+		if err != nil {
+			return err
+		}
+		dir, _ := filepath.Rel(root, filepath.Dir(path))
+		if _, seen := docs[dir]; !seen {
+			docs[dir] = false
+		}
+		switch {
+		case filepath.Base(path) == "doc.go":
+			docs[dir] = f.Doc != nil
+		case f.Doc != nil:
+			other[dir] = append(other[dir], filepath.Base(path))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(docs) < 10 {
+		t.Fatalf("found only %d packages; is the module root right?", len(docs))
+	}
+	for _, dir := range slices.Sorted(maps.Keys(docs)) {
+		if !docs[dir] {
+			t.Errorf("package %s has no doc.go with its package comment", dir)
+		}
+		if len(other[dir]) > 0 {
+			t.Errorf("package %s has its package comment outside doc.go too: %v", dir, other[dir])
+		}
+	}
 }
