@@ -11,7 +11,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.bui
 OCELOT_BIN := $(CURDIR)/bin/ocelot
 export OCELOT_BIN
 
-.PHONY: all build deps test unit fv faults hostile lint bench bench-e2e bench-etcd demo clean
+.PHONY: all build deps test unit faults hostile lint bench bench-e2e bench-etcd demo clean
 
 all: build
 

@@ -1,74 +1,46 @@
 package dataplane
 
 import (
-	"os"
-	"regexp"
-	"slices"
-	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"ocelot/dataplane/internal/fakekernel"
+	"ocelot/internal/metricstest"
 )
 
-// registered records the names of every metric registered through it.
-type registered struct {
-	prometheus.Registerer
-	names map[string]bool
-}
-
-var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
-
-func (r *registered) Register(c prometheus.Collector) error {
-	ch := make(chan *prometheus.Desc, 64)
-	go func() { c.Describe(ch); close(ch) }()
-	for d := range ch {
-		if m := fqName.FindStringSubmatch(d.String()); m != nil {
-			r.names[m[1]] = true
-		}
-	}
-	return r.Registerer.Register(c)
-}
-
-func (r *registered) MustRegister(cs ...prometheus.Collector) {
-	for _, c := range cs {
-		if err := r.Register(c); err != nil {
-			panic(err)
-		}
-	}
-}
-
 // The dataplane and its drivers register, on the Registerer given to the
-// dataplane, every metric README lists for them; two dataplanes on two
+// dataplane, every metric README lists for them, whichever the backend,
+// and README lists every metric they register; two dataplanes on two
 // registries do not collide (nothing is package-global).
 func TestRegistersTheMetricsREADMEPromises(t *testing.T) {
-	reg := &registered{Registerer: prometheus.NewRegistry(), names: map[string]bool{}}
+	reg := metricstest.NewRecorder()
 	if _, err := newDataplane(testConfig(t), reg, fakeKernel(fakekernel.New())); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := newDataplane(testConfig(t), prometheus.NewRegistry(), fakeKernel(fakekernel.New())); err != nil {
 		t.Fatal(err)
 	}
-	readme, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows := 0
-	for _, line := range strings.Split(string(readme), "\n") {
-		if !slices.ContainsFunc([]string{"dataplane", "iptables", "ipset", "policy decisions", "drop log"}, func(row string) bool {
-			return strings.HasPrefix(line, "| "+row+" |")
-		}) {
-			continue
+	rows := metricstest.READMERows(t, "../README.md")
+	listed := map[string]bool{}
+	for _, names := range rows {
+		for _, n := range names {
+			listed[n] = true
 		}
-		rows++
-		for _, m := range regexp.MustCompile("`([a-z_]+)`").FindAllStringSubmatch(line, -1) {
-			if !reg.names[m[1]] {
-				t.Errorf("README lists %s, which the dataplane does not register", m[1])
+	}
+	for _, row := range []string{"dataplane", "conntrack", "iptables", "nftables", "ipset", "policy decisions", "drop log"} {
+		if len(rows[row]) < 2 {
+			t.Errorf("README's %s row lists %v", row, rows[row])
+		}
+		for _, n := range rows[row] {
+			if !reg.Names[n] {
+				t.Errorf("README's %s row lists %s, which the dataplane does not register", row, n)
 			}
 		}
 	}
-	if rows != 5 {
-		t.Errorf("found %d of README's dataplane, iptables, ipset, policy decisions and drop log rows", rows)
+	for n := range reg.Names {
+		if !listed[n] {
+			t.Errorf("the dataplane registers %s, and README's metrics table does not list it", n)
+		}
 	}
 }

@@ -1,88 +1,50 @@
 package main
 
 import (
-	"os"
-	"regexp"
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"ocelot/config"
 	"ocelot/datastore"
+	"ocelot/internal/metricstest"
 )
-
-// registered records the names of every metric registered through it.
-type registered struct {
-	prometheus.Registerer
-	names map[string]bool
-}
-
-var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
-
-func (r *registered) Register(c prometheus.Collector) error {
-	ch := make(chan *prometheus.Desc, 64)
-	go func() { c.Describe(ch); close(ch) }()
-	for d := range ch {
-		if m := fqName.FindStringSubmatch(d.String()); m != nil {
-			r.names[m[1]] = true
-		}
-	}
-	return r.Registerer.Register(c)
-}
-
-func (r *registered) MustRegister(cs ...prometheus.Collector) {
-	for _, c := range cs {
-		if err := r.Register(c); err != nil {
-			panic(err)
-		}
-	}
-}
-
-// readmeMetrics returns the metric names README's table lists in a row.
-func readmeMetrics(t *testing.T, row string) []string {
-	t.Helper()
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(readme), "\n") {
-		if strings.HasPrefix(line, "| "+row+" |") {
-			var out []string
-			for _, m := range regexp.MustCompile("`([a-z_]+)`").FindAllStringSubmatch(line, -1) {
-				out = append(out, m[1])
-			}
-			return out
-		}
-	}
-	t.Fatalf("README has no metrics row %q", row)
-	return nil
-}
 
 // The agent and the datastore register, on the registry they are given,
 // every metric README lists for them (dashboards built for Felix rely on
-// the names).
+// the names), and README lists every metric they register.
 func TestAgentRegistersTheMetricsREADMEPromises(t *testing.T) {
-	reg := &registered{Registerer: prometheus.NewRegistry(), names: map[string]bool{}}
+	reg := metricstest.NewRecorder()
 	newAgentMetrics(reg)
 	datastore.NewMetrics(reg)
 	cfg := defaultConfig(t)
 	cfg.PrometheusGoMetricsEnabled, cfg.PrometheusProcessMetricsEnabled = true, true
 	registerAgentInfo(reg, cfg)
+	rows := metricstest.READMERows(t, "../../README.md")
+	listed := map[string]bool{}
+	for _, names := range rows {
+		for _, n := range names {
+			listed[n] = true
+		}
+	}
 	for _, row := range []string{"calculation", "datastore", "agent"} {
-		names := readmeMetrics(t, row)
+		names := rows[row]
 		if len(names) < 2 {
 			t.Fatalf("row %s lists %v", row, names)
 		}
 		for _, n := range names {
-			if !reg.names[n] {
+			if !reg.Names[n] {
 				t.Errorf("README's %s row lists %s, which is not registered", row, n)
 			}
 		}
 	}
+	for n := range reg.Names {
+		if !listed[n] && !strings.HasPrefix(n, "go_") && !strings.HasPrefix(n, "process_") {
+			t.Errorf("%s is registered, and README's metrics table does not list it", n)
+		}
+	}
 	for _, prefix := range []string{"go_", "process_"} {
 		found := false
-		for n := range reg.names {
+		for n := range reg.Names {
 			found = found || strings.HasPrefix(n, prefix)
 		}
 		if !found {
