@@ -10,7 +10,7 @@ import (
 	"ocelot/datastore/resource"
 )
 
-// An OpenStack cloud at scale (issue 5): endpoints across 3 regions, 200 of
+// An OpenStack cloud at scale: endpoints across 3 regions, 200 of
 // them local; one SG policy per group in the local region, each allowing
 // its own group, a same-region remote group and a cross-region group
 // (namespaceSelector: all()) on TCP 22/80, and all egress.

@@ -58,7 +58,7 @@ type Config struct {
 	VXLANPort                          int
 	FloatingIPs                        string
 
-	WorkloadSourceSpoofing string // planned: "Disabled" or "Any"
+	WorkloadSourceSpoofing string // "Disabled" or "Any"
 
 	FailsafeInboundHostPorts  []ProtoPort
 	FailsafeOutboundHostPorts []ProtoPort

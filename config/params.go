@@ -46,8 +46,9 @@ const (
 	Honoured Status = iota
 	// Differently: honoured, but not exactly as Felix does; Reason says how.
 	Differently
-	// Planned: parsed and validated, but not acted on yet; a later stream
-	// implements it. Setting it is reported.
+	// Planned: parsed and validated, but not acted on yet; Reason names
+	// the work that will. Setting it is reported. (No parameter has this
+	// status today.)
 	Planned
 	// Refused: Ocelot will not act on the parameter; Reason says why.
 	// Setting it is reported and the value ignored.
@@ -94,7 +95,7 @@ type Param struct {
 	NonZero   bool     // "none" (the zero value) is invalid, and fatal as in Felix
 	Live      bool     // may change while running; otherwise a change restarts the agent
 	Status    Status
-	Reason    string   // how (Differently), why (Refused), who and when (Planned); a note otherwise
+	Reason    string   // how (Differently), why (Refused), the work that will honour it (Planned); a note otherwise
 	Inert     []string // Planned/Refused: values that ask for nothing Ocelot does not do; nil: Default
 	From      string   // FromFelix, FromFelixRemoved, FromEnterprise or FromOcelot
 	Doc       string

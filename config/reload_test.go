@@ -34,8 +34,9 @@ func TestRejectsReload(t *testing.T) {
 	}
 }
 
-// The judgement on real sources: a datastore warning (the bug of issue 10,
-// item 9) no longer rejects a good edit; a bad edit still is rejected.
+// The judgement on real sources: a datastore warning (which once made
+// every later edit of the file rejected) does not reject a good edit; a
+// bad edit still is rejected.
 func TestReloadJudgedOnTheFile(t *testing.T) {
 	global, dsProblems := FromDatastore(SourceDatastoreGlobal, "felixconfigurations/default",
 		map[string]any{"healthPort": "huge", "logPrefix": "a\"b"}, map[string]string{AnnotationPrefix + "EtcdAddr": "x:1"})

@@ -57,7 +57,7 @@ func TestEveryParameterRejectsHostileText(t *testing.T) {
 func TestLogPrefix(t *testing.T) {
 	good := []string{"calico-packet", "a", "%t %k %n: %p", "drop/web_1-x:", strings.Repeat("x", 27)}
 	bad := []string{
-		"x\" -j ACCEPT\n-I FORWARD 1 -j ACCEPT", // the injection the issue reproduced
+		"x\" -j ACCEPT\n-I FORWARD 1 -j ACCEPT", // a newline that would add a rule to the restore script
 		`a"b`, "a'b", "a\\b", "a;b", "a\tb", "a$b", "a`b", "région",
 		strings.Repeat("x", 28),
 	}

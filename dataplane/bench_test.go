@@ -14,7 +14,7 @@ import (
 	"ocelot/internal/netlab"
 )
 
-// Scale of issue 6: 200 local endpoints with 20 policies each, over 2,000
+// A busy compute host: 200 local endpoints with 20 policies each, over 2,000
 // IP sets of 50 members.
 const (
 	benchEndpoints = 200

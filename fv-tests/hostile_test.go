@@ -22,8 +22,8 @@ import (
 // The hostile-input suite: values in etcd written to hurt, one case after
 // another in one lab, each reset by putting back the keys it touched
 // (docs/design/hostile-input.md lists the cases and what they found).
-// After every case, and again after its reset, it asserts what the issue
-// "trust at the boundary" asks for:
+// After every case, and again after its reset, it asserts that nothing in
+// etcd can hurt a host:
 //
 //   - the agents are alive (process running, /liveness 200); an exit with
 //     129 (a configuration change) is restarted, as systemd would; any
@@ -726,7 +726,7 @@ func (s *hostileSuite) problems(h *lab.Host) float64 {
 	return sum
 }
 
-// summary prints the counts the issue asks for.
+// summary prints how many cases ran and, by kind, how many failed.
 func (s *hostileSuite) summary() {
 	var total caseResult
 	var failed []string

@@ -9,7 +9,7 @@ import (
 	"ocelot/selector"
 )
 
-// OpenStack scale (issue 3): 100,000 endpoints, each in 1-3 of 5,000
+// OpenStack scale: 100,000 endpoints, each in 1-3 of 5,000
 // security groups, across 3 regions; 10,000 selectors has(sg...) (two per
 // group: the SG policy's own and a remote-group rule) plus a few all() and
 // negated ones.
