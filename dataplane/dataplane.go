@@ -229,7 +229,7 @@ func (d *Dataplane) Run(ctx context.Context) error {
 	ifaceEvents := make(chan ifacemon.Event, 64)
 	go d.kernel.watchIfaces(ctx, ifaceEvents)
 	defer d.migrations.Close()
-	hostIfaceEvents := make(chan ifacemon.HostEvent, 64)
+	hostIfaceEvents := make(chan ifacemon.Event, 64)
 	go d.kernel.watchHostIfaces(ctx, hostIfaceEvents)
 	hostEvents := make(chan hostaddrs.Snapshot, 4)
 	go d.kernel.watchHost(ctx, hostEvents)
@@ -345,7 +345,7 @@ func (d *Dataplane) Run(ctx context.Context) error {
 }
 
 // drain takes whatever else is queued, so that a burst becomes one apply.
-func (d *Dataplane) drain(ifaceEvents chan ifacemon.Event, hostIfaceEvents chan ifacemon.HostEvent) {
+func (d *Dataplane) drain(ifaceEvents, hostIfaceEvents chan ifacemon.Event) {
 	for {
 		select {
 		case batch := <-d.msgs:
@@ -454,13 +454,14 @@ func (d *Dataplane) onMigrationState(iface string, s livemigration.State) {
 	d.routes.SetMode(iface, mode)
 }
 
-// onHost hands the host's addresses to the route manager; when the
-// addresses endpoints may not have change, the floating-IP chains are
-// rendered again.
+// onHost hands the host's addresses to the route manager and the host
+// endpoint manager; when the addresses endpoints may not have change, the
+// floating-IP chains are rendered again.
 func (d *Dataplane) onHost(s hostaddrs.Snapshot) {
 	if d.routes.OnHost(s) {
 		d.endpoints.natDirty = true
 	}
+	d.hostEPs.OnHostAddrs(s)
 }
 
 func (d *Dataplane) invalidateTables() {

@@ -113,9 +113,7 @@ func (s explainState) Settings() explain.Settings {
 	if a, err := netip.ParseAddr(rc.MetadataAddr); err == nil {
 		st.MetadataAddr = a
 	}
-	if d.kernel.hostAddrs != nil {
-		st.HostAddrs = d.kernel.hostAddrs()
-	}
+	st.HostAddrs = d.routes.HostAddrs()
 	return st
 }
 

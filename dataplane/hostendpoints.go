@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"ocelot/contract"
+	"ocelot/dataplane/hostaddrs"
 	"ocelot/dataplane/ifacemon"
 	"ocelot/dataplane/rules"
 	rs "ocelot/dataplane/ruleset"
@@ -33,9 +34,12 @@ const (
 // names it, or else to one expecting one of its addresses, the least ID
 // winning; an endpoint named AllInterfaces governs every other
 // interface. Workload interfaces, excluded ones (InterfaceExclude) and
-// names no rule can match never reach this manager (ifacemon.HostMonitor
-// leaves them out), and the all-interfaces dispatch returns workload
-// traffic: a workload interface is never a host endpoint.
+// names no rule can match never reach this manager (the host interface
+// monitor leaves them out: workloadIfaces.Host), and the all-interfaces
+// dispatch returns workload traffic: a workload interface is never a host
+// endpoint. The interfaces' addresses come from the host address
+// watcher's snapshots (dataplane/hostaddrs), which the route manager's
+// guard reads too.
 type hostEndpointManager struct {
 	families []*family
 	policies *policyManager
@@ -44,7 +48,8 @@ type hostEndpointManager struct {
 	onStatus func(id, status string)
 
 	endpoints map[string]*contract.HostEndpointUpdate // by ID
-	ifaces    map[string]ifacemon.HostIface           // host interfaces by name
+	ifaces    map[string]ifacemon.State               // host interfaces by name
+	addrs     map[string][]netip.Addr                 // every interface's addresses, sorted, by name
 	synced    bool                                    // the monitor has listed every interface once
 
 	active    map[string]string                       // interface (or "*") -> governing endpoint ID, as programmed
@@ -61,7 +66,7 @@ type hostEndpointManager struct {
 
 func newHostEndpointManager(families []*family, policies *policyManager, obs *observer, cfg Config, log *slog.Logger) *hostEndpointManager {
 	m := &hostEndpointManager{families: families, policies: policies, obs: obs, log: log, onStatus: cfg.OnHostEndpointStatus,
-		endpoints: map[string]*contract.HostEndpointUpdate{}, ifaces: map[string]ifacemon.HostIface{},
+		endpoints: map[string]*contract.HostEndpointUpdate{}, ifaces: map[string]ifacemon.State{},
 		active: map[string]string{}, used: map[string]*contract.HostEndpointUpdate{}, chains: map[string]map[string][]string{},
 		refs: map[string][]chainKey{}, dispatch: map[int]map[string][]string{}, failsafes: map[string]bool{},
 		warned: map[string]bool{}, dirty: true, reported: map[string]string{}}
@@ -85,13 +90,13 @@ func (m *hostEndpointManager) OnRemove(id string) {
 	}
 }
 
-// OnIfaces records host interfaces' states and addresses. A complete
-// listing replaces what was known.
-func (m *hostEndpointManager) OnIfaces(ev ifacemon.HostEvent) {
+// OnIfaces records host interfaces' states. A complete listing comes
+// with the interfaces gone since the last one.
+func (m *hostEndpointManager) OnIfaces(ev ifacemon.Event) {
 	if ev.Synced {
 		m.synced = true
 	}
-	for _, s := range ev.Ifaces {
+	for _, s := range ev.States {
 		old, had := m.ifaces[s.Name]
 		if s.Gone {
 			if had {
@@ -101,13 +106,33 @@ func (m *hostEndpointManager) OnIfaces(ev ifacemon.HostEvent) {
 			continue
 		}
 		m.ifaces[s.Name] = s
-		if !had || !slices.Equal(old.Addrs, s.Addrs) {
+		if !had {
 			m.dirty = true
 		}
 		if !had || old.Running != s.Running {
 			m.statusDirty = true
 		}
 	}
+}
+
+// OnHostAddrs records the addresses on the host's interfaces, from a
+// complete snapshot; endpoints are resolved again when those of a host
+// interface changed.
+func (m *hostEndpointManager) OnHostAddrs(s hostaddrs.Snapshot) {
+	addrs := map[string][]netip.Addr{}
+	for _, a := range s.Addrs {
+		addrs[a.Iface] = append(addrs[a.Iface], a.IP)
+	}
+	for name, l := range addrs {
+		slices.SortFunc(l, netip.Addr.Compare)
+		addrs[name] = slices.Compact(l)
+	}
+	for name := range m.ifaces {
+		if !slices.Equal(addrs[name], m.addrs[name]) {
+			m.dirty = true
+		}
+	}
+	m.addrs = addrs
 }
 
 // Dirty reports whether CompleteDeferredWork or a status report is due.
@@ -128,10 +153,12 @@ func (m *hostEndpointManager) resolve() map[string]string {
 		}
 		return best
 	}
-	for name, iface := range m.ifaces {
+	for name := range m.ifaces {
 		best := least(func(ep *contract.HostEndpointUpdate) bool { return ep.InterfaceName == name })
 		if best == "" {
-			best = least(func(ep *contract.HostEndpointUpdate) bool { return ep.InterfaceName == "" && expects(ep, iface.Addrs) })
+			best = least(func(ep *contract.HostEndpointUpdate) bool {
+				return ep.InterfaceName == "" && expects(ep, m.addrs[name])
+			})
 		}
 		if best != "" {
 			out[name] = best

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"ocelot/contract"
+	"ocelot/dataplane/hostaddrs"
 	"ocelot/dataplane/ifacemon"
 	"ocelot/dataplane/internal/fakekernel"
 	"ocelot/dataplane/rules"
@@ -50,14 +51,45 @@ func hepPolicies(id string) []contract.Message {
 	return out
 }
 
-func (h *harness) hostIfaces(ifaces ...ifacemon.HostIface) {
-	h.d.hostEPs.OnIfaces(ifacemon.HostEvent{Ifaces: ifaces})
+// testHostIface is a host interface with its addresses, as the host
+// interface monitor and the host address watcher report them.
+type testHostIface struct {
+	ifacemon.State
+	addrs []netip.Addr
 }
 
-func hostIface(name string, running bool, addrs ...string) ifacemon.HostIface {
-	s := ifacemon.HostIface{Name: name, Index: len(name), Running: running}
+// hostIfaces reports host interfaces to the host endpoint manager: their
+// states, and a snapshot of every address reported so far (an interface
+// gone takes its addresses with it).
+func (h *harness) hostIfaces(ifaces ...testHostIface) {
+	reportHostIfaces(h.d, h.hostAddrs, ifaces...)
+}
+
+func reportHostIfaces(d *Dataplane, known map[string][]netip.Addr, ifaces ...testHostIface) {
+	var ev ifacemon.Event
+	for _, i := range ifaces {
+		ev.States = append(ev.States, i.State)
+		if i.Gone {
+			delete(known, i.Name)
+		} else {
+			known[i.Name] = i.addrs
+		}
+	}
+	d.hostEPs.OnIfaces(ev)
+	var s hostaddrs.Snapshot
+	for name, addrs := range known {
+		for _, a := range addrs {
+			s.Addrs = append(s.Addrs, hostaddrs.Addr{IP: a, Iface: name})
+		}
+	}
+	hostaddrs.Normalize(&s)
+	d.hostEPs.OnHostAddrs(s)
+}
+
+func hostIface(name string, running bool, addrs ...string) testHostIface {
+	s := testHostIface{State: ifacemon.State{Name: name, Index: len(name), Running: running}}
 	for _, a := range addrs {
-		s.Addrs = append(s.Addrs, netip.MustParseAddr(a))
+		s.addrs = append(s.addrs, netip.MustParseAddr(a))
 	}
 	return s
 }
@@ -189,7 +221,7 @@ func TestHostEndpointResolution(t *testing.T) {
 		}
 	}
 	// eth0 goes: named governs nothing; eth1 comes up.
-	h.hostIfaces(ifacemon.HostIface{Name: "eth0", Gone: true}, hostIface("eth1", true, "198.18.0.12"))
+	h.hostIfaces(testHostIface{State: ifacemon.State{Name: "eth0", Gone: true}}, hostIface("eth1", true, "198.18.0.12"))
 	h.apply()
 	if h.has("filter", "cali-fh-eth0") || h.has("mangle", "cali-th-eth0") {
 		t.Error("chains of a vanished interface left")
@@ -296,7 +328,7 @@ func TestRejectOnlyInFilter(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.routes.synced, d.hostEPs.synced = true, true
-	d.hostEPs.OnIfaces(ifacemon.HostEvent{Ifaces: []ifacemon.HostIface{hostIface("eth0", true)}})
+	reportHostIfaces(d, map[string][]netip.Addr{}, hostIface("eth0", true))
 	d.onMessages(append(hepPolicies("a"), hep("a", "eth0"), contract.InSync{}))
 	if _, err := d.apply(context.Background()); err != nil {
 		t.Fatalf("apply with REJECT: %v", err)

@@ -1,6 +1,9 @@
 package dataplane
 
-import "strings"
+import (
+	"log/slog"
+	"strings"
+)
 
 // workloadIfaces decides which interfaces are Ocelot's to program: a name
 // that starts with one of InterfacePrefix, is not excluded by
@@ -23,14 +26,43 @@ func (w workloadIfaces) Ours(name string) bool {
 	if !validIfaceName(name) {
 		return false
 	}
-	prefixed := false
+	return w.prefixed(name) && !w.excluded(name)
+}
+
+func (w workloadIfaces) prefixed(name string) bool {
 	for _, p := range w.prefixes {
 		if p != "" && strings.HasPrefix(name, p) {
-			prefixed = true
-			break
+			return true
 		}
 	}
-	return prefixed && (w.exclude == nil || !w.exclude(name))
+	return false
+}
+
+func (w workloadIfaces) excluded(name string) bool { return w.exclude != nil && w.exclude(name) }
+
+// Host reports whether an interface is one host endpoints may govern: not
+// a workload interface (by its prefix, excluded or not), not excluded,
+// and a name rules can match as it is (a '+', a quote or anything else a
+// renderer would have to escape never is).
+func (w workloadIfaces) Host(name string) bool {
+	return validIfaceName(name) && !w.prefixed(name) && !w.excluded(name)
+}
+
+// hostIfaceFilter is Host for the host interface monitor, which calls it
+// on its own goroutine: it logs, once per name, an interface that could
+// have been a host endpoint's but whose name no rule can match.
+func hostIfaceFilter(w workloadIfaces, log *slog.Logger) func(name string) bool {
+	skipped := map[string]bool{}
+	return func(name string) bool {
+		if w.Host(name) {
+			return true
+		}
+		if !validIfaceName(name) && !skipped[name] {
+			skipped[name] = true
+			log.Warn("host interface has a name rules cannot match by name; only an all-interfaces host endpoint governs it", "iface", name)
+		}
+		return false
+	}
 }
 
 func validIfaceName(name string) bool {

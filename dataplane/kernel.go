@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,11 +55,10 @@ type kernel struct {
 	tick      float64
 	nflog     func(group uint16, size uint32) (droplog.Source, error)  // the drop log's NFLOG group
 	ifName    func(index uint32) string                                // "" when there is none
-	hostAddrs func() []netip.Addr                                      // this host's addresses
 	watchHost func(ctx context.Context, out chan<- hostaddrs.Snapshot) // the host's addresses and gateways, kept current
-	// watchHostIfaces reports the host's other interfaces and their
-	// addresses (host endpoints).
-	watchHostIfaces func(ctx context.Context, out chan<- ifacemon.HostEvent)
+	// watchHostIfaces reports the host's other interfaces (host
+	// endpoints; their addresses come with watchHost's snapshots).
+	watchHostIfaces func(ctx context.Context, out chan<- ifacemon.Event)
 }
 
 // sysctls reads and writes kernel parameters by their path under
@@ -77,9 +75,9 @@ type sysctls interface {
 // subscriptions, which wait for events, aside).
 func realKernel(cfg Config, log *slog.Logger) (kernel, func() string, error) {
 	backend := sync.OnceValue(func() string { return ipt.DetectBackend(cfg.Backend, log) })
-	mon := &ifacemon.Monitor{Prefixes: cfg.Rules.Prefixes, Exclude: cfg.InterfaceExclude, Resync: cfg.InterfaceRefresh,
-		Timeout: cfg.NetlinkTimeout, Log: log}
-	hostIfaces := &ifacemon.HostMonitor{WorkloadPrefixes: cfg.Rules.Prefixes, Exclude: cfg.InterfaceExclude, Resync: cfg.InterfaceRefresh,
+	ifaces := workloadIfaces{prefixes: cfg.Rules.Prefixes, exclude: cfg.InterfaceExclude}
+	mon := &ifacemon.Monitor{Wanted: ifaces.Ours, Resync: cfg.InterfaceRefresh, Timeout: cfg.NetlinkTimeout, Log: log}
+	hostIfaces := &ifacemon.Monitor{Wanted: hostIfaceFilter(ifaces, log), Resync: cfg.InterfaceRefresh,
 		Timeout: cfg.NetlinkTimeout, Log: log}
 	hosts := &hostaddrs.Watcher{Resync: cfg.RouteRefresh, Timeout: cfg.NetlinkTimeout, Log: log}
 	routes, err := routing.NewKernel(cfg.NetlinkTimeout)
@@ -135,16 +133,6 @@ func realKernel(cfg Config, log *slog.Logger) (kernel, func() string, error) {
 				return i.Name
 			}
 			return ""
-		},
-		hostAddrs: func() []netip.Addr {
-			var out []netip.Addr
-			addrs, _ := net.InterfaceAddrs()
-			for _, a := range addrs {
-				if p, err := netip.ParsePrefix(a.String()); err == nil {
-					out = append(out, p.Addr())
-				}
-			}
-			return out
 		},
 		watchHost: hosts.Run,
 	}, backend, nil

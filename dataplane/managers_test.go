@@ -36,6 +36,8 @@ type harness struct {
 	st    map[contract.EndpointID]string
 	hst   map[string]string // host endpoint statuses
 	clock *fakeClock
+
+	hostAddrs map[string][]netip.Addr // host interfaces' addresses reported (hostIfaces)
 }
 
 func fakeKernel(k *fakekernel.Kernel) kernel {
@@ -69,9 +71,9 @@ func fakeKernel(k *fakekernel.Kernel) kernel {
 			case <-ctx.Done():
 			}
 		},
-		watchHostIfaces: func(ctx context.Context, out chan<- ifacemon.HostEvent) {
+		watchHostIfaces: func(ctx context.Context, out chan<- ifacemon.Event) {
 			select {
-			case out <- ifacemon.HostEvent{Synced: true}:
+			case out <- ifacemon.Event{Synced: true}:
 			case <-ctx.Done():
 			}
 		},
@@ -88,7 +90,8 @@ func newHarness(t *testing.T) *harness { return newHarnessWith(t, nil) }
 
 // newHarnessWith is newHarness with a configuration changed by edit.
 func newHarnessWith(t *testing.T, edit func(*Config)) *harness {
-	h := &harness{t: t, k: fakekernel.New(), st: map[contract.EndpointID]string{}, hst: map[string]string{}, clock: &fakeClock{}}
+	h := &harness{t: t, k: fakekernel.New(), st: map[contract.EndpointID]string{}, hst: map[string]string{}, clock: &fakeClock{},
+		hostAddrs: map[string][]netip.Addr{}}
 	cfg := testConfig(t)
 	if edit != nil {
 		edit(&cfg)

@@ -95,6 +95,16 @@ func (m *routeManager) guardChanged(changed bool) bool {
 	return true
 }
 
+// HostAddrs lists the addresses on the host's interfaces, as last listed
+// (for explanations: traffic to them is the host's).
+func (m *routeManager) HostAddrs() []netip.Addr {
+	out := make([]netip.Addr, 0, len(m.guard.host.Addrs))
+	for _, a := range m.guard.host.Addrs {
+		out = append(out, a.IP)
+	}
+	return out
+}
+
 // HostUses reports whether an address is one endpoints may not have.
 func (m *routeManager) HostUses(a netip.Addr) bool {
 	_, taken := m.guard.Taken(netip.PrefixFrom(a, a.BitLen()))

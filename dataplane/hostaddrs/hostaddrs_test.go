@@ -52,7 +52,15 @@ func TestWatcher(t *testing.T) {
 		return has(s.Addrs, "198.18.30.1", "upl0") && has(s.Gateways, "198.18.30.254", "upl0") && has(s.Gateways, "198.18.30.253", "upl0")
 	})
 	netlab.Run(t, "ip", "addr", "add", "198.18.31.1/32", "dev", "upl1")
-	next("a new address", func(s Snapshot) bool { return has(s.Addrs, "198.18.31.1", "upl1") })
+	netlab.Run(t, "ip", "addr", "add", "2001:db8:31::1/64", "dev", "upl1", "nodad")
+	next("new addresses", func(s Snapshot) bool {
+		return has(s.Addrs, "198.18.31.1", "upl1") && has(s.Addrs, "2001:db8:31::1", "upl1")
+	})
+	netlab.Run(t, "ip", "addr", "del", "198.18.31.1/32", "dev", "upl1")
+	next("an address gone", func(s Snapshot) bool { return !has(s.Addrs, "198.18.31.1", "upl1") })
+	if !has(s.Addrs, "2001:db8:31::1", "upl1") {
+		t.Error("the interface's other address went too")
+	}
 	netlab.Run(t, "ip", "route", "del", "198.19.0.0/16")
 	next("a route gone", func(s Snapshot) bool { return !has(s.Gateways, "198.18.30.254", "upl0") })
 }

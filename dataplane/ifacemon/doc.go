@@ -1,9 +1,9 @@
-// Package ifacemon watches workload interfaces (names with one of the
-// configured prefixes, less the excluded ones) appear, go up and down,
-// and disappear, through a netlink subscription plus a full re-list at
-// start and periodically. HostMonitor (hosts.go) watches the other
-// interfaces the same way, with their addresses, for host endpoints. It
-// reports state; it changes nothing.
+// Package ifacemon watches interfaces appear, go up and down, and
+// disappear, through a netlink subscription plus a full re-list at start
+// and periodically. The dataplane runs two monitors: one for workload
+// interfaces, one for the host's other interfaces (host endpoints); a
+// Monitor's Wanted function says which. It reports state; it changes
+// nothing. The host's addresses come from dataplane/hostaddrs.
 //
 // Ownership: each monitor owns the interfaces it last reported, on its
 // own goroutine, and hands events to its channel. It opens netlink

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -27,25 +26,13 @@ type Event struct {
 	Synced bool
 }
 
-// Monitor watches interfaces with the given name prefixes.
+// Monitor watches the interfaces Wanted accepts. Wanted is called on the
+// monitor's goroutine only.
 type Monitor struct {
-	Prefixes []string
-	Exclude  func(name string) bool // InterfaceExclude; nil excludes nothing
-	Resync   time.Duration          // full re-list period (InterfaceRefreshInterval); 0: only at start
-	Timeout  time.Duration          // deadline on each listing's netlink requests (0: netlink's default)
-	Log      *slog.Logger
-}
-
-func (m *Monitor) wanted(name string) bool {
-	if m.Exclude != nil && m.Exclude(name) {
-		return false
-	}
-	for _, p := range m.Prefixes {
-		if strings.HasPrefix(name, p) {
-			return true
-		}
-	}
-	return false
+	Wanted  func(name string) bool
+	Resync  time.Duration // full re-list period (InterfaceRefreshInterval); 0: only at start
+	Timeout time.Duration // deadline on each listing's netlink requests (0: netlink's default)
+	Log     *slog.Logger
 }
 
 func stateOf(l netlink.Link) State {
@@ -84,7 +71,7 @@ func (m *Monitor) Run(ctx context.Context, out chan<- Event) {
 			sleep(ctx, time.Second)
 			continue
 		}
-		m.list(ctx, out, known)
+		m.list(ctx, log, out, known)
 	loop:
 		for {
 			select {
@@ -94,13 +81,13 @@ func (m *Monitor) Run(ctx context.Context, out chan<- Event) {
 				log.Warn("interface event subscription failed; re-listing", "err", err)
 				break loop
 			case <-tick:
-				m.list(ctx, out, known)
+				m.list(ctx, log, out, known)
 			case u, ok := <-updates:
 				if !ok {
 					break loop
 				}
 				s := stateOf(u.Link)
-				if !m.wanted(s.Name) {
+				if !m.Wanted(s.Name) {
 					continue
 				}
 				if u.Header.Type == unix.RTM_DELLINK {
@@ -123,10 +110,7 @@ func (m *Monitor) Run(ctx context.Context, out chan<- Event) {
 }
 
 // list sends the full state, with Gone for interfaces that vanished.
-func (m *Monitor) list(ctx context.Context, out chan<- Event, known map[string]State) {
-	if m.Log == nil {
-		m.Log = slog.New(slog.DiscardHandler)
-	}
+func (m *Monitor) list(ctx context.Context, log *slog.Logger, out chan<- Event, known map[string]State) {
 	// The dataplane waits for a complete listing before its first apply, so
 	// a failed one is retried, not skipped. An interrupted dump (links
 	// changed meanwhile) is routine while VMs start; retry it at once.
@@ -137,7 +121,7 @@ func (m *Monitor) list(ctx context.Context, out chan<- Event, known map[string]S
 			break
 		}
 		if !errors.Is(err, netlink.ErrDumpInterrupted) || attempt%10 == 0 {
-			m.Log.Warn("listing interfaces failed; retrying", "err", err, "attempt", attempt)
+			log.Warn("listing interfaces failed; retrying", "err", err, "attempt", attempt)
 			sleep(ctx, delay)
 			delay = min(2*delay, time.Second)
 		}
@@ -149,7 +133,7 @@ func (m *Monitor) list(ctx context.Context, out chan<- Event, known map[string]S
 	var ev Event
 	for _, l := range links {
 		s := stateOf(l)
-		if !m.wanted(s.Name) {
+		if !m.Wanted(s.Name) {
 			continue
 		}
 		seen[s.Name] = true
