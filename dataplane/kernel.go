@@ -19,6 +19,7 @@ import (
 	"ocelot/dataplane/droplog"
 	"ocelot/dataplane/hostaddrs"
 	"ocelot/dataplane/ifacemon"
+	"ocelot/dataplane/internal/nlsock"
 	"ocelot/dataplane/ipsets"
 	ipt "ocelot/dataplane/iptables"
 	"ocelot/dataplane/livemigration"
@@ -145,15 +146,9 @@ func realKernel(cfg Config, log *slog.Logger) (kernel, func() string, error) {
 type hostNetlink struct{ h *netlink.Handle }
 
 func newHostNetlink(timeout time.Duration) (hostNetlink, error) {
-	h, err := netlink.NewHandle(unix.NETLINK_NETFILTER)
+	h, err := nlsock.Open(unix.NETLINK_NETFILTER, timeout)
 	if err != nil {
-		return hostNetlink{}, fmt.Errorf("opening a netfilter netlink socket: %w", err)
-	}
-	if timeout > 0 {
-		if err := h.SetSocketTimeout(timeout); err != nil {
-			h.Close()
-			return hostNetlink{}, fmt.Errorf("setting the netlink timeout: %w", err)
-		}
+		return hostNetlink{}, err
 	}
 	return hostNetlink{h}, nil
 }

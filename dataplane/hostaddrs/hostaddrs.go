@@ -11,6 +11,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"ocelot/dataplane/internal/nlsock"
 )
 
 // Addr is an address and the interface it is on (for a gateway: the
@@ -161,16 +163,11 @@ func subscribe(changed chan<- struct{}, done <-chan struct{}, failed chan<- erro
 
 // List reads the host's addresses and gateways once.
 func (w *Watcher) List() (Snapshot, error) {
-	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	h, err := nlsock.Open(unix.NETLINK_ROUTE, w.Timeout)
 	if err != nil {
 		return Snapshot{}, err
 	}
 	defer h.Close()
-	if w.Timeout > 0 {
-		if err := h.SetSocketTimeout(w.Timeout); err != nil {
-			return Snapshot{}, err
-		}
-	}
 	links, err := h.LinkList()
 	if err != nil {
 		return Snapshot{}, err

@@ -8,6 +8,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"ocelot/dataplane/internal/nlsock"
 )
 
 // State of one interface. Running is the kernel's operational state
@@ -167,26 +169,10 @@ func sleep(ctx context.Context, d time.Duration) {
 
 // linkList lists the links on a socket of its own, with the deadline.
 func (m *Monitor) linkList() ([]netlink.Link, error) {
-	h, err := handle(m.Timeout)
+	h, err := nlsock.Open(unix.NETLINK_ROUTE, m.Timeout)
 	if err != nil {
 		return nil, err
 	}
 	defer h.Close()
 	return h.LinkList()
-}
-
-// handle opens a route netlink socket whose requests have a deadline
-// (NetlinkTimeoutSecs; 0: netlink's default). The caller closes it.
-func handle(timeout time.Duration) (*netlink.Handle, error) {
-	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-	if err != nil {
-		return nil, err
-	}
-	if timeout > 0 {
-		if err := h.SetSocketTimeout(timeout); err != nil {
-			h.Close()
-			return nil, err
-		}
-	}
-	return h, nil
 }

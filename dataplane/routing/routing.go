@@ -10,6 +10,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"ocelot/dataplane/internal/nlsock"
 )
 
 // Priorities are the metrics of endpoint routes (Felix's route
@@ -74,15 +76,9 @@ type Kernel struct{ h *netlink.Handle }
 // namespace; timeout (NetlinkTimeoutSecs) bounds each send and receive
 // (0: netlink's default).
 func NewKernel(timeout time.Duration) (*Kernel, error) {
-	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	h, err := nlsock.Open(unix.NETLINK_ROUTE, timeout)
 	if err != nil {
-		return nil, fmt.Errorf("opening a route netlink socket: %w", err)
-	}
-	if timeout > 0 {
-		if err := h.SetSocketTimeout(timeout); err != nil {
-			h.Close()
-			return nil, fmt.Errorf("setting the netlink timeout: %w", err)
-		}
+		return nil, err
 	}
 	return &Kernel{h: h}, nil
 }
