@@ -504,7 +504,7 @@ func (s *hostileSuite) supervise(c *caseRun) {
 			c.fail(&c.res.crash, "%s's agent exited with code %d:\n%s", h.Name, code, tail(h.Log(), 30))
 		}
 		h.Start()
-		if !waitFor(wait, h.Ready) {
+		if !netlab.Within(wait, h.Ready) {
 			c.fail(&c.res.freeze, "%s's restarted agent is not ready within %v", h.Name, wait)
 		}
 	}
@@ -704,7 +704,7 @@ func (s *hostileSuite) repair(c *caseRun, h *lab.Host) {
 		}
 	}
 	h.Start()
-	if !waitFor(wait, h.Ready) {
+	if !netlab.Within(wait, h.Ready) {
 		c.t.Errorf("%s not ready after the repair", h.Name)
 	}
 	if d := h.OwnState("tap").Diff(base); len(d) > 0 {
@@ -790,17 +790,6 @@ func hostAddress(dst string) bool {
 		p = netip.PrefixFrom(a, a.BitLen())
 	}
 	return p.Bits() == 0 || p.Overlaps(infraNet)
-}
-
-func waitFor(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return true
 }
 
 // foreignLogLines counts the lines of an agent's output that are not log

@@ -76,6 +76,25 @@ func eventuallyBlocked(t *testing.T, from *lab.VM, to *lab.VM, port int) {
 		func() bool { return !from.Connects(to.IP, port, 500*time.Millisecond) })
 }
 
+// processed waits until h's agent has handled every datastore write made
+// before the call: it writes a marker policy after them and waits until
+// the agent counts it (etcd delivers writes in order, and the agent
+// handles each batch whole before it publishes its counts), then removes
+// the marker again. A check made after it cannot pass by running before
+// the agent saw the change.
+func processed(t *testing.T, h *lab.Host) {
+	t.Helper()
+	policies := func() string { return h.Metric("felix_cluster_num_policies") }
+	before := policies()
+	if before == "" {
+		t.Fatalf("%s exports no felix_cluster_num_policies", h.Name)
+	}
+	h.Lab.Put(gnpKey("fv-barrier"), gnpJSON("fv-barrier", map[string]any{"selector": "has(fv-barrier-selects-nothing)"}))
+	netlab.Eventually(t, h.Name+" handled the writes before the marker", wait, func() bool { return policies() != before })
+	h.Lab.Delete(gnpKey("fv-barrier"))
+	netlab.Eventually(t, h.Name+" handled the marker's removal", wait, func() bool { return policies() == before })
+}
+
 // blocked checks, once the state is settled, that a connection fails.
 func blocked(t *testing.T, from *lab.VM, to *lab.VM, port int) {
 	t.Helper()

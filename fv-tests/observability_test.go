@@ -114,7 +114,7 @@ func (o *obsLab) explainAgreesWithTraffic(t *testing.T) {
 	for _, c := range cases {
 		name := fmt.Sprintf("%s -> %s:%d", c.from.Name, c.to.Name, c.port)
 		var last string
-		ok := eventually(wait, func() bool {
+		ok := netlab.Within(wait, func() bool {
 			verdict, decider, text := o.explainFlow(t, c)
 			traffic := c.from.Connects(c.to.IP, c.port, 700*time.Millisecond)
 			last = fmt.Sprintf("explain: %s (decided by %+v), traffic connects: %v\n%s", verdict, decider, traffic, text)
@@ -343,18 +343,4 @@ func metric(h *lab.Host, name string, labels ...string) float64 {
 		}
 	}
 	return sum
-}
-
-// eventually polls cond until it holds or timeout passes.
-func eventually(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }

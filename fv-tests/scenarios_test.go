@@ -260,9 +260,17 @@ func TestBadInput(t *testing.T) {
 		t.Error("a malformed unrelated value disturbed enforcement")
 	}
 
-	// An unknown field is ignored.
+	// An unknown field is ignored: once the agent has handled the write,
+	// the policy is neither invalid nor failed closed, and still allows.
+	invalid, problems := g.r1.Metric(`ocelot_datastore_invalid_resources_total{kind="NetworkPolicy"}`), g.r1.Metric("ocelot_calc_problems_total")
 	l.Put(lab.GuidePolicyKey("RegionOne"), strings.Replace(lab.GuidePolicyJSON("RegionOne", sgWeb, sgClients, true), `"spec":{`, `"spec":{"futureField":{"x":1},`, 1))
-	time.Sleep(500 * time.Millisecond)
+	processed(t, g.r1)
+	if now := g.r1.Metric(`ocelot_datastore_invalid_resources_total{kind="NetworkPolicy"}`); now != invalid {
+		t.Errorf("an unknown field made the policy invalid (invalid resources %s, then %s)", invalid, now)
+	}
+	if now := g.r1.Metric("ocelot_calc_problems_total"); now != problems {
+		t.Errorf("an unknown field made the policy fail closed (problems %q, then %q)", problems, now)
+	}
 	if !g.client.Connects(g.web.IP, 80, time.Second) {
 		t.Error("an unknown field broke the policy")
 	}

@@ -316,14 +316,24 @@ func ping(dst string, timeout time.Duration) error {
 	return errors.New("no echo reply")
 }
 
-// Eventually polls cond every 50ms until it holds or the deadline passes.
+// Eventually polls cond every 50ms until it holds, and fails the test if
+// it does not within timeout.
 func Eventually(t T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
+	if !Within(timeout, cond) {
+		t.Fatalf("timed out after %v: %s", timeout, what)
+	}
+}
+
+// Within polls cond every 50ms until it holds (true) or timeout passes
+// (false).
+func Within(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v: %s", timeout, what)
+			return false
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	return true
 }
