@@ -476,7 +476,7 @@ func (d *Dataplane) dirty() bool {
 	}
 	for _, f := range d.families {
 		if f.sets.Dirty() || f.tables.Dirty() {
-			return true
+			return true // stale sets alone wait for the next apply
 		}
 	}
 	return false
@@ -493,15 +493,26 @@ func (d *Dataplane) apply(ctx context.Context) (wrote bool, err error) {
 	d.ipsets.CompleteDeferredWork()
 	d.endpoints.CompleteDeferredWork()
 	d.hostEPs.CompleteDeferredWork()
-	// Families are independent (v4 rules use v4 sets only), so they apply
-	// concurrently.
+	// Families are independent (v4 rules use v4 sets only): a family with
+	// nothing to write is left alone, and two that have apply concurrently.
 	famErrs := make([]error, len(d.families)) // sets and tables of each family
 	famWrote := make([]bool, len(d.families))
-	var wg sync.WaitGroup
+	var busy []int
 	for i, f := range d.families {
-		wg.Go(func() { famWrote[i], famErrs[i] = f.apply(ctx, d.log) })
+		if f.dirty() {
+			busy = append(busy, i)
+		}
 	}
-	wg.Wait()
+	if len(busy) == 1 {
+		i := busy[0]
+		famWrote[i], famErrs[i] = d.families[i].apply(ctx, d.log)
+	} else {
+		var wg sync.WaitGroup
+		for _, i := range busy {
+			wg.Go(func() { famWrote[i], famErrs[i] = d.families[i].apply(ctx, d.log) })
+		}
+		wg.Wait()
+	}
 	var errs []error
 	for i := range d.families {
 		if famErrs[i] != nil {

@@ -72,7 +72,11 @@ type IPSets struct {
 	desired map[string]*desiredSet // by kernel name
 	kernel  map[string]*kernelSet  // nil: read before the next apply
 	dirty   map[string]struct{}    // names to create or update
-	temp    int
+	// sweep says that the kernel may hold sets no longer desired: a set
+	// was removed, or the kernel was read. ApplyDeletions looks only then,
+	// so that a member change does not cost a scan of every set.
+	sweep bool
+	temp  int
 
 	// LinesWritten counts operations written (tests and benchmarks);
 	// BytesWritten the bytes of restore input.
@@ -173,6 +177,7 @@ func (s *IPSets) Remove(id string) {
 	name := s.Name(id)
 	delete(s.desired, name)
 	delete(s.dirty, name)
+	s.sweep = true
 }
 
 // Has reports whether a set is desired.
@@ -251,6 +256,7 @@ func (s *IPSets) Read(ctx context.Context) error {
 		return err
 	}
 	s.kernel = parseSave(out, s.prefix())
+	s.sweep = true
 	return nil
 }
 
@@ -345,7 +351,7 @@ func (s *IPSets) tempName() string {
 // iptables still refers to cannot be destroyed; it is retried next time.
 func (s *IPSets) ApplyDeletions(ctx context.Context) error {
 	defer s.publish()
-	if s.kernel == nil {
+	if s.kernel == nil || !s.sweep {
 		return nil
 	}
 	var stale []string
@@ -355,6 +361,7 @@ func (s *IPSets) ApplyDeletions(ctx context.Context) error {
 		}
 	}
 	if len(stale) == 0 {
+		s.sweep = false
 		return nil
 	}
 	slices.Sort(stale)
@@ -366,6 +373,7 @@ func (s *IPSets) ApplyDeletions(ctx context.Context) error {
 		for _, o := range ops {
 			delete(s.kernel, o.Set)
 		}
+		s.sweep = false
 		return nil
 	}
 	var firstErr error
@@ -378,8 +386,12 @@ func (s *IPSets) ApplyDeletions(ctx context.Context) error {
 		}
 		delete(s.kernel, o.Set)
 	}
+	s.sweep = firstErr != nil // what could not be destroyed is tried again
 	return firstErr
 }
+
+// DeletionsPending reports whether ApplyDeletions has sets to look for.
+func (s *IPSets) DeletionsPending() bool { return s.sweep }
 
 // write applies update ops, over netlink when they are few member changes
 // of hash:net sets, otherwise (or if netlink fails) with restore.

@@ -190,6 +190,32 @@ func TestKernel(t *testing.T) {
 	if strings.Contains(save(), "cali40n:port") {
 		t.Error("set not destroyed")
 	}
+	// A set the kernel will not destroy (a rule still uses it) is tried
+	// again at the next ApplyDeletions, with no other change in between;
+	// a member change alone does not make it look again.
+	s.Replace("s:held", TypeNet, nets(t, "198.18.0.7"))
+	if err := s.ApplyUpdates(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rule := []string{"INPUT", "-m", "set", "--match-set", "cali40s:held", "src", "-j", "ACCEPT"}
+	netlab.Run(t, "iptables", append([]string{"-A"}, rule...)...)
+	s.Remove("s:held")
+	if err := s.ApplyDeletions(ctx); err == nil {
+		t.Fatal("destroying a set a rule uses did not fail")
+	}
+	netlab.Run(t, "iptables", append([]string{"-D"}, rule...)...)
+	if err := s.ApplyDeletions(ctx); err != nil || strings.Contains(save(), "cali40s:held") {
+		t.Errorf("a set released by its rule was not destroyed at the next try (err %v)", err)
+	}
+	netlab.Run(t, "ipset", "create", "cali40s:late", "hash:net")
+	s.AddMembers("s:one", nets(t, "198.18.0.8"))
+	if err := s.ApplyUpdates(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ApplyDeletions(ctx); err != nil || !strings.Contains(save(), "cali40s:late") {
+		t.Errorf("a member change scanned the kernel's sets (err %v)", err)
+	}
+	s.Resync() // the next read finds it
 	s.Remove("s:one")
 	s.ApplyUpdates(ctx)
 	s.ApplyDeletions(ctx)
