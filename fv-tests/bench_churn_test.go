@@ -2,9 +2,13 @@ package fvtests
 
 import (
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -34,6 +38,7 @@ func TestBenchE2EChurn(t *testing.T) {
 		t.Skip("set OCELOT_BENCH_E2E=1 (make bench-e2e)")
 	}
 	l := newLab(t)
+	l.AgentEnv = strings.Fields(os.Getenv("OCELOT_BENCH_AGENT_ENV"))
 	rng := rand.New(rand.NewPCG(11, 12))
 	var kvs [][2]string
 	for _, r := range e2eRegions {
@@ -99,12 +104,22 @@ func TestBenchE2EChurn(t *testing.T) {
 			}
 		})
 	}
+	profiled := make(chan string, 1)
+	allocs := filepath.Join(t.TempDir(), "allocs-before")
 	if debug {
+		// Where the churn's CPU goes, and what it allocates (the heap
+		// profile's allocations, less those before the churn).
+		if err := fetch("http://"+h.Addr+":6060/debug/pprof/allocs", allocs); err != nil {
+			t.Fatal(err)
+		}
 		go func() {
 			out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=35", "http://"+h.Addr+":6060/debug/pprof/profile?seconds=20").CombinedOutput()
-			t.Logf("CPU profile during churn (%v):\n%s", err, out)
+			profiled <- fmt.Sprintf("CPU profile during churn (%v):\n%s", err, out)
 		}()
 	}
+	gc0, alloc0 := metricFloat(h, "go_gc_duration_seconds_count"), metricFloat(h, "go_memstats_alloc_bytes_total")
+	saves0, restores0 := metricFloat(h, "felix_iptables_save_calls"), metricFloat(h, "felix_iptables_restore_calls")
+	split0 := procSplit(h.Pid())
 	cpu0, _ := procStat(h.Pid())
 	began := time.Now()
 	tick := time.NewTicker(time.Second / churnRate)
@@ -127,7 +142,16 @@ func TestBenchE2EChurn(t *testing.T) {
 	close(puts)
 	wg.Wait()
 	elapsed := time.Since(began)
-	cpu1, _ := procStat(h.Pid())
+	cpu1, hwm := procStat(h.Pid())
+	split1 := procSplit(h.Pid())
+	if debug {
+		t.Log(<-profiled)
+		out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=40", "-sample_index=alloc_space", "-base", allocs,
+			"http://"+h.Addr+":6060/debug/pprof/allocs").CombinedOutput()
+		t.Logf("allocations during churn (%v):\n%s", err, out)
+	}
+	gc1, alloc1 := metricFloat(h, "go_gc_duration_seconds_count"), metricFloat(h, "go_memstats_alloc_bytes_total")
+	saves1, restores1 := metricFloat(h, "felix_iptables_save_calls"), metricFloat(h, "felix_iptables_restore_calls")
 	netlab.Eventually(t, "the last update enforced", 30*time.Second, func() bool { ok, _ := probe.inSet(setOf(lastGroup), last); return ok })
 
 	fmt.Printf(`
@@ -135,10 +159,34 @@ Ocelot under churn (%d endpoints, %d local; %d remote endpoint updates at %.0f/s
   agent CPU while churning: %.1f%% of a core, children included (over %v)
   per update: %v of CPU, so %.1f%% of a core at exactly %d/s
   conntrack: %s passes, %s entries deleted; dataplane apply median %ss
+  split: user %v, system %v, children's user %v, children's system %v
+  iptables: %.0f saves, %.0f restores
+  Go runtime: %.0f GC cycles, %.1f KiB allocated per update; heap in use %.1f MiB, peak RSS %.1f MiB
 `, e2eEndpoints+churnMovers, e2eLocal, n, float64(n)/elapsed.Seconds(), float64(cpu1-cpu0)/float64(elapsed)*100, elapsed.Round(time.Millisecond),
 		((cpu1 - cpu0) / time.Duration(n)).Round(10*time.Microsecond), float64(cpu1-cpu0)/float64(n)*churnRate/float64(time.Second)*100, churnRate,
 		orNone(h.Metric("ocelot_conntrack_passes_total")), orNone(h.Metric("ocelot_conntrack_entries_forgotten_total")),
-		h.Metric(`felix_int_dataplane_apply_time_seconds{quantile="0.5"}`))
+		h.Metric(`felix_int_dataplane_apply_time_seconds{quantile="0.5"}`),
+		split1[0]-split0[0], split1[1]-split0[1], split1[2]-split0[2], split1[3]-split0[3], saves1-saves0, restores1-restores0, gc1-gc0, (alloc1-alloc0)/float64(n)/1024, metricFloat(h, "go_memstats_heap_inuse_bytes")/(1<<20), float64(hwm)/1024)
+}
+
+// fetch saves what an HTTP GET of url returns in path.
+func fetch(url, path string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+// metricFloat reads one of the agent's metrics as a number (0 when absent).
+func metricFloat(h *lab.Host, name string) float64 {
+	v, _ := strconv.ParseFloat(h.Metric(name), 64)
+	return v
 }
 
 func orNone(s string) string {
@@ -146,4 +194,19 @@ func orNone(s string) string {
 		return "n/a"
 	}
 	return s
+}
+
+// procSplit reads a process's user and system CPU, and its waited-for
+// children's, from /proc/<pid>/stat.
+func procSplit(pid int) (d [4]time.Duration) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return d
+	}
+	f := strings.Fields(string(b)[strings.LastIndexByte(string(b), ')')+2:])
+	for i := range d {
+		n, _ := strconv.Atoi(f[11+i])
+		d[i] = time.Duration(n) * 10 * time.Millisecond
+	}
+	return d
 }

@@ -34,6 +34,9 @@ type Lab struct {
 	Cli     *clientv3.Client
 	// NFTablesMode is every host's NFTablesMode ("": not set, Auto).
 	NFTablesMode string
+	// AgentEnv is added to the environment of every ocelot process the
+	// lab starts (benchmarks try runtime settings such as GOGC with it).
+	AgentEnv []string
 
 	mu    sync.Mutex
 	hosts []*Host
@@ -287,6 +290,9 @@ func (h *Host) Start() {
 	}
 	cmd := exec.Command("ip", "netns", "exec", h.NS.Name, h.Lab.Bin, "run", "-c", h.CfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if len(h.Lab.AgentEnv) > 0 {
+		cmd.Env = append(os.Environ(), h.Lab.AgentEnv...)
+	}
 	// No Pdeathsig: it fires when the forking OS thread exits, and the lab
 	// discards threads it locked into VM namespaces. Stray processes are
 	// killed with their namespaces instead (netlab).
