@@ -144,16 +144,16 @@ func newFamily(v int, cfg Config, k kernel, log *slog.Logger, m *driverMetrics, 
 	return f, nil
 }
 
-// apply brings the family's kernel state in line. iptables: sets created
-// and filled; then every table in one restore (not after a set failure:
-// rules may refer to sets that failed to appear); then the sets no rule
-// refers to any more destroyed. nftables: one transaction does all three.
 // dirty reports whether the family has sets or tables to write, or stale
 // sets to destroy.
 func (f *family) dirty() bool {
 	return f.sets.Dirty() || f.tables.Dirty() || (f.ipset != nil && f.ipset.DeletionsPending())
 }
 
+// apply brings the family's kernel state in line. iptables: sets created
+// and filled; then every table in one restore (not after a set failure:
+// rules may refer to sets that failed to appear); then the sets no rule
+// refers to any more destroyed. nftables: one transaction does all three.
 func (f *family) apply(ctx context.Context, log *slog.Logger) (wrote bool, err error) {
 	if f.nft != nil {
 		return f.nft.Apply(ctx)
