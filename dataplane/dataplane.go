@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -30,12 +31,14 @@ import (
 // drives them: messages go to the managers, which change desired state in
 // the drivers cheaply; applies bring the kernel in line in the safe order.
 type Dataplane struct {
-	cfg      Config
-	log      *slog.Logger
-	metrics  *metrics
-	kernel   kernel
-	families []*family
-	msgs     chan []contract.Message
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	// msgCounters holds felix_int_dataplane_messages by message type.
+	msgCounters map[reflect.Type]prometheus.Counter
+	kernel      kernel
+	families    []*family
+	msgs        chan []contract.Message
 
 	explainReqs chan explainRequest
 	counters    *counterCollector
@@ -160,7 +163,7 @@ func newDataplane(cfg Config, reg prometheus.Registerer, k kernel) (*Dataplane, 
 	if err := cfg.Rules.Validate(); err != nil {
 		return nil, fmt.Errorf("rule configuration: %w", err)
 	}
-	d := &Dataplane{cfg: cfg, log: cfg.Log, metrics: newMetrics(reg), kernel: k, msgs: make(chan []contract.Message, 256),
+	d := &Dataplane{cfg: cfg, log: cfg.Log, metrics: newMetrics(reg), msgCounters: map[reflect.Type]prometheus.Counter{}, kernel: k, msgs: make(chan []contract.Message, 256),
 		explainReqs: make(chan explainRequest), retirePending: true}
 	drivers := &driverMetrics{ipt: ipt.NewMetrics(reg), ipsets: ipsets.NewMetrics(reg), nft: nft.NewMetrics(reg)}
 	for _, v := range []int{4, 6} {
@@ -365,30 +368,23 @@ func (d *Dataplane) drain(ifaceEvents, hostIfaceEvents chan ifacemon.Event) {
 func (d *Dataplane) onMessages(msgs []contract.Message) {
 	d.metrics.batchSize.Observe(float64(len(msgs)))
 	for _, m := range msgs {
+		d.count(m)
 		switch x := m.(type) {
 		case contract.IPSetUpdate:
-			d.metrics.messages.WithLabelValues("IPSetUpdate").Inc()
 			d.ipsets.OnUpdate(&x)
 		case contract.IPSetDelta:
-			d.metrics.messages.WithLabelValues("IPSetDelta").Inc()
 			d.ipsets.OnDelta(&x)
 		case contract.IPSetRemove:
-			d.metrics.messages.WithLabelValues("IPSetRemove").Inc()
 			d.ipsets.OnRemove(&x)
 		case contract.PolicyUpdate:
-			d.metrics.messages.WithLabelValues("PolicyUpdate").Inc()
 			d.policies.OnPolicyUpdate(&x)
 		case contract.PolicyRemove:
-			d.metrics.messages.WithLabelValues("PolicyRemove").Inc()
 			d.policies.OnPolicyRemove(x.ID)
 		case contract.ProfileUpdate:
-			d.metrics.messages.WithLabelValues("ProfileUpdate").Inc()
 			d.policies.OnProfileUpdate(&x)
 		case contract.ProfileRemove:
-			d.metrics.messages.WithLabelValues("ProfileRemove").Inc()
 			d.policies.OnProfileRemove(x.ID)
 		case contract.EndpointUpdate:
-			d.metrics.messages.WithLabelValues("EndpointUpdate").Inc()
 			d.endpoints.OnUpdate(&x)
 			if d.workloads.Ours(x.Name) {
 				d.migrations.OnEndpoint(&x)
@@ -396,17 +392,13 @@ func (d *Dataplane) onMessages(msgs []contract.Message) {
 				d.migrations.OnRemove(x.ID) // never listened on: not a workload interface
 			}
 		case contract.EndpointRemove:
-			d.metrics.messages.WithLabelValues("EndpointRemove").Inc()
 			d.endpoints.OnRemove(x.ID)
 			d.migrations.OnRemove(x.ID)
 		case contract.HostEndpointUpdate:
-			d.metrics.messages.WithLabelValues("HostEndpointUpdate").Inc()
 			d.hostEPs.OnUpdate(&x)
 		case contract.HostEndpointRemove:
-			d.metrics.messages.WithLabelValues("HostEndpointRemove").Inc()
 			d.hostEPs.OnRemove(x.ID)
 		case contract.InSync:
-			d.metrics.messages.WithLabelValues("InSync").Inc()
 			d.calcInSync = true
 		default:
 			// The contract's set of types is closed; reaching here is a bug
@@ -415,6 +407,18 @@ func (d *Dataplane) onMessages(msgs []contract.Message) {
 			panic(fmt.Sprintf("dataplane: unhandled contract message %T", m))
 		}
 	}
+}
+
+// count counts a message under its type's name, as Felix labels them. The
+// counter of each type is looked up once: this runs for every message.
+func (d *Dataplane) count(m contract.Message) {
+	t := reflect.TypeOf(m)
+	c, ok := d.msgCounters[t]
+	if !ok {
+		c = d.metrics.messages.WithLabelValues(t.Name())
+		d.msgCounters[t] = c
+	}
+	c.Inc()
 }
 
 // onIfaces hands interface states to the route manager; endpoint

@@ -4,7 +4,9 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"ocelot/contract"
 	"ocelot/dataplane/internal/fakekernel"
 	"ocelot/internal/metricstest"
 )
@@ -41,6 +43,21 @@ func TestRegistersTheMetricsREADMEPromises(t *testing.T) {
 	for n := range reg.Names {
 		if !listed[n] {
 			t.Errorf("the dataplane registers %s, and README's metrics table does not list it", n)
+		}
+	}
+}
+
+// felix_int_dataplane_messages counts each message under its type's name,
+// as Felix does.
+func TestMessagesCountedByType(t *testing.T) {
+	d, err := newDataplane(testConfig(t), prometheus.NewRegistry(), fakeKernel(fakekernel.New()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.onMessages([]contract.Message{contract.PolicyRemove{}, contract.PolicyRemove{}, contract.InSync{}})
+	for label, want := range map[string]float64{"PolicyRemove": 2, "InSync": 1, "PolicyUpdate": 0} {
+		if got := testutil.ToFloat64(d.metrics.messages.WithLabelValues(label)); got != want {
+			t.Errorf("messages{type=%q} = %v, want %v", label, got, want)
 		}
 	}
 }
