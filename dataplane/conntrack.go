@@ -34,9 +34,12 @@ type conntrackManager struct {
 	batch   *conntrack.Batch // what the next apply makes stale
 }
 
-func newConntrackManager(table conntrack.Table, window time.Duration, log *slog.Logger, m *conntrack.Metrics) *conntrackManager {
-	return &conntrackManager{forgetter: conntrack.NewForgetter(table, window, log, m), log: log,
-		addrs: map[contract.EndpointID][]netip.Addr{}, batch: conntrack.NewBatch()}
+func newConntrackManager(table conntrack.Table, peers conntrack.Peers, window time.Duration, log *slog.Logger, m *conntrack.Metrics) *conntrackManager {
+	f := conntrack.NewForgetter(table, window, log, m)
+	if peers != nil {
+		f.UsePeers(peers)
+	}
+	return &conntrackManager{forgetter: f, log: log, addrs: map[contract.EndpointID][]netip.Addr{}, batch: conntrack.NewBatch()}
 }
 
 // SetEndpoint records the addresses of a local endpoint.

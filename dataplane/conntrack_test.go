@@ -88,7 +88,7 @@ func TestConntrackPassesAreBatched(t *testing.T) {
 	h.apply()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	h.d.conntrack.forgetter = newConntrackManager(h.k, 300*time.Millisecond, h.d.log, nil).forgetter
+	h.d.conntrack.forgetter = newConntrackManager(h.k, nil, 300*time.Millisecond, h.d.log, nil).forgetter
 	h.d.conntrack.Start(ctx)
 	before := h.k.Passes()
 	for _, m := range members {

@@ -176,7 +176,7 @@ func newDataplane(cfg Config, reg prometheus.Registerer, k kernel) (*Dataplane, 
 		}
 		d.families = append(d.families, f)
 	}
-	d.conntrack = newConntrackManager(k.conntrack, cfg.ConntrackWindow, d.log, conntrack.NewMetrics(reg))
+	d.conntrack = newConntrackManager(k.conntrack, k.peers, cfg.ConntrackWindow, d.log, conntrack.NewMetrics(reg))
 	d.workloads = workloadIfaces{prefixes: cfg.Rules.Prefixes, exclude: cfg.InterfaceExclude}
 	d.routes = newRouteManager(k, cfg, d.workloads, d.metrics, d.log)
 	d.obs = newObserver()

@@ -45,6 +45,7 @@ type kernel struct {
 	routes           routing.Netlink
 	sysctls          sysctls
 	conntrack        conntrack.Table
+	peers            conntrack.Peers // nil: every conntrack pass walks the table
 	watchIfaces      func(ctx context.Context, out chan<- ifacemon.Event)
 	// listenPacket captures ARP and RARP frames on an interface (a
 	// migrating VM's announcement); clock runs the migrations' timers.
@@ -120,6 +121,7 @@ func realKernel(cfg Config, log *slog.Logger) (kernel, func() string, error) {
 		routes:          routes,
 		sysctls:         procSys{},
 		conntrack:       conntrack.Netlink{Timeout: cfg.NetlinkTimeout},
+		peers:           &conntrack.NftPeers{Prefixes: cfg.Rules.Prefixes, IPv6: cfg.IPv6},
 		watchIfaces:     mon.Run,
 		watchHostIfaces: hostIfaces.Run,
 		listenPacket:    livemigration.ListenPacket,

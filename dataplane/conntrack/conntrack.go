@@ -147,7 +147,18 @@ type Forgetter struct {
 	mu      sync.Mutex
 	pending *Batch
 	wake    chan struct{}
+
+	// The record of workloads' peers (nil: none), used on Run's goroutine
+	// only: recorded once it was rebuilt and found complete.
+	peers    Peers
+	recorded bool
+	rebuilt  time.Time
 }
+
+// UsePeers makes the forgetter skip the passes the kernel's record of
+// workloads' peers shows are not needed. Call it before Run, which
+// rebuilds the record first and then every RebuildEvery.
+func (f *Forgetter) UsePeers(p Peers) { f.peers = p }
 
 // NewForgetter returns a forgetter that deletes from table, one pass per
 // window (0: Window). metrics may be nil (not registered).
@@ -189,10 +200,23 @@ func (f *Forgetter) Add(b *Batch) {
 func (f *Forgetter) Run(ctx context.Context) {
 	retry := backoff.Backoff{Min: f.window, Max: time.Minute}
 	delay := f.window
+	var rebuild <-chan time.Time
+	if f.peers != nil {
+		f.rebuild(ctx)
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		rebuild = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-rebuild:
+			// Every RebuildEvery, or every minute while it cannot be used.
+			if !f.recorded || time.Since(f.rebuilt) >= RebuildEvery {
+				f.rebuild(ctx)
+			}
+			continue
 		case <-f.wake:
 		}
 		select {
@@ -224,6 +248,10 @@ func (f *Forgetter) Pass(ctx context.Context) error {
 	if b == nil || b.Size() == 0 {
 		return nil
 	}
+	if f.unneeded(ctx, b) {
+		f.metrics.skipped.Inc()
+		return nil
+	}
 	start := time.Now()
 	n, err := f.table.Forget(ctx, b.Match)
 	f.metrics.passes.Inc()
@@ -245,6 +273,8 @@ type Metrics struct {
 	pending  prometheus.Gauge
 	deleted  prometheus.Counter
 	passes   prometheus.Counter
+	skipped  prometheus.Counter
+	recorded prometheus.Gauge
 	passTime prometheus.Summary
 }
 
@@ -258,11 +288,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Conntrack entries deleted because a rule that allowed their flow changed or went away."}),
 		passes: prometheus.NewCounter(prometheus.CounterOpts{Name: "ocelot_conntrack_passes_total",
 			Help: "Passes over the conntrack table, each deleting the entries of a batch of changes."}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "ocelot_conntrack_passes_skipped_total",
+			Help: "Passes not made: the kernel's record of workloads' peers showed no selected flow could exist."}),
+		recorded: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ocelot_conntrack_peer_record_usable",
+			Help: "1 while the kernel's record of workloads' peers is complete and used to skip passes."}),
 		passTime: prometheus.NewSummary(prometheus.SummaryOpts{Name: "ocelot_conntrack_pass_seconds",
 			Help: "Time of one pass over the conntrack table.", Objectives: map[float64]float64{0.5: 0.05, 0.99: 0.001}}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.pending, m.deleted, m.passes, m.passTime)
+		reg.MustRegister(m.pending, m.deleted, m.passes, m.skipped, m.recorded, m.passTime)
 	}
 	return m
 }

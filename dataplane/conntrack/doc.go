@@ -14,12 +14,20 @@
 // destination the floating IP, reply source the VM's own address — is a
 // flow of the VM's address.
 //
-// The kernel is reached through the Table seam: Netlink is ctnetlink in
-// the calling thread's namespace; unit tests give a fake.
+// Most passes are not needed at all: a pass whose batch only selects
+// flows between local endpoints and single remote addresses is skipped
+// when the kernel's record of workloads' peers (Peers; NftPeers keeps it
+// in nftables tables "ocelot-peers") says none of those addresses had a
+// flow with a workload. The Forgetter rebuilds the record when it starts
+// and every RebuildEvery, and stops trusting it when it overflowed or
+// cannot be read.
+//
+// The kernel is reached through the Table and Peers seams: Netlink is
+// ctnetlink in the calling thread's namespace; unit tests give fakes.
 //
 // Ownership: the Forgetter owns the batch waiting for the next pass (under
-// its mutex; Add never waits for the kernel). It deletes only conntrack
-// entries a batch selects, and never creates, changes or expects any; it
-// decides nothing about which flows are stale (the dataplane's managers
-// do).
+// its mutex; Add never waits for the kernel) and the nftables tables
+// "ocelot-peers" (NftPeers). It deletes only conntrack entries a batch
+// selects, and never creates, changes or expects any; it decides nothing
+// about which flows are stale (the dataplane's managers do).
 package conntrack
