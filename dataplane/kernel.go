@@ -13,13 +13,11 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"ocelot/dataplane/conntrack"
 	"ocelot/dataplane/droplog"
 	"ocelot/dataplane/hostaddrs"
 	"ocelot/dataplane/ifacemon"
-	"ocelot/dataplane/internal/nlsock"
 	"ocelot/dataplane/ipsets"
 	ipt "ocelot/dataplane/iptables"
 	"ocelot/dataplane/livemigration"
@@ -86,7 +84,7 @@ func realKernel(cfg Config, log *slog.Logger) (kernel, func() string, error) {
 	if err != nil {
 		return kernel{}, nil, err
 	}
-	sets, err := newHostNetlink(cfg.NetlinkTimeout)
+	sets, err := ipsets.OpenNetlink(cfg.NetlinkTimeout)
 	if err != nil {
 		return kernel{}, nil, err
 	}
@@ -140,23 +138,6 @@ func realKernel(cfg Config, log *slog.Logger) (kernel, func() string, error) {
 		watchHost: hosts.Run,
 	}, backend, nil
 }
-
-// hostNetlink is netlink in the namespace it was made in, for the IP-set
-// calls, with a deadline on each. Only the calls used are exposed: a
-// *netlink.Handle in an interface would link all of netlink's API into
-// the binary.
-type hostNetlink struct{ h *netlink.Handle }
-
-func newHostNetlink(timeout time.Duration) (hostNetlink, error) {
-	h, err := nlsock.Open(unix.NETLINK_NETFILTER, timeout)
-	if err != nil {
-		return hostNetlink{}, err
-	}
-	return hostNetlink{h}, nil
-}
-
-func (n hostNetlink) IpsetAdd(set string, e *netlink.IPSetEntry) error { return n.h.IpsetAdd(set, e) }
-func (n hostNetlink) IpsetDel(set string, e *netlink.IPSetEntry) error { return n.h.IpsetDel(set, e) }
 
 // procSys is /proc/sys.
 type procSys struct{}

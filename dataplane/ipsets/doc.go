@@ -14,6 +14,9 @@
 // through a Runner, or, for small member changes of hash:net sets (a VM
 // joining or leaving a group), straight to the kernel over Netlink — no
 // process to start, so a join is enforced in well under a millisecond.
+// NetlinkSocket writes each set's changes as one message listing all its
+// members (the kernel looks a set up by name, comparing it with every
+// set's, once per message) and all the messages of an apply in one send.
 // Anything the netlink path cannot do, or any error on it, falls back to
 // the restore (every operation is idempotent).
 //

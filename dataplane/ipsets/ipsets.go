@@ -413,7 +413,7 @@ func (s *IPSets) write(ctx context.Context, ops []Op) error {
 func (s *IPSets) netlinkable(ops []Op) bool {
 	for _, o := range ops {
 		d := s.desired[o.Set]
-		if _, ok := o.netlinkEntry(); !ok || d == nil || d.typ != TypeNet || !s.ours(o.Member) {
+		if !o.memberOfNet() || d == nil || d.typ != TypeNet || !s.ours(o.Member) {
 			return false
 		}
 	}
@@ -421,20 +421,8 @@ func (s *IPSets) netlinkable(ops []Op) bool {
 }
 
 func (s *IPSets) applyNetlink(ops []Op) error {
-	for _, o := range ops {
-		e, _ := o.netlinkEntry()
-		var err error
-		if o.Kind == OpAdd {
-			err = s.netlink.IpsetAdd(o.Set, e)
-		} else {
-			err = s.netlink.IpsetDel(o.Set, e)
-		}
-		s.metrics.netlinkChanges.Inc()
-		if err != nil {
-			return fmt.Errorf("%s %s: %w", o.Set, o.Member, err)
-		}
-	}
-	return nil
+	s.metrics.netlinkChanges.Add(float64(len(ops)))
+	return s.netlink.Write(changesOf(ops))
 }
 
 func (s *IPSets) restore(ctx context.Context, ops []Op) error {

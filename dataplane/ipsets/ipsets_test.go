@@ -5,9 +5,9 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/vishvananda/netlink"
 
 	"ocelot/contract"
 	"ocelot/internal/netlab"
@@ -115,7 +115,7 @@ func TestKernel(t *testing.T) {
 	netlab.Require(t)
 	ctx := context.Background()
 	m := NewMetrics(nil)
-	s := New(4, Options{MaxSize: 65536, Netlink: kernelNetlink{}, Metrics: m})
+	s := New(4, Options{MaxSize: 65536, Netlink: kernelNetlink(t), Metrics: m})
 	s.Replace("s:one", TypeNet, nets(t, "198.18.0.1", "198.18.0.2"))
 	s.Replace("n:port", TypeIPAndPort, members(t, TypeIPAndPort, "198.18.0.1,tcp:80"))
 	if err := s.ApplyUpdates(ctx); err != nil {
@@ -225,11 +225,52 @@ func TestKernel(t *testing.T) {
 }
 
 // kernelNetlink is netlink in the test's namespace.
-type kernelNetlink struct{}
-
-func (kernelNetlink) IpsetAdd(set string, e *netlink.IPSetEntry) error {
-	return netlink.IpsetAdd(set, e)
+func kernelNetlink(t *testing.T) *NetlinkSocket {
+	t.Helper()
+	nl, err := OpenNetlink(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nl.Close() })
+	return nl
 }
-func (kernelNetlink) IpsetDel(set string, e *netlink.IPSetEntry) error {
-	return netlink.IpsetDel(set, e)
+
+// The netlink writer: several sets' additions and deletions in one write,
+// networks and IPv6 too, with -exist semantics; a set that does not exist
+// is an error.
+func TestNetlinkSocket(t *testing.T) {
+	netlab.Require(t)
+	netlab.Run(t, "ipset", "create", "cali40s:nla", "hash:net", "family", "inet")
+	netlab.Run(t, "ipset", "create", "cali60s:nlb", "hash:net", "family", "inet6")
+	t.Cleanup(func() { netlab.Try("ipset", "destroy", "cali40s:nla"); netlab.Try("ipset", "destroy", "cali60s:nlb") })
+	nl := kernelNetlink(t)
+	p := netip.MustParsePrefix
+	err := nl.Write([]Change{
+		{Set: "cali40s:nla", Add: true, Nets: []netip.Prefix{p("198.18.0.1/32"), p("198.18.0.2/32"), p("198.18.8.0/24")}},
+		{Set: "cali60s:nlb", Add: true, Nets: []netip.Prefix{p("2001:db8::1/128"), p("2001:db8:1::/64")}},
+		{Set: "cali40s:nla", Nets: []netip.Prefix{p("198.18.0.2/32"), p("198.18.0.77/32")}}, // one absent: no error
+		{Set: "cali40s:nla", Add: true, Nets: []netip.Prefix{p("198.18.0.1/32")}},           // present: no error
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := netlab.Run(t, "ipset", "save")
+	for _, want := range []string{"add cali40s:nla 198.18.0.1\n", "add cali40s:nla 198.18.8.0/24\n", "add cali60s:nlb 2001:db8::1\n", "add cali60s:nlb 2001:db8:1::/64\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the kernel lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "198.18.0.2\n") {
+		t.Errorf("a deleted member remains:\n%s", got)
+	}
+	if err := nl.Write([]Change{{Set: "cali40s:none", Add: true, Nets: []netip.Prefix{p("198.18.0.1/32")}}}); err == nil {
+		t.Error("a write to a set that does not exist succeeded")
+	}
+	// The socket still works after an error.
+	if err := nl.Write([]Change{{Set: "cali40s:nla", Add: true, Nets: []netip.Prefix{p("198.18.0.3/32")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(netlab.Run(t, "ipset", "list", "cali40s:nla"), "198.18.0.3") {
+		t.Error("the write after an error did not take effect")
+	}
 }

@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"cmp"
 	"fmt"
-	"net"
 	"net/netip"
 	"strconv"
 	"strings"
-
-	"github.com/vishvananda/netlink"
 
 	"ocelot/contract"
 	"ocelot/internal/cidr"
@@ -60,15 +57,10 @@ func (o Op) restoreLine(family string) string {
 	panic(fmt.Sprintf("ipsets: unknown op kind %d", o.Kind))
 }
 
-// netlinkEntry is the op as a netlink entry, for a member change of a
-// hash:net set; ok is false for anything else.
-func (o Op) netlinkEntry() (e *netlink.IPSetEntry, ok bool) {
-	if (o.Kind != OpAdd && o.Kind != OpDel) || o.Member.Proto != 0 {
-		return nil, false
-	}
-	p := o.Member.Net
-	// Replace gives -exist semantics to both add and del.
-	return &netlink.IPSetEntry{IP: net.IP(p.Addr().AsSlice()), CIDR: uint8(p.Bits()), Replace: true}, true
+// memberOfNet reports whether the op is a member change that netlink can
+// write (an address or network, no port).
+func (o Op) memberOfNet() bool {
+	return (o.Kind == OpAdd || o.Kind == OpDel) && o.Member.Proto == 0
 }
 
 func render(ops []Op, family string) string {

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
-
-	"github.com/vishvananda/netlink"
 )
 
 // Runner is the seam between the set logic and the ipset tool. Command
@@ -20,11 +18,10 @@ type Runner interface {
 	Restore(ctx context.Context, script string) error
 }
 
-// Netlink writes set members straight to the kernel (netlink.IpsetAdd
-// and netlink.IpsetDel).
+// Netlink writes member changes of hash:net sets straight to the kernel
+// (NetlinkSocket).
 type Netlink interface {
-	IpsetAdd(set string, entry *netlink.IPSetEntry) error
-	IpsetDel(set string, entry *netlink.IPSetEntry) error
+	Write(changes []Change) error
 }
 
 // Command runs the ipset binary at Path ("ipset" if empty).

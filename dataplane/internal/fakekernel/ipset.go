@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/vishvananda/netlink"
+	"ocelot/dataplane/ipsets"
 )
 
 // set is one IP set. Members are kept as ipset prints them.
@@ -163,24 +163,24 @@ func (s *set) member(text string) (string, error) {
 	return p.Masked().String(), nil
 }
 
-// IpsetAdd adds a member over netlink (-exist semantics).
-func (x *IPSets) IpsetAdd(name string, e *netlink.IPSetEntry) error { return x.netlink("add", name, e) }
-
-// IpsetDel deletes a member over netlink (-exist semantics).
-func (x *IPSets) IpsetDel(name string, e *netlink.IPSetEntry) error { return x.netlink("del", name, e) }
-
-func (x *IPSets) netlink(op, name string, e *netlink.IPSetEntry) error {
+// Write applies member changes over netlink (-exist semantics), each in
+// order; it stops at the first that fails.
+func (x *IPSets) Write(changes []ipsets.Change) error {
 	x.k.mu.Lock()
 	defer x.k.mu.Unlock()
-	a, ok := netip.AddrFromSlice(e.IP)
-	if !ok {
-		return errors.New("bad address")
+	for _, c := range changes {
+		op := "del"
+		if c.Add {
+			op = "add"
+		}
+		for _, n := range c.Nets {
+			line := fmt.Sprintf("%s %s %s", op, c.Set, n)
+			if err := x.k.ipsetLine(line); err != nil {
+				return err
+			}
+			x.k.record("netlink: ipset %s", line)
+		}
 	}
-	line := fmt.Sprintf("%s %s %s", op, name, netip.PrefixFrom(a.Unmap(), int(e.CIDR)))
-	if err := x.k.ipsetLine(line); err != nil {
-		return err
-	}
-	x.k.record("netlink: ipset %s", line)
 	return nil
 }
 
