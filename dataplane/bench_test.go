@@ -178,7 +178,7 @@ func benchSmallChange(b *testing.B, change func(i int) []contract.Message) {
 
 // One member joins or leaves one set.
 func BenchmarkOneMemberChange(b *testing.B) {
-	m := []contract.Member{{Net: netip.MustParsePrefix("10.99.0.1/32")}}
+	m := []contract.Member{{Net: netip.MustParsePrefix("100.99.0.1/32")}}
 	benchSmallChange(b, func(i int) []contract.Message {
 		if i%2 == 0 {
 			return []contract.Message{contract.IPSetDelta{ID: "s:bench00007", Added: m}}

@@ -55,7 +55,7 @@ func TestBenchE2EChurn(t *testing.T) {
 			localGroup[i] = g
 		}
 		port := fmt.Sprintf("%08x-1111-4000-8000-%012x", i, i)
-		ip := fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+		ip := fmt.Sprintf("100.%d.%d.%d", 64+i>>16&63, i>>8&255, i&255) // in 100.64.0.0/10
 		k, v := endpointJSON(region, host, fmt.Sprintf("vm-%d", i), port, ip, g, rng.IntN(e2eGroups))
 		kvs = append(kvs, [2]string{k, v})
 	}
@@ -63,7 +63,7 @@ func TestBenchE2EChurn(t *testing.T) {
 	// cross-region rules allow.
 	groupA, groupB := (localGroup[0]+1)%e2eGroups, (localGroup[1]+1)%e2eGroups
 	mover := func(i int, g int) (string, string, string) {
-		ip := fmt.Sprintf("10.210.%d.%d", i>>8, i&255)
+		ip := fmt.Sprintf("100.120.%d.%d", i>>8, i&255)
 		k, v := endpointJSON("RegionTwo", "regiontwo-compute998", fmt.Sprintf("mover-%d", i), fmt.Sprintf("%08x-3333-4000-8000-%012x", i, i), ip, g)
 		return k, v, ip
 	}

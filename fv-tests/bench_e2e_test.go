@@ -230,7 +230,7 @@ func benchOne(t *testing.T, sc benchScale, backend string) benchResult {
 			localGroup[i] = g
 		}
 		port := fmt.Sprintf("%08x-1111-4000-8000-%012x", i, i)
-		ip := fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+		ip := fmt.Sprintf("100.%d.%d.%d", 64+i>>16&63, i>>8&255, i&255) // in 100.64.0.0/10
 		k, v := endpointJSON(region, host, fmt.Sprintf("vm-%d", i), port, ip, g, rng.IntN(sc.groups))
 		kvs = append(kvs, [2]string{k, v})
 		if i >= sc.local && len(remotes) < e2eChurnRate*2 {
@@ -349,8 +349,8 @@ func benchOne(t *testing.T, sc benchScale, backend string) benchResult {
 	for i := 0; i < e2eChanges; i++ {
 		g := (localGroup[i%sc.local] + 1) % sc.groups // allowed by the local VM's cross-region rule
 		sel, _ := selector.EntityRuleSelectors(selector.MustParse("has(sg.projectcalico.org/openstack-"+e2eSG(g)+")"), selector.MustParse("all()"), nil, lab.Namespace("RegionOne"))
-		probeSets[fmt.Sprintf("10.200.%d.%d", i>>8, i&255)] = ("cali40" + sel.UniqueID())[:31]
-		ip := fmt.Sprintf("10.200.%d.%d", i>>8, i&255)
+		probeSets[fmt.Sprintf("100.121.%d.%d", i>>8, i&255)] = ("cali40" + sel.UniqueID())[:31]
+		ip := fmt.Sprintf("100.121.%d.%d", i>>8, i&255)
 		k, v := endpointJSON("RegionTwo", "regiontwo-compute999", fmt.Sprintf("joiner-%d", i), fmt.Sprintf("%08x-2222-4000-8000-%012x", i, i), ip, g)
 		began := time.Now()
 		l.Put(k, v)
@@ -435,7 +435,7 @@ func floors(t *testing.T, h *lab.Host, backend string) (policy, join time.Durati
 		policy = time.Since(began) / 10
 		h.Exec(strings.TrimSuffix(iptRestore, "-restore"), "-X", "cali-floor")
 		began = time.Now()
-		if out, err := h.Exec("sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do ipset add -exist cali40floor 10.201.0.1 2>/dev/null; done; true"); err != nil {
+		if out, err := h.Exec("sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do ipset add -exist cali40floor 100.122.0.1 2>/dev/null; done; true"); err != nil {
 			t.Fatalf("%v %s", err, out)
 		}
 		return policy, time.Since(began) / 10, "one " + iptRestore + " of one chain; one ipset process"
