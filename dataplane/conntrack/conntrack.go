@@ -153,6 +153,7 @@ type Forgetter struct {
 	peers    Peers
 	recorded bool
 	rebuilt  time.Time
+	warned   bool // that the record cannot be used, since it last could
 }
 
 // UsePeers makes the forgetter skip the passes the kernel's record of

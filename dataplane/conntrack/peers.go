@@ -43,7 +43,7 @@ func (f *Forgetter) rebuild(ctx context.Context) {
 	f.recorded = false
 	f.metrics.recorded.Set(0)
 	if err := f.peers.Reset(ctx); err != nil {
-		f.log.Warn("cannot keep the record of workloads' peers; every conntrack pass walks the table", "err", err)
+		f.unusable("cannot keep the record of workloads' peers; every conntrack pass walks the table", "err", err)
 		return
 	}
 	seen := map[netip.Addr]struct{}{}
@@ -58,7 +58,7 @@ func (f *Forgetter) rebuild(ctx context.Context) {
 		return false // nothing is deleted
 	})
 	if err == nil && over {
-		f.log.Warn("more flows' addresses than the record of workloads' peers holds; every conntrack pass walks the table", "limit", PeersSize)
+		f.unusable("more flows' addresses than the record of workloads' peers holds; every conntrack pass walks the table", "limit", PeersSize)
 		return
 	}
 	addrs := make([]netip.Addr, 0, len(seen))
@@ -69,12 +69,24 @@ func (f *Forgetter) rebuild(ctx context.Context) {
 		err = f.peers.Add(ctx, addrs)
 	}
 	if err != nil {
-		f.log.Warn("cannot fill the record of workloads' peers; every conntrack pass walks the table until it is rebuilt", "err", err)
+		f.unusable("cannot fill the record of workloads' peers; every conntrack pass walks the table", "err", err)
 		return
 	}
+	f.warned = false
 	f.recorded = true
 	f.metrics.recorded.Set(1)
 	f.log.Debug("rebuilt the record of workloads' peers", "addresses", len(addrs), "took", time.Since(f.rebuilt))
+}
+
+// unusable logs why the record cannot be used: a warning the first time,
+// then (as the rebuild is tried every minute) at debug level.
+func (f *Forgetter) unusable(msg string, args ...any) {
+	if f.warned {
+		f.log.Debug(msg, args...)
+		return
+	}
+	f.warned = true
+	f.log.Warn(msg, args...)
 }
 
 // unneeded reports whether a pass over b can be skipped: every selection
@@ -103,30 +115,27 @@ func (f *Forgetter) unneeded(ctx context.Context, b *Batch) bool {
 		addrs = append(addrs, a)
 	}
 	seen, err := f.peers.Seen(ctx, addrs)
+	if err != nil {
+		f.distrust("cannot read the record of workloads' peers; making the conntrack pass", "err", err)
+	}
 	if err != nil || seen {
-		f.distrust(err)
 		return false
 	}
 	// Checked after the look-ups: a record that went away meanwhile
 	// would have answered "not seen".
 	complete, err := f.peers.Complete(ctx)
-	if err != nil || !complete {
-		if err == nil {
-			f.log.Warn("the record of workloads' peers overflowed; every conntrack pass walks the table until it is rebuilt")
-		}
-		f.distrust(err)
-		f.recorded = false
-		f.metrics.recorded.Set(0)
-		return false
+	switch {
+	case err != nil:
+		f.distrust("cannot read the record of workloads' peers; making the conntrack pass", "err", err)
+	case !complete:
+		f.distrust("the record of workloads' peers overflowed; every conntrack pass walks the table until it is rebuilt")
 	}
-	return true
+	return err == nil && complete
 }
 
-// distrust logs why the record was not used.
-func (f *Forgetter) distrust(err error) {
-	if err != nil {
-		f.log.Warn("cannot read the record of workloads' peers; making the conntrack pass", "err", err)
-		f.recorded = false
-		f.metrics.recorded.Set(0)
-	}
+// distrust stops using the record until it is rebuilt, and says why.
+func (f *Forgetter) distrust(msg string, args ...any) {
+	f.recorded = false
+	f.metrics.recorded.Set(0)
+	f.log.Warn(msg, args...)
 }
