@@ -154,10 +154,12 @@ func (s *IPSets) change(id string, members []contract.Member, add bool) {
 	if d.touched == nil {
 		d.touched = map[member]bool{}
 	}
+	changed := false
 	for _, m := range members {
 		if !s.ours(m) {
-			continue
+			continue // the other family's driver has it
 		}
+		changed = true
 		k := keyOf(m)
 		if _, seen := d.touched[k]; !seen {
 			_, was := d.members[k]
@@ -169,7 +171,9 @@ func (s *IPSets) change(id string, members []contract.Member, add bool) {
 			delete(d.members, k)
 		}
 	}
-	s.dirty[name] = struct{}{}
+	if changed {
+		s.dirty[name] = struct{}{}
+	}
 }
 
 // Remove forgets a set; ApplyDeletions destroys it.

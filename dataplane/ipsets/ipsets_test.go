@@ -43,6 +43,24 @@ func TestNames(t *testing.T) {
 
 // Contains answers as the kernel matches: a hash:net set by network, a
 // hash:ip,port set by address, protocol and port; other families never.
+// A member change of one family leaves the other family's driver with
+// nothing to write (so the dataplane does not wake it).
+func TestOtherFamilyNotDirty(t *testing.T) {
+	v4, v6 := New(4, Options{MaxSize: 1024}), New(6, Options{MaxSize: 1024})
+	for _, s := range []*IPSets{v4, v6} {
+		s.Replace("s:a", TypeNet, nil)
+		clear(s.dirty)
+		s.kernel = map[string]*kernelSet{}
+		s.AddMembers("s:a", nets(t, "198.18.0.7"))
+	}
+	if !v4.Dirty() {
+		t.Error("the IPv4 driver has an IPv4 member to write and is not dirty")
+	}
+	if v6.Dirty() {
+		t.Error("the IPv6 driver is dirty after an IPv4 member change")
+	}
+}
+
 func TestContains(t *testing.T) {
 	s := New(4, Options{})
 	s.Replace("s:a", TypeNet, nets(t, "10.0.0.1", "10.1.0.0/16", "2001:db8::1"))
