@@ -498,7 +498,9 @@ func (d *Dataplane) apply(ctx context.Context) (wrote bool, err error) {
 	d.endpoints.CompleteDeferredWork()
 	d.hostEPs.CompleteDeferredWork()
 	// Families are independent (v4 rules use v4 sets only): a family with
-	// nothing to write is left alone, and two that have apply concurrently.
+	// nothing to write is left alone, and two that have apply concurrently,
+	// the first on this goroutine (a goroutine started, and woken at its
+	// end, costs more than a small apply).
 	famErrs := make([]error, len(d.families)) // sets and tables of each family
 	famWrote := make([]bool, len(d.families))
 	var busy []int
@@ -507,16 +509,17 @@ func (d *Dataplane) apply(ctx context.Context) (wrote bool, err error) {
 			busy = append(busy, i)
 		}
 	}
-	if len(busy) == 1 {
-		i := busy[0]
-		famWrote[i], famErrs[i] = d.families[i].apply(ctx, d.log)
-	} else {
-		var wg sync.WaitGroup
-		for _, i := range busy {
+	var wg sync.WaitGroup
+	for n, i := range busy {
+		if n > 0 {
 			wg.Go(func() { famWrote[i], famErrs[i] = d.families[i].apply(ctx, d.log) })
 		}
-		wg.Wait()
 	}
+	if len(busy) > 0 {
+		i := busy[0]
+		famWrote[i], famErrs[i] = d.families[i].apply(ctx, d.log)
+	}
+	wg.Wait()
 	var errs []error
 	for i := range d.families {
 		if famErrs[i] != nil {
