@@ -4,14 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
-	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/metadata"
 
 	"ocelot/datastore/resource"
 	"ocelot/internal/backoff"
@@ -35,29 +39,48 @@ var errWatchStale = errors.New("watch is stale")
 // progress report, is abandoned, as is one not created within staleAfter.
 // The caller starts the next watch on the next member. created reports
 // whether the member created the watch before it ended.
-func (s *Syncer) watch(ctx context.Context, out chan<- Batch, bo *backoff.Backoff) (bool, error) {
+//
+// The watch is a gRPC stream of its own (see watchStream): one goroutine
+// receives, decodes and emits, and this one only supervises it, reading
+// what the receiver has seen from atomics, so that an event crosses no
+// goroutine between the connection and the batches channel.
+func (s *Syncer) watch(ctx context.Context, out chan<- Batch, bo *backoff.Backoff) (created bool, err error) {
 	conn, err := s.watchConn()
 	if err != nil {
 		return false, err
 	}
 	defer conn.close()
-	// Each attempt gets a gRPC stream of its own (the client shares one
-	// per distinct metadata), never the one that failed.
 	s.attempt++
-	wctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(clientv3.WithRequireLeader(ctx),
-		"ocelot-watch-attempt", strconv.FormatUint(s.attempt, 10)))
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	s.log.Info("watching the datastore", "endpoint", conn.name(), "revision", s.rev+1)
 
-	// Watch returns only once the member has created the watch, which a
-	// silent member never does: wait for that here, with the checks on.
-	watching := make(chan clientv3.WatchChan, 1)
+	// Opening the stream waits for the connection, which a member that is
+	// down or silent may never give: wait for that here, with the checks on.
+	type opening struct {
+		ws  *watchStream
+		err error
+	}
+	opened := make(chan opening, 1)
+	from := s.rev + 1
 	go func() {
-		watching <- conn.cli.Watch(wctx, resource.ResourcePrefix, clientv3.WithPrefix(), clientv3.WithRev(s.rev+1),
-			clientv3.WithCreatedNotify())
+		ws, err := openWatch(wctx, conn.cli, from)
+		opened <- opening{ws, err}
 	}()
-	var wch clientv3.WatchChan // nil until Watch returns
-	created := false           // the member has answered
+	var ws *watchStream    // nil until opened
+	var ended chan error   // the receiver's end; nil until it runs
+	var seen receiverState // what the receiver has seen
+	defer func() {
+		// The receiver owns s.rev and s.state while it runs.
+		cancel()
+		if ended != nil {
+			<-ended
+		}
+		created = seen.created.Load()
+		if created {
+			bo.Reset() // the member answered
+		}
+	}()
 	began := time.Now()
 	notCreated := time.NewTimer(s.staleAfter)
 	defer notCreated.Stop()
@@ -79,17 +102,25 @@ func (s *Syncer) watch(ctx context.Context, out chan<- Batch, bo *backoff.Backof
 	for {
 		select {
 		case <-ctx.Done():
-			return created, ctx.Err()
-		case wch = <-watching:
+			return false, ctx.Err()
+		case o := <-opened:
+			if o.err != nil {
+				return false, fmt.Errorf("opening a watch on %s: %w", conn.name(), rpctypes.Error(o.err))
+			}
+			ws, ended = o.ws, make(chan error, 1)
+			go func() { ended <- s.receive(ctx, conn.name(), ws, out, &seen) }()
 		case <-notCreated.C:
-			if !created {
+			if !seen.created.Load() {
 				return false, fmt.Errorf("%w: %s did not create the watch within %v", errWatchStale, conn.name(), s.staleAfter)
 			}
 		case <-lost:
-			return created, fmt.Errorf("connection to %s lost", conn.name())
+			return false, fmt.Errorf("connection to %s lost", conn.name())
+		case err := <-ended:
+			ended = nil // the receiver has returned
+			return false, err
 		case <-tick.C:
 			ticks++
-			if !probing && (ticks%3 == 0 || !created || !s.Status().Connected) {
+			if !probing && (ticks%3 == 0 || !seen.created.Load() || !s.Status().Connected) {
 				probing = true
 				go func() { probes <- s.probe(wctx) }()
 			}
@@ -99,49 +130,131 @@ func (s *Syncer) watch(ctx context.Context, out chan<- Batch, bo *backoff.Backof
 				s.setDisconnected(fmt.Errorf("probing etcd: %w", p.err))
 				continue
 			}
-			if !created && time.Since(began) >= s.checkEvery/3 {
-				// The cluster answers; this member does not (or this
-				// connection is still backing off after an outage: a
-				// new one dials at once).
-				return false, fmt.Errorf("%w: %s has not created the watch while the cluster answers", errWatchStale, conn.name())
-			}
-			switch f.check(p.rev, time.Now(), s.staleAfter) {
-			case behind:
-				go s.requestProgress(wctx, conn.cli)
-			case stale:
-				return created, fmt.Errorf("%w: %s sent nothing past revision %d for %v while the cluster is at %d",
-					errWatchStale, conn.name(), f.confirmed, s.staleAfter, p.rev)
-			}
-		case wr, ok := <-wch:
-			if !ok {
-				return created, errors.New("watch closed")
-			}
-			if err := wr.Err(); err != nil {
-				return created, fmt.Errorf("watch on %s: %w", conn.name(), err)
-			}
-			if wr.Canceled {
-				return created, fmt.Errorf("watch on %s canceled: %s", conn.name(), wr.CancelReason)
-			}
-			created = true
-			s.setConnected()
-			bo.Reset()
-			if wr.IsProgressNotify() {
-				f.progress(wr.Header.Revision)
+			if !seen.created.Load() {
+				if time.Since(began) >= s.checkEvery/3 {
+					// The cluster answers; this member does not (or this
+					// connection is still backing off after an outage: a
+					// new one dials at once).
+					return false, fmt.Errorf("%w: %s has not created the watch while the cluster answers", errWatchStale, conn.name())
+				}
 				continue
 			}
-			if err := s.handleEvents(ctx, out, wr.Events); err != nil {
-				return created, err
+			if seen.delivering.Load() {
+				// Blocked handing a batch on: the agent is behind, not
+				// the member. That time does not count against it.
+				f.behindSince = time.Time{}
+				continue
 			}
-			if n := len(wr.Events); n > 0 {
-				s.rev = wr.Events[n-1].Kv.ModRevision
-				f.progress(s.rev)
+			f.progress(seen.confirmed.Load())
+			switch f.check(p.rev, time.Now(), s.staleAfter) {
+			case behind:
+				go ws.requestProgress()
+			case stale:
+				return false, fmt.Errorf("%w: %s sent nothing past revision %d for %v while the cluster is at %d",
+					errWatchStale, conn.name(), f.confirmed, s.staleAfter, p.rev)
 			}
 		}
 	}
 }
 
+// receiverState is what a watch's receiver tells its supervisor.
+type receiverState struct {
+	created    atomic.Bool  // the member has answered
+	confirmed  atomic.Int64 // the member has sent everything up to this revision
+	delivering atomic.Bool  // blocked handing a batch to the agent
+}
+
+// receive reads the watch's responses and emits their updates until the
+// stream ends. It owns s.rev and s.state while it runs. A batch it has
+// started to emit is emitted unless ctx (the syncer's) ends: the state
+// records it as emitted.
+func (s *Syncer) receive(ctx context.Context, name string, ws *watchStream, out chan<- Batch, seen *receiverState) error {
+	for {
+		resp, err := ws.stream.Recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("watch on %s: %w", name, rpctypes.Error(err))
+		}
+		seen.created.Store(true)
+		s.setConnected()
+		switch {
+		case resp.CompactRevision != 0:
+			return fmt.Errorf("watch on %s: %w (compacted at %d)", name, rpctypes.ErrCompacted, resp.CompactRevision)
+		case resp.Canceled:
+			return fmt.Errorf("watch on %s canceled: %s", name, resp.CancelReason)
+		case len(resp.Events) == 0:
+			// The creation, or a progress report: everything up to the
+			// header's revision has been sent.
+			if !resp.Created && resp.Header != nil {
+				confirm(&seen.confirmed, resp.Header.Revision)
+			}
+			continue
+		}
+		seen.delivering.Store(true)
+		err = s.handleEvents(ctx, out, resp.Events)
+		seen.delivering.Store(false)
+		if err != nil {
+			return err
+		}
+		s.rev = resp.Events[len(resp.Events)-1].Kv.ModRevision
+		confirm(&seen.confirmed, s.rev)
+	}
+}
+
+// confirm raises a confirmed revision.
+func confirm(c *atomic.Int64, rev int64) {
+	for {
+		old := c.Load()
+		if rev <= old || c.CompareAndSwap(old, rev) {
+			return
+		}
+	}
+}
+
+// watchStream is one watch on a gRPC stream of its own, used directly
+// rather than through the etcd client's watcher, which hands every
+// response across three goroutines of its own and would resume a broken
+// stream itself (the syncer moves to another member instead).
+type watchStream struct {
+	stream pb.Watch_WatchClient
+	sendMu sync.Mutex // one Send at a time
+}
+
+// openWatch opens a stream on the client's connection and asks for the
+// watched root from revision rev. ctx carries the require-leader metadata
+// and ends the stream. Like the etcd client's own calls, it waits for the
+// connection, and takes responses of any size.
+func openWatch(ctx context.Context, cli *clientv3.Client, rev int64) (*watchStream, error) {
+	stream, err := pb.NewWatchClient(cli.ActiveConnection()).Watch(ctx, grpc.WaitForReady(true), grpc.MaxCallRecvMsgSize(math.MaxInt32))
+	if err != nil {
+		return nil, err
+	}
+	req := &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: &pb.WatchCreateRequest{
+		Key: []byte(resource.ResourcePrefix), RangeEnd: []byte(clientv3.GetPrefixRangeEnd(resource.ResourcePrefix)),
+		StartRevision: rev,
+	}}}
+	if err := stream.Send(req); err != nil {
+		return nil, err
+	}
+	return &watchStream{stream: stream}, nil
+}
+
+// requestProgress asks the watch's member to report the revision it has
+// sent everything up to; the answer arrives as a response without events.
+// One request at a time: a Send that blocks (the member stopped reading)
+// ends with the stream.
+func (w *watchStream) requestProgress() {
+	if !w.sendMu.TryLock() {
+		return
+	}
+	defer w.sendMu.Unlock()
+	_ = w.stream.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_ProgressRequest{ProgressRequest: &pb.WatchProgressRequest{}}})
+}
+
 // handleEvents emits the updates of one watch response.
-func (s *Syncer) handleEvents(ctx context.Context, out chan<- Batch, events []*clientv3.Event) error {
+func (s *Syncer) handleEvents(ctx context.Context, out chan<- Batch, events []*mvccpb.Event) error {
 	var b Batch
 	for _, ev := range events {
 		path := string(ev.Kv.Key)
@@ -262,17 +375,6 @@ func (s *Syncer) probe(ctx context.Context) probeResult {
 		}
 	}
 	return probeResult{err: err}
-}
-
-// requestProgress asks the watch's member to report the revision it has
-// sent everything up to. ctx must be the watch's (it names the stream).
-// It blocks while the watch reconnects, hence the timeout.
-func (s *Syncer) requestProgress(ctx context.Context, cli *clientv3.Client) {
-	pctx, cancel := context.WithTimeout(ctx, s.checkEvery)
-	defer cancel()
-	if err := cli.RequestProgress(pctx); err != nil && ctx.Err() == nil {
-		s.log.Debug("requesting watch progress failed", "err", err)
-	}
 }
 
 // freshness judges whether a watch keeps up with the cluster: it is fresh
