@@ -29,12 +29,13 @@ const (
 // sizes its windows by measurement: it sends a ping with nearly every data
 // frame that arrives while none is outstanding, so under a steady trickle
 // of watch events each event cost a write and a read of a ping ack more,
-// on two more goroutines. Fixed windows send no such pings. Their size is
-// about the largest the measurement would reach on a LAN, so that a
-// listing's pages (2,000 endpoints, about a megabyte) never wait for one.
+// on two more goroutines. Fixed windows send no such pings. A stream's
+// window holds a listing's page (2,000 endpoints, about a megabyte), so
+// that a page does not wait for a window update; it is also what a paused
+// agent's connection can have buffered when it resumes.
 const (
-	streamWindow = 4 << 20
-	connWindow   = 8 << 20
+	streamWindow = 2 << 20
+	connWindow   = 4 << 20
 )
 
 // ClientConfig is what Connect needs; config.Config provides it.

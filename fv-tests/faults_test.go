@@ -279,6 +279,14 @@ func TestFaultCompactionWhilePaused(t *testing.T) {
 		f.l.Put(burstPolicyKey(99), burstPolicyJSON(99, 3000+i))
 		f.l.Delete(burstPolicyKey(99))
 	}
+	// More than the agent's connection can take unread (its flow-control
+	// window, 4 MiB): the rest of the pause's events are still in etcd's
+	// queue when etcd drops the agent, so its next watch starts at a
+	// compacted revision. Under the watched root, in a kind Ocelot ignores.
+	filler := strings.Repeat("x", 1<<20)
+	for i := 0; i < 6; i++ {
+		f.l.Put(fmt.Sprintf("%sippools/filler-%d", lab.ResourceRoot, i), filler)
+	}
 	rev := f.l.Put(lab.ResourceRoot+"networkpolicies/"+lab.Namespace("RegionTwo")+"/elsewhere", "{}")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
