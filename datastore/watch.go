@@ -177,14 +177,15 @@ func (s *Syncer) receive(ctx context.Context, name string, ws *watchStream, out 
 			}
 			return fmt.Errorf("watch on %s: %w", name, rpctypes.Error(err))
 		}
-		seen.created.Store(true)
-		s.setConnected()
 		switch {
 		case resp.CompactRevision != 0:
 			return fmt.Errorf("watch on %s: %w (compacted at %d)", name, rpctypes.ErrCompacted, resp.CompactRevision)
 		case resp.Canceled:
 			return fmt.Errorf("watch on %s canceled: %s", name, resp.CancelReason)
-		case len(resp.Events) == 0:
+		}
+		seen.created.Store(true)
+		s.setConnected()
+		if len(resp.Events) == 0 {
 			// The creation, or a progress report: everything up to the
 			// header's revision has been sent.
 			if !resp.Created && resp.Header != nil {
