@@ -68,6 +68,11 @@ func TestHostStaysReachable(t *testing.T) {
 	netlab.Run(t, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", world.Name)
 	t.Cleanup(func() { netlab.Try("ip", "link", "del", "eth0") }) // with its routes, at once
 	netlab.Run(t, "ip", "addr", "add", "198.18.200.1/24", "dev", "eth0")
+	netlab.Run(t, "sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0")
+	// A compute host forwards already (the agent turns it on too), and
+	// forwarding gives eth0 its subnet-router anycast route.
+	netlab.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	netlab.Run(t, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
 	netlab.Run(t, "ip", "link", "set", "eth0", "up")
 	world.MustExec(t, "ip", "addr", "add", "198.18.200.254/24", "dev", "eth0")
 	world.MustExec(t, "ip", "link", "set", "eth0", "up")
@@ -80,6 +85,14 @@ func TestHostStaysReachable(t *testing.T) {
 	if !hostConnects(addr("198.18.201.1", 2379), 2*time.Second) {
 		t.Fatal("the host cannot reach etcd to begin with")
 	}
+	// The kernel gives eth0 its link-local address, and the routes that go
+	// with it, once the link has a carrier: the host's state is what it is
+	// once they are there.
+	netlab.Eventually(t, "eth0's link-local routes", 10*time.Second, func() bool {
+		out := netlab.Run(t, "ip", "-6", "route", "show", "table", "all", "dev", "eth0")
+		return strings.Contains(out, "fe80::/64") && strings.Contains(out, "local fe80::") && strings.Contains(out, "multicast ff00::/8") &&
+			strings.Contains(out, "anycast fe80::")
+	})
 	before := hostState(t)
 
 	web := netlab.AddVM(t, nil, "gst", "tap00000gst1", "fa:16:3e:00:00:01", "198.18.1.1", "2001:db8:1::1")
