@@ -15,7 +15,12 @@
 // flushes and refills only its chain, a membership change only adds and
 // deletes set elements, an endpoint change only its chains and map
 // elements; each is one netlink batch the kernel applies whole or not at
-// all. A hash:net set is an interval set, which refuses overlapping
+// all. The driver encodes the batch itself (batch.go: the messages nft
+// sends, checked against the library's encoding) into one buffer, and
+// only the batch's last message asks for an acknowledgement: the kernel
+// reports each message it refuses anyway, and a reply (and an echo) per
+// rule cost a cold start more than the kernel's own work. Reads go
+// through github.com/google/nftables. A hash:net set is an interval set, which refuses overlapping
 // elements: it holds the members no other member contains.
 //
 // Ownership is by table: everything in "calico" is Ocelot's, so a

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/google/nftables"
-	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	mnl "github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -18,8 +18,9 @@ import (
 // the thread that first uses it (one lasting socket per family, so that
 // the two families write concurrently).
 type NetlinkRunner struct {
-	mu    [2]sync.Mutex
-	conns [2]*nftables.Conn
+	mu      [2]sync.Mutex
+	conns   [2]*nftables.Conn // reads
+	writers [2]writer         // transactions
 }
 
 func (n *NetlinkRunner) conn(family int) (*nftables.Conn, *sync.Mutex, error) {
@@ -78,6 +79,7 @@ func (n *NetlinkRunner) Close() {
 			_ = n.conns[i].CloseLasting() // closing: its errors change nothing
 			n.conns[i] = nil
 		}
+		n.writers[i].close()
 		n.mu[i].Unlock()
 	}
 }
@@ -207,80 +209,161 @@ func (n *NetlinkRunner) Counters(family int, table, prefix string) (map[string][
 }
 
 // Run writes the ops as one netlink batch: the kernel applies all of it
-// or none.
+// or none. The batch is encoded by this package (batch) and sent on a
+// socket of its own, which is closed after any failure so that no stale
+// reply can meet the next batch.
 func (n *NetlinkRunner) Run(family int, table string, ops []Op) error {
-	c, mu, err := n.conn(family)
-	if err != nil {
-		return err
+	i := familyIndex(family)
+	n.mu[i].Lock()
+	defer n.mu[i].Unlock()
+	w := &n.writers[i]
+	b := &w.b
+	b.reset(family, table, w.seq)
+	for j := range ops {
+		if err := b.add(j, &ops[j]); err != nil {
+			return fmt.Errorf("encoding the transaction: %w", err)
+		}
 	}
-	defer mu.Unlock()
-	t := &nftables.Table{Name: table, Family: tableFamily(family)}
-	chain := func(name string) *nftables.Chain { return &nftables.Chain{Name: name, Table: t} }
+	b.finish()
+	w.seq = b.seq
+	err := w.send(ops)
+	if cap(b.buf) > keepBuffer {
+		// A cold start's batch: give its megabytes back.
+		b.buf, b.opOf = nil, nil
+	}
+	return err
+}
+
+// keepBuffer is the largest batch buffer kept between transactions.
+const keepBuffer = 1 << 20
+
+// writer is a family's socket for transactions and its batch buffer.
+type writer struct {
+	fd   int // 0: not open
+	seq  uint32
+	b    batch
+	recv []byte
+}
+
+func (w *writer) open() error {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
+	if err != nil {
+		return fmt.Errorf("nftables netlink socket: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = unix.Close(fd) // not opened: its error changes nothing
+		}
+	}()
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return fmt.Errorf("nftables netlink socket: %w", err)
+	}
+	for _, opt := range [][2]int{{unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}, {unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}} {
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, opt[0], socketBuffer) != nil {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, opt[1], socketBuffer) // as far as the limits allow
+		}
+	}
+	// Errors without the failed message echoed back; a reply that never
+	// comes is an error, not a hang.
+	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_CAP_ACK, 1) // older kernels: longer errors, same meaning
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 30}); err != nil {
+		return fmt.Errorf("nftables netlink socket: %w", err)
+	}
+	ok = true
+	w.fd = fd
+	return nil
+}
+
+func (w *writer) close() {
+	if w.fd != 0 {
+		_ = unix.Close(w.fd) // closing: its error changes nothing
+		w.fd = 0
+	}
+}
+
+// send writes the batch and reads its replies: the acknowledgement of the
+// last message, or the errors of the messages the kernel refused (the
+// batch is then not applied).
+func (w *writer) send(ops []Op) error {
+	b := &w.b
+	if w.fd == 0 {
+		if err := w.open(); err != nil {
+			return err
+		}
+	}
+	if err := unix.Sendto(w.fd, b.buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		w.close()
+		return fmt.Errorf("nftables transaction (%d ops): sending: %w", len(ops), err)
+	}
+	last := b.first + uint32(len(b.opOf)) // the seq of the last op's message
+	if len(b.opOf) == 0 {
+		return nil // an empty batch: nothing asked for a reply
+	}
+	if w.recv == nil {
+		w.recv = make([]byte, 64<<10)
+	}
 	var errs []error
-	for _, o := range ops {
-		switch o.Kind {
-		case OpAddTable:
-			c.AddTable(t)
-		case OpDelTable:
-			c.DelTable(t)
-		case OpAddChain:
-			ch := chain(o.Chain)
-			if b := o.Base; b != nil {
-				hook, prio, accept := b.Hook, b.Priority, nftables.ChainPolicyAccept
-				ch.Type, ch.Hooknum, ch.Priority, ch.Policy = b.Type, &hook, &prio, &accept
+	flags := 0
+	for {
+		n, _, err := unix.Recvfrom(w.fd, w.recv, flags)
+		if err == unix.EINTR {
+			continue // a signal (the runtime's preemption): a socket with a timeout is not restarted
+		}
+		if err != nil {
+			if flags != 0 && err == unix.EAGAIN {
+				break // drained after a failure of the whole batch
 			}
-			c.AddChain(ch)
-		case OpFlushChain:
-			c.FlushChain(chain(o.Chain))
-		case OpDelChain:
-			c.DelChain(chain(o.Chain))
-		case OpAddRule:
-			exprs := o.Rule.Exprs
-			if len(o.Rule.Anon) > 0 {
-				exprs = append([]expr.Any(nil), exprs...)
-				for _, a := range o.Rule.Anon {
-					s := &nftables.Set{Table: t, Anonymous: true, Constant: true, KeyType: a.KeyType, Interval: a.Interval}
-					if err := c.AddSet(s, setElements(a.Elems)); err != nil {
-						errs = append(errs, err)
-						continue
-					}
-					l := *exprs[a.Index].(*expr.Lookup)
-					l.SetName, l.SetID = s.Name, s.ID
-					exprs[a.Index] = &l
+			w.close()
+			return fmt.Errorf("nftables transaction (%d ops): reading the reply: %w", len(ops), errors.Join(append(errs, err)...))
+		}
+		msgs, err := syscall.ParseNetlinkMessage(w.recv[:n])
+		if err != nil {
+			w.close()
+			return fmt.Errorf("nftables transaction (%d ops): reading the reply: %w", len(ops), err)
+		}
+		done := false
+		for _, m := range msgs {
+			if m.Header.Type != unix.NLMSG_ERROR || len(m.Data) < 4 {
+				continue
+			}
+			seq := m.Header.Seq
+			if code := -int32(binary.NativeEndian.Uint32(m.Data)); code != 0 {
+				errs = append(errs, w.describe(ops, seq, syscall.Errno(code)))
+				if seq == b.first {
+					// The batch failed whole (commit or memory): what
+					// else it says is already queued.
+					flags = unix.MSG_DONTWAIT
 				}
 			}
-			c.AddRule(&nftables.Rule{Table: t, Chain: chain(o.Chain), Exprs: exprs, UserData: o.Rule.UserData()})
-		case OpAddSet:
-			if err := c.AddSet(nftSet(t, o.Set), nil); err != nil {
-				errs = append(errs, err)
+			if seq == last {
+				done = true
 			}
-		case OpDelSet:
-			c.DelSet(&nftables.Set{Table: t, Name: o.Set.Name})
-		case OpAddElems:
-			if err := c.SetAddElements(nftSet(t, o.Set), setElements(o.Elems)); err != nil {
-				errs = append(errs, err)
-			}
-		case OpDelElems:
-			if err := c.SetDeleteElements(nftSet(t, o.Set), setElements(o.Elems)); err != nil {
-				errs = append(errs, err)
-			}
-		case OpFlushSet:
-			c.FlushSet(&nftables.Set{Table: t, Name: o.Set.Name})
-		default:
-			errs = append(errs, fmt.Errorf("unknown op %d", o.Kind))
+		}
+		if done {
+			break
 		}
 	}
 	if len(errs) > 0 {
-		// Nothing is sent: a batch with a part missing must not reach
-		// the kernel. The socket goes, with what was queued on it.
-		_ = c.CloseLasting()
-		n.conns[familyIndex(family)] = nil
-		return fmt.Errorf("encoding the transaction: %w", errors.Join(errs...))
-	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables transaction (%d ops): %w", len(ops), err)
+		w.close()
+		return fmt.Errorf("nftables transaction (%d ops): %w", len(ops), errors.Join(errs...))
 	}
 	return nil
+}
+
+// describe names the op a reply's sequence number is for.
+func (w *writer) describe(ops []Op, seq uint32, err error) error {
+	b := &w.b
+	k := int(seq) - int(b.first) - 1
+	if k < 0 || k >= len(b.opOf) {
+		return err
+	}
+	o := &ops[b.opOf[k]]
+	what := o.Chain
+	if what == "" {
+		what = o.Set.Name
+	}
+	return fmt.Errorf("op %d (%v %s): %w", b.opOf[k], o.Kind, what, err)
 }
 
 // decodeVerdict reads a map element's verdict, which the library leaves
@@ -305,23 +388,4 @@ func decodeVerdict(b []byte) *expr.Verdict {
 		return nil
 	}
 	return v
-}
-
-func nftSet(t *nftables.Table, s SetSpec) *nftables.Set {
-	out := &nftables.Set{Table: t, Name: s.Name, KeyType: s.KeyType, Interval: s.Interval,
-		Concatenation: len(nftables.ConcatSetTypeElements(s.KeyType)) > 1}
-	if s.Map {
-		// The key's byte order in the set's user data, as nft writes it
-		// for ifname keys: nft then prints them as names.
-		out.IsMap, out.DataType, out.KeyByteOrder = true, nftables.TypeVerdict, binaryutil.NativeEndian
-	}
-	return out
-}
-
-func setElements(es []Elem) []nftables.SetElement {
-	out := make([]nftables.SetElement, len(es))
-	for i, e := range es {
-		out[i] = nftables.SetElement{Key: e.Key, IntervalEnd: e.IntervalEnd, VerdictData: e.Verdict}
-	}
-	return out
 }
