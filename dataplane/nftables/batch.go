@@ -96,6 +96,23 @@ func (b *batch) unnest(at int) {
 	binary.NativeEndian.PutUint16(b.buf[at:], uint16(len(b.buf)-at))
 }
 
+// batchSize estimates the bytes of the ops' batch (a little over, as a
+// rule).
+func batchSize(ops []Op) int {
+	n := 2 * nlmsgHdrLen
+	for i := range ops {
+		o := &ops[i]
+		n += 64 + len(o.Chain) + len(o.Set.Name) + 64*len(o.Elems)
+		if r := o.Rule; r != nil {
+			n += 48*len(r.Exprs) + len(r.Comment) + 32
+			for _, a := range r.Anon {
+				n += 160 + 48*len(a.Elems)
+			}
+		}
+	}
+	return n
+}
+
 // reset starts a batch for a table of a family, reusing the buffer.
 func (b *batch) reset(family int, table string, seq uint32) {
 	b.buf, b.opOf = b.buf[:0], b.opOf[:0]

@@ -218,6 +218,9 @@ func (n *NetlinkRunner) Run(family int, table string, ops []Op) error {
 	defer n.mu[i].Unlock()
 	w := &n.writers[i]
 	b := &w.b
+	if need := batchSize(ops); cap(b.buf) < need {
+		b.buf = make([]byte, 0, need) // one allocation, not a doubling series
+	}
 	b.reset(family, table, w.seq)
 	for j := range ops {
 		if err := b.add(j, &ops[j]); err != nil {

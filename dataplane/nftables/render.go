@@ -103,31 +103,35 @@ func (r Renderer) Chain(name string, rules []ruleset.Rule) []Rule {
 func hashRules(chain string, family int, rules []Rule) {
 	sum := sha256.Sum224([]byte(chain))
 	prev := sum[:]
+	d := sha256.New224()
+	head := []byte("-A " + chain + " HASH ")
+	var b bytes.Buffer // one for the chain's rules
 	for i := range rules {
-		d := sha256.New224()
+		b.Reset()
+		writeRule(&b, family, &rules[i])
+		d.Reset()
 		d.Write(prev)
-		d.Write([]byte("-A " + chain + " HASH "))
-		d.Write(ruleBytes(family, &rules[i]))
-		prev = d.Sum(nil)
+		d.Write(head)
+		d.Write(b.Bytes())
+		prev = d.Sum(prev[:0])
 		rules[i].Hash = base64.RawURLEncoding.EncodeToString(prev)[:16]
 	}
 }
 
-// ruleBytes is a rule's canonical form for hashing: its expressions as
-// netlink marshals them, its anonymous sets and its comment.
-func ruleBytes(family int, x *Rule) []byte {
-	var b bytes.Buffer
+// writeRule writes a rule's canonical form for hashing: its expressions
+// as netlink marshals them, its anonymous sets and its comment.
+func writeRule(b *bytes.Buffer, family int, x *Rule) {
 	fam := byte(tableFamily(family))
 	for _, e := range x.Exprs {
 		m, err := expr.Marshal(fam, e)
 		if err != nil {
-			fmt.Fprintf(&b, "!%T:%v", e, err)
+			fmt.Fprintf(b, "!%T:%v", e, err)
 		}
 		b.Write(m)
 		b.WriteByte(0xff)
 	}
 	for _, a := range x.Anon {
-		fmt.Fprintf(&b, "anon %d %s %v", a.Index, a.KeyType.Name, a.Interval)
+		fmt.Fprintf(b, "anon %d %s %v", a.Index, a.KeyType.Name, a.Interval)
 		for _, e := range a.Elems {
 			b.Write(e.Key)
 			if e.IntervalEnd {
@@ -136,6 +140,12 @@ func ruleBytes(family int, x *Rule) []byte {
 		}
 	}
 	b.WriteString(x.Comment)
+}
+
+// ruleBytes is a rule's canonical form, as hashed.
+func ruleBytes(family int, x *Rule) []byte {
+	var b bytes.Buffer
+	writeRule(&b, family, x)
 	return b.Bytes()
 }
 

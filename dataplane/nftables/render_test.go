@@ -1,6 +1,7 @@
 package nftables
 
 import (
+	"net/netip"
 	"testing"
 
 	rs "ocelot/dataplane/ruleset"
@@ -56,5 +57,18 @@ func TestCommentsAreBounded(t *testing.T) {
 	}
 	if HashOf(x.UserData()) != x.Hash {
 		t.Errorf("hash read back as %q", HashOf(x.UserData()))
+	}
+}
+
+// A network's end, as an interval set holds it: the address after its
+// last, none at the end of the address space.
+func TestAfterLast(t *testing.T) {
+	for p, want := range map[string]string{"10.0.0.0/8": "11.0.0.0", "198.18.1.1/32": "198.18.1.2", "198.18.1.255/32": "198.18.2.0",
+		"255.255.255.255/32": "", "0.0.0.0/0": "", "128.0.0.0/1": "", "2001:db8::/32": "2001:db9::", "2001:db8::ffff/128": "2001:db8::1:0",
+		"::/0": "", "ffff::/16": ""} {
+		got, ok := afterLast(netip.MustParsePrefix(p))
+		if (want == "") == ok || (ok && got != netip.MustParseAddr(want)) {
+			t.Errorf("after %s: %v %v, want %q", p, got, ok, want)
+		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"encoding/binary"
 	"maps"
-	"math/big"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -206,18 +205,26 @@ func elemsOf(k member, ipPort bool) []Elem {
 
 // afterLast is the first address after a network, if there is one.
 func afterLast(p netip.Prefix) (netip.Addr, bool) {
-	b := p.Addr().AsSlice()
-	n := new(big.Int).SetBytes(b)
-	host := uint(len(b)*8 - p.Bits())
-	n.Or(n, new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), host), big.NewInt(1)))
-	n.Add(n, big.NewInt(1))
-	if n.BitLen() > len(b)*8 {
-		return netip.Addr{}, false
+	a := p.Addr()
+	var last netip.Addr
+	if a.Is4() {
+		b := a.As4()
+		setHostBits(b[:], p.Bits())
+		last = netip.AddrFrom4(b)
+	} else {
+		b := a.As16()
+		setHostBits(b[:], p.Bits())
+		last = netip.AddrFrom16(b)
 	}
-	out := make([]byte, len(b))
-	n.FillBytes(out)
-	a, _ := netip.AddrFromSlice(out)
-	return a, true
+	next := last.Next()
+	return next, next.IsValid()
+}
+
+// setHostBits sets the bits of an address past a prefix length.
+func setHostBits(b []byte, bits int) {
+	for i := max(bits, 0); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
 }
 
 // parseElems reads a set's elements back into members. ok is false when
