@@ -104,7 +104,7 @@ func batchSize(ops []Op) int {
 		o := &ops[i]
 		n += 64 + len(o.Chain) + len(o.Set.Name) + 64*len(o.Elems)
 		if r := o.Rule; r != nil {
-			n += 48*len(r.Exprs) + len(r.Comment) + 32
+			n += len(r.enc) + 48*len(r.Exprs) + len(r.Comment) + 32
 			for _, a := range r.Anon {
 				n += 160 + 48*len(a.Elems)
 			}
@@ -332,6 +332,7 @@ func (b *batch) rule(i int, o *Op) error {
 	b.attrStr(unix.NFTA_RULE_TABLE, b.table)
 	b.attrStr(unix.NFTA_RULE_CHAIN, o.Chain)
 	list := b.nest(unix.NFTA_RULE_EXPRESSIONS)
+	b.buf = append(b.buf, r.enc...)
 	for n, e := range r.Exprs {
 		if ref, ok := refs[n]; ok {
 			l := *e.(*expr.Lookup)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/netip"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -152,12 +153,44 @@ func TestBatchMatchesTheLibrary(t *testing.T) {
 		if _, err := tb.Apply(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		ops := rec.txns[0]
-		ops = append(ops, Op{Kind: OpFlushChain, Chain: "filter-cali-x"}, Op{Kind: OpDelChain, Chain: "filter-cali-x"},
-			Op{Kind: OpDelElems, Set: SetSpec{Name: "cali" + string(rune('0'+fam)) + "0s-example"}, Elems: []Elem{{Key: []byte{1, 2, 3, 4}}, {Key: []byte{1, 2, 3, 5}, IntervalEnd: true}}},
-			Op{Kind: OpFlushSet, Set: SetSpec{Name: "x"}}, Op{Kind: OpDelSet, Set: SetSpec{Name: "x"}}, Op{Kind: OpDelTable})
+		// The table's ops with its rules (compiled) and, for the library,
+		// the same rules rendered anew (expressions).
+		var ops, lib []Op
+		for _, o := range rec.txns[0] {
+			if o.Kind != OpAddRule {
+				ops, lib = append(ops, o), append(lib, o)
+			}
+		}
+		rr := Renderer{Family: fam, Layer: "filter", SetName: tb.Name}
+		xs := append(rr.Chain("cali-all", rules), vmapRule("filter-cali-all", false))
+		hashRules("filter-cali-all", fam, xs)
+		cs := slices.Clone(xs)
+		refs := 0
+		hashAndCompile("filter-cali-all", fam, cs, true)
+		for i := range xs {
+			if xs[i].Hash == "" || cs[i].Hash != xs[i].Hash || len(xs[i].Anon) == 0 && (cs[i].enc == nil || cs[i].Exprs != nil) {
+				t.Fatalf("rule %d not compiled: %+v", i, cs[i])
+			}
+			// The fake kernel checks a rule's jumps and lookups, compiled
+			// as rendered.
+			c1, s1 := xs[i].Refs()
+			c2, s2 := cs[i].Refs()
+			if !slices.Equal(c1, c2) || !slices.Equal(s1, s2) {
+				t.Errorf("rule %d refers to %v %v, compiled to %v %v", i, c1, s1, c2, s2)
+			}
+			refs += len(c1) + len(s1)
+			ops = append(ops, Op{Kind: OpAddRule, Chain: "filter-cali-all", Rule: &cs[i]})
+			lib = append(lib, Op{Kind: OpAddRule, Chain: "filter-cali-all", Rule: &xs[i]})
+		}
+		if refs < 4 {
+			t.Errorf("only %d references in every kind of rule", refs)
+		}
+		more := []Op{{Kind: OpFlushChain, Chain: "filter-cali-x"}, {Kind: OpDelChain, Chain: "filter-cali-x"},
+			{Kind: OpDelElems, Set: SetSpec{Name: "cali" + string(rune('0'+fam)) + "0s-example"}, Elems: []Elem{{Key: []byte{1, 2, 3, 4}}, {Key: []byte{1, 2, 3, 5}, IntervalEnd: true}}},
+			{Kind: OpFlushSet, Set: SetSpec{Name: "x"}}, {Kind: OpDelSet, Set: SetSpec{Name: "x"}}, {Kind: OpDelTable}}
+		ops, lib = append(ops, more...), append(lib, more...)
 
-		want, firstID := libraryMessages(t, fam, ops)
+		want, firstID := libraryMessages(t, fam, lib)
 		var b batch
 		b.reset(fam, TableName, 100)
 		b.setID = firstID - 1

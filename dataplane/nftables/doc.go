@@ -20,7 +20,11 @@
 // only the batch's last message asks for an acknowledgement: the kernel
 // reports each message it refuses anyway, and a reply (and an echo) per
 // rule cost a cold start more than the kernel's own work. Reads go
-// through github.com/google/nftables. A hash:net set is an interval set, which refuses overlapping
+// through github.com/google/nftables. The table keeps each rule as its
+// hash and its expressions already encoded (the bytes the hash was taken
+// over), not as expression trees; a rule that looks up an anonymous set
+// (a port list) keeps its expressions, as each batch names the set anew.
+// A hash:net set is an interval set, which refuses overlapping
 // elements: it holds the members no other member contains.
 //
 // Ownership is by table: everything in "calico" is Ocelot's, so a

@@ -35,11 +35,15 @@ const (
 
 // Rule is one rendered rule: its expressions, the anonymous sets they
 // look up (port lists), its comment (without the hash) and its hash.
+// A table keeps its rules compiled: the expressions as netlink attributes,
+// as a batch sends them (Exprs nil), unless they look up an anonymous set,
+// whose name and ID each batch gives anew.
 type Rule struct {
 	Exprs   []expr.Any
 	Anon    []AnonSet
 	Comment string
 	Hash    string
+	enc     []byte // compiled: NFTA_LIST_ELEM attributes, one per expression
 }
 
 // AnonSet is an anonymous constant set a rule looks up: the Lookup at
@@ -100,32 +104,71 @@ func (r Renderer) Chain(name string, rules []ruleset.Rule) []Rule {
 	return out
 }
 
-func hashRules(chain string, family int, rules []Rule) {
+func hashRules(chain string, family int, rules []Rule) { hashAndCompile(chain, family, rules, false) }
+
+// hashAndCompile hashes the rules and, with compile, replaces the
+// expressions of each rule that looks up no anonymous set with their
+// encoding (from the bytes just hashed: the batch sends the same).
+func hashAndCompile(chain string, family int, rules []Rule, compile bool) {
 	sum := sha256.Sum224([]byte(chain))
 	prev := sum[:]
 	d := sha256.New224()
 	head := []byte("-A " + chain + " HASH ")
 	var b bytes.Buffer // one for the chain's rules
+	var ends []int
 	for i := range rules {
+		r := &rules[i]
 		b.Reset()
-		writeRule(&b, family, &rules[i])
+		ends = writeRule(&b, family, r, ends[:0])
 		d.Reset()
 		d.Write(prev)
 		d.Write(head)
 		d.Write(b.Bytes())
 		prev = d.Sum(prev[:0])
-		rules[i].Hash = base64.RawURLEncoding.EncodeToString(prev)[:16]
+		r.Hash = base64.RawURLEncoding.EncodeToString(prev)[:16]
+		if compile && len(r.Anon) == 0 && len(ends) == len(r.Exprs) {
+			r.enc = encodeExprs(b.Bytes(), ends)
+			r.Exprs = nil
+		}
 	}
 }
 
+// encodeExprs turns the hashed form's expressions (each followed by the
+// separator, ending at ends[i]) into NFTA_LIST_ELEM attributes.
+func encodeExprs(hashed []byte, ends []int) []byte {
+	n := 0
+	start := 0
+	for _, e := range ends {
+		n += 4 + (e-start+3)&^3
+		start = e + 1
+	}
+	out := make([]byte, 0, n)
+	start = 0
+	for _, e := range ends {
+		m := hashed[start:e]
+		out = binary.NativeEndian.AppendUint16(out, uint16(4+len(m)))
+		out = binary.NativeEndian.AppendUint16(out, unix.NFTA_LIST_ELEM|unix.NLA_F_NESTED)
+		out = append(out, m...)
+		for len(out)%4 != 0 {
+			out = append(out, 0)
+		}
+		start = e + 1
+	}
+	return out
+}
+
 // writeRule writes a rule's canonical form for hashing: its expressions
-// as netlink marshals them, its anonymous sets and its comment.
-func writeRule(b *bytes.Buffer, family int, x *Rule) {
+// as netlink marshals them (each followed by 0xff; where each ends is
+// appended to ends, for those that marshal), its anonymous sets and its
+// comment.
+func writeRule(b *bytes.Buffer, family int, x *Rule, ends []int) []int {
 	fam := byte(tableFamily(family))
 	for _, e := range x.Exprs {
 		m, err := expr.Marshal(fam, e)
 		if err != nil {
 			fmt.Fprintf(b, "!%T:%v", e, err)
+		} else {
+			ends = append(ends, b.Len()+len(m))
 		}
 		b.Write(m)
 		b.WriteByte(0xff)
@@ -140,13 +183,76 @@ func writeRule(b *bytes.Buffer, family int, x *Rule) {
 		}
 	}
 	b.WriteString(x.Comment)
+	return ends
 }
 
 // ruleBytes is a rule's canonical form, as hashed.
 func ruleBytes(family int, x *Rule) []byte {
 	var b bytes.Buffer
-	writeRule(&b, family, x)
+	writeRule(&b, family, x, nil)
 	return b.Bytes()
+}
+
+// Refs returns the chains a rule jumps or goes to and the named sets it
+// looks up (the fake kernel checks them, as the kernel does).
+func (x *Rule) Refs() (chains, sets []string) {
+	for _, e := range x.Exprs {
+		switch v := e.(type) {
+		case *expr.Verdict:
+			if v.Chain != "" {
+				chains = append(chains, v.Chain)
+			}
+		case *expr.Lookup:
+			if v.SetName != "" {
+				sets = append(sets, v.SetName)
+			}
+		}
+	}
+	// Compiled: an immediate's verdict chain
+	// (NFTA_IMMEDIATE_DATA/NFTA_DATA_VERDICT/NFTA_VERDICT_CHAIN), a
+	// lookup's set (NFTA_LOOKUP_SET).
+	each(x.enc, func(_ uint16, elem []byte) {
+		var name string
+		var data []byte
+		each(elem, func(t uint16, v []byte) {
+			switch t {
+			case unix.NFTA_EXPR_NAME:
+				name = strings.TrimRight(string(v), "\x00")
+			case unix.NFTA_EXPR_DATA:
+				data = v
+			}
+		})
+		each(data, func(t uint16, v []byte) {
+			switch {
+			case name == "lookup" && t == unix.NFTA_LOOKUP_SET:
+				sets = append(sets, strings.TrimRight(string(v), "\x00"))
+			case name == "immediate" && t == unix.NFTA_IMMEDIATE_DATA:
+				each(v, func(t uint16, v []byte) {
+					if t == unix.NFTA_DATA_VERDICT {
+						each(v, func(t uint16, v []byte) {
+							if t == unix.NFTA_VERDICT_CHAIN {
+								chains = append(chains, strings.TrimRight(string(v), "\x00"))
+							}
+						})
+					}
+				})
+			}
+		})
+	})
+	return chains, sets
+}
+
+// each calls f with the type (flags masked) and payload of each netlink
+// attribute in b.
+func each(b []byte, f func(typ uint16, v []byte)) {
+	for len(b) >= 4 {
+		l := int(binary.NativeEndian.Uint16(b))
+		if l < 4 || l > len(b) {
+			return
+		}
+		f(binary.NativeEndian.Uint16(b[2:])&^(unix.NLA_F_NESTED|unix.NLA_F_NET_BYTEORDER), b[4:l])
+		b = b[min((l+3)&^3, len(b)):]
+	}
 }
 
 // UserData is what the kernel keeps with a rule: its comment, led by its

@@ -245,7 +245,7 @@ func (l *Layer) setBase(kernelChain string) {
 }
 
 func (t *Table) setChain(name string, base *BaseChain, rules []Rule) {
-	hashRules(name, t.Family, rules)
+	hashAndCompile(name, t.Family, rules, true)
 	c := &dchain{base: base, rules: rules, hashes: make([]string, len(rules))}
 	for i := range rules {
 		c.hashes[i] = rules[i].Hash

@@ -213,16 +213,15 @@ func nftApply(t *nftTable, o nftables.Op) (*nftTable, error) {
 		if ch == nil {
 			return t, errNoEnt
 		}
-		for _, e := range o.Rule.Exprs {
-			switch x := e.(type) {
-			case *expr.Verdict:
-				if (x.Kind == expr.VerdictJump || x.Kind == expr.VerdictGoto) && t.chains[x.Chain] == nil {
-					return t, fmt.Errorf("jump to %s: %w", x.Chain, errNoEnt)
-				}
-			case *expr.Lookup:
-				if x.SetName != "" && t.sets[x.SetName] == nil {
-					return t, fmt.Errorf("set %s: %w", x.SetName, errNoEnt)
-				}
+		chains, sets := o.Rule.Refs()
+		for _, c := range chains {
+			if t.chains[c] == nil {
+				return t, fmt.Errorf("jump to %s: %w", c, errNoEnt)
+			}
+		}
+		for _, s := range sets {
+			if t.sets[s] == nil {
+				return t, fmt.Errorf("set %s: %w", s, errNoEnt)
 			}
 		}
 		ch.rules = append(ch.rules, o.Rule)
@@ -322,10 +321,8 @@ func (s *nftSet) overlaps() bool {
 func (t *nftTable) referenced(chain string) bool {
 	for _, ch := range t.chains {
 		for _, r := range ch.rules {
-			for _, e := range r.Exprs {
-				if v, ok := e.(*expr.Verdict); ok && v.Chain == chain {
-					return true
-				}
+			if chains, _ := r.Refs(); slices.Contains(chains, chain) {
+				return true
 			}
 		}
 	}
@@ -342,10 +339,8 @@ func (t *nftTable) referenced(chain string) bool {
 func (t *nftTable) setUsed(name string) bool {
 	for _, ch := range t.chains {
 		for _, r := range ch.rules {
-			for _, e := range r.Exprs {
-				if l, ok := e.(*expr.Lookup); ok && l.SetName == name {
-					return true
-				}
+			if _, sets := r.Refs(); slices.Contains(sets, name) {
+				return true
 			}
 		}
 	}
@@ -357,16 +352,15 @@ func (t *nftTable) setUsed(name string) bool {
 func (t *nftTable) check() error {
 	for n, ch := range t.chains {
 		for _, r := range ch.rules {
-			for _, e := range r.Exprs {
-				switch x := e.(type) {
-				case *expr.Verdict:
-					if x.Chain != "" && t.chains[x.Chain] == nil {
-						return fmt.Errorf("%s jumps to missing %s: %w", n, x.Chain, errNoEnt)
-					}
-				case *expr.Lookup:
-					if x.SetName != "" && t.sets[x.SetName] == nil {
-						return fmt.Errorf("%s looks up missing %s: %w", n, x.SetName, errNoEnt)
-					}
+			chains, sets := r.Refs()
+			for _, c := range chains {
+				if t.chains[c] == nil {
+					return fmt.Errorf("%s jumps to missing %s: %w", n, c, errNoEnt)
+				}
+			}
+			for _, s := range sets {
+				if t.sets[s] == nil {
+					return fmt.Errorf("%s looks up missing %s: %w", n, s, errNoEnt)
 				}
 			}
 		}
