@@ -96,9 +96,12 @@ func BenchmarkKernelMemberChange(b *testing.B) {
 
 // BenchmarkKernelColdStart is the first apply of a host's table into an
 // empty kernel, at the shape of the 100k cloud of the end-to-end
-// benchmark: 200 endpoints jumping to 1,200 policy chains, 800 sets of 20
-// addresses (the shape of one family; the agent writes two). Each
-// iteration builds the driver anew and writes everything.
+// benchmark: 200 endpoints jumping to 1,200 policy chains (SSH from one
+// set, a port from another), 800 sets of 20 addresses (the shape of one
+// family; the agent writes two). Each iteration builds the driver anew
+// and writes everything. (A rule with a port list costs the kernel an
+// anonymous set: with a second port in each policy, the 1,200 of them
+// cost the kernel more than the rest of the table, 0.5 s against 0.2.)
 func BenchmarkKernelColdStart(b *testing.B) {
 	netlab.Require(b)
 	r := &NetlinkRunner{}
@@ -122,7 +125,7 @@ func BenchmarkKernelColdStart(b *testing.B) {
 		for p := 0; p < policies; p++ {
 			f.UpdateChain(&rs.Chain{Name: fmt.Sprintf("cali-pi-%d", p), Rules: []rs.Rule{
 				{Match: rs.Match{}.Protocol(benchTCP).SourceIPSet(fmt.Sprintf("s:p%d", p%sets)).DestPorts(rs.Port(22)), Action: rs.SetMark{Value: 0x10000, Mask: 0x10000}},
-				{Match: rs.Match{}.Protocol(benchTCP).SourceIPSet(fmt.Sprintf("s:p%d", (p+1)%sets)).DestPorts(rs.Port(80), rs.Port(8080)), Action: rs.SetMark{Value: 0x10000, Mask: 0x10000}},
+				{Match: rs.Match{}.Protocol(benchTCP).SourceIPSet(fmt.Sprintf("s:p%d", (p+1)%sets)).DestPorts(rs.Port(80)), Action: rs.SetMark{Value: 0x10000, Mask: 0x10000}},
 				{Match: rs.Match{}.MarkSet(0x10000), Action: rs.Return{}},
 			}})
 		}
