@@ -265,3 +265,49 @@ func TestKernelRefusedBatch(t *testing.T) {
 		t.Fatalf("after a refusal: %v", err)
 	}
 }
+
+// The rule dump reads each rule's hash and counter, by chain and in
+// order, for the chains of a prefix; Read gets every chain's hashes from
+// it, an empty chain's too.
+func TestKernelRuleDump(t *testing.T) {
+	netlab.Require(t)
+	r := &NetlinkRunner{}
+	defer r.Close()
+	if _, err := Remove(r, 4); err != nil {
+		t.Fatal(err)
+	}
+	rule := func(hash string, packets, bytes uint64) *Rule {
+		return &Rule{Exprs: []expr.Any{&expr.Counter{Packets: packets, Bytes: bytes}, &expr.Verdict{Kind: expr.VerdictAccept}}, Hash: hash, Comment: "c"}
+	}
+	ops := []Op{{Kind: OpAddTable}, {Kind: OpAddChain, Chain: "filter-a"}, {Kind: OpAddChain, Chain: "filter-b"}, {Kind: OpAddChain, Chain: "raw-c"},
+		{Kind: OpAddChain, Chain: "filter-empty"},
+		{Kind: OpAddRule, Chain: "filter-a", Rule: rule("aaaaaaaaaaaaaaa1", 56, 1234)},
+		{Kind: OpAddRule, Chain: "filter-b", Rule: rule("bbbbbbbbbbbbbbb1", 1, 2)},
+		{Kind: OpAddRule, Chain: "filter-a", Rule: rule("aaaaaaaaaaaaaaa2", 0, 0)},
+		{Kind: OpAddRule, Chain: "filter-a", Rule: &Rule{Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictReturn}}}},
+		{Kind: OpAddRule, Chain: "raw-c", Rule: rule("ccccccccccccccc1", 7, 8)}}
+	if err := r.Run(4, TableName, ops); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Counters(4, TableName, "filter-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]RuleCounter{
+		"filter-a": {{Hash: "aaaaaaaaaaaaaaa1", Packets: 56, Bytes: 1234}, {Hash: "aaaaaaaaaaaaaaa2"}, {}},
+		"filter-b": {{Hash: "bbbbbbbbbbbbbbb1", Packets: 1, Bytes: 2}},
+	}
+	if len(got) != len(want) || !slices.Equal(got["filter-a"], want["filter-a"]) || !slices.Equal(got["filter-b"], want["filter-b"]) {
+		t.Errorf("counters %+v, want %+v", got, want)
+	}
+	st, err := r.Read(4, TableName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := st.Chains["filter-a"].Hashes; !slices.Equal(h, []string{"aaaaaaaaaaaaaaa1", "aaaaaaaaaaaaaaa2", ""}) {
+		t.Errorf("filter-a read as %q", h)
+	}
+	if c := st.Chains["filter-empty"]; c == nil || len(c.Hashes) != 0 || len(st.Chains) != 4 {
+		t.Errorf("chains read as %+v", st.Chains)
+	}
+}

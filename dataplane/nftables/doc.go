@@ -19,8 +19,9 @@
 // sends, checked against the library's encoding) into one buffer, and
 // only the batch's last message asks for an acknowledgement: the kernel
 // reports each message it refuses anyway, and a reply (and an echo) per
-// rule cost a cold start more than the kernel's own work. Reads go
-// through github.com/google/nftables. The table keeps each rule as its
+// rule cost a cold start more than the kernel's own work. The rules are
+// read back (hashes, counters) in one dump of the table on that socket;
+// chains and sets are read through github.com/google/nftables. The table keeps each rule as its
 // hash and its expressions already encoded (the bytes the hash was taken
 // over), not as expression trees; a rule that looks up an anonymous set
 // (a port list) keeps its expressions, as each batch names the set anew.

@@ -111,6 +111,10 @@ func (n *NetlinkRunner) Read(family int, table string) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing chains: %w", err)
 	}
+	rules, err := n.writers[familyIndex(family)].dumpRules(family, table, "")
+	if err != nil {
+		return nil, err
+	}
 	for _, ch := range chains {
 		if ch.Table.Name != table {
 			continue
@@ -119,12 +123,8 @@ func (n *NetlinkRunner) Read(family int, table string) (*State, error) {
 		if ch.Hooknum != nil && ch.Priority != nil {
 			cs.Base = &BaseChain{Type: ch.Type, Hook: *ch.Hooknum, Priority: *ch.Priority}
 		}
-		rules, err := c.GetRules(t, ch)
-		if err != nil {
-			return nil, fmt.Errorf("reading chain %s: %w", ch.Name, err)
-		}
-		for _, r := range rules {
-			cs.Hashes = append(cs.Hashes, HashOf(r.UserData))
+		for _, r := range rules[ch.Name] {
+			cs.Hashes = append(cs.Hashes, r.Hash)
 		}
 		st.Chains[ch.Name] = cs
 	}
@@ -175,37 +175,117 @@ func (n *NetlinkRunner) Exists(family int, table string) (bool, error) {
 // Counters reads the counters of the chains whose names start with
 // prefix.
 func (n *NetlinkRunner) Counters(family int, table, prefix string) (map[string][]RuleCounter, error) {
-	c, mu, err := n.conn(family)
-	if err != nil {
-		return nil, err
+	i := familyIndex(family)
+	n.mu[i].Lock()
+	defer n.mu[i].Unlock()
+	return n.writers[i].dumpRules(family, table, prefix)
+}
+
+// dumpRules reads every rule of a table in one dump (the library's
+// GetRules is a dump per chain, and decodes every expression of every
+// rule): each rule's hash and counter, by chain, in order, for the chains
+// whose names start with prefix.
+func (w *writer) dumpRules(family int, table, prefix string) (map[string][]RuleCounter, error) {
+	if w.fd == 0 {
+		if err := w.open(); err != nil {
+			return nil, err
+		}
 	}
-	defer mu.Unlock()
-	chains, err := c.ListChainsOfTableFamily(tableFamily(family))
-	if err != nil {
-		return nil, fmt.Errorf("listing chains: %w", err)
+	b := &w.b // its buffer, for one request
+	b.buf, b.fam, b.seq = b.buf[:0], byte(tableFamily(family)), w.seq
+	b.first = b.seq + 1
+	at := b.begin(nftMsg|unix.NFT_MSG_GETRULE, unix.NLM_F_REQUEST|unix.NLM_F_DUMP, b.fam, 0)
+	b.attrStr(unix.NFTA_RULE_TABLE, table)
+	b.end(at)
+	w.seq = b.seq
+	fail := func(err error) (map[string][]RuleCounter, error) {
+		w.close()
+		return nil, fmt.Errorf("reading the rules of %s: %w", table, err)
 	}
-	t := &nftables.Table{Name: table, Family: tableFamily(family)}
+	if err := unix.Sendto(w.fd, b.buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return fail(err)
+	}
+	if w.recv == nil {
+		w.recv = make([]byte, 64<<10)
+	}
 	out := map[string][]RuleCounter{}
-	for _, ch := range chains {
-		if ch.Table.Name != table || !strings.HasPrefix(ch.Name, prefix) {
+	for {
+		nr, _, err := unix.Recvfrom(w.fd, w.recv, 0)
+		if err == unix.EINTR {
 			continue
 		}
-		rules, err := c.GetRules(t, ch)
 		if err != nil {
-			return nil, fmt.Errorf("reading chain %s: %w", ch.Name, err)
+			return fail(err)
 		}
-		cs := make([]RuleCounter, len(rules))
-		for i, r := range rules {
-			cs[i].Hash = HashOf(r.UserData)
-			for _, e := range r.Exprs {
-				if x, ok := e.(*expr.Counter); ok {
-					cs[i].Packets, cs[i].Bytes = x.Packets, x.Bytes
+		msgs, err := syscall.ParseNetlinkMessage(w.recv[:nr])
+		if err != nil {
+			return fail(err)
+		}
+		for _, m := range msgs {
+			if m.Header.Seq != b.first {
+				continue // not this dump's
+			}
+			switch m.Header.Type {
+			case unix.NLMSG_DONE:
+				return out, nil
+			case unix.NLMSG_ERROR:
+				if len(m.Data) >= 4 {
+					if code := -int32(binary.NativeEndian.Uint32(m.Data)); code != 0 {
+						return fail(syscall.Errno(code))
+					}
+				}
+			case nftMsg | unix.NFT_MSG_NEWRULE:
+				if len(m.Data) < nfgenLen {
+					continue
+				}
+				chain, rc := ruleCounter(m.Data[nfgenLen:])
+				if strings.HasPrefix(chain, prefix) {
+					out[chain] = append(out[chain], rc)
 				}
 			}
 		}
-		out[ch.Name] = cs
 	}
-	return out, nil
+}
+
+// ruleCounter reads a rule message's chain, hash (from its user data)
+// and counter.
+func ruleCounter(attrs []byte) (chain string, rc RuleCounter) {
+	each(attrs, func(t uint16, v []byte) {
+		switch t {
+		case unix.NFTA_RULE_CHAIN:
+			chain = strings.TrimRight(string(v), "\x00")
+		case unix.NFTA_RULE_USERDATA:
+			rc.Hash = HashOf(v)
+		case unix.NFTA_RULE_EXPRESSIONS:
+			each(v, func(_ uint16, elem []byte) {
+				var name string
+				var data []byte
+				each(elem, func(t uint16, v []byte) {
+					switch t {
+					case unix.NFTA_EXPR_NAME:
+						name = strings.TrimRight(string(v), "\x00")
+					case unix.NFTA_EXPR_DATA:
+						data = v
+					}
+				})
+				if name != "counter" {
+					return
+				}
+				each(data, func(t uint16, v []byte) {
+					if len(v) != 8 {
+						return
+					}
+					switch t {
+					case unix.NFTA_COUNTER_PACKETS:
+						rc.Packets = binary.BigEndian.Uint64(v)
+					case unix.NFTA_COUNTER_BYTES:
+						rc.Bytes = binary.BigEndian.Uint64(v)
+					}
+				})
+			})
+		}
+	})
+	return chain, rc
 }
 
 // Run writes the ops as one netlink batch: the kernel applies all of it
