@@ -74,7 +74,9 @@ func (s *Syncer) watch(ctx context.Context, out chan<- Batch, bo *backoff.Backof
 		// The receiver owns s.rev and s.state while it runs.
 		cancel()
 		if ended != nil {
-			<-ended
+			if err := <-ended; err != nil {
+				s.log.Debug("watch receiver ended", "err", err) // the watch's end, already reported
+			}
 		}
 		created = seen.created.Load()
 		if created {

@@ -267,7 +267,7 @@ func openNetfilter(buf *netfilterBuffers) (*netfilterSocket, error) {
 		return nil, fmt.Errorf("opening a netfilter netlink socket: %w", err)
 	}
 	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		unix.Close(fd)
+		_ = unix.Close(fd)
 		return nil, fmt.Errorf("binding a netfilter netlink socket: %w", err)
 	}
 	tv := unix.NsecToTimeval((5 * time.Second).Nanoseconds())
@@ -278,7 +278,7 @@ func openNetfilter(buf *netfilterBuffers) (*netfilterSocket, error) {
 	return &netfilterSocket{fd: fd, netfilterBuffers: buf}, nil
 }
 
-func (s *netfilterSocket) close() { unix.Close(s.fd) }
+func (s *netfilterSocket) close() { _ = unix.Close(s.fd) }
 
 // add queues a request about the miss set (key nil: a dump of it) or the
 // peers set's element key, numbered by its position.

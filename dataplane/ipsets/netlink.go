@@ -71,14 +71,14 @@ func OpenNetlink(timeout time.Duration) (*NetlinkSocket, error) {
 		return nil, fmt.Errorf("opening a netfilter netlink socket: %w", err)
 	}
 	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		unix.Close(fd)
+		_ = unix.Close(fd)
 		return nil, fmt.Errorf("binding a netfilter netlink socket: %w", err)
 	}
 	if timeout > 0 {
 		tv := unix.NsecToTimeval(timeout.Nanoseconds())
 		for _, opt := range []int{unix.SO_SNDTIMEO, unix.SO_RCVTIMEO} {
 			if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, opt, &tv); err != nil {
-				unix.Close(fd)
+				_ = unix.Close(fd)
 				return nil, fmt.Errorf("setting the netlink timeout: %w", err)
 			}
 		}
