@@ -2,8 +2,6 @@ package conntrack
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
 	"syscall"
@@ -13,6 +11,8 @@ import (
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"ocelot/dataplane/internal/nlsock"
 )
 
 // PeersTable is the nftables table, one per IP family ("ip" and "ip6"),
@@ -35,7 +35,7 @@ type NftPeers struct {
 	IPv6     bool     // keep a record for IPv6 too
 	Size     uint32   // elements per family (0: PeersSize)
 
-	buf netfilterBuffers // reused by each exchange (the Forgetter's goroutine only)
+	raw *nlsock.Raw // look-ups (the Forgetter's goroutine only)
 }
 
 const (
@@ -181,15 +181,14 @@ func (p *NftPeers) Add(_ context.Context, addrs []netip.Addr) error {
 // Complete implements Peers: no family's miss set holds an address (one
 // dump of each, a set of at most a few elements).
 func (p *NftPeers) Complete(context.Context) (bool, error) {
-	s, err := openNetfilter(&p.buf)
+	r, err := p.socket()
 	if err != nil {
 		return false, err
 	}
-	defer s.close()
 	for _, fam := range p.families() {
-		s.add(msgGetSetElem, unix.NLM_F_DUMP, uint8(fam), nil)
+		p.request(r, unix.NLM_F_DUMP, uint8(fam), nil)
 		empty := true
-		err := s.exchange(func(_ uint32, typ uint16, payload []byte) {
+		err := p.exchange(r, func(typ uint16, payload []byte) {
 			if typ == subsysNFTables<<8|msgNewSetElem && hasElements(payload) {
 				empty = false
 			}
@@ -209,19 +208,20 @@ func (p *NftPeers) Complete(context.Context) (bool, error) {
 // Seen implements Peers: one look-up per address, answered from the
 // set's hash (no dump of the set), all sent in one write.
 func (p *NftPeers) Seen(_ context.Context, addrs []netip.Addr) (bool, error) {
-	s, err := openNetfilter(&p.buf)
+	r, err := p.socket()
 	if err != nil {
 		return false, err
 	}
-	defer s.close()
 	for _, a := range addrs {
 		if !a.Is4() && !p.IPv6 {
 			return true, nil // no record of this family: it may have had flows
 		}
-		s.add(msgGetSetElem, unix.NLM_F_ACK, uint8(familyOf(a)), a.AsSlice())
+	}
+	for _, a := range addrs {
+		p.request(r, unix.NLM_F_ACK, uint8(familyOf(a)), a.AsSlice())
 	}
 	seen := false
-	err = s.exchange(nil, func(_ uint32, errno syscall.Errno) error {
+	err = p.exchange(r, nil, func(_ uint32, errno syscall.Errno) error {
 		switch errno {
 		case 0:
 			seen = true
@@ -250,116 +250,50 @@ const (
 	nfgenmsgSize      = 4
 )
 
-// netfilterSocket is a netlink socket to nf_tables in the calling
-// thread's namespace, with requests queued for one write.
-type netfilterSocket struct {
-	fd int
-	*netfilterBuffers
-	sent int // requests queued
+// socket is the record's netlink socket, opened at first use (on the
+// Forgetter's goroutine, in the agent's namespace) and kept.
+func (p *NftPeers) socket() (*nlsock.Raw, error) {
+	if p.raw == nil {
+		raw, err := nlsock.OpenRaw(5 * time.Second)
+		if err != nil {
+			return nil, err
+		}
+		p.raw = raw
+	}
+	return p.raw, nil
 }
 
-// netfilterBuffers are the requests written and the replies read.
-type netfilterBuffers struct{ out, in []byte }
-
-func openNetfilter(buf *netfilterBuffers) (*netfilterSocket, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
-	if err != nil {
-		return nil, fmt.Errorf("opening a netfilter netlink socket: %w", err)
+// exchange runs r's queued requests; after a failure, replies may be
+// left unread, so the next exchange gets a new socket.
+func (p *NftPeers) exchange(r *nlsock.Raw, data func(typ uint16, payload []byte), done func(seq uint32, errno syscall.Errno) error) error {
+	if err := r.Exchange(data, done); err != nil {
+		_ = r.Close() // replaced at the next use
+		p.raw = nil
+		return err
 	}
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		_ = unix.Close(fd)
-		return nil, fmt.Errorf("binding a netfilter netlink socket: %w", err)
-	}
-	tv := unix.NsecToTimeval((5 * time.Second).Nanoseconds())
-	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	if buf.in == nil {
-		buf.in = make([]byte, 64<<10)
-	}
-	return &netfilterSocket{fd: fd, netfilterBuffers: buf}, nil
+	return nil
 }
 
-func (s *netfilterSocket) close() { _ = unix.Close(s.fd) }
-
-// add queues a request about the miss set (key nil: a dump of it) or the
-// peers set's element key, numbered by its position.
-func (s *netfilterSocket) add(msg uint16, flags uint16, family uint8, key []byte) {
+// request queues a GETSETELEM: a dump of the miss set (key nil), or a
+// look-up of key in the peers set.
+func (p *NftPeers) request(r *nlsock.Raw, flags uint16, family uint8, key []byte) {
 	set := missSet
 	if key != nil {
 		set = peersSet
 	}
-	start := len(s.out)
-	s.out = binary.NativeEndian.AppendUint32(s.out, 0) // length, below
-	s.out = binary.NativeEndian.AppendUint16(s.out, subsysNFTables<<8|msg)
-	s.out = binary.NativeEndian.AppendUint16(s.out, unix.NLM_F_REQUEST|flags)
-	s.out = binary.NativeEndian.AppendUint32(s.out, uint32(s.sent)) // sequence
-	s.out = binary.NativeEndian.AppendUint32(s.out, 0)
-	s.out = append(s.out, family, unix.NFNETLINK_V0, 0, 0)
-	s.out = appendAttr(s.out, attrElemListTable, append([]byte(PeersTable), 0))
-	s.out = appendAttr(s.out, attrElemListSet, append([]byte(set), 0))
+	r.Begin(subsysNFTables<<8|msgGetSetElem, flags, family)
+	r.Attr(attrElemListTable, append([]byte(PeersTable), 0))
+	r.Attr(attrElemListSet, append([]byte(set), 0))
 	if key != nil {
-		value := appendAttr(nil, attrDataValue, key)
-		elem := appendAttr(nil, attrSetElemKey|unix.NLA_F_NESTED, value)
-		list := appendAttr(nil, attrListElem|unix.NLA_F_NESTED, elem)
-		s.out = appendAttr(s.out, attrElemListElems|unix.NLA_F_NESTED, list)
+		list := r.Nest(attrElemListElems)
+		elem := r.Nest(attrListElem)
+		k := r.Nest(attrSetElemKey)
+		r.Attr(attrDataValue, key)
+		r.End(k)
+		r.End(elem)
+		r.End(list)
 	}
-	binary.NativeEndian.PutUint32(s.out[start:], uint32(len(s.out)-start))
-	s.sent++
-}
-
-// appendAttr appends a netlink attribute, padded to four bytes.
-func appendAttr(b []byte, typ uint16, val []byte) []byte {
-	b = binary.NativeEndian.AppendUint16(b, uint16(4+len(val)))
-	b = binary.NativeEndian.AppendUint16(b, typ)
-	b = append(b, val...)
-	for len(b)%4 != 0 {
-		b = append(b, 0)
-	}
-	return b
-}
-
-// exchange writes the queued requests and reads until each has ended: with
-// an acknowledgement or error (done gets its errno; an error it returns
-// stops the exchange), or, for a dump, NLMSG_DONE. data gets every other
-// message.
-func (s *netfilterSocket) exchange(data func(seq uint32, typ uint16, payload []byte), done func(seq uint32, errno syscall.Errno) error) error {
-	defer func() { s.out, s.sent = s.out[:0], 0 }()
-	if err := unix.Sendto(s.fd, s.out, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return fmt.Errorf("writing to nf_tables: %w", err)
-	}
-	for ended := 0; ended < s.sent; {
-		n, _, err := unix.Recvfrom(s.fd, s.in, 0)
-		if err != nil {
-			return fmt.Errorf("reading from nf_tables: %w", err)
-		}
-		for b := s.in[:n]; len(b) >= unix.NLMSG_HDRLEN; {
-			l := int(binary.NativeEndian.Uint32(b))
-			if l < unix.NLMSG_HDRLEN || l > len(b) {
-				return fmt.Errorf("malformed nf_tables message (length %d of %d)", l, len(b))
-			}
-			typ, seq, payload := binary.NativeEndian.Uint16(b[4:]), binary.NativeEndian.Uint32(b[8:]), b[unix.NLMSG_HDRLEN:l]
-			b = b[min((l+3)&^3, len(b)):]
-			switch typ {
-			case unix.NLMSG_DONE:
-				ended++
-				if err := done(seq, 0); err != nil {
-					return err
-				}
-			case unix.NLMSG_ERROR:
-				ended++
-				if len(payload) < 4 {
-					return errors.New("short nf_tables error message")
-				}
-				if err := done(seq, syscall.Errno(-int32(binary.NativeEndian.Uint32(payload)))); err != nil {
-					return err
-				}
-			default:
-				if data != nil {
-					data(seq, typ, payload)
-				}
-			}
-		}
-	}
-	return nil
+	r.Finish()
 }
 
 // hasElements reports whether a set element message lists any element.

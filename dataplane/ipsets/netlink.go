@@ -2,13 +2,14 @@ package ipsets
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"ocelot/dataplane/internal/nlsock"
 )
 
 // Change is one set's members to add or delete (-exist semantics: adding
@@ -40,9 +41,8 @@ func changesOf(ops []Op) []Change {
 // member), and every message of a Write goes in one send. Not safe for
 // concurrent use; the dataplane goroutine is its only user.
 type NetlinkSocket struct {
-	fd  int
-	out []byte
-	in  []byte
+	raw     *nlsock.Raw
+	timeout time.Duration
 }
 
 // ipset's netlink numbers (linux/netfilter/ipset/ip_set.h).
@@ -66,70 +66,41 @@ const (
 // OpenNetlink opens the socket in the calling thread's namespace; timeout
 // bounds each send and receive (0: none).
 func OpenNetlink(timeout time.Duration) (*NetlinkSocket, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
+	raw, err := nlsock.OpenRaw(timeout)
 	if err != nil {
-		return nil, fmt.Errorf("opening a netfilter netlink socket: %w", err)
+		return nil, err
 	}
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		_ = unix.Close(fd)
-		return nil, fmt.Errorf("binding a netfilter netlink socket: %w", err)
-	}
-	if timeout > 0 {
-		tv := unix.NsecToTimeval(timeout.Nanoseconds())
-		for _, opt := range []int{unix.SO_SNDTIMEO, unix.SO_RCVTIMEO} {
-			if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, opt, &tv); err != nil {
-				_ = unix.Close(fd)
-				return nil, fmt.Errorf("setting the netlink timeout: %w", err)
-			}
-		}
-	}
-	return &NetlinkSocket{fd: fd, in: make([]byte, 32<<10)}, nil
+	return &NetlinkSocket{raw: raw, timeout: timeout}, nil
 }
 
 // Close closes the socket.
-func (s *NetlinkSocket) Close() error { return unix.Close(s.fd) }
+func (s *NetlinkSocket) Close() error { return s.raw.Close() }
 
 // Write implements Netlink. On an error, the changes before the failing
 // member have taken effect (each is idempotent: write them all again).
 func (s *NetlinkSocket) Write(changes []Change) error {
-	s.out = s.out[:0]
-	seq := uint32(0)
+	n := 0
 	for _, c := range changes {
-		for nets := c.Nets; len(nets) > 0; {
-			n := min(len(nets), membersPerMessage)
-			s.out = appendChange(s.out, seq, c.Set, c.Add, nets[:n])
-			nets = nets[n:]
-			seq++
+		for nets := c.Nets; len(nets) > 0; n++ {
+			k := min(len(nets), membersPerMessage)
+			s.appendChange(c.Set, c.Add, nets[:k])
+			nets = nets[k:]
 		}
-	}
-	if err := unix.Sendto(s.fd, s.out, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return fmt.Errorf("writing IP set changes: %w", err)
 	}
 	var first error
-	for acked := uint32(0); acked < seq; {
-		n, _, err := unix.Recvfrom(s.fd, s.in, 0)
-		if err != nil {
-			return fmt.Errorf("reading IP set acknowledgements: %w", err)
+	err := s.raw.Exchange(nil, func(seq uint32, errno syscall.Errno) error {
+		if errno != 0 && first == nil {
+			first = fmt.Errorf("IP set change %d of %d: %w", seq+1, n, ipsetErr(errno))
 		}
-		for b := s.in[:n]; len(b) >= unix.NLMSG_HDRLEN; {
-			l := int(binary.NativeEndian.Uint32(b))
-			if l < unix.NLMSG_HDRLEN || l > len(b) {
-				return fmt.Errorf("malformed netlink message (length %d of %d)", l, len(b))
-			}
-			typ, msgSeq := binary.NativeEndian.Uint16(b[4:]), binary.NativeEndian.Uint32(b[8:])
-			payload := b[unix.NLMSG_HDRLEN:l]
-			b = b[min((l+3)&^3, len(b)):]
-			if typ != unix.NLMSG_ERROR {
-				continue
-			}
-			acked++
-			if len(payload) < 4 {
-				return errors.New("short netlink acknowledgement")
-			}
-			if errno := syscall.Errno(-int32(binary.NativeEndian.Uint32(payload))); errno != 0 && first == nil {
-				first = fmt.Errorf("IP set change %d of %d: %w", msgSeq+1, seq, ipsetErr(errno))
-			}
+		return nil
+	})
+	if err != nil {
+		// Replies may be left unread: the next write gets a new socket.
+		if raw, oerr := nlsock.OpenRaw(s.timeout); oerr == nil {
+			_ = s.raw.Close() // replaced
+			s.raw = raw
 		}
+		return fmt.Errorf("writing IP set changes: %w", err)
 	}
 	return first
 }
@@ -143,56 +114,31 @@ func ipsetErr(e syscall.Errno) error {
 	return e
 }
 
-// appendChange appends one ADD or DEL message of nets to set.
-func appendChange(b []byte, seq uint32, set string, add bool, nets []netip.Prefix) []byte {
+// appendChange queues one ADD or DEL message of nets to set, without
+// NLM_F_EXCL: -exist semantics.
+func (s *NetlinkSocket) appendChange(set string, add bool, nets []netip.Prefix) {
 	cmd := uint16(cmdDel)
 	if add {
 		cmd = cmdAdd
 	}
-	start := len(b)
-	b = binary.NativeEndian.AppendUint32(b, 0) // length, below
-	b = binary.NativeEndian.AppendUint16(b, subsysIPSet<<8|cmd)
-	b = binary.NativeEndian.AppendUint16(b, unix.NLM_F_REQUEST|unix.NLM_F_ACK) // no NLM_F_EXCL: -exist
-	b = binary.NativeEndian.AppendUint32(b, seq)
-	b = binary.NativeEndian.AppendUint32(b, 0)
-	b = append(b, unix.AF_INET, unix.NFNETLINK_V0, 0, 0) // the set's own family applies
-	b = appendAttr(b, attrProtocol, []byte{ipsetProtocol})
-	b = appendAttr(b, attrSetName, append([]byte(set), 0))
-	b = appendAttr(b, attrLineNo, binary.NativeEndian.AppendUint32(nil, 0))
-	adt := len(b)
-	b = appendAttr(b, attrADT|unix.NLA_F_NESTED, nil)
+	r := s.raw
+	r.Begin(subsysIPSet<<8|cmd, unix.NLM_F_ACK, unix.AF_INET) // the set's own family applies
+	r.Attr(attrProtocol, []byte{ipsetProtocol})
+	r.Attr(attrSetName, append([]byte(set), 0))
+	r.Attr(attrLineNo, binary.NativeEndian.AppendUint32(nil, 0))
+	adt := r.Nest(attrADT)
 	for _, n := range nets {
-		data := len(b)
-		b = appendAttr(b, attrData|unix.NLA_F_NESTED, nil)
-		ip := len(b)
-		b = appendAttr(b, attrIP|unix.NLA_F_NESTED, nil)
+		data := r.Nest(attrData)
+		ip := r.Nest(attrIP)
 		if n.Addr().Is4() {
-			b = appendAttr(b, attrIPv4|unix.NLA_F_NET_BYTEORDER, n.Addr().AsSlice())
+			r.Attr(attrIPv4|unix.NLA_F_NET_BYTEORDER, n.Addr().AsSlice())
 		} else {
-			b = appendAttr(b, attrIPv6|unix.NLA_F_NET_BYTEORDER, n.Addr().AsSlice())
+			r.Attr(attrIPv6|unix.NLA_F_NET_BYTEORDER, n.Addr().AsSlice())
 		}
-		endAttr(b, ip)
-		b = appendAttr(b, attrCIDR, []byte{uint8(n.Bits())})
-		endAttr(b, data)
+		r.End(ip)
+		r.Attr(attrCIDR, []byte{uint8(n.Bits())})
+		r.End(data)
 	}
-	endAttr(b, adt)
-	binary.NativeEndian.PutUint32(b[start:], uint32(len(b)-start))
-	return b
-}
-
-// appendAttr appends a netlink attribute, padded to four bytes.
-func appendAttr(b []byte, typ uint16, val []byte) []byte {
-	b = binary.NativeEndian.AppendUint16(b, uint16(4+len(val)))
-	b = binary.NativeEndian.AppendUint16(b, typ)
-	b = append(b, val...)
-	for len(b)%4 != 0 {
-		b = append(b, 0)
-	}
-	return b
-}
-
-// endAttr sets the length of the nested attribute at start to cover what
-// was appended since.
-func endAttr(b []byte, start int) {
-	binary.NativeEndian.PutUint16(b[start:], uint16(len(b)-start))
+	r.End(adt)
+	r.Finish()
 }
