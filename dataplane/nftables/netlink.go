@@ -258,16 +258,7 @@ func ruleCounter(attrs []byte) (chain string, rc RuleCounter) {
 			rc.Hash = HashOf(v)
 		case unix.NFTA_RULE_EXPRESSIONS:
 			each(v, func(_ uint16, elem []byte) {
-				var name string
-				var data []byte
-				each(elem, func(t uint16, v []byte) {
-					switch t {
-					case unix.NFTA_EXPR_NAME:
-						name = strings.TrimRight(string(v), "\x00")
-					case unix.NFTA_EXPR_DATA:
-						data = v
-					}
-				})
+				name, data := exprOf(elem)
 				if name != "counter" {
 					return
 				}

@@ -212,16 +212,7 @@ func (x *Rule) Refs() (chains, sets []string) {
 	// (NFTA_IMMEDIATE_DATA/NFTA_DATA_VERDICT/NFTA_VERDICT_CHAIN), a
 	// lookup's set (NFTA_LOOKUP_SET).
 	each(x.enc, func(_ uint16, elem []byte) {
-		var name string
-		var data []byte
-		each(elem, func(t uint16, v []byte) {
-			switch t {
-			case unix.NFTA_EXPR_NAME:
-				name = strings.TrimRight(string(v), "\x00")
-			case unix.NFTA_EXPR_DATA:
-				data = v
-			}
-		})
+		name, data := exprOf(elem)
 		each(data, func(t uint16, v []byte) {
 			switch {
 			case name == "lookup" && t == unix.NFTA_LOOKUP_SET:
@@ -240,6 +231,19 @@ func (x *Rule) Refs() (chains, sets []string) {
 		})
 	})
 	return chains, sets
+}
+
+// exprOf is an encoded expression's name and data.
+func exprOf(elem []byte) (name string, data []byte) {
+	each(elem, func(t uint16, v []byte) {
+		switch t {
+		case unix.NFTA_EXPR_NAME:
+			name = strings.TrimRight(string(v), "\x00")
+		case unix.NFTA_EXPR_DATA:
+			data = v
+		}
+	})
+	return name, data
 }
 
 // each calls f with the type (flags masked) and payload of each netlink
