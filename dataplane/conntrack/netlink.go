@@ -68,6 +68,12 @@ func (n Netlink) Forget(ctx context.Context, match func(Tuple) bool) (int, error
 	}
 	deleted := 0
 	var errs []error
+	if err != nil {
+		// The table changed during the dump: what it returned is deleted,
+		// and the pass counts as failed, so its batch is tried again (and
+		// a record of peers built from it is not trusted).
+		errs = append(errs, fmt.Errorf("dumping conntrack: %w", err))
+	}
 	if parseErr != nil {
 		errs = append(errs, parseErr)
 	}
@@ -83,7 +89,7 @@ func (n Netlink) Forget(ctx context.Context, match func(Tuple) bool) (int, error
 		deleted++
 	}
 	if len(errs) > 0 {
-		return deleted, fmt.Errorf("deleting %d of %d conntrack entries failed, first: %w", len(errs), len(doomed), errs[0])
+		return deleted, fmt.Errorf("conntrack pass (%d of %d selected entries deleted): %w", deleted, len(doomed), errors.Join(errs...))
 	}
 	return deleted, nil
 }
