@@ -28,7 +28,7 @@ func benchMessages() []contract.Message {
 	for s := 0; s < benchSets; s++ {
 		var members []contract.Member
 		for m := 0; m < benchMembers; m++ {
-			a := netip.AddrFrom4([4]byte{10, byte(s >> 8), byte(s), byte(m)})
+			a := netip.AddrFrom4([4]byte{100, 64 + byte(s>>8)&63, byte(s), byte(m)})
 			members = append(members, contract.Member{Net: netip.PrefixFrom(a, 32)})
 		}
 		msgs = append(msgs, contract.IPSetUpdate{ID: fmt.Sprintf("s:bench%05d", s), Type: contract.IPSetNet, Members: members})

@@ -26,11 +26,21 @@ func benchTable(b *testing.B, endpoints, policies, jumps int) (*Table, *NetlinkR
 	for p := 0; p < policies; p++ {
 		var members []contract.Member
 		for m := 0; m < 50; m++ {
-			members = append(members, contract.Member{Net: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(p >> 8), byte(p), byte(m)}), 32)})
+			members = append(members, contract.Member{Net: netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 64 + byte(p>>8)&63, byte(p), byte(m)}), 32)})
 		}
 		tb.Replace(fmt.Sprintf("s:p%d", p), TypeNet, members)
 		f.UpdateChain(benchPolicyChain(p, 80))
 	}
+	benchEndpoints(f, endpoints, policies, jumps)
+	if _, err := tb.Apply(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	return tb, r
+}
+
+// benchEndpoints adds the endpoints' chains, each jumping to jumps of the
+// policies, and the dispatch chain that reaches them.
+func benchEndpoints(f *Layer, endpoints, policies, jumps int) {
 	disp := &rs.Chain{Name: "cali-to-wl-dispatch"}
 	for e := 0; e < endpoints; e++ {
 		var rules []rs.Rule
@@ -43,10 +53,6 @@ func benchTable(b *testing.B, endpoints, policies, jumps int) (*Table, *NetlinkR
 	}
 	f.UpdateChain(disp)
 	f.SetInserts("FORWARD", []rs.Rule{{Action: rs.Jump{Chain: "cali-to-wl-dispatch"}}})
-	if _, err := tb.Apply(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	return tb, r
 }
 
 func benchPolicyChain(p int, port uint16) *rs.Chain {
@@ -79,7 +85,7 @@ func BenchmarkKernelPolicyChange(b *testing.B) {
 // BenchmarkKernelMemberChange is one member joining or leaving a set.
 func BenchmarkKernelMemberChange(b *testing.B) {
 	tb, _ := benchTable(b, 200, 1000, 20)
-	m := []contract.Member{{Net: netip.MustParsePrefix("10.99.0.1/32")}}
+	m := []contract.Member{{Net: netip.MustParsePrefix("100.99.0.1/32")}}
 	i := 0
 	for b.Loop() {
 		if i%2 == 0 {
@@ -118,7 +124,7 @@ func BenchmarkKernelColdStart(b *testing.B) {
 		for s := 0; s < sets; s++ {
 			members := make([]contract.Member, 20)
 			for m := range members {
-				members[m] = contract.Member{Net: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(s >> 8), byte(s), byte(m)}), 32)}
+				members[m] = contract.Member{Net: netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 64 + byte(s>>8)&63, byte(s), byte(m)}), 32)}
 			}
 			tb.Replace(fmt.Sprintf("s:p%d", s), TypeNet, members)
 		}
@@ -129,18 +135,7 @@ func BenchmarkKernelColdStart(b *testing.B) {
 				{Match: rs.Match{}.MarkSet(0x10000), Action: rs.Return{}},
 			}})
 		}
-		disp := &rs.Chain{Name: "cali-to-wl-dispatch"}
-		for e := 0; e < endpoints; e++ {
-			var rules []rs.Rule
-			for j := 0; j < jumps; j++ {
-				rules = append(rules, rs.Rule{Match: rs.Match{}.MarkClear(0x20000), Action: rs.Jump{Chain: fmt.Sprintf("cali-pi-%d", (e*jumps+j)%policies)}},
-					rs.Rule{Match: rs.Match{}.MarkSet(0x10000), Action: rs.Return{}})
-			}
-			f.UpdateChain(&rs.Chain{Name: fmt.Sprintf("cali-tw-tap%d", e), Rules: rules})
-			disp.Rules = append(disp.Rules, rs.Rule{Match: rs.Match{}.OutInterface(fmt.Sprintf("tap%d", e)), Action: rs.Goto{Chain: fmt.Sprintf("cali-tw-tap%d", e)}})
-		}
-		f.UpdateChain(disp)
-		f.SetInserts("FORWARD", []rs.Rule{{Action: rs.Jump{Chain: "cali-to-wl-dispatch"}}})
+		benchEndpoints(f, endpoints, policies, jumps)
 		if _, err := tb.Apply(context.Background()); err != nil {
 			b.Fatal(err)
 		}
