@@ -98,7 +98,11 @@ type Config struct {
 	HealthPort                      int
 	ExplainSocketPath               string // "" means off
 	DataplaneWatchdogTimeout        time.Duration
-	NetlinkTimeoutSecs              time.Duration
+
+	GoGCThreshold      int
+	GoMemoryLimitMB    int
+	GoMaxProcs         int
+	NetlinkTimeoutSecs time.Duration
 
 	ReportingIntervalSecs      time.Duration
 	ReportingTTLSecs           time.Duration

@@ -237,6 +237,16 @@ var params = append(append([]Param{
 	{Name: "HealthPort", YAML: "healthPort", Kind: KindInt, Default: "9099", Min: 0, Max: 65535},
 	{Name: "ExplainSocketPath", Kind: KindPath, Default: "/var/run/calico/ocelot.sock", Local: true, From: FromOcelot,
 		Doc: "the local socket 'ocelot explain' asks: mode 0600, in a directory that only root may write; none turns it off"},
+	// The Go runtime. The environment's GOGC, GOMEMLIMIT and GOMAXPROCS
+	// win over these, as in Felix.
+	{Name: "GoGCThreshold", YAML: "goGCThreshold", Kind: KindInt, Default: "40", Min: -1, Max: 10000, Live: true,
+		Status: Differently, Reason: "when set, the GC percentage as in Felix (-1: no GC, with GoMemoryLimitMB); when not set, Ocelot's own: 25 while loading a snapshot, then 25 with at least 16 MiB of headroom",
+		Doc: "how far the heap may grow, in percent of the live heap, before a garbage collection"},
+	{Name: "GoMemoryLimitMB", YAML: "goMemoryLimitMB", Kind: KindInt, Default: "-1", Min: -1, Max: 1 << 20, Live: true,
+		Doc: "a soft limit on the agent's Go memory in MiB; -1: none"},
+	{Name: "GoMaxProcs", YAML: "goMaxProcs", Kind: KindInt, Default: "-1", Min: -1, Max: 1024, Live: true,
+		Status: Differently, Reason: "-1 is Ocelot's own choice: every CPU while loading a snapshot, one once in sync (each change is a short burst of work that a second processor only spreads over more thread wake-ups)",
+		Doc: "how many threads may run Go code at once; -1: Ocelot chooses"},
 	{Name: "DataplaneWatchdogTimeout", YAML: "dataplaneWatchdogTimeout", Kind: KindSeconds, Default: "90"},
 	{Name: "NetlinkTimeoutSecs", YAML: "netlinkTimeout", Kind: KindSeconds, Default: "10",
 		Doc: "deadline on each netlink request of the dataplane (routes, neighbours, interface and address listings, IP-set members, conntrack)"},

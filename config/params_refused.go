@@ -17,7 +17,6 @@ const (
 	reasonFlowLogs   = "flow logs feed Calico's Goldmane service; Ocelot has drop logs (DropActionOverride = LogAndDrop), per-policy counters and ocelot explain instead"
 	reasonUsage      = "Ocelot never reports usage to anyone"
 	reasonDebug      = "Felix's debugging hooks; Ocelot serves pprof when OCELOT_DEBUG_PPROF is set"
-	reasonGoRuntime  = "use the GOGC, GOMEMLIMIT and GOMAXPROCS environment variables; Ocelot sets GOGC=25 unless GOGC is set"
 	reasonDriver     = "Ocelot is its own dataplane; external dataplane drivers are not supported"
 	reasonFeatures   = "Felix's kernel feature switches; Ocelot probes what it needs itself"
 	reasonMetricsTLS = "not implemented: metrics are served over plain HTTP; bind PrometheusMetricsHost to a local address or put a TLS proxy in front"
@@ -159,9 +158,6 @@ var refusedParams = refuse([]Param{
 	{Name: "SidecarAccelerationEnabled", YAML: "sidecarAccelerationEnabled", Kind: KindBool, Default: "false", Reason: reasonKubernetes},
 	{Name: "XDPEnabled", YAML: "xdpEnabled", Kind: KindBool, Default: "true", Reason: reasonXDP},
 	{Name: "GenericXDPEnabled", YAML: "genericXDPEnabled", Kind: KindBool, Default: "false", Reason: reasonXDP},
-	{Name: "GoGCThreshold", YAML: "goGCThreshold", Kind: KindInt, Default: "40", Reason: reasonGoRuntime},
-	{Name: "GoMemoryLimitMB", YAML: "goMemoryLimitMB", Kind: KindInt, Default: "-1", Reason: reasonGoRuntime},
-	{Name: "GoMaxProcs", YAML: "goMaxProcs", Kind: KindInt, Default: "-1", Reason: reasonGoRuntime},
 	{Name: "MTUIfacePattern", YAML: "mtuIfacePattern", Kind: KindString, Default: "^((en|wl|ww|sl|ib)[Pcopsvx].*|(eth|wlan|wwan).*)", Reason: reasonKubernetes},
 	{Name: "RequireMTUFile", YAML: "requireMTUFile", Kind: KindBool, Default: "false", Reason: reasonKubernetes},
 	{Name: "BPFMaglevMaxEndpointsPerService", YAML: "bpfMaglevMaxEndpointsPerService", Kind: KindInt, Default: "100", Reason: reasonBPF},

@@ -29,12 +29,6 @@ import (
 	"ocelot/datastore/resource"
 )
 
-// gcPercent is the agent's GOGC unless the environment sets one. The live
-// heap is small and, once in sync, changes are rare, so a tight heap goal
-// costs little CPU and keeps the RSS low; at 10,000 endpoints it trades
-// ~50 ms of start-up for ~10 MiB of peak RSS against Go's default of 100.
-const gcPercent = 25
-
 // Exit codes.
 const (
 	exitOK      = 0
@@ -83,12 +77,12 @@ type agent struct {
 	registry *prometheus.Registry
 	dsm      *datastore.Metrics
 	metrics  *agentMetrics
+	goRT     *goRuntime
 }
 
 func (a *agent) run() int {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
-	}
+	a.goRT = newGoRuntime(a.log, os.Getenv)
+	a.goRT.configure(a.cfg)
 	a.log.Info("ocelot starting", "version", version, "commit", commit, "config", a.path, "hostname", a.cfg.FelixHostname,
 		"region", a.cfg.OpenstackRegion, "namespace", a.cfg.Namespace())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -153,6 +147,7 @@ func (a *agent) run() int {
 	}
 	a.cfg = cfg
 	a.logs.setLevels(cfg)
+	a.goRT.configure(cfg)
 
 	registerAgentInfo(a.registry, cfg)
 	if cfg.PrometheusMetricsEnabled {
@@ -317,11 +312,13 @@ func (a *agent) loop(ctx context.Context, batches <-chan datastore.Batch, sigs <
 		case <-inSync:
 			inSync = nil
 			debug.FreeOSMemory() // hand the snapshot's garbage back now, not gradually
+			a.goRT.synced()
 			a.reportHealth()
 			a.status.SetInSync()
 			sdNotify("READY=1")
 			a.log.Info("dataplane in sync with the datastore")
 		case <-tick.C:
+			a.goRT.tick()
 			a.reportHealth()
 			if st := stampOf(a.path); st != fileStamp {
 				fileStamp = st
@@ -397,6 +394,7 @@ func (a *agent) apply(cfg *config.Config, why string) (code int, stop bool) {
 	}
 	a.cfg = cfg
 	a.logs.setLevels(cfg)
+	a.goRT.configure(cfg)
 	a.status.SetConfig(statusConfig(cfg))
 	a.log.Info("configuration applied live", "trigger", why, "changed", changed)
 	return 0, false
