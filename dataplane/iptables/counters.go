@@ -1,8 +1,6 @@
 package iptables
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -40,10 +38,8 @@ func ReadCounters(ctx context.Context, r Runner, table string) (map[string][]Rul
 // parseCounters reads "[packets:bytes] -A chain rule" lines.
 func parseCounters(out []byte) (map[string][]RuleCounter, error) {
 	chains := map[string][]RuleCounter{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 1<<26)
-	for sc.Scan() {
-		line := sc.Text()
+	for line := range strings.Lines(string(out)) {
+		line = strings.TrimRight(line, "\r\n")
 		if !strings.HasPrefix(line, "[") {
 			continue
 		}
@@ -61,7 +57,7 @@ func parseCounters(out []byte) (map[string][]RuleCounter, error) {
 		c := RuleCounter{Packets: packets, Bytes: bytes, Hash: ruleHash(rule)}
 		chains[chain] = append(chains[chain], c)
 	}
-	return chains, sc.Err()
+	return chains, nil
 }
 
 // ruleHash finds a rule's hash comment as hashRE does, without a regular

@@ -1,8 +1,6 @@
 package iptables
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -66,28 +64,32 @@ type kernelState struct {
 // checked too: iptables-nft-save reports incompatible tables there.
 func parseSaveAll(out []byte) (map[string]*kernelState, error) {
 	all := map[string]*kernelState{}
-	sections := bytes.Split(append([]byte("\n"), out...), []byte("\n*"))
-	if _, err := parseSave(sections[0]); err != nil {
+	// One copy of the output; every rule kept is a slice of it.
+	sections := strings.Split("\n"+string(out), "\n*")
+	if _, err := parseSaveText(sections[0]); err != nil {
 		return nil, err
 	}
 	for _, sec := range sections[1:] {
-		name, _, _ := bytes.Cut(sec, []byte("\n"))
-		st, err := parseSave(sec)
+		name, _, _ := strings.Cut(sec, "\n")
+		st, err := parseSaveText(sec)
 		if err != nil {
 			return nil, err
 		}
-		all[string(bytes.TrimSpace(name))] = st
+		all[strings.TrimSpace(name)] = st
 	}
 	return all, nil
 }
 
 // parseSave reads one table of iptables-save output.
-func parseSave(out []byte) (*kernelState, error) {
+func parseSave(out []byte) (*kernelState, error) { return parseSaveText(string(out)) }
+
+// parseSaveText reads one table of iptables-save output without copying
+// its lines: a re-read of a large table would otherwise allocate several
+// times its size.
+func parseSaveText(text string) (*kernelState, error) {
 	st := &kernelState{chains: map[string][]savedRule{}}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 1<<26)
-	for sc.Scan() {
-		line := sc.Text()
+	for line := range strings.Lines(text) {
+		line = strings.TrimRight(line, "\r\n")
 		switch {
 		case strings.HasPrefix(line, "# Table") && strings.Contains(line, "incompatible"):
 			return nil, fmt.Errorf("iptables-save: %s", line)
@@ -98,16 +100,14 @@ func parseSave(out []byte) (*kernelState, error) {
 			}
 		case strings.HasPrefix(line, "-A "):
 			chain, rest, _ := strings.Cut(line[3:], " ")
-			r := savedRule{text: rest}
-			if m := hashRE.FindStringSubmatch(rest); m != nil {
-				r.hash = m[1]
-			} else if oldRuleRE.MatchString(rest) {
+			r := savedRule{text: rest, hash: ruleHash(rest)}
+			if r.hash == "" && oldRuleRE.MatchString(rest) {
 				r.hash = "OLD"
 			}
 			st.chains[chain] = append(st.chains[chain], r)
 		}
 	}
-	return st, sc.Err()
+	return st, nil
 }
 
 // Table holds the desired state of one table of one family, rendered:
