@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -102,11 +103,11 @@ func (r *Raw) Finish() {
 // other message.
 func (r *Raw) Exchange(data func(typ uint16, payload []byte), done func(seq uint32, errno syscall.Errno) error) error {
 	defer func() { r.out, r.queued = r.out[:0], 0 }()
-	if err := unix.Sendto(r.fd, r.out, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	if err := r.send(); err != nil {
 		return fmt.Errorf("writing to netlink: %w", err)
 	}
 	for ended := uint32(0); ended < r.queued; {
-		n, _, err := unix.Recvfrom(r.fd, r.in, 0)
+		n, err := r.recv()
 		if err != nil {
 			return fmt.Errorf("reading from netlink: %w", err)
 		}
@@ -138,4 +139,37 @@ func (r *Raw) Exchange(data func(typ uint16, payload []byte), done func(seq uint
 		}
 	}
 	return nil
+}
+
+// send and recv first try without blocking, as raw system calls, which the
+// Go scheduler does not see: the kernel answers a netfilter request while
+// it is being sent, so its answer is there to be read. Only a call that
+// would block (EAGAIN) is made again the ordinary way, which lets the
+// runtime run other goroutines meanwhile. Every ordinary system call of a
+// process whose processors were idle wakes the runtime's monitor thread
+// (sysmon), which then polls every 20 µs until they are idle again; under
+// a steady trickle of changes those wake-ups cost more than the requests.
+func (r *Raw) send() error {
+	_, _, errno := syscall.RawSyscall6(unix.SYS_SENDTO, uintptr(r.fd), uintptr(unsafe.Pointer(unsafe.SliceData(r.out))), uintptr(len(r.out)),
+		unix.MSG_DONTWAIT, 0, 0) // no address: the socket's peer, the kernel
+	switch errno {
+	case 0:
+		return nil
+	case unix.EAGAIN, unix.EINTR:
+		return unix.Sendto(r.fd, r.out, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+	}
+	return errno
+}
+
+func (r *Raw) recv() (int, error) {
+	n, _, errno := syscall.RawSyscall6(unix.SYS_RECVFROM, uintptr(r.fd), uintptr(unsafe.Pointer(unsafe.SliceData(r.in))), uintptr(len(r.in)),
+		unix.MSG_DONTWAIT, 0, 0)
+	switch errno {
+	case 0:
+		return int(n), nil
+	case unix.EAGAIN, unix.EINTR:
+		n, _, err := unix.Recvfrom(r.fd, r.in, 0)
+		return n, err
+	}
+	return 0, errno
 }
