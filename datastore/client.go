@@ -71,7 +71,8 @@ func Connect(cc ClientConfig, log *slog.Logger) (*clientv3.Client, error) {
 			Backoff:           grpcbackoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second},
 			MinConnectTimeout: dialTimeout,
 		}),
-			grpc.WithStaticStreamWindowSize(streamWindow), grpc.WithStaticConnWindowSize(connWindow)},
+			grpc.WithStaticStreamWindowSize(streamWindow), grpc.WithStaticConnWindowSize(connWindow),
+			grpc.WithContextDialer(dialQuiet)},
 	}
 	secure := false
 	for _, e := range cc.Endpoints {

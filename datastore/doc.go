@@ -20,7 +20,9 @@
 // syncer drives itself (watch.go), so that an event crosses one goroutine
 // from the connection to the batches channel, not four as through the etcd
 // client's watcher; connections use fixed flow-control windows (client.go)
-// so that events do not each cost a ping. Values that do not decode or
+// so that events do not each cost a ping, and read their sockets with raw
+// system calls (quietconn.go), so that an event does not wake the Go
+// runtime's monitor thread. Values that do not decode or
 // validate are reported once and emitted as *resource.Invalid so that calc
 // can fail closed. docs/design/datastore.md describes each fault.
 //
