@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"ocelot/dataplane/internal/nlsock"
 	"strings"
 	"sync"
 	"syscall"
@@ -202,7 +203,7 @@ func (w *writer) dumpRules(family int, table, prefix string) (map[string][]RuleC
 		w.close()
 		return nil, fmt.Errorf("reading the rules of %s: %w", table, err)
 	}
-	if err := unix.Sendto(w.fd, b.buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	if err := nlsock.Send(w.fd, b.buf); err != nil {
 		return fail(err)
 	}
 	if w.recv == nil {
@@ -210,7 +211,7 @@ func (w *writer) dumpRules(family int, table, prefix string) (map[string][]RuleC
 	}
 	out := map[string][]RuleCounter{}
 	for {
-		nr, _, err := unix.Recvfrom(w.fd, w.recv, 0)
+		nr, err := nlsock.Recv(w.fd, w.recv, 0)
 		if err == unix.EINTR {
 			continue
 		}
@@ -366,7 +367,7 @@ func (w *writer) send(ops []Op) error {
 			return err
 		}
 	}
-	if err := unix.Sendto(w.fd, b.buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	if err := nlsock.Send(w.fd, b.buf); err != nil {
 		w.close()
 		return fmt.Errorf("nftables transaction (%d ops): sending: %w", len(ops), err)
 	}
@@ -380,7 +381,7 @@ func (w *writer) send(ops []Op) error {
 	var errs []error
 	flags := 0
 	for {
-		n, _, err := unix.Recvfrom(w.fd, w.recv, flags)
+		n, err := nlsock.Recv(w.fd, w.recv, flags)
 		if err == unix.EINTR {
 			continue // a signal (the runtime's preemption): a socket with a timeout is not restarted
 		}

@@ -141,35 +141,59 @@ func (r *Raw) Exchange(data func(typ uint16, payload []byte), done func(seq uint
 	return nil
 }
 
-// send and recv first try without blocking, as raw system calls, which the
-// Go scheduler does not see: the kernel answers a netfilter request while
+func (r *Raw) send() error { return Send(r.fd, r.out) }
+
+func (r *Raw) recv() (int, error) { return Recv(r.fd, r.in, 0) }
+
+// Send writes one netlink message or batch to the kernel, and Recv reads
+// one datagram. Both first try without blocking, as a raw system call,
+// which the Go scheduler does not see: the kernel handles a request while
 // it is being sent, so its answer is there to be read. Only a call that
-// would block (EAGAIN) is made again the ordinary way, which lets the
-// runtime run other goroutines meanwhile. Every ordinary system call of a
-// process whose processors were idle wakes the runtime's monitor thread
-// (sysmon), which then polls every 20 µs until they are idle again; under
-// a steady trickle of changes those wake-ups cost more than the requests.
-func (r *Raw) send() error {
-	_, _, errno := syscall.RawSyscall6(unix.SYS_SENDTO, uintptr(r.fd), uintptr(unsafe.Pointer(unsafe.SliceData(r.out))), uintptr(len(r.out)),
-		unix.MSG_DONTWAIT, 0, 0) // no address: the socket's peer, the kernel
-	switch errno {
-	case 0:
-		return nil
-	case unix.EAGAIN, unix.EINTR:
-		return unix.Sendto(r.fd, r.out, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+// would block (EAGAIN), or a large batch (the kernel may work on it for a
+// while, and a raw call keeps its processor meanwhile), is made the
+// ordinary way, which lets the runtime run other goroutines and is bounded
+// by the socket's deadline. Every ordinary system call of a process whose
+// processors were idle wakes the runtime's monitor thread (sysmon), which
+// then polls every 20 µs until they are idle again; under a steady trickle
+// of changes those wake-ups cost more than the requests.
+func Send(fd int, b []byte) error {
+	if len(b) <= quietMax {
+		_, _, errno := syscall.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)),
+			unix.MSG_DONTWAIT, 0, 0) // no address: the socket's peer, the kernel
+		if errno != unix.EAGAIN && errno != unix.EINTR {
+			if errno != 0 {
+				return errno
+			}
+			return nil
+		}
 	}
-	return errno
+	for {
+		err := unix.Sendto(fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		if err != unix.EINTR {
+			return err
+		}
+	}
 }
 
-func (r *Raw) recv() (int, error) {
-	n, _, errno := syscall.RawSyscall6(unix.SYS_RECVFROM, uintptr(r.fd), uintptr(unsafe.Pointer(unsafe.SliceData(r.in))), uintptr(len(r.in)),
-		unix.MSG_DONTWAIT, 0, 0)
-	switch errno {
-	case 0:
+// Recv reads one datagram into b; flags as for recvfrom(2).
+func Recv(fd int, b []byte, flags int) (int, error) {
+	n, _, errno := syscall.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)),
+		uintptr(flags|unix.MSG_DONTWAIT), 0, 0)
+	switch {
+	case errno == 0:
 		return int(n), nil
-	case unix.EAGAIN, unix.EINTR:
-		n, _, err := unix.Recvfrom(r.fd, r.in, 0)
-		return n, err
+	case errno == unix.EAGAIN && flags&unix.MSG_DONTWAIT != 0:
+		return 0, errno // the caller asked not to wait
+	case errno != unix.EAGAIN && errno != unix.EINTR:
+		return 0, errno
 	}
-	return 0, errno
+	for {
+		n, _, err := unix.Recvfrom(fd, b, flags)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
 }
+
+// quietMax is the largest batch Send writes with a raw call.
+const quietMax = 64 << 10
