@@ -10,5 +10,7 @@
 // This package only wires: it reads the configuration and connects the
 // datastore, the calculation graph, the dataplane and the status writer,
 // each built from the configuration by its own package, with one metrics
-// registry they all register on.
+// registry they all register on. It also sets the Go runtime for each of
+// the agent's phases (goruntime.go): every CPU while loading a snapshot,
+// one once in sync, as Felix's Go* parameters and the environment allow.
 package main
