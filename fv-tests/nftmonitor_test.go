@@ -23,6 +23,7 @@ type nftMonitor struct {
 	ports   map[uint16]time.Time     // a rule comparing a port with this one appeared
 	members map[netip.Addr]time.Time // an element with this key appeared
 	waiters []chan struct{}
+	closed  sync.Once
 }
 
 func newNFTMonitor(nsName string) (*nftMonitor, error) {
@@ -46,7 +47,8 @@ func newNFTMonitor(nsName string) (*nftMonitor, error) {
 	return m, nil
 }
 
-func (m *nftMonitor) Close() { m.mon.Close() }
+// Close stops the monitor; it may be called more than once.
+func (m *nftMonitor) Close() { m.closed.Do(func() { m.mon.Close() }) }
 
 func (m *nftMonitor) run(events chan *nftables.MonitorEvent) {
 	for ev := range events {
