@@ -179,6 +179,9 @@ type Host struct {
 	LogPath  string
 	ExtraCfg string
 
+	// command, when set, gives the agent to run instead of ocelot.
+	command func(h *Host) (argv, env []string)
+
 	mu   sync.Mutex
 	proc *exec.Cmd
 	done chan struct{}
@@ -188,18 +191,35 @@ type Host struct {
 // AddHost creates a host in region (may be "") and starts ocelot on it.
 // extraCfg lines are appended to its felix.cfg.
 func (l *Lab) AddHost(name, region string, extraCfg ...string) *Host {
+	l.T.Helper()
+	return l.AddHostRunning(name, region, nil, extraCfg...)
+}
+
+// AddHostRunning is AddHost with another agent in place of ocelot
+// (benchmarks run Calico's Felix side by side with it): once the host's
+// namespace and felix.cfg exist, command gives the argv to run inside
+// the namespace and what to add to its environment. nil runs ocelot. A
+// second host of the same name (a later run on the same cloud) gets files
+// of its own.
+func (l *Lab) AddHostRunning(name, region string, command func(h *Host) (argv, env []string), extraCfg ...string) *Host {
 	t := l.T
 	t.Helper()
 	l.mu.Lock()
 	idx := len(l.hosts) + 1
 	h := &Host{Lab: l, Name: name, Region: region, Index: idx, Addr: fmt.Sprintf("198.18.0.%d", 10+idx),
-		ExtraCfg: strings.Join(extraCfg, "\n")}
+		ExtraCfg: strings.Join(extraCfg, "\n"), command: command}
+	stem := name
+	for _, o := range l.hosts {
+		if o.Name == name {
+			stem = fmt.Sprintf("%s.%d", name, idx)
+		}
+	}
 	l.hosts = append(l.hosts, h)
 	l.mu.Unlock()
 	h.NS = l.attach(fmt.Sprintf("h%d", idx), h.Addr)
 	netlab.Run(t, "ip", "route", "add", h.VMNet(), "via", h.Addr, "dev", fmt.Sprintf("core-h%d", idx)) // "BGP": the host's VMs are behind it
-	h.CfgPath = filepath.Join(l.Dir, name+".cfg")
-	h.LogPath = filepath.Join(l.Dir, name+".log")
+	h.CfgPath = filepath.Join(l.Dir, stem+".cfg")
+	h.LogPath = filepath.Join(l.Dir, stem+".log")
 	h.WriteConfig()
 	h.Start()
 	t.Cleanup(func() {
@@ -288,16 +308,20 @@ func (h *Host) Start() {
 	if err != nil {
 		h.Lab.T.Fatalf("%v", err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", h.NS.Name, h.Lab.Bin, "run", "-c", h.CfgPath)
+	argv, env := []string{h.Lab.Bin, "run", "-c", h.CfgPath}, h.Lab.AgentEnv
+	if h.command != nil {
+		argv, env = h.command(h)
+	}
+	cmd := exec.Command("ip", append([]string{"netns", "exec", h.NS.Name}, argv...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if len(h.Lab.AgentEnv) > 0 {
-		cmd.Env = append(os.Environ(), h.Lab.AgentEnv...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
 	}
 	// No Pdeathsig: it fires when the forking OS thread exits, and the lab
 	// discards threads it locked into VM namespaces. Stray processes are
 	// killed with their namespaces instead (netlab).
 	if err := cmd.Start(); err != nil {
-		h.Lab.T.Fatalf("starting ocelot on %s: %v", h.Name, err)
+		h.Lab.T.Fatalf("starting %v on %s: %v", argv[0], h.Name, err)
 	}
 	h.proc, h.done = cmd, make(chan struct{})
 	go func(cmd *exec.Cmd, done chan struct{}) {
