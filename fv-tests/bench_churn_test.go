@@ -33,6 +33,11 @@ const (
 // TestBenchE2E). Every update moves a remote VM between two groups that
 // local policies allow, so each one removes a member from a set a local
 // endpoint uses: the case that makes the agent forget conntrack flows.
+//
+// With OCELOT_BENCH_FELIX naming a calico-felix binary, Calico's Felix
+// then goes through the same churn on the same cloud, on a host of the
+// same name in a namespace of its own (after ocelot has stopped: the two
+// never share the cores), and the ratio of their CPU is printed.
 func TestBenchE2EChurn(t *testing.T) {
 	if os.Getenv("OCELOT_BENCH_E2E") == "" {
 		t.Skip("set OCELOT_BENCH_E2E=1 (make bench-e2e)")
@@ -61,25 +66,78 @@ func TestBenchE2EChurn(t *testing.T) {
 	}
 	// The movers alternate between the groups the first two local VMs'
 	// cross-region rules allow.
-	groupA, groupB := (localGroup[0]+1)%e2eGroups, (localGroup[1]+1)%e2eGroups
-	mover := func(i int, g int) (string, string, string) {
-		ip := fmt.Sprintf("100.120.%d.%d", i>>8, i&255)
-		k, v := endpointJSON("RegionTwo", "regiontwo-compute998", fmt.Sprintf("mover-%d", i), fmt.Sprintf("%08x-3333-4000-8000-%012x", i, i), ip, g)
-		return k, v, ip
-	}
-	for i := 0; i < churnMovers; i++ {
-		k, v, _ := mover(i, groupA)
-		kvs = append(kvs, [2]string{k, v})
-	}
-	putAll(t, l.Cli, kvs)
+	c := &churn{groupA: (localGroup[0] + 1) % e2eGroups, groupB: (localGroup[1] + 1) % e2eGroups}
+	putAll(t, l.Cli, append(kvs, c.start()...))
 
 	debug := os.Getenv("OCELOT_BENCH_DEBUG") != ""
 	if debug {
 		t.Setenv("OCELOT_DEBUG_PPROF", ":6060") // the CPU profile below
 	}
-	h := l.AddHost("r1-compute1", "RegionOne", "LogSeverityScreen = info", "ReportingIntervalSecs = 30", "ReportingTTLSecs = 90",
-		"IptablesRefreshInterval = 180", "IpsetsRefreshInterval = 90", "RouteRefreshInterval = 90")
-	netlab.Eventually(t, "ready", 120*time.Second, h.Ready)
+	cfg := []string{"LogSeverityScreen = info", "ReportingIntervalSecs = 30", "ReportingTTLSecs = 90",
+		"IptablesRefreshInterval = 180", "IpsetsRefreshInterval = 90", "RouteRefreshInterval = 90"}
+	h := l.AddHost("r1-compute1", "RegionOne", cfg...)
+	ours := c.measure(t, h, debug)
+	ours.print("Ocelot")
+	felix := os.Getenv("OCELOT_BENCH_FELIX")
+	if felix == "" {
+		return
+	}
+	h.Stop()
+	putAll(t, l.Cli, c.start()) // the movers back where the cloud began
+	// Felix takes only a lowercase DNS label for OpenstackRegion; it uses
+	// the region for where it reports status, not to select endpoints.
+	f := l.AddHostRunning("r1-compute1", "regionone", felixCommand(felix), cfg...)
+	theirs := c.measure(t, f, false)
+	theirs.print("Felix")
+	fmt.Printf(`
+Ocelot / Felix under the same churn: CPU %.2f (%.1f%% vs %.1f%% of a core; target <= 0.33), peak RSS %.1f vs %.1f MiB
+  iptables backends: ocelot %s, Felix %s
+`, ours.core()/theirs.core(), ours.core(), theirs.core(), ours.hwmMiB, theirs.hwmMiB, iptablesBackend(h), iptablesBackend(f))
+}
+
+// churn is the benchmark's workload: churnMovers remote VMs of RegionTwo
+// moving between groupA and groupB.
+type churn struct{ groupA, groupB int }
+
+// mover is the i-th mover's key and endpoint in group g, and its address.
+func (c *churn) mover(i int, g int) (string, string, string) {
+	ip := fmt.Sprintf("100.120.%d.%d", i>>8, i&255)
+	k, v := endpointJSON("RegionTwo", "regiontwo-compute998", fmt.Sprintf("mover-%d", i), fmt.Sprintf("%08x-3333-4000-8000-%012x", i, i), ip, g)
+	return k, v, ip
+}
+
+// start is every mover in groupA, where the cloud begins.
+func (c *churn) start() [][2]string {
+	var kvs [][2]string
+	for i := 0; i < churnMovers; i++ {
+		k, v, _ := c.mover(i, c.groupA)
+		kvs = append(kvs, [2]string{k, v})
+	}
+	return kvs
+}
+
+// churnResult is what one agent's run measured.
+type churnResult struct {
+	updates                  int
+	elapsed, cpu             time.Duration
+	split                    [4]time.Duration
+	gcs, allocBytes          float64
+	saves, restores          float64
+	heapMiB, hwmMiB          float64
+	conntrackPasses, forgets string
+	applyMedian              string
+}
+
+// core is the CPU used while churning, in percent of a core.
+func (r churnResult) core() float64 { return float64(r.cpu) / float64(r.elapsed) * 100 }
+
+// measure waits until h's agent is ready and has the first mover in its
+// set, churns for churnDuration, and reads the agent's CPU (its waited-for
+// children's included) over the churn.
+func (c *churn) measure(t *testing.T, h *lab.Host, debug bool) churnResult {
+	t.Helper()
+	l := h.Lab
+	netlab.Eventually(t, h.Name+" ready", 120*time.Second, h.Ready)
 	probe, err := newKernelProbe(h.NS.Name)
 	if err != nil {
 		t.Fatal(err)
@@ -89,8 +147,8 @@ func TestBenchE2EChurn(t *testing.T) {
 		sel, _ := selector.EntityRuleSelectors(selector.MustParse("has(sg.projectcalico.org/openstack-"+e2eSG(g)+")"), selector.MustParse("all()"), nil, lab.Namespace("RegionOne"))
 		return ("cali40" + sel.UniqueID())[:31]
 	}
-	_, _, ip0 := mover(0, groupA)
-	netlab.Eventually(t, "first mover in its set", 30*time.Second, func() bool { ok, _ := probe.inSet(setOf(groupA), ip0); return ok })
+	_, _, ip0 := c.mover(0, c.groupA)
+	netlab.Eventually(t, "first mover in its set", 30*time.Second, func() bool { ok, _ := probe.inSet(setOf(c.groupA), ip0); return ok })
 	time.Sleep(5 * time.Second) // let the start-up's re-reads settle
 
 	// Writers in parallel, so that the rate does not depend on the round
@@ -130,18 +188,18 @@ func TestBenchE2EChurn(t *testing.T) {
 	for time.Since(began) < churnDuration {
 		<-tick.C
 		i := n % churnMovers
-		g := groupB
+		g := c.groupB
 		if (n/churnMovers)%2 == 1 {
-			g = groupA
+			g = c.groupA
 		}
-		k, v, ip := mover(i, g)
+		k, v, ip := c.mover(i, g)
 		puts <- [2]string{k, v}
 		last, lastGroup = ip, g
 		n++
 	}
 	close(puts)
 	wg.Wait()
-	elapsed := time.Since(began)
+	r := churnResult{updates: n, elapsed: time.Since(began)}
 	cpu1, hwm := procStat(h.Pid())
 	split1 := procSplit(h.Pid())
 	if debug {
@@ -150,23 +208,47 @@ func TestBenchE2EChurn(t *testing.T) {
 			"http://"+h.Addr+":6060/debug/pprof/allocs").CombinedOutput()
 		t.Logf("allocations during churn (%v):\n%s", err, out)
 	}
-	gc1, alloc1 := metricFloat(h, "go_gc_duration_seconds_count"), metricFloat(h, "go_memstats_alloc_bytes_total")
-	saves1, restores1 := metricFloat(h, "felix_iptables_save_calls"), metricFloat(h, "felix_iptables_restore_calls")
+	r.cpu, r.hwmMiB = cpu1-cpu0, float64(hwm)/1024
+	for i := range r.split {
+		r.split[i] = split1[i] - split0[i]
+	}
+	r.gcs, r.allocBytes = metricFloat(h, "go_gc_duration_seconds_count")-gc0, metricFloat(h, "go_memstats_alloc_bytes_total")-alloc0
+	r.saves, r.restores = metricFloat(h, "felix_iptables_save_calls")-saves0, metricFloat(h, "felix_iptables_restore_calls")-restores0
 	netlab.Eventually(t, "the last update enforced", 30*time.Second, func() bool { ok, _ := probe.inSet(setOf(lastGroup), last); return ok })
+	r.conntrackPasses, r.forgets = orNone(h.Metric("ocelot_conntrack_passes_total")), orNone(h.Metric("ocelot_conntrack_entries_forgotten_total"))
+	r.applyMedian = h.Metric(`felix_int_dataplane_apply_time_seconds{quantile="0.5"}`)
+	r.heapMiB = metricFloat(h, "go_memstats_heap_inuse_bytes") / (1 << 20)
+	return r
+}
 
+func (r churnResult) print(agent string) {
 	fmt.Printf(`
-Ocelot under churn (%d endpoints, %d local; %d remote endpoint updates at %.0f/s, each moving a VM between two groups local policies use)
+%s under churn (%d endpoints, %d local; %d remote endpoint updates at %.0f/s, each moving a VM between two groups local policies use)
   agent CPU while churning: %.1f%% of a core, children included (over %v)
   per update: %v of CPU, so %.1f%% of a core at exactly %d/s
   conntrack: %s passes, %s entries deleted; dataplane apply median %ss
   split: user %v, system %v, children's user %v, children's system %v
   iptables: %.0f saves, %.0f restores
   Go runtime: %.0f GC cycles, %.1f KiB allocated per update; heap in use %.1f MiB, peak RSS %.1f MiB
-`, e2eEndpoints+churnMovers, e2eLocal, n, float64(n)/elapsed.Seconds(), float64(cpu1-cpu0)/float64(elapsed)*100, elapsed.Round(time.Millisecond),
-		((cpu1 - cpu0) / time.Duration(n)).Round(10*time.Microsecond), float64(cpu1-cpu0)/float64(n)*churnRate/float64(time.Second)*100, churnRate,
-		orNone(h.Metric("ocelot_conntrack_passes_total")), orNone(h.Metric("ocelot_conntrack_entries_forgotten_total")),
-		h.Metric(`felix_int_dataplane_apply_time_seconds{quantile="0.5"}`),
-		split1[0]-split0[0], split1[1]-split0[1], split1[2]-split0[2], split1[3]-split0[3], saves1-saves0, restores1-restores0, gc1-gc0, (alloc1-alloc0)/float64(n)/1024, metricFloat(h, "go_memstats_heap_inuse_bytes")/(1<<20), float64(hwm)/1024)
+`, agent, e2eEndpoints+churnMovers, e2eLocal, r.updates, float64(r.updates)/r.elapsed.Seconds(), r.core(), r.elapsed.Round(time.Millisecond),
+		(r.cpu / time.Duration(r.updates)).Round(10*time.Microsecond), float64(r.cpu)/float64(r.updates)*churnRate/float64(time.Second)*100, churnRate,
+		r.conntrackPasses, r.forgets, r.applyMedian,
+		r.split[0], r.split[1], r.split[2], r.split[3], r.saves, r.restores, r.gcs, r.allocBytes/float64(r.updates)/1024, r.heapMiB, r.hwmMiB)
+}
+
+// iptablesBackend says which iptables holds the agent's chains in h's
+// namespace: legacy, nft or both.
+func iptablesBackend(h *lab.Host) string {
+	var found []string
+	for _, b := range []string{"legacy", "nft"} {
+		if out, err := h.Exec("iptables-"+b+"-save", "-t", "filter"); err == nil && strings.Contains(out, ":cali-") {
+			found = append(found, b)
+		}
+	}
+	if len(found) == 0 {
+		return "none"
+	}
+	return strings.Join(found, "+")
 }
 
 // fetch saves what an HTTP GET of url returns in path.
