@@ -89,6 +89,11 @@ func TestBenchE2EChurn(t *testing.T) {
 	f := l.AddHostRunning("r1-compute1", "regionone", felixCommand(felix), cfg...)
 	theirs := c.measure(t, f, false)
 	theirs.print("Felix")
+	complaints := felixComplaints(f.Log())
+	fmt.Printf("  Felix's log: %d kinds of warning or error\n", len(complaints))
+	for _, c := range complaints {
+		fmt.Printf("    %s\n", c)
+	}
 	fmt.Printf(`
 Ocelot / Felix under the same churn: CPU %.2f (%.1f%% vs %.1f%% of a core; target <= 0.33), peak RSS %.1f vs %.1f MiB
   iptables backends: ocelot %s, Felix %s

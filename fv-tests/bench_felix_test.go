@@ -1,6 +1,7 @@
 package fvtests
 
 import (
+	"fmt"
 	"os"
 	"strings"
 
@@ -46,4 +47,41 @@ func felixCommand(bin string) func(h *lab.Host) ([]string, []string) {
 		script := `mount -t tmpfs felix-run /run && mount -t tmpfs felix-lib /var/lib && exec "$0" -c "$1"`
 		return []string{"sh", "-c", script, bin, h.CfgPath}, env
 	}
+}
+
+// felixComplaints lists the distinct warnings and errors in Felix's log
+// (one line per place in Felix's source that logged them, with a count),
+// so that a reader of a side-by-side run sees whether Felix was struggling
+// with the lab rather than working.
+func felixComplaints(log string) []string {
+	count := map[string]int{}
+	first := map[string]string{}
+	var order []string
+	for _, line := range strings.Split(log, "\n") {
+		_, rest, ok := strings.Cut(line, " [WARNING][")
+		if !ok {
+			if _, rest, ok = strings.Cut(line, " [ERROR]["); !ok {
+				if _, rest, ok = strings.Cut(line, " [FATAL]["); !ok {
+					continue
+				}
+			}
+		}
+		// "<pid>] felix/file.go 123: message"
+		_, rest, _ = strings.Cut(rest, "] ")
+		where, msg, _ := strings.Cut(rest, ": ")
+		if count[where] == 0 {
+			order = append(order, where)
+			first[where] = msg
+		}
+		count[where]++
+	}
+	var out []string
+	for _, where := range order {
+		msg := first[where]
+		if len(msg) > 160 {
+			msg = msg[:160] + "…"
+		}
+		out = append(out, fmt.Sprintf("%d× %s: %s", count[where], where, msg))
+	}
+	return out
 }
