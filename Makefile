@@ -66,12 +66,15 @@ bench: deps build
 
 ## bench-e2e: datastore write -> rule enforced, measured against the real binary, for each backend
 ## and scale: make bench-e2e SCALES=10k,50k,100k BACKENDS=iptables,nftables (1k is a quick smoke run).
-## FELIX=/path/to/calico-felix also runs Calico's Felix through the churn benchmark, side by side.
+## FELIX=/path/to/calico-felix also runs Calico's Felix through the churn benchmark, side by side;
+## CHURN_SCALE=50k (or 100k) runs that benchmark on a larger cloud.
 SCALES ?= 10k
 BACKENDS ?= iptables,nftables
 FELIX ?=
+CHURN_SCALE ?= 10k
 bench-e2e: deps build
 	OCELOT_BENCH_E2E=1 OCELOT_BENCH_SCALES=$(SCALES) OCELOT_BENCH_BACKENDS=$(BACKENDS) OCELOT_BENCH_FELIX=$(FELIX) \
+		OCELOT_BENCH_CHURN_SCALE=$(CHURN_SCALE) \
 		$(GO) test -count=1 -timeout 90m -run TestBenchE2E -v ./fv-tests/
 
 ## bench-etcd: what agents cost a three-member etcd, direct and via grpc-proxy (~11 min).

@@ -29,8 +29,9 @@ const (
 )
 
 // TestBenchE2EChurn measures the agent's CPU under 100 remote endpoint
-// updates per second at 10,000 endpoints (make bench-e2e runs it with
-// TestBenchE2E). Every update moves a remote VM between two groups that
+// updates per second at 10,000 endpoints, or at another of the
+// benchmark's scales named by OCELOT_BENCH_CHURN_SCALE (make bench-e2e
+// runs it with TestBenchE2E, at 10k). Every update moves a remote VM between two groups that
 // local policies allow, so each one removes a member from a set a local
 // endpoint uses: the case that makes the agent forget conntrack flows.
 //
@@ -42,31 +43,32 @@ func TestBenchE2EChurn(t *testing.T) {
 	if os.Getenv("OCELOT_BENCH_E2E") == "" {
 		t.Skip("set OCELOT_BENCH_E2E=1 (make bench-e2e)")
 	}
+	sc := churnScale(t)
 	l := newLab(t)
 	l.AgentEnv = strings.Fields(os.Getenv("OCELOT_BENCH_AGENT_ENV"))
 	rng := rand.New(rand.NewPCG(11, 12))
 	var kvs [][2]string
 	for _, r := range e2eRegions {
-		for g := 0; g < e2eGroups; g++ {
-			kvs = append(kvs, [2]string{lab.SGPolicyKey(r, e2eSG(g)), e2ePolicy(r, g, 80)})
+		for g := 0; g < sc.groups; g++ {
+			kvs = append(kvs, [2]string{lab.SGPolicyKey(r, e2eSG(g)), e2ePolicyOf(r, g, sc.groups, 80)})
 		}
 	}
-	localGroup := make([]int, e2eLocal)
-	for i := 0; i < e2eEndpoints; i++ {
+	localGroup := make([]int, sc.local)
+	for i := 0; i < sc.endpoints; i++ {
 		region, host := e2eRegions[i%3], fmt.Sprintf("%s-compute%d", strings.ToLower(e2eRegions[i%3]), i/60)
-		g := rng.IntN(e2eGroups)
-		if i < e2eLocal {
+		g := rng.IntN(sc.groups)
+		if i < sc.local {
 			region, host = "RegionOne", "r1-compute1"
 			localGroup[i] = g
 		}
 		port := fmt.Sprintf("%08x-1111-4000-8000-%012x", i, i)
 		ip := fmt.Sprintf("100.%d.%d.%d", 64+i>>16&63, i>>8&255, i&255) // in 100.64.0.0/10
-		k, v := endpointJSON(region, host, fmt.Sprintf("vm-%d", i), port, ip, g, rng.IntN(e2eGroups))
+		k, v := endpointJSON(region, host, fmt.Sprintf("vm-%d", i), port, ip, g, rng.IntN(sc.groups))
 		kvs = append(kvs, [2]string{k, v})
 	}
 	// The movers alternate between the groups the first two local VMs'
 	// cross-region rules allow.
-	c := &churn{groupA: (localGroup[0] + 1) % e2eGroups, groupB: (localGroup[1] + 1) % e2eGroups}
+	c := &churn{scale: sc, groupA: (localGroup[0] + 1) % sc.groups, groupB: (localGroup[1] + 1) % sc.groups}
 	putAll(t, l.Cli, append(kvs, c.start()...))
 
 	debug := os.Getenv("OCELOT_BENCH_DEBUG") != ""
@@ -102,7 +104,23 @@ Ocelot / Felix under the same churn: CPU %.2f (%.1f%% vs %.1f%% of a core; targe
 
 // churn is the benchmark's workload: churnMovers remote VMs of RegionTwo
 // moving between groupA and groupB.
-type churn struct{ groupA, groupB int }
+type churn struct {
+	scale          benchScale
+	groupA, groupB int
+}
+
+// churnScale is the cloud OCELOT_BENCH_CHURN_SCALE names (one of
+// benchScales; 10k by default).
+func churnScale(t *testing.T) benchScale {
+	name := envOr("OCELOT_BENCH_CHURN_SCALE", "10k")
+	for _, sc := range benchScales {
+		if sc.name == name {
+			return sc
+		}
+	}
+	t.Fatalf("OCELOT_BENCH_CHURN_SCALE=%s: not one of the benchmark's scales", name)
+	return benchScale{}
+}
 
 // mover is the i-th mover's key and endpoint in group g, and its address.
 func (c *churn) mover(i int, g int) (string, string, string) {
@@ -123,6 +141,7 @@ func (c *churn) start() [][2]string {
 
 // churnResult is what one agent's run measured.
 type churnResult struct {
+	scale                    benchScale
 	updates                  int
 	elapsed, cpu             time.Duration
 	split                    [4]time.Duration
@@ -204,7 +223,7 @@ func (c *churn) measure(t *testing.T, h *lab.Host, debug bool) churnResult {
 	}
 	close(puts)
 	wg.Wait()
-	r := churnResult{updates: n, elapsed: time.Since(began)}
+	r := churnResult{scale: c.scale, updates: n, elapsed: time.Since(began)}
 	cpu1, hwm := procStat(h.Pid())
 	split1 := procSplit(h.Pid())
 	if debug {
@@ -235,7 +254,7 @@ func (r churnResult) print(agent string) {
   split: user %v, system %v, children's user %v, children's system %v
   iptables: %.0f saves, %.0f restores
   Go runtime: %.0f GC cycles, %.1f KiB allocated per update; heap in use %.1f MiB, peak RSS %.1f MiB
-`, agent, e2eEndpoints+churnMovers, e2eLocal, r.updates, float64(r.updates)/r.elapsed.Seconds(), r.core(), r.elapsed.Round(time.Millisecond),
+`, agent, r.scale.endpoints+churnMovers, r.scale.local, r.updates, float64(r.updates)/r.elapsed.Seconds(), r.core(), r.elapsed.Round(time.Millisecond),
 		(r.cpu / time.Duration(r.updates)).Round(10*time.Microsecond), float64(r.cpu)/float64(r.updates)*churnRate/float64(time.Second)*100, churnRate,
 		r.conntrackPasses, r.forgets, r.applyMedian,
 		r.split[0], r.split[1], r.split[2], r.split[3], r.saves, r.restores, r.gcs, r.allocBytes/float64(r.updates)/1024, r.heapMiB, r.hwmMiB)

@@ -47,18 +47,6 @@ const (
 
 var e2eRegions = []string{"RegionOne", "RegionTwo", "RegionThree"}
 
-// The 10k cloud, for the benchmarks that run at that scale only.
-const (
-	e2eEndpoints = 10_000
-	e2eGroups    = 1_000
-	e2eLocal     = 50
-)
-
-// e2ePolicy is e2ePolicyOf in the 10k cloud.
-func e2ePolicy(region string, g int, ports ...int) string {
-	return e2ePolicyOf(region, g, e2eGroups, ports...)
-}
-
 func e2eSG(i int) string { return fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i) }
 
 // e2ePolicyOf is group g's policy: SSH from its own group, and a rule per
