@@ -197,6 +197,7 @@ func benchOne(t *testing.T, sc benchScale, backend string) benchResult {
 		}
 	}
 	l := newLab(t)
+	l.AgentEnv = strings.Fields(os.Getenv("OCELOT_BENCH_AGENT_ENV")) // e.g. GOMAXPROCS=2
 	rng := rand.New(rand.NewPCG(11, 12))
 	var kvs [][2]string
 	for _, r := range e2eRegions {
