@@ -87,11 +87,37 @@ func (l *Lab) attach(name, addr string) *netlab.NS {
 	core := "core-" + name
 	// The previous test's link of that name goes with its namespace, which
 	// the kernel tears down in the background, one namespace at a time for
-	// the whole machine (other labs' too): wait for it.
-	netlab.Eventually(t, "a fresh "+core, 30*time.Second, func() bool {
-		_, err := netlab.Try("ip", "link", "add", core, "type", "veth", "peer", "name", "eth0", "netns", ns.Name)
-		return err == nil
+	// the whole machine (other labs' too): wait for it, for 5 s, then
+	// remove it. Once, in a CI run, such links stayed for minutes and
+	// every later test of the process failed.
+	var refused string
+	began, removed := time.Now(), false
+	ok := netlab.Within(30*time.Second, func() bool {
+		out, err := netlab.Try("ip", "link", "add", core, "type", "veth", "peer", "name", "eth0", "netns", ns.Name)
+		if err == nil {
+			return true
+		}
+		refused = fmt.Sprintf("%v: %s", err, strings.TrimSpace(out))
+		if !removed && time.Since(began) > 5*time.Second {
+			// The old link outlived its namespace's usual teardown: say
+			// who holds network namespaces, and remove the link (ours, in
+			// the lab's core) rather than wait for it.
+			removed = true
+			held, _ := netlab.Try("lsns", "-t", "net", "-o", "NS,NPROCS,PID,COMMAND")
+			t.Logf("%s still there after 5 s (%s); removing it. Network namespaces held by processes:\n%s", core, refused, held)
+			netlab.Try("ip", "link", "del", core)
+		}
+		return false
 	})
+	if !ok {
+		// Say what stood in the way: the old link (its namespace not yet
+		// torn down, or kept alive by something that still holds it), or
+		// another refusal.
+		old, _ := netlab.Try("ip", "-d", "link", "show", core)
+		held, _ := netlab.Try("lsns", "-t", "net", "-o", "NS,NPROCS,PID,COMMAND")
+		t.Fatalf("no fresh %s after 30 s: ip link add said %s\nthe link now: %s\nnetwork namespaces held by processes:\n%s",
+			core, refused, strings.TrimSpace(old), held)
+	}
 	netlab.Run(t, "ip", "link", "set", core, "up")
 	netlab.Run(t, "sysctl", "-qw", "net.ipv4.conf."+core+".proxy_arp=1")
 	netlab.Run(t, "ip", "route", "add", addr+"/32", "dev", core)
