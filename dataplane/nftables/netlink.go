@@ -211,10 +211,7 @@ func (w *writer) dumpRules(family int, table, prefix string) (map[string][]RuleC
 	}
 	out := map[string][]RuleCounter{}
 	for {
-		nr, err := nlsock.Recv(w.fd, w.recv, 0)
-		if err == unix.EINTR {
-			continue
-		}
+		nr, err := nlsock.Recv(w.fd, w.recv, 0) // retries after a signal itself
 		if err != nil {
 			return fail(err)
 		}
@@ -381,10 +378,7 @@ func (w *writer) send(ops []Op) error {
 	var errs []error
 	flags := 0
 	for {
-		n, err := nlsock.Recv(w.fd, w.recv, flags)
-		if err == unix.EINTR {
-			continue // a signal (the runtime's preemption): a socket with a timeout is not restarted
-		}
+		n, err := nlsock.Recv(w.fd, w.recv, flags) // retries after a signal itself
 		if err != nil {
 			if flags != 0 && err == unix.EAGAIN {
 				break // drained after a failure of the whole batch

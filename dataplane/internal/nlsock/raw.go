@@ -175,7 +175,9 @@ func Send(fd int, b []byte) error {
 	}
 }
 
-// Recv reads one datagram into b; flags as for recvfrom(2).
+// Recv reads one datagram into b; flags as for recvfrom(2). A call a
+// signal interrupts (the runtime's preemption: a socket with a timeout is
+// not restarted by the kernel) is made again.
 func Recv(fd int, b []byte, flags int) (int, error) {
 	n, _, errno := syscall.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)),
 		uintptr(flags|unix.MSG_DONTWAIT), 0, 0)
