@@ -43,7 +43,6 @@ func TestKernelAcceptsEveryKind(t *testing.T) {
 	if _, err := exec.LookPath("nft"); err != nil {
 		netlab.Unavailable(t, "nft: %v", err)
 	}
-	crit, acts := rs.Examples()
 	for _, fam := range []int{4, 6} {
 		r := &NetlinkRunner{}
 		defer r.Close()
@@ -51,19 +50,11 @@ func TestKernelAcceptsEveryKind(t *testing.T) {
 		tb.Replace("s:example", TypeNet, []contract.Member{mem("198.18.0.0/16"), mem("198.18.1.1"), mem("2001:db8::/64")})
 		tb.Replace("n:example", TypeIPAndPort, []contract.Member{{Net: netip.MustParsePrefix("198.18.0.1/32"), Proto: 6, Port: 80},
 			{Net: netip.MustParsePrefix("2001:db8::1/128"), Proto: 17, Port: 53}})
-		var rules []rs.Rule
-		for _, c := range crit {
-			rules = append(rules, rs.Rule{Match: rs.Match{c}, Action: rs.Accept{}})
-		}
-		for _, a := range acts {
-			if _, nat := a.(rs.DNAT); nat {
-				continue
-			}
-			if _, nat := a.(rs.SNAT); nat {
-				continue
-			}
-			rules = append(rules, rs.Rule{Action: a, Comment: []string{"x\" ; drop"}})
-		}
+		rules := everyRule(func(a rs.Action) bool { // no NAT in a filter chain
+			_, dnat := a.(rs.DNAT)
+			_, snat := a.(rs.SNAT)
+			return !dnat && !snat
+		})
 		f := tb.Layer("filter")
 		f.UpdateChain(&rs.Chain{Name: "cali-x"})
 		f.UpdateChain(&rs.Chain{Name: "cali-y"})
